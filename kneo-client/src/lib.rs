@@ -1,0 +1,1 @@
+//! kneo-client: wire types and HTTP client.

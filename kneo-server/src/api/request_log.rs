@@ -1,0 +1,66 @@
+//! Request ids and the access log: every response carries `X-Request-ID`, and every request
+//! leaves one JSON line on `kneo_serv.service` with `event=http_request`.
+
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::app::AppState;
+
+/// The effective request id, available to handlers as an extension.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// A client-sent id is kept when it is short, visible ASCII; otherwise a UUID is generated.
+fn request_id_from(request: &Request) -> String {
+    request
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(crate::clock::new_id)
+}
+
+pub async fn request_id_and_log(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = request_id_from(&request);
+    request.extensions_mut().insert(RequestId(request_id.clone()));
+    let method = request.method().clone();
+    // The raw path, without the query string (which may carry ids but never keys).
+    let path = request.uri().path().to_string();
+    let user_agent = request
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(200).collect::<String>());
+
+    let mut response = next.run(request).await;
+
+    let status = response.status().as_u16();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    state.metrics.http_response(status);
+    if status >= 500 {
+        state.service_events.note_server_error();
+    }
+    if state.config.request_logs {
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        tracing::info!(
+            target: "kneo_serv.service",
+            event = "http_request",
+            request_id = %request_id,
+            method = %method,
+            path = %path,
+            status_code = status,
+            duration_ms = (duration_ms * 1000.0).round() / 1000.0,
+            user_agent = user_agent.as_deref().unwrap_or(""),
+        );
+    }
+    response
+}

@@ -1,0 +1,695 @@
+//! Executing a plan: one step at a time, each followed by a durable boundary (the run's new
+//! state, its trace events and a checkpoint, written in one transaction by the [`Recorder`]).
+//!
+//! The run row always says where to go next (`current_step_index` and
+//! `metadata.execution_context.next_input`), so a run whose worker died continues after its last
+//! completed step and never runs a completed step again.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::functions::FunctionInput;
+use super::plan::{AgentPlan, Plan, StepPlan, Unit, WorkflowPlan};
+use super::providers::{Completion, Message};
+use super::trace::TraceEvent;
+use crate::spec::model::{HumanSpec, OnError};
+use crate::store::{Continuation, RunRecord, RunStatus, StoreError};
+
+/// One durable step boundary.
+#[derive(Debug, Clone)]
+pub struct Boundary {
+    pub run: RunRecord,
+    pub trace_events: Vec<Value>,
+    pub checkpoint: Value,
+    /// The run reached a terminal status or blocked: its queue record is closed.
+    pub finished: bool,
+}
+
+/// Why execution stopped before the plan finished.
+#[derive(Debug, Clone)]
+pub enum Interrupt {
+    /// The stored run no longer accepts writes (cancelled, timed out, or finished elsewhere).
+    Refused(Option<RunStatus>),
+    /// Another worker holds the run now.
+    LeaseLost,
+    /// The cancellation token fired.
+    Cancelled,
+    Store(StoreError),
+}
+
+/// Persists boundaries and continuations for the executor.
+#[async_trait]
+pub trait Recorder: Send + Sync {
+    async fn boundary(&self, boundary: Boundary) -> Result<(), Interrupt>;
+    /// Writes a continuation durably before the run is marked blocked.
+    async fn pause(&self, continuation: &Continuation) -> Result<(), Interrupt>;
+}
+
+/// How execution ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Completed or failed: the final state is stored.
+    Finished(RunRecord),
+    /// Waiting for a person.
+    Blocked(RunRecord),
+    Interrupted(Interrupt),
+}
+
+/// Limits that shape execution.
+#[derive(Debug, Clone)]
+pub struct ExecutionSettings {
+    /// Trace events kept per run (0 = no cap); later ones are counted as dropped.
+    pub trace_max_events: usize,
+}
+
+/// A step's failure, after its retries.
+#[derive(Debug, Clone)]
+struct StepFailure {
+    kind: &'static str,
+    message: String,
+}
+
+/// What one step produced.
+struct StepOutput {
+    text: String,
+    input_tokens: u64,
+    output_tokens: u64,
+}
+
+/// The mutable state of a run while it executes.
+struct Execution<'a> {
+    run: RunRecord,
+    recorder: &'a dyn Recorder,
+    cancel: &'a CancellationToken,
+    settings: &'a ExecutionSettings,
+    pending: Vec<Value>,
+    last_event_id: Option<String>,
+    started: Instant,
+    input_tokens: u64,
+    output_tokens: u64,
+}
+
+impl<'a> Execution<'a> {
+    fn emit(&mut self, event: TraceEvent) {
+        let event = event.with("parent_event_id", json!(self.last_event_id));
+        self.last_event_id = Some(event.event_id());
+        let cap = self.settings.trace_max_events;
+        if cap > 0 && self.run.trace_event_count as usize >= cap {
+            self.run.trace_dropped += 1;
+            return;
+        }
+        self.run.trace_event_count += 1;
+        self.pending.push(event.build());
+    }
+
+    fn next_sequence(&self) -> i64 {
+        self.run.metadata.get("checkpoint_sequence").and_then(Value::as_i64).unwrap_or(0) + 1
+    }
+
+    /// Writes a boundary: the run as it is now, the trace since the last one, and a checkpoint.
+    async fn checkpoint(&mut self, checkpoint_type: &str, step_id: Option<&str>, metadata: Value, finished: bool) -> Result<(), Interrupt> {
+        if !finished && self.cancel.is_cancelled() {
+            return Err(Interrupt::Cancelled);
+        }
+        let now = crate::clock::now_text();
+        self.run.updated_at = now.clone();
+        let sequence = self.next_sequence();
+        self.run.metadata.insert("checkpoint_sequence".into(), json!(sequence));
+        let trace_events = std::mem::take(&mut self.pending);
+        let checkpoint = build_checkpoint(&self.run, checkpoint_type, step_id, sequence, &trace_events, metadata, &now);
+        let boundary = Boundary { run: self.run.clone(), trace_events, checkpoint, finished };
+        self.recorder.boundary(boundary).await
+    }
+
+    fn set_context(&mut self, last_event_type: &str, step_id: Option<&str>, last_input: &str, last_output: Option<&str>, next_input: &str) {
+        self.run.metadata.insert(
+            "execution_context".into(),
+            json!({
+                "last_event_type": last_event_type,
+                "current_step_id": step_id,
+                "current_node_id": null,
+                "visited_steps": self.run.visited_steps,
+                "visited_nodes": self.run.visited_nodes,
+                "last_input_text": crate::redact::redacted_text(last_input),
+                "last_output_text": last_output.map(crate::redact::redacted_text),
+                "current_iteration": 1,
+                "next_input": next_input,
+            }),
+        );
+    }
+
+    fn finish_metadata(&mut self, agent: &AgentPlan) {
+        let duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let metadata = &mut self.run.metadata;
+        metadata.insert("sdk".into(), json!("kneo_agent"));
+        metadata.insert("iterations".into(), json!(1));
+        metadata.insert("duration_ms".into(), json!(duration_ms));
+        metadata.insert("runtime_mode".into(), json!("bridge"));
+        metadata.insert("runtime_name".into(), json!(agent.provider.runtime_name()));
+        metadata.insert("agent_name".into(), json!(agent.name));
+        if self.input_tokens + self.output_tokens > 0 {
+            let usage = json!({
+                "input_tokens": self.input_tokens,
+                "output_tokens": self.output_tokens,
+                "total_tokens": self.input_tokens + self.output_tokens,
+            });
+            self.run.usage = Some(usage.clone());
+            self.run.metadata.insert("usage".into(), usage);
+        }
+    }
+
+    fn mark_finished(&mut self, status: RunStatus) {
+        let now = crate::clock::now_text();
+        self.run.status = status;
+        self.run.completed_at = Some(now.clone());
+        self.run.updated_at = now;
+    }
+}
+
+/// The checkpoint document in kneo-serv's shape. `state` carries the run without its message
+/// thread (which the run row holds) so checkpoints stay small however long the run gets.
+fn build_checkpoint(
+    run: &RunRecord,
+    checkpoint_type: &str,
+    step_id: Option<&str>,
+    sequence: i64,
+    trace_events: &[Value],
+    metadata: Value,
+    now: &str,
+) -> Value {
+    let mut state = serde_json::to_value(run).unwrap_or_else(|_| json!({}));
+    if let Some(state) = state.as_object_mut() {
+        let message_count = run.messages.len();
+        let recent: Vec<Value> = run.messages.iter().skip(message_count.saturating_sub(20)).cloned().collect();
+        state.insert("messages".into(), Value::Array(recent));
+        state.insert("trace_events".into(), Value::Array(trace_events.to_vec()));
+        if let Some(metadata) = state.get_mut("metadata").and_then(Value::as_object_mut) {
+            metadata.remove("frozen_spec");
+        }
+    }
+    json!({
+        "id": crate::clock::new_id(),
+        "run_id": run.id,
+        "type": checkpoint_type,
+        "workflow_name": run.workflow_name,
+        "step_id": step_id,
+        "node_id": null,
+        "sequence": sequence,
+        "iteration": 1,
+        "state": crate::redact::redacted(&state),
+        "trace_events": trace_events,
+        "metadata": crate::redact::redacted(&metadata),
+        "created_at": now,
+    })
+}
+
+fn message(role: &str, content: &str, name: Option<&str>) -> Value {
+    Message { role: role.into(), content: crate::redact::redacted_text(content), name: name.map(str::to_string) }.to_json()
+}
+
+/// Executes `plan` for `run` from where the run row says it stands.
+pub async fn execute(
+    plan: &Plan,
+    run: RunRecord,
+    recorder: &dyn Recorder,
+    cancel: &CancellationToken,
+    settings: &ExecutionSettings,
+) -> Outcome {
+    let mut execution = Execution {
+        run,
+        recorder,
+        cancel,
+        settings,
+        pending: Vec::new(),
+        last_event_id: None,
+        started: Instant::now(),
+        input_tokens: 0,
+        output_tokens: 0,
+    };
+    let result = match &plan.workflow {
+        None => run_agent(&mut execution, &plan.agent).await,
+        Some(workflow) => run_sequential(&mut execution, plan, workflow).await,
+    };
+    match result {
+        Ok(outcome) => outcome,
+        Err(interrupt) => Outcome::Interrupted(interrupt),
+    }
+}
+
+async fn run_agent(execution: &mut Execution<'_>, agent: &AgentPlan) -> Result<Outcome, Interrupt> {
+    let input = execution.run.input_text.clone().unwrap_or_default();
+    let fresh = execution.run.messages.is_empty();
+    if fresh {
+        execution.run.messages.push(message("user", &input, None));
+    }
+    execution.emit(
+        TraceEvent::new("run_started", &execution.run.id, None)
+            .with("agent_name", agent.name.clone())
+            .input(&input)
+            .metadata(json!({"message_count": execution.run.messages.len()})),
+    );
+    let context = json!({
+        "target": execution.run.metadata.get("target"),
+        "environment": execution.run.metadata.get("environment"),
+        "timeout_seconds": execution.run.metadata.get("timeout_seconds"),
+        "deadline_at": execution.run.deadline_at,
+    });
+    execution.checkpoint("run_started", None, context, false).await?;
+
+    let answer = tokio::select! {
+        _ = execution.cancel.cancelled() => return Err(Interrupt::Cancelled),
+        answer = call_agent(agent, &execution.run, &input) => answer,
+    };
+    match answer {
+        Ok(output) => {
+            execution.input_tokens += output.input_tokens;
+            execution.output_tokens += output.output_tokens;
+            execution.run.messages.push(message("assistant", &output.text, None));
+            execution.emit(
+                TraceEvent::new("run_completed", &execution.run.id, None)
+                    .with("agent_name", agent.name.clone())
+                    .output(&output.text)
+                    .metadata(json!({"message_count": execution.run.messages.len()})),
+            );
+            execution.run.output_text = Some(crate::redact::redacted_text(&output.text));
+            execution.finish_metadata(agent);
+            execution.mark_finished(RunStatus::Completed);
+            let metadata = json!({"output_text": execution.run.output_text});
+            execution.checkpoint("run_completed", None, metadata, true).await?;
+        }
+        Err(failure) => fail_run(execution, agent, None, &failure).await?,
+    }
+    Ok(Outcome::Finished(execution.run.clone()))
+}
+
+async fn call_agent(agent: &AgentPlan, run: &RunRecord, input: &str) -> Result<StepOutput, StepFailure> {
+    let mut messages: Vec<Message> = Vec::new();
+    messages.push(Message { role: "user".into(), content: input.to_string(), name: None });
+    let request = Completion { model: agent.model_name.clone(), system_prompt: agent.system_prompt.clone(), messages };
+    let _ = run;
+    agent
+        .provider
+        .complete(request)
+        .await
+        .map(|answer| StepOutput { text: answer.text, input_tokens: answer.input_tokens, output_tokens: answer.output_tokens })
+        .map_err(|error| StepFailure { kind: "provider_error", message: error.to_string() })
+}
+
+/// Records a failure as the run's final state.
+async fn fail_run(execution: &mut Execution<'_>, agent: &AgentPlan, step_id: Option<&str>, failure: &StepFailure) -> Result<(), Interrupt> {
+    let message = crate::redact::redacted_text(&failure.message);
+    let error = json!({"type": failure.kind, "message": message, "step_id": step_id});
+    execution.emit(
+        TraceEvent::new(if execution.run.workflow_name.is_some() { "workflow_failed" } else { "run_failed" }, &execution.run.id, None)
+            .with("agent_name", agent.name.clone())
+            .with("workflow_name", json!(execution.run.workflow_name))
+            .with("step_id", json!(step_id))
+            .error(failure.kind, &message),
+    );
+    execution.run.error = Some(error.clone());
+    execution.finish_metadata(agent);
+    execution.mark_finished(RunStatus::Failed);
+    execution.checkpoint("run_failed", step_id, json!({"error": error}), true).await
+}
+
+async fn run_sequential(execution: &mut Execution<'_>, plan: &Plan, workflow: &WorkflowPlan) -> Result<Outcome, Interrupt> {
+    let input = execution.run.input_text.clone().unwrap_or_default();
+    let start_index = execution.run.current_step_index.unwrap_or(0).max(0) as usize;
+    let resuming = execution.run.current_step_index.is_some();
+    let mut current_input = execution
+        .run
+        .metadata
+        .get("execution_context")
+        .and_then(|context| context.get("next_input"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .filter(|_| resuming)
+        .unwrap_or_else(|| input.clone());
+    let step_count = workflow.steps.len();
+    if resuming {
+        execution.emit(
+            TraceEvent::new("workflow_resumed", &execution.run.id, None)
+                .with("workflow_name", workflow.name.clone())
+                .input(&current_input)
+                .metadata(json!({"start_index": start_index, "step_count": step_count})),
+        );
+    } else {
+        execution.run.messages.push(message("user", &input, None));
+        execution.emit(
+            TraceEvent::new("workflow_started", &execution.run.id, None)
+                .with("workflow_name", workflow.name.clone())
+                .input(&input)
+                .metadata(json!({"start_index": 0, "step_count": step_count})),
+        );
+        execution.run.current_step_index = Some(0);
+        execution.set_context("workflow_started", None, &input, None, &input);
+        let context = json!({
+            "target": execution.run.metadata.get("target"),
+            "environment": execution.run.metadata.get("environment"),
+            "timeout_seconds": execution.run.metadata.get("timeout_seconds"),
+            "deadline_at": execution.run.deadline_at,
+        });
+        execution.checkpoint("run_started", None, context, false).await?;
+    }
+
+    for index in start_index..step_count {
+        let step = &workflow.steps[index];
+        if execution.cancel.is_cancelled() {
+            return Err(Interrupt::Cancelled);
+        }
+        if let Unit::Human { reference, spec } = &step.unit {
+            return pause_for_human(execution, workflow, index, step, reference, spec, &current_input).await;
+        }
+        execution.emit(
+            TraceEvent::new("step_started", &execution.run.id, None)
+                .with("workflow_name", workflow.name.clone())
+                .with("step_id", step.id.clone())
+                .input(&current_input)
+                .metadata(json!({"index": index, "kind": unit_kind(&step.unit)})),
+        );
+        let result = run_step_with_policy(execution, workflow, step, &current_input).await?;
+        match result {
+            StepResult::Done(output) => {
+                execution.input_tokens += output.input_tokens;
+                execution.output_tokens += output.output_tokens;
+                execution.run.visited_steps.push(step.id.clone());
+                execution.run.messages.push(message("assistant", &output.text, Some(&step.id)));
+                execution.emit(
+                    TraceEvent::new("step_completed", &execution.run.id, None)
+                        .with("workflow_name", workflow.name.clone())
+                        .with("step_id", step.id.clone())
+                        .output(&output.text),
+                );
+                let previous_input = std::mem::replace(&mut current_input, output.text.clone());
+                execution.run.current_step_index = Some(index as i64 + 1);
+                execution.set_context("step_completed", Some(&step.id), &previous_input, Some(&output.text), &current_input);
+                let metadata = json!({
+                    "workflow_type": workflow.kind.as_str(),
+                    "input_text": previous_input,
+                    "output_text": output.text,
+                    "error": null,
+                    "iteration": 1,
+                });
+                execution.checkpoint("step_completed", Some(&step.id), metadata, false).await?;
+            }
+            StepResult::Skipped(failure) => {
+                execution.run.visited_steps.push(step.id.clone());
+                execution.emit(
+                    TraceEvent::new("step_failed", &execution.run.id, None)
+                        .with("workflow_name", workflow.name.clone())
+                        .with("step_id", step.id.clone())
+                        .metadata(json!({"on_error": "continue"}))
+                        .error(failure.kind, &failure.message),
+                );
+                execution.run.current_step_index = Some(index as i64 + 1);
+                execution.set_context("step_failed", Some(&step.id), &current_input, None, &current_input);
+                let metadata = json!({
+                    "workflow_type": workflow.kind.as_str(),
+                    "input_text": current_input,
+                    "error": {"type": failure.kind, "message": failure.message},
+                    "continued": true,
+                });
+                execution.checkpoint("step_failed", Some(&step.id), metadata, false).await?;
+            }
+            StepResult::Failed(failure) => {
+                execution.run.current_step_index = Some(index as i64);
+                execution.set_context("step_failed", Some(&step.id), &current_input, None, &current_input);
+                fail_run(execution, &plan.agent, Some(&step.id), &failure).await?;
+                return Ok(Outcome::Finished(execution.run.clone()));
+            }
+        }
+    }
+
+    execution.emit(
+        TraceEvent::new("workflow_completed", &execution.run.id, None)
+            .with("workflow_name", workflow.name.clone())
+            .output(&current_input)
+            .metadata(json!({"visited_steps": execution.run.visited_steps})),
+    );
+    execution.run.output_text = Some(crate::redact::redacted_text(&current_input));
+    execution.run.current_step_index = None;
+    execution.run.pending_human_request = None;
+    execution.finish_metadata(&plan.agent);
+    execution.run.metadata.insert(
+        "workflow".into(),
+        json!({"name": workflow.name, "type": workflow.kind.as_str(), "visited_steps": execution.run.visited_steps}),
+    );
+    execution.mark_finished(RunStatus::Completed);
+    let metadata = json!({"output_text": execution.run.output_text});
+    execution.checkpoint("run_completed", None, metadata, true).await?;
+    Ok(Outcome::Finished(execution.run.clone()))
+}
+
+fn unit_kind(unit: &Unit) -> &'static str {
+    match unit {
+        Unit::Agent(_) => "agent",
+        Unit::Function { .. } => "function",
+        Unit::Human { .. } => "human",
+        Unit::Workflow(_) => "workflow",
+    }
+}
+
+enum StepResult {
+    Done(StepOutput),
+    /// Failed under `on_error: continue`: the input passes on unchanged.
+    Skipped(StepFailure),
+    Failed(StepFailure),
+}
+
+/// Runs a step under its retries and timeout, then applies its `on_error` policy.
+async fn run_step_with_policy(execution: &mut Execution<'_>, workflow: &WorkflowPlan, step: &StepPlan, input: &str) -> Result<StepResult, Interrupt> {
+    let failure = match run_with_retries(execution, step, input).await? {
+        Ok(output) => return Ok(StepResult::Done(output)),
+        Err(failure) => failure,
+    };
+    match step.on_error {
+        OnError::Fail | OnError::Retry => Ok(StepResult::Failed(failure)),
+        OnError::Continue => Ok(StepResult::Skipped(failure)),
+        OnError::Fallback => {
+            let Some(fallback) = step.fallback.and_then(|index| workflow.steps.get(index)) else {
+                return Ok(StepResult::Failed(failure));
+            };
+            execution.emit(
+                TraceEvent::new("step_fallback", &execution.run.id, None)
+                    .with("workflow_name", workflow.name.clone())
+                    .with("step_id", step.id.clone())
+                    .metadata(json!({"fallback_step_id": fallback.id}))
+                    .error(failure.kind, &failure.message),
+            );
+            // The fallback runs under its own retries and timeout, never its own on_error.
+            match run_with_retries(execution, fallback, input).await? {
+                Ok(output) => Ok(StepResult::Done(output)),
+                Err(fallback_failure) => Ok(StepResult::Failed(StepFailure {
+                    kind: fallback_failure.kind,
+                    message: format!("{} (after fallback {} also failed: {})", failure.message, fallback.id, fallback_failure.message),
+                })),
+            }
+        }
+    }
+}
+
+/// One step's attempts: `1 + max_retries`, each under the step timeout. A timed-out attempt is
+/// not retried (as in kneo-serv 0.9+), since the work it started may still be running somewhere.
+async fn run_with_retries(execution: &mut Execution<'_>, step: &StepPlan, input: &str) -> Result<Result<StepOutput, StepFailure>, Interrupt> {
+    let attempts = 1 + step.max_retries;
+    let mut last_failure = None;
+    for attempt in 1..=attempts {
+        let work = run_unit(&step.unit, input, &execution.run.id, &step.id, attempt);
+        let bounded = async {
+            match step.timeout {
+                Some(limit) => tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+                    Err(StepFailure { kind: "step_timeout", message: format!("step {} timed out after {:.3} s (runbook § 5.3)", step.id, limit.as_secs_f64()) })
+                }),
+                None => work.await,
+            }
+        };
+        let result = tokio::select! {
+            _ = execution.cancel.cancelled() => return Err(Interrupt::Cancelled),
+            result = bounded => result,
+        };
+        match result {
+            Ok(output) => return Ok(Ok(output)),
+            Err(failure) => {
+                let timed_out = failure.kind == "step_timeout";
+                if attempt < attempts && !timed_out {
+                    execution.emit(
+                        TraceEvent::new("step_retry", &execution.run.id, None)
+                            .with("step_id", step.id.clone())
+                            .metadata(json!({"attempt": attempt, "max_retries": step.max_retries}))
+                            .error(failure.kind, &failure.message),
+                    );
+                }
+                last_failure = Some(failure);
+                if timed_out {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(Err(last_failure.unwrap_or(StepFailure { kind: "step_failed", message: format!("step {} failed", step.id) })))
+}
+
+/// The work of one attempt.
+fn run_unit<'u>(unit: &'u Unit, input: &'u str, run_id: &'u str, step_id: &'u str, attempt: u32) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<StepOutput, StepFailure>> + Send + 'u>> {
+    Box::pin(async move {
+        match unit {
+            Unit::Agent(agent) => {
+                let request = Completion {
+                    model: agent.model_name.clone(),
+                    system_prompt: agent.system_prompt.clone(),
+                    messages: vec![Message { role: "user".into(), content: input.to_string(), name: None }],
+                };
+                agent
+                    .provider
+                    .complete(request)
+                    .await
+                    .map(|answer| StepOutput { text: answer.text, input_tokens: answer.input_tokens, output_tokens: answer.output_tokens })
+                    .map_err(|error| StepFailure { kind: "provider_error", message: error.to_string() })
+            }
+            Unit::Function { implementation, function } => function
+                .call(FunctionInput { text: input.to_string(), run_id: run_id.to_string(), step_id: step_id.to_string(), attempt })
+                .await
+                .map(|text| StepOutput { text, input_tokens: 0, output_tokens: 0 })
+                .map_err(|error| StepFailure { kind: "function_error", message: format!("{implementation}: {error}") }),
+            Unit::Workflow(workflow) => {
+                let mut text = input.to_string();
+                let (mut input_tokens, mut output_tokens) = (0, 0);
+                for nested in &workflow.steps {
+                    let mut attempt_result = Err(StepFailure { kind: "step_failed", message: String::new() });
+                    for nested_attempt in 1..=1 + nested.max_retries {
+                        attempt_result = run_unit(&nested.unit, &text, run_id, &nested.id, nested_attempt).await;
+                        if attempt_result.is_ok() {
+                            break;
+                        }
+                    }
+                    match (attempt_result, nested.on_error) {
+                        (Ok(output), _) => {
+                            input_tokens += output.input_tokens;
+                            output_tokens += output.output_tokens;
+                            text = output.text;
+                        }
+                        (Err(_), OnError::Continue) => {}
+                        (Err(failure), _) => {
+                            return Err(StepFailure { kind: failure.kind, message: format!("nested workflow {}: step {}: {}", workflow.name, nested.id, failure.message) });
+                        }
+                    }
+                }
+                Ok(StepOutput { text, input_tokens, output_tokens })
+            }
+            Unit::Human { .. } => Err(StepFailure {
+                kind: "human_step_unsupported",
+                message: "a human step cannot run inside a nested workflow (E_STEP_WORKFLOW_NESTED_HUMAN)".into(),
+            }),
+        }
+    })
+}
+
+/// The continuation id of a pause: derived from the run and the boundary it pauses at, so a run
+/// re-executed after a crash rewrites the same continuation instead of leaving a second one.
+fn continuation_id_for(run_id: &str, step_index: usize, sequence: i64) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{run_id}/{step_index}/{sequence}").as_bytes());
+    let hex = hex::encode(&digest[..16]);
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+/// Builds the pending request a reviewer sees (kneo-serv's request shape).
+pub fn human_request(request_id: &str, step_id: &str, spec: &HumanSpec, input: &str) -> Value {
+    let mut context = Map::new();
+    context.insert("input_text".into(), json!(input));
+    for (key, value) in &spec.context {
+        context.insert(key.clone(), value.clone());
+    }
+    let options = if spec.options.is_empty() { Value::Null } else { json!(spec.options) };
+    crate::redact::redacted(&json!({
+        "id": request_id,
+        "type": spec.request_type.as_str(),
+        "title": spec.description,
+        "prompt": spec.description,
+        "context": context,
+        "options": options,
+        "default_option": spec.default_option,
+        "requested_by": step_id,
+        "assignee": spec.assignee,
+        "timeout_seconds": spec.timeout_seconds,
+        "on_timeout": spec.on_timeout.as_str(),
+        "metadata": {},
+    }))
+}
+
+async fn pause_for_human(
+    execution: &mut Execution<'_>,
+    workflow: &WorkflowPlan,
+    index: usize,
+    step: &StepPlan,
+    reference: &str,
+    spec: &HumanSpec,
+    current_input: &str,
+) -> Result<Outcome, Interrupt> {
+    let continuation_id = continuation_id_for(&execution.run.id, index, execution.next_sequence());
+    let request_id = crate::clock::new_id();
+    let request = human_request(&request_id, &step.id, spec, current_input);
+    let expires_at = spec.timeout_seconds.map(|seconds| {
+        let now = chrono::Utc::now();
+        now.timestamp() as f64 + f64::from(now.timestamp_subsec_micros()) / 1e6 + seconds as f64
+    });
+    execution.emit(
+        TraceEvent::new("human_intervention_requested", &execution.run.id, None)
+            .with("workflow_name", workflow.name.clone())
+            .with("step_id", step.id.clone())
+            .input(current_input)
+            .metadata(json!({"continuation_id": continuation_id, "request": request})),
+    );
+    execution.run.status = RunStatus::Blocked;
+    execution.run.current_step_index = Some(index as i64);
+    execution.run.pending_human_request = Some(request.clone());
+    execution.run.continuation_id = Some(continuation_id.clone());
+    execution.run.output_text = Some("Human intervention required.".into());
+    execution.set_context("human_intervention_requested", Some(&step.id), current_input, None, current_input);
+    let metadata = &mut execution.run.metadata;
+    metadata.insert("human_intervention_required".into(), json!(true));
+    metadata.insert("continuation_id".into(), json!(continuation_id));
+    metadata.insert("request".into(), request.clone());
+    metadata.insert("pending_step_id".into(), json!(step.id));
+    metadata.insert(
+        "workflow".into(),
+        json!({"name": workflow.name, "visited_steps": execution.run.visited_steps, "pending_step_id": step.id}),
+    );
+    let mut continuation_metadata = Map::new();
+    continuation_metadata.insert("step_id".into(), json!(step.id));
+    continuation_metadata.insert("human_ref".into(), json!(reference));
+    continuation_metadata.insert("step_index".into(), json!(index));
+    let continuation = Continuation {
+        id: continuation_id.clone(),
+        run_id: execution.run.id.clone(),
+        workflow_name: Some(workflow.name.clone()),
+        workflow_kind: Some(workflow.kind.as_str().to_string()),
+        current_step_index: Some(index as i64),
+        current_node_id: None,
+        current_input: Some(crate::redact::redacted_text(current_input)),
+        visited_steps: execution.run.visited_steps.clone(),
+        visited_nodes: Vec::new(),
+        messages: execution.run.messages.clone(),
+        variables: Map::new(),
+        pending_human_request_id: Some(request_id),
+        pending_human_request: request.clone(),
+        expires_at,
+        trace_events: execution.pending.clone(),
+        metadata: continuation_metadata,
+        created_at: crate::clock::now_text(),
+    };
+    execution.recorder.pause(&continuation).await?;
+    crate::faults::point("after_continuation_write");
+    let metadata = json!({"continuation_id": continuation_id, "request": request});
+    execution.checkpoint("human_pause", Some(&step.id), metadata, true).await?;
+    Ok(Outcome::Blocked(execution.run.clone()))
+}
+
+/// How long a run may still take, from its `deadline_at`.
+pub fn remaining(run: &RunRecord) -> Option<Duration> {
+    let deadline = crate::clock::parse(run.deadline_at.as_deref()?)?;
+    Some((deadline - crate::clock::now()).to_std().unwrap_or(Duration::ZERO))
+}

@@ -1,0 +1,188 @@
+//! Running a claimed run: the executor with a store-backed recorder, a lease heartbeat, the run
+//! deadline and cancellation, and the metrics and audit that follow its outcome.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::Platform;
+use crate::engine::executor::{self, Boundary, ExecutionSettings, Interrupt, Outcome, Recorder};
+use crate::engine::plan::Plan;
+use crate::store::{AuditEvent, Continuation, Expect, Progress, QueueStatus, QueueTransition, RunRecord, RunStatus, SaveOutcome};
+
+/// Writes the executor's boundaries through the store, as the lease holder.
+struct StoreRecorder<'a> {
+    platform: &'a Platform,
+    holder: String,
+}
+
+fn audit(event_type: &str, run: &RunRecord, metadata: serde_json::Value) -> AuditEvent {
+    AuditEvent {
+        id: crate::clock::new_id(),
+        event_type: event_type.into(),
+        run_id: Some(run.id.clone()),
+        continuation_id: run.continuation_id.clone(),
+        actor: "system".into(),
+        metadata: crate::redact::redacted(&metadata),
+        created_at: crate::clock::now_text(),
+    }
+}
+
+#[async_trait]
+impl Recorder for StoreRecorder<'_> {
+    async fn boundary(&self, boundary: Boundary) -> Result<(), Interrupt> {
+        let mut progress = Progress::new(boundary.run);
+        progress.trace_events = boundary.trace_events;
+        progress.checkpoints = vec![boundary.checkpoint];
+        progress.lease_holder = Some(self.holder.clone());
+        if boundary.finished {
+            let run = &progress.run;
+            let (queue_status, event) = match run.status {
+                RunStatus::Completed => (QueueStatus::Completed, Some("run.completed")),
+                RunStatus::Blocked => (QueueStatus::Completed, Some("human.requested")),
+                _ => (QueueStatus::Failed, Some("run.failed")),
+            };
+            let error = run.error.as_ref().and_then(|e| e.get("message")).and_then(|m| m.as_str()).map(str::to_string);
+            progress.queue = Some(QueueTransition::Finish { status: queue_status, error });
+            if let Some(event_type) = event {
+                let metadata = match run.status {
+                    RunStatus::Blocked => json!({"request": run.pending_human_request, "step_id": run.metadata.get("pending_step_id")}),
+                    _ => json!({"status": run.status.as_str(), "error": run.error}),
+                };
+                progress.audit.push(audit(event_type, run, metadata));
+            }
+        }
+        match self.platform.stores.runs.save_progress(&progress).await {
+            Ok(SaveOutcome::Saved) => Ok(()),
+            Ok(SaveOutcome::Refused { current }) => Err(Interrupt::Refused(current)),
+            Ok(SaveOutcome::LeaseLost) => Err(Interrupt::LeaseLost),
+            Err(error) => Err(Interrupt::Store(error)),
+        }
+    }
+
+    async fn pause(&self, continuation: &Continuation) -> Result<(), Interrupt> {
+        self.platform.stores.continuations.put(continuation).await.map_err(Interrupt::Store)
+    }
+}
+
+impl Platform {
+    /// Executes `run` (already leased by `holder` and marked running) to its end, a pause or an
+    /// interruption, and returns its stored state afterwards.
+    pub async fn execute(self: &Arc<Self>, run: RunRecord, plan: Plan, holder: String) -> RunRecord {
+        let run_id = run.id.clone();
+        let cancel = CancellationToken::new();
+        self.register_running(&run_id, cancel.clone());
+        let heartbeat = self.spawn_heartbeat(&run_id, &holder, cancel.clone());
+        let settings = ExecutionSettings { trace_max_events: self.config.trace_max_events };
+        let recorder = StoreRecorder { platform: self, holder: holder.clone() };
+        let deadline = executor::remaining(&run);
+        let work = executor::execute(&plan, run, &recorder, &cancel, &settings);
+        let outcome = match deadline {
+            Some(limit) => tokio::time::timeout(limit, work).await.ok(),
+            None => Some(work.await),
+        };
+        heartbeat.abort();
+        self.unregister_running(&run_id);
+        match outcome {
+            Some(Outcome::Finished(run)) => {
+                match run.status {
+                    RunStatus::Completed => self.metrics.run_completed(),
+                    _ => self.metrics.run_failed(),
+                }
+                if let Some(usage) = &run.usage {
+                    let get = |key: &str| usage.get(key).and_then(|v| v.as_u64()).unwrap_or(0);
+                    self.metrics.tokens(get("input_tokens"), get("output_tokens"));
+                }
+                run
+            }
+            Some(Outcome::Blocked(run)) => {
+                self.metrics.human_tasks_requested.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                run
+            }
+            Some(Outcome::Interrupted(interrupt)) => self.after_interrupt(&run_id, &holder, interrupt).await,
+            None => self.time_out(&run_id, Some(&holder)).await,
+        }
+    }
+
+    /// Reads back a run whose execution stopped early, logging why.
+    async fn after_interrupt(&self, run_id: &str, holder: &str, interrupt: Interrupt) -> RunRecord {
+        match &interrupt {
+            Interrupt::Store(error) => {
+                tracing::warn!(target: "kneo_serv.platform", run_id, %error, "run interrupted by a store error; its lease returns it to the queue");
+                // Hand the run back at once so it is not stuck until the lease expires.
+                let _ = self.stores.runs.release_lease(run_id, holder).await;
+            }
+            Interrupt::LeaseLost => tracing::warn!(target: "kneo_serv.platform", run_id, "lease lost; another worker holds the run now"),
+            Interrupt::Refused(status) => tracing::info!(target: "kneo_serv.platform", run_id, status = ?status, "run stopped: its stored status no longer allows progress"),
+            Interrupt::Cancelled => tracing::info!(target: "kneo_serv.platform", run_id, "run stopped after cancellation"),
+        }
+        match self.stores.runs.get_run(run_id).await {
+            Ok(Some(run)) => run,
+            _ => {
+                let mut placeholder = RunRecord::new(run_id.to_string(), String::new(), crate::clock::now_text());
+                placeholder.status = RunStatus::Running;
+                placeholder
+            }
+        }
+    }
+
+    /// Marks a run `timed_out` (its deadline passed), deleting a continuation it was waiting on.
+    pub async fn time_out(&self, run_id: &str, holder: Option<&str>) -> RunRecord {
+        let Ok(Some(mut run)) = self.stores.runs.get_run(run_id).await else {
+            return RunRecord::new(run_id.to_string(), String::new(), crate::clock::now_text());
+        };
+        if run.status.is_terminal() {
+            return run;
+        }
+        let now = crate::clock::now_text();
+        let continuation = run.continuation_id.clone().filter(|_| run.status == RunStatus::Blocked);
+        run.status = RunStatus::TimedOut;
+        run.error = Some(json!({
+            "type": "timed_out",
+            "message": format!("The run passed its deadline {} (timeout_seconds); see runbook § 5.3", run.deadline_at.clone().unwrap_or_default()),
+        }));
+        run.updated_at = now.clone();
+        run.completed_at = Some(now);
+        let mut progress = Progress::new(run.clone());
+        progress.expect = Expect::NonTerminal;
+        progress.queue = Some(QueueTransition::Finish { status: QueueStatus::Failed, error: Some("timed_out".into()) });
+        progress.audit.push(audit("run.timed_out", &run, json!({"deadline_at": run.deadline_at})));
+        let _ = holder;
+        match self.stores.runs.save_progress(&progress).await {
+            Ok(SaveOutcome::Saved) => {
+                self.metrics.run_failed();
+                if let Some(id) = continuation {
+                    let _ = self.stores.continuations.delete(&id).await;
+                }
+                self.cancel_local(run_id);
+                run
+            }
+            _ => self.stores.runs.get_run(run_id).await.ok().flatten().unwrap_or(run),
+        }
+    }
+
+    /// Renews the lease while the run executes; a lost lease cancels the local execution.
+    fn spawn_heartbeat(&self, run_id: &str, holder: &str, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let store = self.stores.runs.clone();
+        let lease = self.config.worker.lease;
+        let (run_id, holder) = (run_id.to_string(), holder.to_string());
+        let period = (lease / 3).max(Duration::from_millis(100));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                match store.renew_lease(&run_id, &holder, lease).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        cancel.cancel();
+                        return;
+                    }
+                    // A store hiccup is not proof the lease is gone; the next write decides.
+                    Err(_) => {}
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,382 @@
+//! Runs and the durable queue on SQLite.
+//!
+//! Every write runs in one `BEGIN IMMEDIATE` transaction on the single writer connection, which
+//! is what makes the claim safe without row locks: only one claimer can be inside at a time.
+
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::connection::{begin, classify, commit, from_json, to_json};
+use super::records;
+use crate::clock;
+use crate::store::{
+    AuditEvent, Claim, ClaimRequest, ClaimResult, Expect, Page, Progress, QueueCounts, QueueEntry, QueueRecord,
+    QueueStatus, QueueTransition, RunQuery, RunRecord, RunStatus, SaveOutcome, StoreError,
+};
+
+/// The lease expiry for a lease taken now.
+fn lease_expiry(lease: Duration) -> String {
+    let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+    clock::format(clock::now() + lease)
+}
+
+pub fn create_run(
+    connection: &mut Connection,
+    run: &RunRecord,
+    queue: Option<&QueueEntry>,
+    audit: &[AuditEvent],
+) -> Result<(), StoreError> {
+    let transaction = begin(connection)?;
+    insert_run(&transaction, run)?;
+    if let Some(entry) = queue {
+        let (status, owner, expires, attempts) = match entry {
+            QueueEntry::Queued => (QueueStatus::Queued, None, None, 0),
+            QueueEntry::Leased { worker_id, lease } => {
+                (QueueStatus::Running, Some(worker_id.as_str()), Some(lease_expiry(*lease)), 1)
+            }
+        };
+        transaction
+            .prepare_cached(
+                "INSERT INTO run_queue (run_id, status, attempts, lease_owner, lease_expires_at, enqueued_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![run.id, status.as_str(), attempts, owner, expires, run.created_at])
+            })
+            .map_err(|e| classify(e, "queueing a run"))?;
+    }
+    records::insert_audit(&transaction, audit)?;
+    commit(transaction)
+}
+
+fn insert_run(transaction: &Transaction<'_>, run: &RunRecord) -> Result<(), StoreError> {
+    transaction
+        .prepare_cached(
+            "INSERT INTO runs (id, status, created_at, updated_at, deadline_at, workflow_name, document)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .and_then(|mut statement| {
+            statement.execute(params![
+                run.id,
+                run.status.as_str(),
+                run.created_at,
+                run.updated_at,
+                run.deadline_at,
+                run.workflow_name,
+                to_json(run).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?
+            ])
+        })
+        .map_err(|e| classify(e, "inserting a run"))?;
+    Ok(())
+}
+
+fn update_run(transaction: &Transaction<'_>, run: &RunRecord) -> Result<(), StoreError> {
+    let document = to_json(run)?;
+    transaction
+        .prepare_cached(
+            "UPDATE runs SET status = ?2, updated_at = ?3, deadline_at = ?4, workflow_name = ?5, document = ?6
+             WHERE id = ?1",
+        )
+        .and_then(|mut statement| {
+            statement.execute(params![
+                run.id,
+                run.status.as_str(),
+                run.updated_at,
+                run.deadline_at,
+                run.workflow_name,
+                document
+            ])
+        })
+        .map_err(|e| classify(e, "updating a run"))?;
+    Ok(())
+}
+
+pub fn get_run(connection: &Connection, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
+    let document: Option<String> = connection
+        .prepare_cached("SELECT document FROM runs WHERE id = ?1")
+        .and_then(|mut statement| statement.query_row([run_id], |row| row.get(0)).optional())
+        .map_err(|e| classify(e, "reading a run"))?;
+    document.map(|text| from_json(&text, &format!("run {run_id}"))).transpose()
+}
+
+fn stored_status(transaction: &Transaction<'_>, run_id: &str) -> Result<Option<RunStatus>, StoreError> {
+    let status: Option<String> = transaction
+        .prepare_cached("SELECT status FROM runs WHERE id = ?1")
+        .and_then(|mut statement| statement.query_row([run_id], |row| row.get(0)).optional())
+        .map_err(|e| classify(e, "reading a run status"))?;
+    status
+        .map(|text| RunStatus::parse(&text).ok_or_else(|| StoreError::corrupt(format!("run {run_id} has unknown status {text:?}"))))
+        .transpose()
+}
+
+pub fn list_runs(connection: &Connection, query: &RunQuery) -> Result<Page<RunRecord>, StoreError> {
+    let column = query.sort.column();
+    let order = query.page.order.sql();
+    let filter = if query.status.is_some() { "WHERE status = ?4" } else { "" };
+    // The inner query picks the newest `window` rows; the outer one orders and pages inside them.
+    let sql = format!(
+        "SELECT document FROM (
+             SELECT document, {column} AS sort_key, id FROM runs {filter}
+             ORDER BY {column} DESC, id DESC LIMIT ?1
+         ) ORDER BY sort_key {order}, id {order} LIMIT ?2 OFFSET ?3"
+    );
+    let status = query.status.map(RunStatus::as_str);
+    let mut statement = connection.prepare_cached(&sql).map_err(|e| classify(e, "listing runs"))?;
+    let window = query.page.window as i64;
+    let (limit, offset) = (query.page.limit as i64, query.page.offset as i64);
+    let rows: Vec<String> = match status {
+        Some(status) => statement.query_map(params![window, limit, offset, status], |row| row.get(0)).and_then(Iterator::collect),
+        None => statement.query_map(params![window, limit, offset], |row| row.get(0)).and_then(Iterator::collect),
+    }
+    .map_err(|e| classify(e, "listing runs"))?;
+    let items = rows
+        .iter()
+        .map(|text| from_json(text, "a listed run"))
+        .collect::<Result<Vec<RunRecord>, _>>()?;
+    let total: i64 = match status {
+        Some(status) => connection.query_row("SELECT COUNT(*) FROM runs WHERE status = ?1", [status], |row| row.get(0)),
+        None => connection.query_row("SELECT COUNT(*) FROM runs", [], |row| row.get(0)),
+    }
+    .map_err(|e| classify(e, "counting runs"))?;
+    Ok(Page { items, total })
+}
+
+/// Whether the stored status lets this write through.
+pub fn expectation_holds(expect: Expect, current: Option<RunStatus>) -> bool {
+    match (expect, current) {
+        (_, None) => false,
+        (Expect::NonTerminal, Some(status)) => !status.is_terminal(),
+        (Expect::Status(wanted), Some(status)) | (Expect::Reopen(wanted), Some(status)) => status == wanted,
+    }
+}
+
+pub fn save_progress(connection: &mut Connection, progress: &Progress) -> Result<SaveOutcome, StoreError> {
+    let transaction = begin(connection)?;
+    let run = &progress.run;
+    let current = stored_status(&transaction, &run.id)?;
+    if !expectation_holds(progress.expect, current) {
+        return Ok(SaveOutcome::Refused { current });
+    }
+    if let Some(holder) = &progress.lease_holder {
+        let owner: Option<Option<String>> = transaction
+            .query_row("SELECT lease_owner FROM run_queue WHERE run_id = ?1 AND status = 'running'", [&run.id], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(|e| classify(e, "checking a lease"))?;
+        if owner.flatten().as_deref() != Some(holder.as_str()) {
+            return Ok(SaveOutcome::LeaseLost);
+        }
+    }
+    update_run(&transaction, run)?;
+    records::insert_trace(&transaction, &run.id, &progress.trace_events)?;
+    records::insert_checkpoints(&transaction, &run.id, &progress.checkpoints)?;
+    records::insert_audit(&transaction, &progress.audit)?;
+    if let Some(transition) = &progress.queue {
+        apply_queue_transition(&transaction, &run.id, transition)?;
+    }
+    commit(transaction)?;
+    Ok(SaveOutcome::Saved)
+}
+
+fn apply_queue_transition(transaction: &Transaction<'_>, run_id: &str, transition: &QueueTransition) -> Result<(), StoreError> {
+    let now = clock::now_text();
+    let result = match transition {
+        QueueTransition::Finish { status, error } => transaction.execute(
+            "UPDATE run_queue SET status = ?2, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?3,
+                 last_error = COALESCE(?4, last_error)
+             WHERE run_id = ?1",
+            params![run_id, status.as_str(), now, error],
+        ),
+        QueueTransition::Enqueue => transaction.execute(
+            "INSERT INTO run_queue (run_id, status, attempts, enqueued_at, updated_at) VALUES (?1, 'queued', 0, ?2, ?2)
+             ON CONFLICT (run_id) DO UPDATE SET status = 'queued', attempts = 0, lease_owner = NULL,
+                 lease_expires_at = NULL, enqueued_at = ?2, updated_at = ?2",
+            params![run_id, now],
+        ),
+        QueueTransition::Lease { worker_id, lease } => transaction.execute(
+            "INSERT INTO run_queue (run_id, status, attempts, lease_owner, lease_expires_at, enqueued_at, updated_at)
+             VALUES (?1, 'running', 1, ?2, ?3, ?4, ?4)
+             ON CONFLICT (run_id) DO UPDATE SET status = 'running', attempts = run_queue.attempts + 1,
+                 lease_owner = ?2, lease_expires_at = ?3, updated_at = ?4",
+            params![run_id, worker_id, lease_expiry(*lease), now],
+        ),
+    };
+    result.map_err(|e| classify(e, "updating a queue record"))?;
+    Ok(())
+}
+
+pub fn claim_runs(connection: &mut Connection, request: &ClaimRequest) -> Result<ClaimResult, StoreError> {
+    let transaction = begin(connection)?;
+    let now = clock::now_text();
+    let candidates: Vec<(String, String, i64)> = transaction
+        .prepare_cached(
+            "SELECT run_id, status, attempts FROM run_queue
+             WHERE status = 'queued' OR (status = 'running' AND lease_expires_at < ?1)
+             ORDER BY enqueued_at, rowid LIMIT ?2",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_map(params![now, request.limit as i64], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+                .collect()
+        })
+        .map_err(|e| classify(e, "finding runs to claim"))?;
+    let mut result = ClaimResult::default();
+    for (run_id, queue_status, attempts) in candidates {
+        let Some(mut run) = get_run(&transaction, &run_id)? else {
+            transaction
+                .execute("DELETE FROM run_queue WHERE run_id = ?1", [&run_id])
+                .map_err(|e| classify(e, "dropping an orphaned queue record"))?;
+            continue;
+        };
+        if run.status.is_terminal() || run.status == RunStatus::Blocked {
+            // Cancelled while queued, or finished by a writer that died before closing the record.
+            apply_queue_transition(&transaction, &run_id, &QueueTransition::Finish { status: QueueStatus::Completed, error: None })?;
+            continue;
+        }
+        let lease_expired = queue_status == "running";
+        if lease_expired && request.max_attempts > 0 && attempts >= i64::from(request.max_attempts) {
+            dead_letter(&transaction, &mut run, attempts, &now)?;
+            result.dead_lettered.push(run);
+            continue;
+        }
+        transaction
+            .prepare_cached(
+                "UPDATE run_queue SET status = 'running', attempts = attempts + 1, lease_owner = ?2,
+                     lease_expires_at = ?3, updated_at = ?4
+                 WHERE run_id = ?1",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![run_id, request.worker_id, lease_expiry(request.lease), now])
+            })
+            .map_err(|e| classify(e, "claiming a run"))?;
+        result.claimed.push(Claim { run, attempt: attempts + 1 });
+    }
+    commit(transaction)?;
+    Ok(result)
+}
+
+/// Fails a run whose lease expired once too often, with the reason on the run and an audit event.
+fn dead_letter(transaction: &Transaction<'_>, run: &mut RunRecord, attempts: i64, now: &str) -> Result<(), StoreError> {
+    let message = format!(
+        "Dead-lettered: the run's worker lease expired {attempts} time(s) without the run finishing \
+         (KNEO_SERV_QUEUE_MAX_ATTEMPTS); see runbook § 5.1"
+    );
+    run.status = RunStatus::Failed;
+    run.error = Some(serde_json::json!({"type": "dead_letter", "message": message, "attempts": attempts}));
+    run.updated_at = now.to_string();
+    run.completed_at = Some(now.to_string());
+    update_run(transaction, run)?;
+    apply_queue_transition(transaction, &run.id, &QueueTransition::Finish { status: QueueStatus::Failed, error: Some(message) })?;
+    let event = AuditEvent {
+        id: clock::new_id(),
+        event_type: "run.dead_lettered".into(),
+        run_id: Some(run.id.clone()),
+        continuation_id: None,
+        actor: "system".into(),
+        metadata: serde_json::json!({"attempts": attempts}),
+        created_at: now.to_string(),
+    };
+    records::insert_audit(transaction, &[event])
+}
+
+pub fn renew_lease(connection: &mut Connection, run_id: &str, worker_id: &str, lease: Duration) -> Result<bool, StoreError> {
+    let changed = connection
+        .execute(
+            "UPDATE run_queue SET lease_expires_at = ?3, updated_at = ?4
+             WHERE run_id = ?1 AND lease_owner = ?2 AND status = 'running'",
+            params![run_id, worker_id, lease_expiry(lease), clock::now_text()],
+        )
+        .map_err(|e| classify(e, "renewing a lease"))?;
+    Ok(changed == 1)
+}
+
+pub fn release_lease(connection: &mut Connection, run_id: &str, worker_id: &str) -> Result<(), StoreError> {
+    connection
+        .execute(
+            "UPDATE run_queue SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, updated_at = ?3,
+                 attempts = MAX(attempts - 1, 0)
+             WHERE run_id = ?1 AND lease_owner = ?2 AND status = 'running'",
+            params![run_id, worker_id, clock::now_text()],
+        )
+        .map_err(|e| classify(e, "releasing a lease"))?;
+    Ok(())
+}
+
+pub fn queue_counts(connection: &Connection) -> Result<QueueCounts, StoreError> {
+    let now = clock::now_text();
+    let mut counts = QueueCounts::default();
+    let rows: Vec<(String, i64)> = connection
+        .prepare_cached("SELECT status, COUNT(*) FROM run_queue GROUP BY status")
+        .and_then(|mut statement| statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect())
+        .map_err(|e| classify(e, "counting the queue"))?;
+    for (status, count) in rows {
+        match QueueStatus::parse(&status) {
+            Some(QueueStatus::Queued) => counts.queued = count,
+            Some(QueueStatus::Running) => counts.running = count,
+            Some(QueueStatus::Failed) => counts.failed = count,
+            Some(QueueStatus::Completed) => counts.completed = count,
+            None => return Err(StoreError::corrupt(format!("queue record with unknown status {status:?}"))),
+        }
+    }
+    let (expired, oldest): (i64, Option<String>) = connection
+        .prepare_cached(
+            "SELECT (SELECT COUNT(*) FROM run_queue WHERE status = 'running' AND lease_expires_at < ?1),
+                    (SELECT MIN(enqueued_at) FROM run_queue WHERE status = 'queued')",
+        )
+        .and_then(|mut statement| statement.query_row([&now], |row| Ok((row.get(0)?, row.get(1)?))))
+        .map_err(|e| classify(e, "inspecting the queue"))?;
+    counts.expired_leases = expired;
+    counts.oldest_queued_age_seconds = oldest
+        .and_then(|text| clock::parse(&text))
+        .map(|at| (clock::now() - at).num_milliseconds().max(0) as f64 / 1000.0);
+    Ok(counts)
+}
+
+pub fn queue_entry(connection: &Connection, run_id: &str) -> Result<Option<QueueRecord>, StoreError> {
+    connection
+        .query_row(
+            "SELECT run_id, status, attempts, lease_owner, lease_expires_at, enqueued_at, updated_at, last_error
+             FROM run_queue WHERE run_id = ?1",
+            [run_id],
+            |row| {
+                let status: String = row.get(1)?;
+                Ok(QueueRecord {
+                    run_id: row.get(0)?,
+                    status: QueueStatus::parse(&status).unwrap_or(QueueStatus::Failed),
+                    attempts: row.get(2)?,
+                    lease_owner: row.get(3)?,
+                    lease_expires_at: row.get(4)?,
+                    enqueued_at: row.get(5)?,
+                    updated_at: row.get(6)?,
+                    last_error: row.get(7)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(|e| classify(e, "reading a queue record"))
+}
+
+pub fn overdue_runs(connection: &Connection, now: &str, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+    let documents: Vec<String> = connection
+        .prepare_cached(
+            "SELECT document FROM runs
+             WHERE deadline_at IS NOT NULL AND deadline_at < ?1 AND status IN ('created', 'running', 'blocked')
+             ORDER BY deadline_at LIMIT ?2",
+        )
+        .and_then(|mut statement| statement.query_map(params![now, limit as i64], |row| row.get(0))?.collect())
+        .map_err(|e| classify(e, "finding overdue runs"))?;
+    documents.iter().map(|text| from_json(text, "an overdue run")).collect()
+}
+
+pub fn requeue_orphaned_runs(connection: &mut Connection) -> Result<u64, StoreError> {
+    let changed = connection
+        .execute(
+            "UPDATE run_queue SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, updated_at = ?1
+             WHERE status = 'running'",
+            [clock::now_text()],
+        )
+        .map_err(|e| classify(e, "requeueing orphaned runs"))?;
+    Ok(changed as u64)
+}

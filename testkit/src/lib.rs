@@ -1,0 +1,18 @@
+//! Test harness shared by the kneo crates: throwaway PostgreSQL, workspace binaries, golden files.
+//!
+//! Everything here is meant for tests only. Functions panic with a message that names what
+//! failed and how to fix it, because a test harness that returns errors just moves the
+//! `unwrap` into every test.
+//!
+//! - [`postgres`]: a real PostgreSQL cluster from the machine's own server binaries
+//!   (no Docker), one per test process via [`postgres::shared_cluster`], one database per test.
+//! - [`bins`]: paths to the workspace's built binaries, for black-box tests.
+//! - [`golden`]: the recorded request/response pairs of kneo-serv 1.2.0.
+//! - [`shape`]: compares a real JSON response with a golden one by structure, not by value.
+//! - [`workspace`]: finds the workspace root that the other modules resolve paths from.
+
+pub mod bins;
+pub mod golden;
+pub mod postgres;
+pub mod shape;
+pub mod workspace;

@@ -1,0 +1,467 @@
+//! Throwaway PostgreSQL clusters for tests, run from the machine's own server binaries.
+//!
+//! Most tests should call [`shared_cluster`] once and then [`PgCluster::create_database`]
+//! for a fresh database of their own: starting a cluster takes about a second, a database
+//! takes milliseconds. Tests that stop and restart PostgreSQL under a running service need
+//! a cluster of their own from [`PgCluster::start_new`].
+//!
+//! The cluster trades durability for speed (`fsync=off`, `synchronous_commit=off`,
+//! `full_page_writes=off`), listens only on `127.0.0.1` and trusts every local connection,
+//! so URLs need no password.
+//!
+//! `initdb` and `pg_ctl` refuse to run as root. When the tests run as root, they are run
+//! through `runuser -u postgres --` and the cluster directory is handed to that user.
+//!
+//! If the server binaries are missing the harness panics instead of skipping, because a
+//! silently skipped database test looks exactly like a passing one.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use tempfile::TempDir;
+
+const MISSING_BINARIES: &str = "PostgreSQL server binaries (initdb, pg_ctl) not found; \
+     install the `postgresql` package (apt-get install -y postgresql)";
+const HOST: &str = "127.0.0.1";
+const SUPERUSER: &str = "postgres";
+/// Another process can grab the port between our probe and the postmaster's bind.
+const START_ATTEMPTS: usize = 5;
+const START_TIMEOUT_SECS: &str = "60";
+const LOG_TAIL_LINES: usize = 40;
+
+/// A PostgreSQL cluster in a temporary directory, listening on `127.0.0.1:<port()>`.
+///
+/// Dropping it stops the server (`pg_ctl stop -m immediate`) and deletes the directory.
+#[derive(Debug)]
+pub struct PgCluster {
+    dir: TempDir,
+    port: u16,
+    bin_dir: PathBuf,
+    run_as: RunAs,
+}
+
+/// Who runs `initdb` and `pg_ctl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunAs {
+    CurrentUser,
+    /// We are root, which `initdb` and `pg_ctl` refuse, so they run via `runuser`.
+    PostgresUser,
+}
+
+/// The cluster shared by every test in this process, started on first use.
+///
+/// Statics are never dropped, so the first call also registers an `atexit` hook that stops
+/// the server and removes its directory when the test process exits normally. A test process
+/// killed by a signal leaves the server running; `pg_ctl -D <dir>/data stop` cleans it up.
+pub fn shared_cluster() -> &'static PgCluster {
+    static SHARED: OnceLock<PgCluster> = OnceLock::new();
+
+    extern "C" fn stop_shared_cluster() {
+        if let Some(cluster) = SHARED.get() {
+            cluster.stop_immediately();
+            // Best effort: nothing can be reported this late in the process.
+            let _ = fs::remove_dir_all(cluster.dir.path());
+        }
+    }
+
+    SHARED.get_or_init(|| {
+        let cluster = PgCluster::start_new();
+        // SAFETY: the hook is a plain `extern "C" fn` that does not unwind; it only reads
+        // the already-initialised static and runs child processes.
+        let status = unsafe { libc::atexit(stop_shared_cluster) };
+        if status != 0 {
+            eprintln!(
+                "kneo-testkit: could not register the exit hook; the shared PostgreSQL \
+                 cluster in {:?} will keep running after the tests",
+                cluster.dir.path()
+            );
+        }
+        cluster
+    })
+}
+
+/// The directory holding `initdb`, `pg_ctl`, `psql`, `pg_dump` and friends.
+///
+/// `pg_config --bindir` wins when it points at a directory with the server binaries (it may
+/// come from libpq-dev alone); otherwise the newest `/usr/lib/postgresql/<version>/bin`.
+pub fn server_bin_dir() -> PathBuf {
+    locate_bin_dir().unwrap_or_else(|message| panic!("{message}"))
+}
+
+impl PgCluster {
+    /// Creates and starts a cluster of its own on a free port.
+    ///
+    /// Prefer [`shared_cluster`] unless the test needs to [`stop`](Self::stop) the server.
+    pub fn start_new() -> PgCluster {
+        Self::try_start_new().unwrap_or_else(|message| panic!("{message}"))
+    }
+
+    /// The TCP port the server listens on; it stays the same across `stop`/`start`.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The address the server listens on.
+    pub fn host(&self) -> &'static str {
+        HOST
+    }
+
+    /// A libpq URL for `dbname`, e.g. `postgres://postgres@127.0.0.1:54321/app`.
+    pub fn url(&self, dbname: &str) -> String {
+        format!("postgres://{SUPERUSER}@{HOST}:{}/{dbname}", self.port)
+    }
+
+    /// The directory with this cluster's server binaries, e.g. for `pg_dump` in tests.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// The cluster's data directory (`PGDATA`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Creates a database with a unique name and returns its URL.
+    pub fn create_database(&self) -> String {
+        let name = format!("kneo_test_{}", uuid::Uuid::new_v4().simple());
+        self.psql(
+            &self.url("postgres"),
+            &format!("CREATE DATABASE \"{name}\""),
+        );
+        self.url(&name)
+    }
+
+    /// Runs `sql` with this cluster's `psql` against `url` and returns the unaligned,
+    /// tuples-only output with surrounding whitespace trimmed (`select 1` gives `"1"`).
+    pub fn psql(&self, url: &str, sql: &str) -> String {
+        let mut command = Command::new(self.bin_dir.join("psql"));
+        // -X: a developer's ~/.psqlrc must not change what tests see.
+        command
+            .arg(url)
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql]);
+        let output = run(&mut command)
+            .unwrap_or_else(|message| panic!("psql against {url} failed for `{sql}`: {message}"));
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+
+    /// Stops the server cleanly (`pg_ctl stop -m fast`); does nothing if it is not running.
+    ///
+    /// Clients see their connections closed, as they would in a real database outage.
+    pub fn stop(&self) {
+        if !self.is_running() {
+            return;
+        }
+        let mut command = self.pg_ctl(["stop", "-w", "-m", "fast"]);
+        if let Err(message) = run(&mut command) {
+            panic!(
+                "could not stop PostgreSQL on {HOST}:{}: {message}{}",
+                self.port,
+                self.log_tail()
+            );
+        }
+    }
+
+    /// Starts the server again on the same port with the same data; does nothing if running.
+    pub fn start(&self) {
+        if self.is_running() {
+            return;
+        }
+        self.try_start()
+            .unwrap_or_else(|message| panic!("{message}"));
+    }
+
+    /// Whether the postmaster is up (`pg_ctl status`).
+    pub fn is_running(&self) -> bool {
+        let mut command = self.pg_ctl(["status"]);
+        match command.output() {
+            Ok(output) => output.status.success(),
+            Err(error) => panic!("could not run pg_ctl status: {error}"),
+        }
+    }
+
+    fn try_start_new() -> Result<PgCluster, String> {
+        let bin_dir = locate_bin_dir()?;
+        let run_as = RunAs::for_current_user();
+        let dir = tempfile::Builder::new()
+            .prefix("kneo-pg-")
+            .tempdir_in(std::env::temp_dir())
+            .map_err(|error| format!("could not create a temp dir for PostgreSQL: {error}"))?;
+        run_as.hand_over(dir.path())?;
+        let mut cluster = PgCluster {
+            dir,
+            port: 0,
+            bin_dir,
+            run_as,
+        };
+        cluster.init_data_dir()?;
+        cluster.start_on_free_port()?;
+        Ok(cluster)
+    }
+
+    fn init_data_dir(&self) -> Result<(), String> {
+        let mut command = self.server_command("initdb");
+        // --locale=C: results must not depend on the host's locale settings.
+        command
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["--auth=trust", "-U", SUPERUSER, "-E", "UTF8", "--locale=C"])
+            .arg("--no-sync");
+        run(&mut command)
+            .map(drop)
+            .map_err(|message| format!("initdb failed in {:?}: {message}", self.dir.path()))
+    }
+
+    fn start_on_free_port(&mut self) -> Result<(), String> {
+        let mut attempt = 1;
+        loop {
+            self.port = free_port()?;
+            let log_offset = self.log_len();
+            match self.try_start() {
+                Ok(()) => return Ok(()),
+                Err(_) if attempt < START_ATTEMPTS && self.port_was_taken(log_offset) => {
+                    eprintln!(
+                        "kneo-testkit: port {} was taken before PostgreSQL bound it; retrying",
+                        self.port
+                    );
+                    attempt += 1;
+                }
+                Err(message) => return Err(message),
+            }
+        }
+    }
+
+    fn try_start(&self) -> Result<(), String> {
+        let options = format!(
+            "-c listen_addresses={HOST} -p {port} -k '{socket_dir}' -c fsync=off \
+             -c synchronous_commit=off -c full_page_writes=off -c autovacuum=off \
+             -c max_connections=300",
+            port = self.port,
+            socket_dir = self.dir.path().display(),
+        );
+        let mut command = self.server_command("pg_ctl");
+        command
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-w", "-t", START_TIMEOUT_SECS, "-l"])
+            .arg(self.log_path())
+            .arg("-o")
+            .arg(options)
+            .arg("start");
+        run(&mut command).map(drop).map_err(|message| {
+            format!(
+                "PostgreSQL did not start on {HOST}:{} (data dir {:?}): {message}{}",
+                self.port,
+                self.data_dir(),
+                self.log_tail()
+            )
+        })
+    }
+
+    /// Crash-stops the server; used on drop and at exit, where nothing can be reported.
+    fn stop_immediately(&self) {
+        let _ = self.pg_ctl(["stop", "-w", "-m", "immediate"]).output();
+    }
+
+    fn pg_ctl<const N: usize>(&self, args: [&str; N]) -> Command {
+        let mut command = self.server_command("pg_ctl");
+        command.arg("-D").arg(self.data_dir()).args(args);
+        command
+    }
+
+    fn server_command(&self, program: &str) -> Command {
+        let mut command = self.run_as.command(&self.bin_dir.join(program));
+        // Under runuser the postgres user may not be allowed into the caller's working
+        // directory, and initdb/pg_ctl complain about that.
+        command.current_dir(self.dir.path());
+        command
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("log")
+    }
+
+    fn log_len(&self) -> u64 {
+        fs::metadata(self.log_path()).map_or(0, |meta| meta.len())
+    }
+
+    fn port_was_taken(&self, log_offset: u64) -> bool {
+        let log = fs::read(self.log_path()).unwrap_or_default();
+        let start = usize::try_from(log_offset).unwrap_or(0).min(log.len());
+        String::from_utf8_lossy(&log[start..]).contains("Address already in use")
+    }
+
+    fn log_tail(&self) -> String {
+        let path = self.log_path();
+        match fs::read(&path) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+                format!("\n--- last lines of {path:?} ---\n{}", tail.join("\n"))
+            }
+            Err(error) => format!("\n(no server log at {path:?}: {error})"),
+        }
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        self.stop_immediately();
+    }
+}
+
+impl RunAs {
+    fn for_current_user() -> RunAs {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            RunAs::PostgresUser
+        } else {
+            RunAs::CurrentUser
+        }
+    }
+
+    /// Gives the cluster directory to the user the server will run as.
+    fn hand_over(self, dir: &Path) -> Result<(), String> {
+        if self == RunAs::CurrentUser {
+            return Ok(());
+        }
+        let (uid, gid) = postgres_user_ids()?;
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+            .map_err(|error| format!("could not chown {dir:?} to the `{SUPERUSER}` user: {error}"))
+    }
+
+    fn command(self, program: &Path) -> Command {
+        match self {
+            RunAs::CurrentUser => Command::new(program),
+            RunAs::PostgresUser => {
+                let mut command = Command::new(runuser_path());
+                command.args(["-u", SUPERUSER, "--"]).arg(program);
+                command
+            }
+        }
+    }
+}
+
+/// The uid and gid of the `postgres` account, looked up once.
+fn postgres_user_ids() -> Result<(u32, u32), String> {
+    // getpwnam returns a pointer into static storage that concurrent calls overwrite, so
+    // the lookup happens once under the OnceLock and only the copied ids are shared.
+    static IDS: OnceLock<Result<(u32, u32), String>> = OnceLock::new();
+    IDS.get_or_init(|| {
+        // SAFETY: the argument is a valid NUL-terminated string; the result is null or points
+        // to a passwd record that stays valid until the next getpw* call, and we copy the two
+        // ids out before returning.
+        let ids = unsafe {
+            let entry = libc::getpwnam(c"postgres".as_ptr());
+            (!entry.is_null()).then(|| ((*entry).pw_uid, (*entry).pw_gid))
+        };
+        ids.ok_or_else(|| {
+            "tests run as root, so PostgreSQL must run as the `postgres` user, but there is no \
+             such user; install the `postgresql` package (apt-get install -y postgresql), which \
+             creates it"
+                .to_string()
+        })
+    })
+    .clone()
+}
+
+fn runuser_path() -> &'static OsStr {
+    // /usr/sbin is often missing from PATH for non-login shells.
+    ["/usr/sbin/runuser", "/sbin/runuser"]
+        .into_iter()
+        .find(|path| Path::new(path).exists())
+        .map_or(OsStr::new("runuser"), OsStr::new)
+}
+
+fn locate_bin_dir() -> Result<PathBuf, String> {
+    pg_config_bin_dir()
+        .filter(|dir| has_server_binaries(dir))
+        .or_else(newest_packaged_bin_dir)
+        .ok_or_else(|| MISSING_BINARIES.to_string())
+}
+
+fn pg_config_bin_dir() -> Option<PathBuf> {
+    let output = Command::new("pg_config").arg("--bindir").output().ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let dir = String::from_utf8(output.stdout).ok()?;
+    Some(PathBuf::from(dir.trim()))
+}
+
+fn newest_packaged_bin_dir() -> Option<PathBuf> {
+    fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .map(|entry| entry.path().join("bin"))
+        .filter(|dir| has_server_binaries(dir))
+        .max_by_key(|dir| version_of(dir))
+}
+
+/// `/usr/lib/postgresql/9.6/bin` gives `[9, 6]`, so 15 sorts above 9.6.
+fn version_of(bin_dir: &Path) -> Vec<u32> {
+    let version = bin_dir
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(OsStr::to_str)
+        .unwrap_or_default();
+    version
+        .split('.')
+        .map(|part| part.parse().unwrap_or(0))
+        .collect()
+}
+
+fn has_server_binaries(dir: &Path) -> bool {
+    dir.join("initdb").is_file() && dir.join("pg_ctl").is_file()
+}
+
+fn free_port() -> Result<u16, String> {
+    // The listener is dropped right away; the small window before the postmaster binds is
+    // covered by the retry in `start_on_free_port`.
+    TcpListener::bind((HOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .map_err(|error| format!("could not find a free port on {HOST}: {error}"))
+}
+
+/// Runs `command` to completion and turns a spawn failure or non-zero exit into a message
+/// that carries the command line and its output.
+fn run(command: &mut Command) -> Result<Output, String> {
+    let output = command
+        .output()
+        .map_err(|error| format!("could not run {command:?}: {error}"))?;
+    if output.status.success() {
+        return Ok(output);
+    }
+    Err(format!(
+        "{command:?} exited with {}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout).trim_end(),
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newer_major_versions_sort_higher() {
+        let old = version_of(Path::new("/usr/lib/postgresql/9.6/bin"));
+        let new = version_of(Path::new("/usr/lib/postgresql/15/bin"));
+        assert!(new > old, "{new:?} should sort above {old:?}");
+    }
+
+    #[test]
+    fn url_names_superuser_host_port_and_database() {
+        let cluster = shared_cluster();
+        assert_eq!(
+            cluster.url("app"),
+            format!("postgres://postgres@127.0.0.1:{}/app", cluster.port())
+        );
+    }
+}
