@@ -75,7 +75,10 @@ pub enum StartupError {
     #[error("{0}")]
     Store(StoreError),
     #[error("cannot listen on {address}: {error}")]
-    Listen { address: String, error: std::io::Error },
+    Listen {
+        address: String,
+        error: std::io::Error,
+    },
 }
 
 /// How long start-up waits for Postgres before starting degraded.
@@ -90,20 +93,33 @@ pub async fn open_stores(config: &Config) -> Result<Stores, StartupError> {
         None => {
             let runs = SqliteStore::open(&config.sqlite_path()).map_err(StartupError::Store)?;
             let continuations = FileContinuationStore::new(&config.continuations_dir());
-            Ok(Stores { runs: Arc::new(runs), continuations: Arc::new(continuations), continuation_kind: "files" })
+            Ok(Stores {
+                runs: Arc::new(runs),
+                continuations: Arc::new(continuations),
+                continuation_kind: "files",
+            })
         }
         Some(url) => {
-            let store = PostgresStore::new(url, config.postgres_pool_size).map_err(StartupError::Store)?;
+            let store =
+                PostgresStore::new(url, config.postgres_pool_size).map_err(StartupError::Store)?;
             match tokio::time::timeout(STARTUP_STORE_WAIT, store.ensure_ready()).await {
                 Ok(Ok(())) => {}
-                Ok(Err(error)) if error.kind == ErrorKind::SchemaTooNew => return Err(StartupError::Store(error)),
-                Ok(Err(error)) => tracing::warn!(target: "kneo_serv.service", error = %crate::redact::redacted_text(&error.message),
-                    kind = error.kind.as_str(), "Postgres is not usable yet; starting degraded (runbook § 2.2)"),
+                Ok(Err(error)) if error.kind == ErrorKind::SchemaTooNew => {
+                    return Err(StartupError::Store(error));
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(target: "kneo_serv.service", error = %crate::redact::redacted_text(&error.message),
+                    kind = error.kind.as_str(), "Postgres is not usable yet; starting degraded (runbook § 2.2)")
+                }
                 Err(_) => tracing::warn!(target: "kneo_serv.service", kind = "timeout",
                     "Postgres did not answer within 3 s; starting degraded (runbook § 2.2)"),
             }
             let continuations = store.continuation_store();
-            Ok(Stores { runs: Arc::new(store), continuations: Arc::new(continuations), continuation_kind: "postgres" })
+            Ok(Stores {
+                runs: Arc::new(store),
+                continuations: Arc::new(continuations),
+                continuation_kind: "postgres",
+            })
         }
     }
 }
@@ -115,8 +131,22 @@ pub fn build_state(config: Config, stores: Stores) -> AppState {
     let instance = Arc::new(Instance::current());
     let engine = Arc::new(Engine::with_builtins());
     let service_events = ServiceEvents::new(stores.runs.clone(), VERSION, &instance.host);
-    let platform = Arc::new(Platform::new(config.clone(), stores.clone(), engine.clone(), metrics.clone(), instance.id.clone()));
-    AppState { config, stores, metrics, engine, platform, service_events, instance }
+    let platform = Arc::new(Platform::new(
+        config.clone(),
+        stores.clone(),
+        engine.clone(),
+        metrics.clone(),
+        instance.id.clone(),
+    ));
+    AppState {
+        config,
+        stores,
+        metrics,
+        engine,
+        platform,
+        service_events,
+        instance,
+    }
 }
 
 /// A running service: its address and the handle that stops it.
@@ -151,21 +181,38 @@ pub async fn start(state: AppState, listener: TcpListener) -> std::io::Result<Ru
         let until_stopped = async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
-        let result = axum::serve(listener, router).with_graceful_shutdown(until_stopped).await;
+        let result = axum::serve(listener, router)
+            .with_graceful_shutdown(until_stopped)
+            .await;
         let grace = serving_state.config.shutdown_timeout;
-        if tokio::time::timeout(grace, futures_util::future::join_all(workers)).await.is_err() {
+        if tokio::time::timeout(grace, futures_util::future::join_all(workers))
+            .await
+            .is_err()
+        {
             tracing::warn!(target: "kneo_serv.service", "workers did not stop within the shutdown timeout; their runs return to the queue when the lease expires");
         }
         monitor.abort();
-        serving_state.service_events.record("service.stopped", serde_json::json!({"pid": serving_state.instance.pid}));
+        serving_state.service_events.record(
+            "service.stopped",
+            serde_json::json!({"pid": serving_state.instance.pid}),
+        );
         serving_state.service_events.flush().await;
         result
     });
-    Ok(RunningService { address, state, shutdown, server })
+    Ok(RunningService {
+        address,
+        state,
+        shutdown,
+        server,
+    })
 }
 
 /// Serves until `shutdown` resolves (the `kneo service serve` path).
-pub async fn serve_until(state: AppState, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+pub async fn serve_until(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let running = start(state, listener).await?;
     shutdown.await;
     running.stop().await
@@ -200,7 +247,9 @@ async fn monitor(state: AppState, mut stopped: watch::Receiver<bool>) {
         }
         let readiness = readiness::evaluate(&state).await;
         state.service_events.observe_readiness(&readiness);
-        state.service_events.close_error_window(interval.as_secs_f64());
+        state
+            .service_events
+            .close_error_window(interval.as_secs_f64());
         state.service_events.flush().await;
         if readiness.ready {
             state.platform.sweep().await;

@@ -120,15 +120,18 @@ impl Config {
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Config, ConfigError> {
         let env = Env { vars };
         let api_keys = env.api_keys()?;
-        let auth_enabled = env.bool("KNEO_SERV_AUTH_ENABLED")?.unwrap_or(!api_keys.is_empty());
+        let auth_enabled = env
+            .bool("KNEO_SERV_AUTH_ENABLED")?
+            .unwrap_or(!api_keys.is_empty());
         if auth_enabled && api_keys.is_empty() {
             return Err(ConfigError {
                 variable: "KNEO_SERV_AUTH_ENABLED".into(),
                 value: Some("true".into()),
                 problem: "auth is enabled but no API keys are configured (runbook § 1.1)".into(),
-                expected: "KNEO_SERV_API_KEYS (name:key:roles;...) or KNEO_SERV_ADMIN_API_KEY to be set, \
+                expected:
+                    "KNEO_SERV_API_KEYS (name:key:roles;...) or KNEO_SERV_ADMIN_API_KEY to be set, \
                            or KNEO_SERV_AUTH_ENABLED=false for local development only"
-                    .into(),
+                        .into(),
             });
         }
         let database_url = env.text("KNEO_SERV_DATABASE_URL");
@@ -155,7 +158,10 @@ impl Config {
             })?,
         };
         Ok(Config {
-            state_dir: PathBuf::from(env.text("KNEO_SERV_STATE_DIR").unwrap_or_else(|| ".kneo".into())),
+            state_dir: PathBuf::from(
+                env.text("KNEO_SERV_STATE_DIR")
+                    .unwrap_or_else(|| ".kneo".into()),
+            ),
             database_url,
             postgres_pool_size: env.positive("KNEO_SERV_POSTGRES_POOL_SIZE", 16)?,
             auth_enabled,
@@ -199,9 +205,19 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("state_dir", &self.state_dir)
-            .field("database_url", &self.database_url.as_deref().map(crate::redact::redact_dsn))
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(crate::redact::redact_dsn),
+            )
             .field("auth_enabled", &self.auth_enabled)
-            .field("api_key_names", &self.api_keys.iter().map(|k| k.name.as_str()).collect::<Vec<_>>())
+            .field(
+                "api_key_names",
+                &self
+                    .api_keys
+                    .iter()
+                    .map(|k| k.name.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .field("limits", &self.limits)
             .field("worker", &self.worker)
             .finish_non_exhaustive()
@@ -251,7 +267,9 @@ impl Env<'_> {
     }
 
     fn bool(&self, name: &str) -> Result<Option<bool>, ConfigError> {
-        let Some(value) = self.text(name) else { return Ok(None) };
+        let Some(value) = self.text(name) else {
+            return Ok(None);
+        };
         match value.to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" => Ok(Some(true)),
             "0" | "false" | "no" | "off" => Ok(Some(false)),
@@ -261,18 +279,32 @@ impl Env<'_> {
 
     /// A whole number ≥ 0.
     fn count(&self, name: &str, default: usize) -> Result<usize, ConfigError> {
-        let Some(value) = self.text(name) else { return Ok(default) };
-        value
-            .parse::<usize>()
-            .map_err(|_| self.invalid(name, &value, "is not a whole number", "a whole number ≥ 0, e.g. 4"))
+        let Some(value) = self.text(name) else {
+            return Ok(default);
+        };
+        value.parse::<usize>().map_err(|_| {
+            self.invalid(
+                name,
+                &value,
+                "is not a whole number",
+                "a whole number ≥ 0, e.g. 4",
+            )
+        })
     }
 
     /// A whole number ≥ 1.
     fn positive(&self, name: &str, default: usize) -> Result<usize, ConfigError> {
-        let Some(value) = self.text(name) else { return Ok(default) };
+        let Some(value) = self.text(name) else {
+            return Ok(default);
+        };
         match value.parse::<usize>() {
             Ok(number) if number >= 1 => Ok(number),
-            _ => Err(self.invalid(name, &value, "is not a positive whole number", "a whole number ≥ 1")),
+            _ => Err(self.invalid(
+                name,
+                &value,
+                "is not a positive whole number",
+                "a whole number ≥ 1",
+            )),
         }
     }
 
@@ -286,7 +318,12 @@ impl Env<'_> {
             Ok(seconds) if seconds.is_finite() && seconds > 0.0 && seconds < 1e9 => {
                 Ok(Duration::from_secs_f64(seconds))
             }
-            _ => Err(self.invalid(name, &value, "is not a positive number of seconds", "seconds > 0, e.g. 30 or 0.5")),
+            _ => Err(self.invalid(
+                name,
+                &value,
+                "is not a positive number of seconds",
+                "seconds > 0, e.g. 30 or 0.5",
+            )),
         }
     }
 
@@ -304,9 +341,15 @@ impl Env<'_> {
     }
 
     fn log_level(&self) -> Result<String, ConfigError> {
-        let Some(value) = self.text("KNEO_SERV_LOG_LEVEL") else { return Ok("info".into()) };
+        let Some(value) = self.text("KNEO_SERV_LOG_LEVEL") else {
+            return Ok("info".into());
+        };
         let level = value.to_ascii_lowercase();
-        let level = if level == "warning" { "warn".to_string() } else { level };
+        let level = if level == "warning" {
+            "warn".to_string()
+        } else {
+            level
+        };
         match level.as_str() {
             "trace" | "debug" | "info" | "warn" | "error" => Ok(level),
             "critical" => Ok("error".into()),
@@ -347,14 +390,23 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn no_configuration_gives_the_embedded_defaults_with_auth_off() {
         let config = Config::from_vars(&vars(&[])).expect("defaults are valid");
-        assert_eq!(config.sqlite_path(), PathBuf::from(".kneo/kneo_runs.sqlite"));
-        assert_eq!(config.continuations_dir(), PathBuf::from(".kneo/continuations"));
+        assert_eq!(
+            config.sqlite_path(),
+            PathBuf::from(".kneo/kneo_runs.sqlite")
+        );
+        assert_eq!(
+            config.continuations_dir(),
+            PathBuf::from(".kneo/continuations")
+        );
         assert!(config.database_url.is_none());
         assert!(!config.auth_enabled);
         assert_eq!(config.limits.max_body_bytes, 1_048_576);
@@ -364,14 +416,16 @@ mod tests {
 
     #[test]
     fn keys_turn_auth_on_by_default() {
-        let config = Config::from_vars(&vars(&[("KNEO_SERV_API_KEYS", "ops:opskey123:operator")])).expect("valid");
+        let config = Config::from_vars(&vars(&[("KNEO_SERV_API_KEYS", "ops:opskey123:operator")]))
+            .expect("valid");
         assert!(config.auth_enabled);
         assert_eq!(config.api_keys.len(), 1);
     }
 
     #[test]
     fn auth_enabled_without_keys_is_refused_with_the_fix() {
-        let error = Config::from_vars(&vars(&[("KNEO_SERV_AUTH_ENABLED", "true")])).expect_err("refused");
+        let error =
+            Config::from_vars(&vars(&[("KNEO_SERV_AUTH_ENABLED", "true")])).expect_err("refused");
         let text = error.to_string();
         assert!(text.contains("KNEO_SERV_AUTH_ENABLED"), "{text}");
         assert!(text.contains("no API keys are configured"), "{text}");
@@ -380,16 +434,23 @@ mod tests {
 
     #[test]
     fn a_bad_number_names_the_variable_value_and_form() {
-        let error = Config::from_vars(&vars(&[("KNEO_SERV_WORKER_CONCURRENCY", "many")])).expect_err("refused");
+        let error = Config::from_vars(&vars(&[("KNEO_SERV_WORKER_CONCURRENCY", "many")]))
+            .expect_err("refused");
         assert_eq!(error.variable, "KNEO_SERV_WORKER_CONCURRENCY");
         assert_eq!(error.value.as_deref(), Some("many"));
-        assert!(error.to_string().contains("expected a whole number"), "{error}");
+        assert!(
+            error.to_string().contains("expected a whole number"),
+            "{error}"
+        );
     }
 
     #[test]
     fn a_bad_database_url_is_refused_without_echoing_the_password() {
-        let error = Config::from_vars(&vars(&[("KNEO_SERV_DATABASE_URL", "mysql://u:hunter2@db/x")]))
-            .expect_err("refused");
+        let error = Config::from_vars(&vars(&[(
+            "KNEO_SERV_DATABASE_URL",
+            "mysql://u:hunter2@db/x",
+        )]))
+        .expect_err("refused");
         let text = error.to_string();
         assert!(text.contains("KNEO_SERV_DATABASE_URL"), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
@@ -397,20 +458,26 @@ mod tests {
 
     #[test]
     fn a_malformed_key_entry_is_refused_without_echoing_keys() {
-        let error = Config::from_vars(&vars(&[("KNEO_SERV_API_KEYS", "ops-secret-token")])).expect_err("refused");
+        let error = Config::from_vars(&vars(&[("KNEO_SERV_API_KEYS", "ops-secret-token")]))
+            .expect_err("refused");
         assert_eq!(error.variable, "KNEO_SERV_API_KEYS");
         assert!(!error.to_string().contains("ops-secret-token"), "{error}");
     }
 
     #[test]
     fn lists_are_split_and_trimmed() {
-        let config = Config::from_vars(&vars(&[("KNEO_SERV_HEALTH_PROVIDERS", " openai, anthropic ,")])).expect("valid");
+        let config = Config::from_vars(&vars(&[(
+            "KNEO_SERV_HEALTH_PROVIDERS",
+            " openai, anthropic ,",
+        )]))
+        .expect("valid");
         assert_eq!(config.health_providers, vec!["openai", "anthropic"]);
     }
 
     #[test]
     fn warning_is_accepted_as_a_log_level() {
-        let config = Config::from_vars(&vars(&[("KNEO_SERV_LOG_LEVEL", "WARNING")])).expect("valid");
+        let config =
+            Config::from_vars(&vars(&[("KNEO_SERV_LOG_LEVEL", "WARNING")])).expect("valid");
         assert_eq!(config.log_level, "warn");
     }
 }

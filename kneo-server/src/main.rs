@@ -78,14 +78,18 @@ enum HumanCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Spec { command: SpecCommand::Validate { path, json } } => validate_file(&path, json),
+        Command::Spec {
+            command: SpecCommand::Validate { path, json },
+        } => validate_file(&path, json),
         Command::Service { command } => with_runtime(|config| async move {
             match command {
                 ServiceCommand::Serve { host, port } => serve(config, &host, port).await,
                 ServiceCommand::Worker { concurrency } => worker(config, concurrency).await,
             }
         }),
-        Command::Human { command: HumanCommand::Sweep { json } } => with_runtime(|config| async move { sweep(config, json).await }),
+        Command::Human {
+            command: HumanCommand::Sweep { json },
+        } => with_runtime(|config| async move { sweep(config, json).await }),
     }
 }
 
@@ -103,7 +107,10 @@ where
         }
     };
     kneo_server::telemetry::init(&config.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("kneo: cannot start the async runtime: {error}");
@@ -121,19 +128,30 @@ where
 
 fn describe(error: StartupError) -> String {
     match error {
-        StartupError::Store(error) => format!("cannot open the store ({}): {}", error.kind, kneo_server::redact::redacted_text(&error.message)),
+        StartupError::Store(error) => format!(
+            "cannot open the store ({}): {}",
+            error.kind,
+            kneo_server::redact::redacted_text(&error.message)
+        ),
         other => other.to_string(),
     }
 }
 
 async fn serve(config: Config, host: &str, port: u16) -> Result<(), String> {
     let _lock = match &config.database_url {
-        None => Some(kneo_server::store::state_lock::StateLock::acquire(&config.state_dir).map_err(|e| e.to_string())?),
+        None => Some(
+            kneo_server::store::state_lock::StateLock::acquire(&config.state_dir)
+                .map_err(|e| e.to_string())?,
+        ),
         Some(_) => None,
     };
     if !config.auth_enabled {
         let loopback = host == "127.0.0.1" || host == "localhost" || host == "::1";
-        let level = if loopback { "local development only" } else { "DANGER: the API is open to the network" };
+        let level = if loopback {
+            "local development only"
+        } else {
+            "DANGER: the API is open to the network"
+        };
         tracing::warn!(target: "kneo_serv.service", host, "auth is disabled ({level}); set KNEO_SERV_API_KEYS or KNEO_SERV_ADMIN_API_KEY");
     }
     let stores = app::open_stores(&config).await.map_err(describe)?;
@@ -143,19 +161,30 @@ async fn serve(config: Config, host: &str, port: u16) -> Result<(), String> {
         // The lock proves no other process serves this store, so every leased run is orphaned.
         match state.stores.runs.requeue_orphaned_runs().await {
             Ok(0) => {}
-            Ok(count) => tracing::warn!(target: "kneo_serv.service", count, "requeued runs left running by a previous process"),
-            Err(error) => tracing::warn!(target: "kneo_serv.service", %error, "could not requeue orphaned runs; they return when their leases expire"),
+            Ok(count) => {
+                tracing::warn!(target: "kneo_serv.service", count, "requeued runs left running by a previous process")
+            }
+            Err(error) => {
+                tracing::warn!(target: "kneo_serv.service", %error, "could not requeue orphaned runs; they return when their leases expire")
+            }
         }
     }
     let address = format!("{host}:{port}");
     let listener = tokio::net::TcpListener::bind(&address)
         .await
-        .map_err(|error| describe(StartupError::Listen { address: address.clone(), error }))?;
+        .map_err(|error| {
+            describe(StartupError::Listen {
+                address: address.clone(),
+                error,
+            })
+        })?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(target: "kneo_serv.service", event = "listening", address = %bound, version = kneo_server::VERSION,
         store = state.stores.runs.kind().as_str());
     println!("kneo {} listening on http://{bound}", kneo_server::VERSION);
-    app::serve_until(state, listener, shutdown_signal()).await.map_err(|e| e.to_string())
+    app::serve_until(state, listener, shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn worker(mut config: Config, concurrency: Option<usize>) -> Result<(), String> {
@@ -175,7 +204,10 @@ async fn worker(mut config: Config, concurrency: Option<usize>) -> Result<(), St
     shutdown_signal().await;
     let _ = stop.send(true);
     let grace = state.config.shutdown_timeout;
-    if tokio::time::timeout(grace, futures_util::future::join_all(workers)).await.is_err() {
+    if tokio::time::timeout(grace, futures_util::future::join_all(workers))
+        .await
+        .is_err()
+    {
         tracing::warn!(target: "kneo_serv.service", "workers did not finish within the shutdown timeout; their runs return when the leases expire");
     }
     Ok(())
@@ -185,16 +217,31 @@ async fn sweep(config: Config, json: bool) -> Result<(), String> {
     let stores = app::open_stores(&config).await.map_err(describe)?;
     let state = app::build_state(config, stores);
     let now = kneo_server::clock::now_text();
-    let overdue = state.stores.runs.overdue_runs(&now, 10_000).await.map_err(|e| e.to_string())?;
+    let overdue = state
+        .stores
+        .runs
+        .overdue_runs(&now, 10_000)
+        .await
+        .map_err(|e| e.to_string())?;
     for run in &overdue {
         state.platform.time_out(&run.id, None).await;
     }
-    let tasks = state.platform.sweep_human_tasks().await.map_err(|e| format!("{e:?}"))?;
+    let tasks = state
+        .platform
+        .sweep_human_tasks()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
     state.service_events.flush().await;
     if json {
-        println!("{}", serde_json::json!({"timed_out_runs": overdue.len(), "human_tasks_processed": tasks}));
+        println!(
+            "{}",
+            serde_json::json!({"timed_out_runs": overdue.len(), "human_tasks_processed": tasks})
+        );
     } else {
-        println!("timed out {} overdue run(s); processed {tasks} expired human task(s)", overdue.len());
+        println!(
+            "timed out {} overdue run(s); processed {tasks} expired human task(s)",
+            overdue.len()
+        );
     }
     Ok(())
 }
@@ -205,12 +252,17 @@ fn validate_file(path: &std::path::Path, json: bool) -> ExitCode {
     let limits = SpecLimits::default();
     let outcome = std::fs::read(path)
         .map_err(|error| format!("cannot read {}: {error}", path.display()))
-        .and_then(|bytes| parse_yaml(&bytes, &limits).map_err(|error| format!("{}: {error}", path.display())));
+        .and_then(|bytes| {
+            parse_yaml(&bytes, &limits).map_err(|error| format!("{}: {error}", path.display()))
+        });
     let value = match outcome {
         Ok(value) => value,
         Err(message) => {
             if json {
-                println!("{}", serde_json::json!({"valid": false, "error": message, "diagnostics": []}));
+                println!(
+                    "{}",
+                    serde_json::json!({"valid": false, "error": message, "diagnostics": []})
+                );
             } else {
                 eprintln!("kneo: {message}");
             }
@@ -225,18 +277,42 @@ fn validate_file(path: &std::path::Path, json: bool) -> ExitCode {
             "agent_name": validation.spec.as_ref().map(|s| s.agent.name.clone()),
             "workflow_name": validation.spec.as_ref().and_then(|s| s.workflow.as_ref()).and_then(|w| w.name.clone()),
         });
-        println!("{}", serde_json::json!({"valid": valid, "diagnostics": validation.diagnostics, "report": report}));
+        println!(
+            "{}",
+            serde_json::json!({"valid": valid, "diagnostics": validation.diagnostics, "report": report})
+        );
     } else {
         for diagnostic in &validation.diagnostics {
             let severity = format!("{:?}", diagnostic.severity).to_lowercase();
-            println!("{severity} {} at {}: {}", diagnostic.code, if diagnostic.path.is_empty() { "(document)" } else { &diagnostic.path }, diagnostic.message);
+            println!(
+                "{severity} {} at {}: {}",
+                diagnostic.code,
+                if diagnostic.path.is_empty() {
+                    "(document)"
+                } else {
+                    &diagnostic.path
+                },
+                diagnostic.message
+            );
             if let Some(suggestion) = &diagnostic.suggestion {
                 println!("  fix: {suggestion}");
             }
         }
-        println!("{}: {}", path.display(), if valid { "valid" } else { "invalid (runbook § 6.1)" });
+        println!(
+            "{}: {}",
+            path.display(),
+            if valid {
+                "valid"
+            } else {
+                "invalid (runbook § 6.1)"
+            }
+        );
     }
-    if valid { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    if valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -244,13 +320,14 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => {
-                let _ = interrupt.await;
-                return;
-            }
-        };
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}

@@ -74,10 +74,23 @@ impl Metrics {
         let output = get(&self.tokens_output);
         let mut text = String::new();
         let mut emit = |name: &str, kind: &str, help: &str, value: String| {
-            let _ = write!(text, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
+            let _ = write!(
+                text,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            );
         };
-        emit("kneo_runs_started_total", "counter", "Runs that began execution.", get(&self.runs_started).to_string());
-        emit("kneo_runs_completed_total", "counter", "Runs that completed successfully.", get(&self.runs_completed).to_string());
+        emit(
+            "kneo_runs_started_total",
+            "counter",
+            "Runs that began execution.",
+            get(&self.runs_started).to_string(),
+        );
+        emit(
+            "kneo_runs_completed_total",
+            "counter",
+            "Runs that completed successfully.",
+            get(&self.runs_completed).to_string(),
+        );
         emit(
             "kneo_runs_failed_total",
             "counter",
@@ -96,12 +109,37 @@ impl Metrics {
             "Runs rejected by queue-depth backpressure (queue at capacity).",
             get(&self.runs_rejected).to_string(),
         );
-        emit("kneo_tokens_input_total", "counter", "Input/prompt tokens consumed across runs.", input.to_string());
-        emit("kneo_tokens_output_total", "counter", "Output/completion tokens produced across runs.", output.to_string());
-        emit("kneo_tokens_total", "counter", "Total tokens (input + output) across runs.", (input + output).to_string());
+        emit(
+            "kneo_tokens_input_total",
+            "counter",
+            "Input/prompt tokens consumed across runs.",
+            input.to_string(),
+        );
+        emit(
+            "kneo_tokens_output_total",
+            "counter",
+            "Output/completion tokens produced across runs.",
+            output.to_string(),
+        );
+        emit(
+            "kneo_tokens_total",
+            "counter",
+            "Total tokens (input + output) across runs.",
+            (input + output).to_string(),
+        );
         if let Some(queue) = queue {
-            emit("kneo_runs_queued", "gauge", "Runs currently queued and awaiting a worker.", queue.queued.to_string());
-            emit("kneo_runs_running", "gauge", "Runs currently leased by a worker.", queue.running.to_string());
+            emit(
+                "kneo_runs_queued",
+                "gauge",
+                "Runs currently queued and awaiting a worker.",
+                queue.queued.to_string(),
+            );
+            emit(
+                "kneo_runs_running",
+                "gauge",
+                "Runs currently leased by a worker.",
+                queue.running.to_string(),
+            );
             emit(
                 "kneo_runs_lease_expired",
                 "gauge",
@@ -109,8 +147,18 @@ impl Metrics {
                 queue.expired_leases.to_string(),
             );
         }
-        emit("kneo_worker_count", "gauge", "Live worker threads in this process.", self.workers.load(Ordering::Relaxed).to_string());
-        emit("kneo_http_requests_total", "counter", "HTTP requests answered.", get(&self.http_requests).to_string());
+        emit(
+            "kneo_worker_count",
+            "gauge",
+            "Live worker threads in this process.",
+            self.workers.load(Ordering::Relaxed).to_string(),
+        );
+        emit(
+            "kneo_http_requests_total",
+            "counter",
+            "HTTP requests answered.",
+            get(&self.http_requests).to_string(),
+        );
         emit(
             "kneo_http_server_errors_total",
             "counter",
@@ -123,8 +171,18 @@ impl Metrics {
             "Human tasks opened by runs reaching a human step.",
             get(&self.human_tasks_requested).to_string(),
         );
-        emit("kneo_human_tasks_resumed_total", "counter", "Human tasks resumed with a decision.", get(&self.human_tasks_resumed).to_string());
-        emit("kneo_human_tasks_expired_total", "counter", "Human tasks that passed their timeout.", get(&self.human_tasks_expired).to_string());
+        emit(
+            "kneo_human_tasks_resumed_total",
+            "counter",
+            "Human tasks resumed with a decision.",
+            get(&self.human_tasks_resumed).to_string(),
+        );
+        emit(
+            "kneo_human_tasks_expired_total",
+            "counter",
+            "Human tasks that passed their timeout.",
+            get(&self.human_tasks_expired).to_string(),
+        );
         emit(
             "kneo_human_resume_conflicts_total",
             "counter",
@@ -146,7 +204,11 @@ mod tests {
         metrics.run_started();
         metrics.run_completed();
         metrics.tokens(3, 4);
-        let queue = QueueCounts { queued: 7, running: 1, ..QueueCounts::default() };
+        let queue = QueueCounts {
+            queued: 7,
+            running: 1,
+            ..QueueCounts::default()
+        };
         let text = metrics.render(Some(&queue));
         assert!(text.contains("kneo_runs_started_total 2\n"), "{text}");
         assert!(text.contains("kneo_runs_completed_total 1\n"));

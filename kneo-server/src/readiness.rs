@@ -86,7 +86,10 @@ fn public_message(check: &str, kind: ErrorKind) -> String {
 }
 
 /// Runs a probe under the readiness time bound; a hang becomes a `timeout` failure.
-async fn bounded<T>(limit: Duration, probe: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+async fn bounded<T>(
+    limit: Duration,
+    probe: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
     match tokio::time::timeout(limit, probe).await {
         Ok(result) => result,
         Err(_) => Err(StoreError::new(
@@ -97,11 +100,22 @@ async fn bounded<T>(limit: Duration, probe: impl Future<Output = Result<T, Store
 }
 
 /// A check entry that failed, and the detail for authenticated callers.
-fn failed(name: &str, error: &StoreError, mut entry: Map<String, Value>, details: &mut Map<String, Value>) -> Value {
+fn failed(
+    name: &str,
+    error: &StoreError,
+    mut entry: Map<String, Value>,
+    details: &mut Map<String, Value>,
+) -> Value {
     entry.insert("ok".into(), json!(false));
     entry.insert("error".into(), json!(error.kind.as_str()));
     entry.insert("message".into(), json!(public_message(name, error.kind)));
-    entry.insert("runbook".into(), json!(format!("§ {}", runbook_section(name, Some(error.kind.as_str())))));
+    entry.insert(
+        "runbook".into(),
+        json!(format!(
+            "§ {}",
+            runbook_section(name, Some(error.kind.as_str()))
+        )),
+    );
     details.insert(name.into(), json!({"error": error.kind.as_str(), "message": crate::redact::redacted_text(&error.message)}));
     Value::Object(entry)
 }
@@ -116,8 +130,15 @@ fn entry(name: &str) -> Map<String, Value> {
 /// One secret the providers or mcp check looks for.
 fn secret_item(name: String, env_var: String) -> (Value, bool) {
     let present = std::env::var_os(&env_var).is_some_and(|value| !value.is_empty());
-    let value = if present { json!(crate::redact::MARKER) } else { Value::Null };
-    (json!({"name": name, "env_var": env_var, "present": present, "value": value}), present)
+    let value = if present {
+        json!(crate::redact::MARKER)
+    } else {
+        Value::Null
+    };
+    (
+        json!({"name": name, "env_var": env_var, "present": present, "value": value}),
+        present,
+    )
 }
 
 /// The env var holding a provider's key (kneo-serv's default mappings).
@@ -126,7 +147,10 @@ pub fn provider_env_var(provider: &str) -> String {
         "openai" | "openai-agents" => "OPENAI_API_KEY".into(),
         "anthropic" => "ANTHROPIC_API_KEY".into(),
         "google" | "google-adk" => "GOOGLE_API_KEY".into(),
-        other => format!("{}_API_KEY", other.to_ascii_uppercase().replace(['-', '.'], "_")),
+        other => format!(
+            "{}_API_KEY",
+            other.to_ascii_uppercase().replace(['-', '.'], "_")
+        ),
     }
 }
 
@@ -147,7 +171,10 @@ fn secrets_check(name: &str, items: Vec<(String, String, String)>) -> Value {
     check.insert("items".into(), Value::Object(listed));
     if !all_present {
         check.insert("error".into(), json!("missing_secret"));
-        check.insert("message".into(), json!("One or more listed secrets are not set in the service's environment."));
+        check.insert(
+            "message".into(),
+            json!("One or more listed secrets are not set in the service's environment."),
+        );
         check.insert("runbook".into(), json!("§ 3.2"));
     }
     Value::Object(check)
@@ -171,7 +198,12 @@ pub async fn evaluate(state: &AppState) -> Readiness {
 
     let run_state_check = match &run_state {
         Ok(()) => Value::Object(entry("run_state_store")),
-        Err(error) => failed("run_state_store", error, entry("run_state_store"), &mut details),
+        Err(error) => failed(
+            "run_state_store",
+            error,
+            entry("run_state_store"),
+            &mut details,
+        ),
     };
     checks.insert("run_state_store".into(), run_state_check);
 
@@ -179,7 +211,12 @@ pub async fn evaluate(state: &AppState) -> Readiness {
     continuation_entry.insert("kind".into(), json!(state.stores.continuation_kind));
     let continuation_check = match &continuations {
         Ok(()) => Value::Object(continuation_entry),
-        Err(error) => failed("continuation_store", error, continuation_entry, &mut details),
+        Err(error) => failed(
+            "continuation_store",
+            error,
+            continuation_entry,
+            &mut details,
+        ),
     };
     checks.insert("continuation_store".into(), continuation_check);
 
@@ -192,7 +229,15 @@ pub async fn evaluate(state: &AppState) -> Readiness {
             queue_entry.insert("running".into(), json!(counts.running));
             queue_entry.insert("failed".into(), json!(counts.failed));
             queue_entry.insert("expired_leases".into(), json!(counts.expired_leases));
-            queue_entry.insert("workers".into(), json!(state.metrics.workers.load(std::sync::atomic::Ordering::Relaxed)));
+            queue_entry.insert(
+                "workers".into(),
+                json!(
+                    state
+                        .metrics
+                        .workers
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                ),
+            );
             Value::Object(queue_entry)
         }
         Err(error) => failed("queue", error, queue_entry, &mut details),
@@ -216,7 +261,13 @@ pub async fn evaluate(state: &AppState) -> Readiness {
         .config
         .health_providers
         .iter()
-        .map(|provider| (provider.clone(), format!("provider:{provider}"), provider_env_var(provider)))
+        .map(|provider| {
+            (
+                provider.clone(),
+                format!("provider:{provider}"),
+                provider_env_var(provider),
+            )
+        })
         .collect();
     checks.insert("providers".into(), secrets_check("providers", providers));
     let mcp = state
@@ -227,8 +278,14 @@ pub async fn evaluate(state: &AppState) -> Readiness {
         .collect();
     checks.insert("mcp".into(), secrets_check("mcp", mcp));
 
-    let ready = checks.values().all(|check| check.get("ok") == Some(&Value::Bool(true)));
-    Readiness { ready, checks, details }
+    let ready = checks
+        .values()
+        .all(|check| check.get("ok") == Some(&Value::Bool(true)));
+    Readiness {
+        ready,
+        checks,
+        details,
+    }
 }
 
 #[cfg(test)]
@@ -247,7 +304,10 @@ mod tests {
         for name in CHECK_NAMES {
             assert!(!runbook_section(name, None).is_empty());
         }
-        assert_eq!(runbook_section("run_state_store", Some("schema_too_new")), "2.4");
+        assert_eq!(
+            runbook_section("run_state_store", Some("schema_too_new")),
+            "2.4"
+        );
         assert_eq!(runbook_section("providers", None), "3.2");
     }
 

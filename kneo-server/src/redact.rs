@@ -54,8 +54,13 @@ struct TextRule {
 
 fn rule(name: &'static str, pattern: &str, replacement: &'static str) -> TextRule {
     // The patterns are constants of this file; a typo is a programming error caught by the tests.
-    let pattern = Regex::new(pattern).unwrap_or_else(|error| panic!("redaction rule {name} does not compile: {error}"));
-    TextRule { name, pattern, replacement }
+    let pattern = Regex::new(pattern)
+        .unwrap_or_else(|error| panic!("redaction rule {name} does not compile: {error}"));
+    TextRule {
+        name,
+        pattern,
+        replacement,
+    }
 }
 
 /// Rules in the order they apply: DSN credentials before emails, since `user:pass@host.tld`
@@ -67,19 +72,51 @@ static TEXT_RULES: LazyLock<Vec<TextRule>> = LazyLock::new(|| {
             r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
             "[REDACTED PRIVATE KEY]",
         ),
-        rule("dsn_password", r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]+:)[^\s@/]+@", "${1}[REDACTED]@"),
-        rule("bearer_token", r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{6,}", "${1}[REDACTED]"),
-        rule("provider_key", r"\b(sk|pk|rk)-[A-Za-z0-9_-]{16,}", "[REDACTED]"),
-        rule("aws_access_key", r"\b(AKIA|ASIA)[0-9A-Z]{16}\b", "[REDACTED]"),
-        rule("github_token", r"\b(gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})", "[REDACTED]"),
-        rule("slack_token", r"\bxox[abprs]-[A-Za-z0-9-]{10,}", "[REDACTED]"),
-        rule("jwt", r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", "[REDACTED]"),
+        rule(
+            "dsn_password",
+            r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]+:)[^\s@/]+@",
+            "${1}[REDACTED]@",
+        ),
+        rule(
+            "bearer_token",
+            r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{6,}",
+            "${1}[REDACTED]",
+        ),
+        rule(
+            "provider_key",
+            r"\b(sk|pk|rk)-[A-Za-z0-9_-]{16,}",
+            "[REDACTED]",
+        ),
+        rule(
+            "aws_access_key",
+            r"\b(AKIA|ASIA)[0-9A-Z]{16}\b",
+            "[REDACTED]",
+        ),
+        rule(
+            "github_token",
+            r"\b(gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})",
+            "[REDACTED]",
+        ),
+        rule(
+            "slack_token",
+            r"\bxox[abprs]-[A-Za-z0-9-]{10,}",
+            "[REDACTED]",
+        ),
+        rule(
+            "jwt",
+            r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+            "[REDACTED]",
+        ),
         rule(
             "secret_assignment",
             r#"(?i)\b((?:[a-z0-9_]*_)?(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|auth)\b["']?\s*[:=]\s*["']?)[^\s"',;&]{3,}"#,
             "${1}[REDACTED]",
         ),
-        rule("email", r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b", EMAIL_MARKER),
+        rule(
+            "email",
+            r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b",
+            EMAIL_MARKER,
+        ),
         rule("ssn", r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b", "[REDACTED]"),
     ]
 });
@@ -115,7 +152,15 @@ pub fn is_secret_key(key: &str) -> bool {
         "database_url",
         "connection_string",
     ];
-    const SUFFIXES: &[&str] = &["_password", "_secret", "_token", "_api_key", "_apikey", "_private_key", "_dsn"];
+    const SUFFIXES: &[&str] = &[
+        "_password",
+        "_secret",
+        "_token",
+        "_api_key",
+        "_apikey",
+        "_private_key",
+        "_dsn",
+    ];
     EXACT.contains(&key.as_str()) || SUFFIXES.iter().any(|suffix| key.ends_with(suffix))
 }
 
@@ -129,7 +174,11 @@ pub fn redact_text(text: &str) -> (Cow<'_, str>, Report) {
             continue;
         }
         report.add(rule.name, count);
-        current = Cow::Owned(rule.pattern.replace_all(&current, rule.replacement).into_owned());
+        current = Cow::Owned(
+            rule.pattern
+                .replace_all(&current, rule.replacement)
+                .into_owned(),
+        );
     }
     (current, report)
 }
@@ -202,13 +251,22 @@ mod tests {
     fn secret_text_is_replaced_in_place() {
         let cases = [
             ("Authorization: Bearer abcdef123456", "abcdef123456"),
-            ("key sk-proj-ABCDEFGHIJKLMNOPQRSTUV used", "sk-proj-ABCDEFGHIJKLMNOPQRSTUV"),
-            ("postgres://kneo:s3cr3t-pw@db.internal:5432/kneo", "s3cr3t-pw"),
+            (
+                "key sk-proj-ABCDEFGHIJKLMNOPQRSTUV used",
+                "sk-proj-ABCDEFGHIJKLMNOPQRSTUV",
+            ),
+            (
+                "postgres://kneo:s3cr3t-pw@db.internal:5432/kneo",
+                "s3cr3t-pw",
+            ),
             ("mail reviewer@example.com now", "reviewer@example.com"),
             ("password=hunter2&x=1", "hunter2"),
             ("SSN=123-45-6789", "123-45-6789"),
             ("AKIAABCDEFGHIJKLMNOP", "AKIAABCDEFGHIJKLMNOP"),
-            ("ghp_abcdefghijklmnopqrstuvwxyz0123", "ghp_abcdefghijklmnopqrstuvwxyz0123"),
+            (
+                "ghp_abcdefghijklmnopqrstuvwxyz0123",
+                "ghp_abcdefghijklmnopqrstuvwxyz0123",
+            ),
         ];
         for (text, secret) in cases {
             let (redacted, report) = redact_text(text);
@@ -219,7 +277,10 @@ mod tests {
 
     #[test]
     fn a_dsn_keeps_its_user_and_host() {
-        assert_eq!(redact_dsn("postgres://kneo:pw@db:5432/x"), "postgres://kneo:[REDACTED]@db:5432/x");
+        assert_eq!(
+            redact_dsn("postgres://kneo:pw@db:5432/x"),
+            "postgres://kneo:[REDACTED]@db:5432/x"
+        );
         assert_eq!(redact_dsn("postgres://db:5432/x"), "postgres://db:5432/x");
     }
 
@@ -237,7 +298,8 @@ mod tests {
 
     #[test]
     fn redaction_is_idempotent() {
-        let mut value = json!({"token": "abc", "text": "Bearer abcdefgh and sk-ABCDEFGHIJKLMNOPQRST"});
+        let mut value =
+            json!({"token": "abc", "text": "Bearer abcdefgh and sk-ABCDEFGHIJKLMNOPQRST"});
         redact_value(&mut value);
         let once = value.clone();
         let report = redact_value(&mut value);

@@ -60,7 +60,11 @@ impl ServiceEvents {
             details,
         };
         {
-            let mut pending = self.inner.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut pending = self
+                .inner
+                .pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if pending.len() >= MAX_PENDING {
                 pending.remove(0);
             }
@@ -74,7 +78,13 @@ impl ServiceEvents {
 
     /// Writes queued events; those that fail stay queued for the next flush.
     pub async fn flush(&self) {
-        let batch: Vec<ServiceEvent> = std::mem::take(&mut *self.inner.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        let batch: Vec<ServiceEvent> = std::mem::take(
+            &mut *self
+                .inner
+                .pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
         let mut unwritten = Vec::new();
         for event in batch {
             if !unwritten.is_empty() {
@@ -87,7 +97,11 @@ impl ServiceEvents {
             }
         }
         if !unwritten.is_empty() {
-            let mut pending = self.inner.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut pending = self
+                .inner
+                .pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             unwritten.append(&mut pending);
             *pending = unwritten;
         }
@@ -99,20 +113,31 @@ impl ServiceEvents {
             .failing()
             .into_iter()
             .map(|name| {
-                let kind = readiness.checks[&name].get("error").and_then(Value::as_str).unwrap_or("failed").to_string();
+                let kind = readiness.checks[&name]
+                    .get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("failed")
+                    .to_string();
                 (name, kind)
             })
             .collect();
         let current = (readiness.ready, failing);
         let previous = {
-            let mut last = self.inner.last_readiness.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut last = self
+                .inner
+                .last_readiness
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if last.as_ref() == Some(&current) {
                 return;
             }
             last.replace(current.clone())
         };
         let (ready, failing) = current;
-        let failing: serde_json::Map<String, Value> = failing.into_iter().map(|(name, kind)| (name, json!(kind))).collect();
+        let failing: serde_json::Map<String, Value> = failing
+            .into_iter()
+            .map(|(name, kind)| (name, json!(kind)))
+            .collect();
         let failing_text = Value::Object(failing.clone()).to_string();
         tracing::info!(target: "kneo_serv.service", event = "readiness_changed", ready, failing = %failing_text);
         self.record(
@@ -134,12 +159,19 @@ impl ServiceEvents {
     pub fn close_error_window(&self, window_seconds: f64) {
         let count = self.inner.server_errors.swap(0, Ordering::Relaxed);
         if count >= SERVER_ERROR_BURST {
-            self.record("http.5xx_burst", json!({"count": count, "window_seconds": window_seconds}));
+            self.record(
+                "http.5xx_burst",
+                json!({"count": count, "window_seconds": window_seconds}),
+            );
         }
     }
 
     /// Events not yet written (for tests and the shutdown path).
     pub fn pending_count(&self) -> usize {
-        self.inner.pending.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }

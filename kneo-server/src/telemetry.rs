@@ -11,7 +11,11 @@ pub fn init(level: &str) {
     let filter = std::env::var("KNEO_LOG")
         .ok()
         .and_then(|directive| EnvFilter::try_new(directive).ok())
-        .unwrap_or_else(|| EnvFilter::new(format!("warn,kneo_serv={level},kneo_server={level},kneo={level}")));
+        .unwrap_or_else(|| {
+            EnvFilter::new(format!(
+                "warn,kneo_serv={level},kneo_server={level},kneo={level}"
+            ))
+        });
     let _ = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)

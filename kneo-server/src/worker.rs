@@ -15,20 +15,30 @@ use tokio::task::JoinHandle;
 
 use crate::app::AppState;
 use crate::platform::Platform;
-use crate::store::{ClaimRequest, Expect, Progress, QueueStatus, QueueTransition, RunStatus, SaveOutcome};
+use crate::store::{
+    ClaimRequest, Expect, Progress, QueueStatus, QueueTransition, RunStatus, SaveOutcome,
+};
 
 /// Starts the configured number of in-process workers.
 pub fn spawn_in_process(state: &AppState, stopped: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
     (0..state.config.worker.concurrency)
         .map(|index| {
             let worker_id = format!("worker-{}-{index}", state.instance.id);
-            tokio::spawn(run_worker(state.platform.clone(), worker_id, stopped.clone()))
+            tokio::spawn(run_worker(
+                state.platform.clone(),
+                worker_id,
+                stopped.clone(),
+            ))
         })
         .collect()
 }
 
 /// One worker: claim, execute, repeat, until `stopped` turns true.
-pub async fn run_worker(platform: Arc<Platform>, worker_id: String, mut stopped: watch::Receiver<bool>) {
+pub async fn run_worker(
+    platform: Arc<Platform>,
+    worker_id: String,
+    mut stopped: watch::Receiver<bool>,
+) {
     platform.metrics.workers.fetch_add(1, Ordering::Relaxed);
     tracing::info!(target: "kneo_serv.platform", event = "worker_started", worker_id = %worker_id);
     let idle_wait = platform.config.worker.poll_interval;
@@ -58,7 +68,11 @@ pub async fn run_worker(platform: Arc<Platform>, worker_id: String, mut stopped:
         };
         if claimed.is_empty() {
             // Backs off after store failures so an outage is not hammered.
-            let wait = if failures > 0 { idle_wait * failures.min(10) } else { idle_wait };
+            let wait = if failures > 0 {
+                idle_wait * failures.min(10)
+            } else {
+                idle_wait
+            };
             tokio::select! {
                 _ = stopped.changed() => {}
                 _ = platform.queue_signal.notified() => {}
@@ -74,7 +88,12 @@ pub async fn run_worker(platform: Arc<Platform>, worker_id: String, mut stopped:
     tracing::info!(target: "kneo_serv.platform", event = "worker_stopped", worker_id = %worker_id);
 }
 
-async fn execute_claim(platform: &Arc<Platform>, worker_id: &str, mut run: crate::store::RunRecord, attempt: i64) {
+async fn execute_claim(
+    platform: &Arc<Platform>,
+    worker_id: &str,
+    mut run: crate::store::RunRecord,
+    attempt: i64,
+) {
     let now = crate::clock::now_text();
     if run.started_at.is_none() {
         run.started_at = Some(now.clone());
@@ -90,7 +109,10 @@ async fn execute_claim(platform: &Arc<Platform>, worker_id: &str, mut run: crate
         progress.run.status = RunStatus::Failed;
         progress.run.error = Some(json!({"type": "spec_invalid", "message": message}));
         progress.run.completed_at = Some(progress.run.updated_at.clone());
-        progress.queue = Some(QueueTransition::Finish { status: QueueStatus::Failed, error: Some(message.clone()) });
+        progress.queue = Some(QueueTransition::Finish {
+            status: QueueStatus::Failed,
+            error: Some(message.clone()),
+        });
     }
     match platform.stores.runs.save_progress(&progress).await {
         Ok(SaveOutcome::Saved) => {}
@@ -114,5 +136,7 @@ async fn execute_claim(platform: &Arc<Platform>, worker_id: &str, mut run: crate
     } else {
         tracing::info!(target: "kneo_serv.platform", event = "run_reclaimed", run_id = %run.id, attempt, "continuing a run after its lease expired");
     }
-    platform.execute(progress.run, plan, worker_id.to_string()).await;
+    platform
+        .execute(progress.run, plan, worker_id.to_string())
+        .await;
 }

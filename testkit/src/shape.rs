@@ -8,8 +8,13 @@
 //! - A golden `null` matches anything: the recording could not show the field's real type.
 //! - An actual `null` where the golden value is not null is reported by
 //!   [`shape_mismatches`]; [`shape_mismatches_lenient`] accepts it.
-//! - Every actual array element is compared with the first golden element. An empty golden
-//!   or actual array has nothing to compare.
+//! - Array elements are records that may be of different kinds (a `run_started` and a
+//!   `run_completed` trace event fill different fields). An actual element is compared with the
+//!   golden element of the same `type` when there is one; otherwise with the keys that every
+//!   golden element has (nested objects only as "an object": what an unrecorded kind keeps
+//!   inside them cannot be known). Inside array elements an actual `null` always matches, since the
+//!   recording cannot say which fields each kind may leave empty. An empty golden or actual
+//!   array has nothing to compare.
 //! - An object whose keys are all UUIDs is a map keyed by dynamic ids: its keys are not
 //!   required, and every actual value is compared with the first golden value.
 //!
@@ -109,13 +114,49 @@ impl Walker {
     }
 
     fn array(&mut self, path: &str, golden: &[Value], actual: &[Value]) {
-        let Some(template) = golden.first() else {
+        if golden.is_empty() {
             return;
-        };
+        }
+        let common = common_keys(golden);
+        let outer = self.actual_null;
+        self.actual_null = ActualNull::MatchesAnything;
         for (index, actual_value) in actual.iter().enumerate() {
+            let template = same_type(golden, actual_value).unwrap_or(&common);
             self.value(&format!("{path}[{index}]"), template, actual_value);
         }
+        self.actual_null = outer;
     }
+}
+
+/// The golden element whose `type` field equals the actual element's.
+fn same_type<'a>(golden: &'a [Value], actual: &Value) -> Option<&'a Value> {
+    let wanted = actual.get("type")?.as_str()?;
+    golden
+        .iter()
+        .find(|element| element.get("type").and_then(Value::as_str) == Some(wanted))
+}
+
+/// An element with only the keys every golden element has, nested objects reduced to empty
+/// objects (so only their type is checked), or the first element itself when the elements are
+/// not all objects.
+fn common_keys(golden: &[Value]) -> Value {
+    let objects: Vec<&Map<String, Value>> = golden.iter().filter_map(Value::as_object).collect();
+    if objects.len() != golden.len() {
+        return golden[0].clone();
+    }
+    let shared = objects[0]
+        .iter()
+        .filter(|(key, _)| objects.iter().all(|object| object.contains_key(*key)))
+        .map(|(key, first)| {
+            let value = if first.is_object() {
+                Value::Object(Map::new())
+            } else {
+                first.clone()
+            };
+            (key.clone(), value)
+        })
+        .collect();
+    Value::Object(shared)
 }
 
 fn kind(value: &Value) -> &'static str {

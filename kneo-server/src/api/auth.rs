@@ -79,12 +79,20 @@ impl fmt::Debug for ApiKey {
 
 impl ApiKey {
     pub fn new(name: &str, secret: &str, scopes: Vec<String>) -> ApiKey {
-        ApiKey { name: name.to_string(), digest: digest(secret), scopes }
+        ApiKey {
+            name: name.to_string(),
+            digest: digest(secret),
+            scopes,
+        }
     }
 
     /// The break-glass key from `KNEO_SERV_ADMIN_API_KEY`: every scope.
     pub fn admin(secret: &str) -> ApiKey {
-        ApiKey::new("admin", secret, ALL_SCOPES.iter().map(|s| s.to_string()).collect())
+        ApiKey::new(
+            "admin",
+            secret,
+            ALL_SCOPES.iter().map(|s| s.to_string()).collect(),
+        )
     }
 }
 
@@ -97,8 +105,14 @@ fn digest(secret: &str) -> [u8; 32] {
 pub enum KeyConfigError {
     #[error("entry {position} is not of the form name:key:role_or_scope[,role_or_scope]")]
     Malformed { position: usize },
-    #[error("entry {position} ({name}) names an unknown role or scope {grant:?}; roles are admin, operator, reviewer, service, viewer")]
-    UnknownGrant { position: usize, name: String, grant: String },
+    #[error(
+        "entry {position} ({name}) names an unknown role or scope {grant:?}; roles are admin, operator, reviewer, service, viewer"
+    )]
+    UnknownGrant {
+        position: usize,
+        name: String,
+        grant: String,
+    },
     #[error("entry {position} ({name}) has an empty name or key")]
     Empty { position: usize, name: String },
 }
@@ -108,16 +122,23 @@ pub enum KeyConfigError {
 /// Scopes themselves contain a colon (`runs:write`), so only the first two colons split.
 pub fn parse_api_keys(raw: &str) -> Result<Vec<ApiKey>, KeyConfigError> {
     let mut keys = Vec::new();
-    let entries = raw.split(';').map(str::trim).filter(|entry| !entry.is_empty());
+    let entries = raw
+        .split(';')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty());
     for (index, entry) in entries.enumerate() {
         let position = index + 1;
         let mut parts = entry.splitn(3, ':');
-        let (Some(name), Some(secret), Some(grants)) = (parts.next(), parts.next(), parts.next()) else {
+        let (Some(name), Some(secret), Some(grants)) = (parts.next(), parts.next(), parts.next())
+        else {
             return Err(KeyConfigError::Malformed { position });
         };
         let (name, secret) = (name.trim(), secret.trim());
         if name.is_empty() || secret.is_empty() {
-            return Err(KeyConfigError::Empty { position, name: name.to_string() });
+            return Err(KeyConfigError::Empty {
+                position,
+                name: name.to_string(),
+            });
         }
         let mut scopes: Vec<String> = Vec::new();
         for grant in grants.split(',').map(str::trim).filter(|g| !g.is_empty()) {
@@ -163,7 +184,11 @@ pub fn presented_key(headers: &HeaderMap) -> Option<String> {
             return Some(value.to_string());
         }
     }
-    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .trim();
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_string())
@@ -197,7 +222,10 @@ impl Principal {
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let config = &state.config;
         if !config.auth_enabled {
             return Ok(Principal {
@@ -209,7 +237,11 @@ impl FromRequestParts<AppState> for Principal {
         let key = presented_key(&parts.headers)
             .and_then(|presented| find_key(&config.api_keys, &presented))
             .ok_or_else(ApiError::unauthorized)?;
-        Ok(Principal { name: key.name.clone(), scopes: key.scopes.clone(), authenticated: true })
+        Ok(Principal {
+            name: key.name.clone(),
+            scopes: key.scopes.clone(),
+            authenticated: true,
+        })
     }
 }
 
@@ -219,7 +251,8 @@ mod tests {
 
     #[test]
     fn entries_split_on_the_first_two_colons_only() {
-        let keys = parse_api_keys("ci:ci-token:service;reader:read-token:runs:read,human:read").expect("valid");
+        let keys = parse_api_keys("ci:ci-token:service;reader:read-token:runs:read,human:read")
+            .expect("valid");
         assert_eq!(keys.len(), 2);
         assert_eq!(keys[1].name, "reader");
         assert_eq!(keys[1].scopes, vec!["runs:read", "human:read"]);
@@ -229,7 +262,10 @@ mod tests {
     #[test]
     fn roles_expand_to_their_scopes() {
         let keys = parse_api_keys(" rev : revkey123 : reviewer ").expect("valid");
-        assert_eq!(keys[0].scopes, vec!["runs:read", "human:read", "human:write", "audit:read"]);
+        assert_eq!(
+            keys[0].scopes,
+            vec!["runs:read", "human:read", "human:write", "audit:read"]
+        );
     }
 
     #[test]

@@ -43,7 +43,11 @@ pub struct ApiError {
 
 #[derive(Debug, Clone)]
 enum ErrorBody {
-    Envelope { code: &'static str, message: String, extra: Map<String, Value> },
+    Envelope {
+        code: &'static str,
+        message: String,
+        extra: Map<String, Value>,
+    },
     Validation(Vec<ValidationIssue>),
 }
 
@@ -51,7 +55,11 @@ impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
-            body: ErrorBody::Envelope { code, message: message.into(), extra: Map::new() },
+            body: ErrorBody::Envelope {
+                code,
+                message: message.into(),
+                extra: Map::new(),
+            },
             retry_after_seconds: None,
         }
     }
@@ -78,16 +86,28 @@ impl ApiError {
     }
 
     pub fn unauthorized() -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "A valid Kneo service API key is required.")
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "A valid Kneo service API key is required.",
+        )
     }
 
     pub fn forbidden(scope: &str) -> ApiError {
-        ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("Missing required scope: {scope}"))
-            .with("required_scope", scope)
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("Missing required scope: {scope}"),
+        )
+        .with("required_scope", scope)
     }
 
     pub fn not_found() -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", "The requested resource was not found.")
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "The requested resource was not found.",
+        )
     }
 
     pub fn invalid_request(message: impl Into<String>) -> ApiError {
@@ -138,7 +158,11 @@ impl ApiError {
     }
 
     pub fn validation(issues: Vec<ValidationIssue>) -> ApiError {
-        ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, body: ErrorBody::Validation(issues), retry_after_seconds: None }
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            body: ErrorBody::Validation(issues),
+            retry_after_seconds: None,
+        }
     }
 
     pub fn store_unavailable(kind: &str) -> ApiError {
@@ -152,17 +176,31 @@ impl ApiError {
     }
 
     pub fn internal() -> ApiError {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "An internal error occurred.")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "An internal error occurred.",
+        )
     }
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.body {
-            ErrorBody::Envelope { code, message, .. } => write!(f, "{} {code}: {message}", self.status.as_u16()),
+            ErrorBody::Envelope { code, message, .. } => {
+                write!(f, "{} {code}: {message}", self.status.as_u16())
+            }
             ErrorBody::Validation(issues) => {
-                let details: Vec<String> = issues.iter().map(|issue| format!("{:?}: {}", issue.loc, issue.msg)).collect();
-                write!(f, "{} validation: {}", self.status.as_u16(), details.join("; "))
+                let details: Vec<String> = issues
+                    .iter()
+                    .map(|issue| format!("{:?}: {}", issue.loc, issue.msg))
+                    .collect();
+                write!(
+                    f,
+                    "{} validation: {}",
+                    self.status.as_u16(),
+                    details.join("; ")
+                )
             }
         }
     }
@@ -188,7 +226,11 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = match self.body {
-            ErrorBody::Envelope { code, message, extra } => {
+            ErrorBody::Envelope {
+                code,
+                message,
+                extra,
+            } => {
                 let mut detail = Map::new();
                 detail.insert("error".into(), json!(code));
                 detail.insert("message".into(), json!(message));
@@ -201,10 +243,14 @@ impl IntoResponse for ApiError {
         };
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if let Some(seconds) = self.retry_after_seconds {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

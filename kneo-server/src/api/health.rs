@@ -42,14 +42,21 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     if readiness.ready {
         Json(health_body(readiness_metadata(&readiness))).into_response()
     } else {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "One or more readiness checks failed.")
-            .with("metadata", readiness_metadata(&readiness))
-            .into_response()
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "One or more readiness checks failed.",
+        )
+        .with("metadata", readiness_metadata(&readiness))
+        .into_response()
     }
 }
 
 /// The same checks with each failure's full message, for operators holding `runs:read`.
-pub async fn health_detail(State(state): State<AppState>, principal: Principal) -> Result<Response, ApiError> {
+pub async fn health_detail(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
     principal.require("runs:read")?;
     let readiness = readiness::evaluate(&state).await;
     state.service_events.observe_readiness(&readiness);
@@ -64,6 +71,10 @@ pub async fn health_detail(State(state): State<AppState>, principal: Principal) 
     });
     metadata["identity"] = json!({"name": principal.name, "scopes": principal.scopes()});
     let body = json!({"ok": readiness.ready, "service": SERVICE_NAME, "version": VERSION, "metadata": metadata});
-    let status = if readiness.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if readiness.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     Ok((status, Json(body)).into_response())
 }

@@ -15,23 +15,52 @@ use crate::app::AppState;
 use crate::platform::human::{DECISIONS, Decision, TaskFilter};
 use crate::store::SortOrder;
 
-pub async fn list(State(state): State<AppState>, principal: Principal, RawQuery(query): RawQuery) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
     principal.require("human:read")?;
-    let params = QueryParams::parse(query.as_deref(), &["run_id", "workflow_kind", "status", "limit", "offset", "sort_by", "sort_order"])?;
+    let params = QueryParams::parse(
+        query.as_deref(),
+        &[
+            "run_id",
+            "workflow_kind",
+            "status",
+            "limit",
+            "offset",
+            "sort_by",
+            "sort_order",
+        ],
+    )?;
     let status = match params.get("status") {
         None | Some("") => None,
-        Some(_) => Some(params.choice("status", &["pending", "escalated"], "pending")?.to_string()),
+        Some(_) => Some(
+            params
+                .choice("status", &["pending", "escalated"], "pending")?
+                .to_string(),
+        ),
     };
     let (page, sort_by) = params.page(&["id", "created_at", "expires_at"], "id", SortOrder::Asc)?;
     let filter = TaskFilter {
-        run_id: params.get("run_id").filter(|v| !v.is_empty()).map(str::to_string),
-        workflow_kind: params.get("workflow_kind").filter(|v| !v.is_empty()).map(str::to_string),
+        run_id: params
+            .get("run_id")
+            .filter(|v| !v.is_empty())
+            .map(str::to_string),
+        workflow_kind: params
+            .get("workflow_kind")
+            .filter(|v| !v.is_empty())
+            .map(str::to_string),
         status,
     };
     let (mut tasks, unreadable) = state.platform.list_tasks(&filter).await?;
     match sort_by {
         "created_at" => tasks.sort_by(|a, b| a.created_at.cmp(&b.created_at)),
-        "expires_at" => tasks.sort_by(|a, b| a.expires_at.unwrap_or(f64::MAX).total_cmp(&b.expires_at.unwrap_or(f64::MAX))),
+        "expires_at" => tasks.sort_by(|a, b| {
+            a.expires_at
+                .unwrap_or(f64::MAX)
+                .total_cmp(&b.expires_at.unwrap_or(f64::MAX))
+        }),
         _ => tasks.sort_by(|a, b| a.id.cmp(&b.id)),
     }
     if page.order == SortOrder::Desc {
@@ -50,12 +79,23 @@ pub async fn list(State(state): State<AppState>, principal: Principal, RawQuery(
     if !unreadable.is_empty() {
         // Reported beside the tasks, never dropped: each is a run that cannot be resumed.
         body.insert("unreadable".into(), json!(unreadable));
-        body.insert("warning".into(), json!(format!("{} continuation record(s) could not be read; see runbook § 8.2", unreadable.len())));
+        body.insert(
+            "warning".into(),
+            json!(format!(
+                "{} continuation record(s) could not be read; see runbook § 8.2",
+                unreadable.len()
+            )),
+        );
     }
     Ok(Json(Value::Object(body)))
 }
 
-pub async fn get(State(state): State<AppState>, principal: Principal, Path(continuation_id): Path<String>, RawQuery(query): RawQuery) -> Result<Json<Value>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(continuation_id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
     principal.require("human:read")?;
     QueryParams::parse(query.as_deref(), &[])?;
     let task = state.platform.get_task(&continuation_id).await?;
@@ -74,16 +114,25 @@ fn read_decision(state: &AppState, fields: Map<String, Value>) -> Result<Decisio
     let mut reader = ObjectReader::new(fields);
     let request_id = reader.required_string("request_id", Some(256));
     let decision = reader.optional_choice("decision", &DECISIONS);
-    let content = reader.optional_string("content", Some(state.config.limits.max_human_content_chars));
+    let content =
+        reader.optional_string("content", Some(state.config.limits.max_human_content_chars));
     let selected_option = reader.optional_string("selected_option", Some(1_000));
-    let metadata = reader.optional_object("metadata", Some(state.config.limits.max_metadata_bytes)).unwrap_or_default();
+    let metadata = reader
+        .optional_object("metadata", Some(state.config.limits.max_metadata_bytes))
+        .unwrap_or_default();
     let missing_decision = decision.is_none();
     if missing_decision {
         // A missing decision is its own native 422, like a missing request_id.
         reader.required_string("decision", None);
     }
     reader.finish()?;
-    Ok(Decision { request_id, decision: decision.unwrap_or_default(), content, selected_option, metadata })
+    Ok(Decision {
+        request_id,
+        decision: decision.unwrap_or_default(),
+        content,
+        selected_option,
+        metadata,
+    })
 }
 
 pub async fn resume(
@@ -103,8 +152,12 @@ pub async fn resume(
     let decision = read_decision(&state, fields)?;
     let platform = state.platform.clone();
     let actor = principal.name.clone();
-    with_idempotency(&state, &headers, "human:resume", &Value::Object(payload), || async move {
-        platform.resume(&continuation_id, decision, &actor).await
-    })
+    with_idempotency(
+        &state,
+        &headers,
+        "human:resume",
+        &Value::Object(payload),
+        || async move { platform.resume(&continuation_id, decision, &actor).await },
+    )
     .await
 }

@@ -11,17 +11,19 @@ use crate::store::{LIST_WINDOW, PageQuery, SortOrder};
 
 /// Reads a body up to `max_bytes`; passing the cap (even without a `Content-Length`) is a 413.
 pub async fn read_body(body: Body, max_bytes: usize) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(body, max_bytes).await.map_err(|error| {
-        // to_bytes reports the cap as a length-limit error somewhere in its source chain.
-        let mut source: Option<&dyn std::error::Error> = Some(&error);
-        while let Some(current) = source {
-            if current.to_string().contains("length limit") {
-                return ApiError::payload_too_large(max_bytes);
+    axum::body::to_bytes(body, max_bytes)
+        .await
+        .map_err(|error| {
+            // to_bytes reports the cap as a length-limit error somewhere in its source chain.
+            let mut source: Option<&dyn std::error::Error> = Some(&error);
+            while let Some(current) = source {
+                if current.to_string().contains("length limit") {
+                    return ApiError::payload_too_large(max_bytes);
+                }
+                source = current.source();
             }
-            source = current.source();
-        }
-        ApiError::invalid_request(format!("The request body could not be read: {error}"))
-    })
+            ApiError::invalid_request(format!("The request body could not be read: {error}"))
+        })
 }
 
 /// Parses a JSON object body; anything else is a native 422.
@@ -60,17 +62,35 @@ pub struct ObjectReader {
 
 impl ObjectReader {
     pub fn new(fields: Map<String, Value>) -> ObjectReader {
-        ObjectReader { fields, seen: HashSet::new(), issues: Vec::new() }
+        ObjectReader {
+            fields,
+            seen: HashSet::new(),
+            issues: Vec::new(),
+        }
     }
 
-    fn issue(&mut self, kind: &'static str, field: &str, msg: impl Into<String>, input: Option<Value>) {
-        self.issues.push(ValidationIssue { kind, loc: vec![json!("body"), json!(field)], msg: msg.into(), input });
+    fn issue(
+        &mut self,
+        kind: &'static str,
+        field: &str,
+        msg: impl Into<String>,
+        input: Option<Value>,
+    ) {
+        self.issues.push(ValidationIssue {
+            kind,
+            loc: vec![json!("body"), json!(field)],
+            msg: msg.into(),
+            input,
+        });
     }
 
     /// The raw value of a field, or `None` when absent or null.
     fn take(&mut self, field: &str) -> Option<Value> {
         self.seen.insert(field.to_string());
-        self.fields.get(field).filter(|value| !value.is_null()).cloned()
+        self.fields
+            .get(field)
+            .filter(|value| !value.is_null())
+            .cloned()
     }
 
     pub fn required_string(&mut self, field: &str, max_chars: Option<usize>) -> String {
@@ -79,7 +99,9 @@ impl ObjectReader {
                 self.issue("missing", field, "Field required", None);
                 String::new()
             }
-            Some(value) => self.check_string(field, value, max_chars).unwrap_or_default(),
+            Some(value) => self
+                .check_string(field, value, max_chars)
+                .unwrap_or_default(),
         }
     }
 
@@ -88,9 +110,19 @@ impl ObjectReader {
         self.check_string(field, value, max_chars)
     }
 
-    fn check_string(&mut self, field: &str, value: Value, max_chars: Option<usize>) -> Option<String> {
+    fn check_string(
+        &mut self,
+        field: &str,
+        value: Value,
+        max_chars: Option<usize>,
+    ) -> Option<String> {
         let Value::String(text) = value else {
-            self.issue("string_type", field, "Input should be a valid string", Some(value));
+            self.issue(
+                "string_type",
+                field,
+                "Input should be a valid string",
+                Some(value),
+            );
             return None;
         };
         if let Some(max) = max_chars {
@@ -111,18 +143,29 @@ impl ObjectReader {
         match self.take(field)? {
             Value::Bool(flag) => Some(flag),
             other => {
-                self.issue("bool_type", field, "Input should be a valid boolean", Some(other));
+                self.issue(
+                    "bool_type",
+                    field,
+                    "Input should be a valid boolean",
+                    Some(other),
+                );
                 None
             }
         }
     }
 
     /// An object field, refused when its serialized size passes `max_bytes`.
-    pub fn optional_object(&mut self, field: &str, max_bytes: Option<usize>) -> Option<Map<String, Value>> {
+    pub fn optional_object(
+        &mut self,
+        field: &str,
+        max_bytes: Option<usize>,
+    ) -> Option<Map<String, Value>> {
         match self.take(field)? {
             Value::Object(map) => {
                 if let Some(max) = max_bytes {
-                    let size = serde_json::to_vec(&map).map(|bytes| bytes.len()).unwrap_or(usize::MAX);
+                    let size = serde_json::to_vec(&map)
+                        .map(|bytes| bytes.len())
+                        .unwrap_or(usize::MAX);
                     if size > max {
                         self.issue(
                             "value_error",
@@ -136,7 +179,12 @@ impl ObjectReader {
                 Some(map)
             }
             other => {
-                self.issue("dict_type", field, "Input should be a valid dictionary", Some(other));
+                self.issue(
+                    "dict_type",
+                    field,
+                    "Input should be a valid dictionary",
+                    Some(other),
+                );
                 None
             }
         }
@@ -160,7 +208,12 @@ impl ObjectReader {
                 Some(list)
             }
             other => {
-                self.issue("list_type", field, "Input should be a valid list", Some(other));
+                self.issue(
+                    "list_type",
+                    field,
+                    "Input should be a valid list",
+                    Some(other),
+                );
                 None
             }
         }
@@ -173,8 +226,17 @@ impl ObjectReader {
         if allowed.contains(&text.as_str()) {
             Some(text)
         } else {
-            let expected = allowed.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(", ");
-            self.issue("enum", field, format!("Input should be {expected}"), Some(json!(text)));
+            let expected = allowed
+                .iter()
+                .map(|a| format!("'{a}'"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            self.issue(
+                "enum",
+                field,
+                format!("Input should be {expected}"),
+                Some(json!(text)),
+            );
             None
         }
     }
@@ -193,9 +255,18 @@ impl ObjectReader {
             .map(|(key, value)| (key.clone(), value.clone()))
             .collect();
         for (key, value) in extra {
-            self.issue("extra_forbidden", &key, "Extra inputs are not permitted", Some(value));
+            self.issue(
+                "extra_forbidden",
+                &key,
+                "Extra inputs are not permitted",
+                Some(value),
+            );
         }
-        if self.issues.is_empty() { Ok(()) } else { Err(ApiError::validation(self.issues)) }
+        if self.issues.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::validation(self.issues))
+        }
     }
 }
 
@@ -229,7 +300,11 @@ impl QueryParams {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs.iter().rev().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
     }
 
     fn issue(name: &str, kind: &'static str, msg: String, input: &str) -> ApiError {
@@ -243,30 +318,67 @@ impl QueryParams {
 
     /// An integer in `min..=max`, or `default` when absent.
     pub fn integer(&self, name: &str, min: i64, max: i64, default: i64) -> Result<i64, ApiError> {
-        let Some(text) = self.get(name) else { return Ok(default) };
+        let Some(text) = self.get(name) else {
+            return Ok(default);
+        };
         let number: i64 = text.trim().parse().map_err(|_| {
-            Self::issue(name, "int_parsing", "Input should be a valid integer, unable to parse string as an integer".into(), text)
+            Self::issue(
+                name,
+                "int_parsing",
+                "Input should be a valid integer, unable to parse string as an integer".into(),
+                text,
+            )
         })?;
         if number < min {
-            return Err(Self::issue(name, "greater_than_equal", format!("Input should be greater than or equal to {min}"), text));
+            return Err(Self::issue(
+                name,
+                "greater_than_equal",
+                format!("Input should be greater than or equal to {min}"),
+                text,
+            ));
         }
         if number > max {
-            return Err(Self::issue(name, "less_than_equal", format!("Input should be less than or equal to {max}"), text));
+            return Err(Self::issue(
+                name,
+                "less_than_equal",
+                format!("Input should be less than or equal to {max}"),
+                text,
+            ));
         }
         Ok(number)
     }
 
     /// One of `allowed`, or `default` when absent.
-    pub fn choice<'a>(&self, name: &str, allowed: &[&'a str], default: &'a str) -> Result<&'a str, ApiError> {
-        let Some(text) = self.get(name) else { return Ok(default) };
-        allowed.iter().find(|candidate| **candidate == text).copied().ok_or_else(|| {
-            let expected = allowed.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(", ");
-            Self::issue(name, "enum", format!("Input should be {expected}"), text)
-        })
+    pub fn choice<'a>(
+        &self,
+        name: &str,
+        allowed: &[&'a str],
+        default: &'a str,
+    ) -> Result<&'a str, ApiError> {
+        let Some(text) = self.get(name) else {
+            return Ok(default);
+        };
+        allowed
+            .iter()
+            .find(|candidate| **candidate == text)
+            .copied()
+            .ok_or_else(|| {
+                let expected = allowed
+                    .iter()
+                    .map(|a| format!("'{a}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                Self::issue(name, "enum", format!("Input should be {expected}"), text)
+            })
     }
 
     /// The standard pagination block; `sort_by` is checked against the route's sortable columns.
-    pub fn page<'a>(&self, sortable: &[&'a str], default_sort: &'a str, default_order: SortOrder) -> Result<(PageQuery, &'a str), ApiError> {
+    pub fn page<'a>(
+        &self,
+        sortable: &[&'a str],
+        default_sort: &'a str,
+        default_order: SortOrder,
+    ) -> Result<(PageQuery, &'a str), ApiError> {
         let limit = self.integer("limit", 1, 1000, 100)? as usize;
         let offset = self.integer("offset", 0, LIST_WINDOW as i64, 0)? as usize;
         let sort_by = self.choice("sort_by", sortable, default_sort)?;
@@ -274,7 +386,15 @@ impl QueryParams {
             "asc" => SortOrder::Asc,
             _ => SortOrder::Desc,
         };
-        Ok((PageQuery { limit, offset, order, window: LIST_WINDOW }, sort_by))
+        Ok((
+            PageQuery {
+                limit,
+                offset,
+                order,
+                window: LIST_WINDOW,
+            },
+            sort_by,
+        ))
     }
 }
 
@@ -314,7 +434,12 @@ fn percent_decode(text: &str) -> String {
 }
 
 /// The pagination fields every list response carries.
-pub fn page_fields(page: &PageQuery, sort_by: &str, count: usize, total: i64) -> Map<String, Value> {
+pub fn page_fields(
+    page: &PageQuery,
+    sort_by: &str,
+    count: usize,
+    total: i64,
+) -> Map<String, Value> {
     let mut fields = Map::new();
     fields.insert("count".into(), json!(count));
     fields.insert("total".into(), json!(total));
@@ -332,13 +457,19 @@ mod tests {
 
     #[test]
     fn unknown_query_parameters_are_named() {
-        let error = QueryParams::parse(Some("limit=5&bogus=1&zz=2"), &["limit"]).err().expect("refused");
+        let error = QueryParams::parse(Some("limit=5&bogus=1&zz=2"), &["limit"])
+            .err()
+            .expect("refused");
         assert_eq!(error.code(), "unknown_query_parameters");
     }
 
     #[test]
     fn percent_encoding_is_decoded() {
-        let params = QueryParams::parse(Some("status=com%70leted&x=a+b&y=%zz&z=%4"), &["status", "x", "y", "z"]).expect("parsed");
+        let params = QueryParams::parse(
+            Some("status=com%70leted&x=a+b&y=%zz&z=%4"),
+            &["status", "x", "y", "z"],
+        )
+        .expect("parsed");
         assert_eq!(params.get("status"), Some("completed"));
         assert_eq!(params.get("x"), Some("a b"));
         assert_eq!(params.get("y"), Some("%zz"));
@@ -348,14 +479,21 @@ mod tests {
     #[test]
     fn limits_outside_the_range_are_422() {
         let params = QueryParams::parse(Some("limit=0"), &["limit"]).expect("parsed");
-        assert_eq!(params.integer("limit", 1, 1000, 100).err().map(|e| e.code()), Some("validation"));
+        assert_eq!(
+            params
+                .integer("limit", 1, 1000, 100)
+                .err()
+                .map(|e| e.code()),
+            Some("validation")
+        );
         let params = QueryParams::parse(Some("limit=abc"), &["limit"]).expect("parsed");
         assert!(params.integer("limit", 1, 1000, 100).is_err());
     }
 
     #[test]
     fn extra_body_fields_are_forbidden() {
-        let mut reader = ObjectReader::new(serde_json::from_str(r#"{"input":"x","nope":1}"#).expect("json"));
+        let mut reader =
+            ObjectReader::new(serde_json::from_str(r#"{"input":"x","nope":1}"#).expect("json"));
         assert_eq!(reader.required_string("input", None), "x");
         let error = reader.finish().expect_err("extra field");
         assert_eq!(error.code(), "validation");

@@ -13,7 +13,11 @@ use super::error::ApiError;
 use crate::app::AppState;
 
 /// Refuses a request whose declared body is larger than `KNEO_SERV_MAX_BODY_BYTES`.
-pub async fn body_size_cap(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn body_size_cap(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let max = state.config.limits.max_body_bytes;
     let declared = request
         .headers()

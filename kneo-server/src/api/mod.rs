@@ -50,22 +50,33 @@ fn versioned_routes() -> Router<AppState> {
         .route("/specs/run", post(runs::create_from_specs_run))
         .route("/human-tasks", get(human_tasks::list))
         .route("/human-tasks/{continuation_id}", get(human_tasks::get))
-        .route("/human-tasks/{continuation_id}/resume", post(human_tasks::resume))
+        .route(
+            "/human-tasks/{continuation_id}/resume",
+            post(human_tasks::resume),
+        )
         .route("/audit-events", get(audit::list))
         .route("/service/events", get(service_events::list))
 }
 
 /// The whole application: both route trees, `/metrics`, and the middleware stack.
 pub fn router(state: AppState) -> Router {
-    let mut app = Router::new().merge(versioned_routes()).nest("/v1", versioned_routes());
+    let mut app = Router::new()
+        .merge(versioned_routes())
+        .nest("/v1", versioned_routes());
     if state.config.metrics_enabled {
         app = app.route("/metrics", get(metrics::metrics));
     }
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::body_size_cap))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::body_size_cap,
+        ))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), request_log::request_id_and_log))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_log::request_id_and_log,
+        ))
         .with_state(state)
 }
 
@@ -74,7 +85,11 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "This method is not allowed on this route.")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "This method is not allowed on this route.",
+    )
 }
 
 /// A panicking handler answers an opaque 500; the cause goes to the log and the process serves on.

@@ -26,10 +26,16 @@ fn request_id_from(request: &Request) -> String {
         .unwrap_or_else(crate::clock::new_id)
 }
 
-pub async fn request_id_and_log(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub async fn request_id_and_log(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let request_id = request_id_from(&request);
-    request.extensions_mut().insert(RequestId(request_id.clone()));
+    request
+        .extensions_mut()
+        .insert(RequestId(request_id.clone()));
     let method = request.method().clone();
     // The raw path, without the query string (which may carry ids but never keys).
     let path = request.uri().path().to_string();

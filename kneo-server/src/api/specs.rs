@@ -11,7 +11,12 @@ use super::input::{ObjectReader, QueryParams, parse_json_object, read_body};
 use crate::app::AppState;
 use crate::platform::specs::SpecSource;
 
-pub async fn validate(State(state): State<AppState>, principal: Principal, RawQuery(query): RawQuery, body: Body) -> Result<Json<Value>, ApiError> {
+pub async fn validate(
+    State(state): State<AppState>,
+    principal: Principal,
+    RawQuery(query): RawQuery,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
     principal.require("specs:read")?;
     QueryParams::parse(query.as_deref(), &[])?;
     let bytes = read_body(body, state.config.limits.max_body_bytes).await?;
@@ -24,14 +29,26 @@ pub async fn validate(State(state): State<AppState>, principal: Principal, RawQu
     reader.optional_object("overrides", Some(limits.max_overrides_bytes));
     reader.finish()?;
     if !overlays.is_empty() {
-        return Err(ApiError::invalid_request("overlays are not supported by this kneo build; merge them into the spec."));
+        return Err(ApiError::invalid_request(
+            "overlays are not supported by this kneo build; merge them into the spec.",
+        ));
     }
     let source = match (spec, spec_path) {
         (Some(spec), None) => SpecSource::Inline(Value::Object(spec)),
         (None, Some(path)) => SpecSource::Path(path),
-        (Some(_), Some(_)) => return Err(ApiError::invalid_request("Give either `spec` or `spec_path`, not both.")),
-        (None, None) => return Err(ApiError::invalid_request("Give the spec to validate: `spec_path` or an inline `spec`.")),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid_request(
+                "Give either `spec` or `spec_path`, not both.",
+            ));
+        }
+        (None, None) => {
+            return Err(ApiError::invalid_request(
+                "Give the spec to validate: `spec_path` or an inline `spec`.",
+            ));
+        }
     };
     let validation = state.platform.validate_spec(&source).await?;
-    Ok(Json(json!({"valid": validation.valid(), "diagnostics": validation.diagnostics})))
+    Ok(Json(
+        json!({"valid": validation.valid(), "diagnostics": validation.diagnostics}),
+    ))
 }

@@ -88,6 +88,8 @@ struct Execution<'a> {
     pending: Vec<Value>,
     last_event_id: Option<String>,
     started: Instant,
+    /// The step this leg of execution started at (0, or the step after a resume).
+    leg_start: usize,
     input_tokens: u64,
     output_tokens: u64,
 }
@@ -106,25 +108,58 @@ impl<'a> Execution<'a> {
     }
 
     fn next_sequence(&self) -> i64 {
-        self.run.metadata.get("checkpoint_sequence").and_then(Value::as_i64).unwrap_or(0) + 1
+        self.run
+            .metadata
+            .get("checkpoint_sequence")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            + 1
     }
 
     /// Writes a boundary: the run as it is now, the trace since the last one, and a checkpoint.
-    async fn checkpoint(&mut self, checkpoint_type: &str, step_id: Option<&str>, metadata: Value, finished: bool) -> Result<(), Interrupt> {
+    async fn checkpoint(
+        &mut self,
+        checkpoint_type: &str,
+        step_id: Option<&str>,
+        metadata: Value,
+        finished: bool,
+    ) -> Result<(), Interrupt> {
         if !finished && self.cancel.is_cancelled() {
             return Err(Interrupt::Cancelled);
         }
         let now = crate::clock::now_text();
         self.run.updated_at = now.clone();
         let sequence = self.next_sequence();
-        self.run.metadata.insert("checkpoint_sequence".into(), json!(sequence));
+        self.run
+            .metadata
+            .insert("checkpoint_sequence".into(), json!(sequence));
         let trace_events = std::mem::take(&mut self.pending);
-        let checkpoint = build_checkpoint(&self.run, checkpoint_type, step_id, sequence, &trace_events, metadata, &now);
-        let boundary = Boundary { run: self.run.clone(), trace_events, checkpoint, finished };
+        let checkpoint = build_checkpoint(
+            &self.run,
+            checkpoint_type,
+            step_id,
+            sequence,
+            &trace_events,
+            metadata,
+            &now,
+        );
+        let boundary = Boundary {
+            run: self.run.clone(),
+            trace_events,
+            checkpoint,
+            finished,
+        };
         self.recorder.boundary(boundary).await
     }
 
-    fn set_context(&mut self, last_event_type: &str, step_id: Option<&str>, last_input: &str, last_output: Option<&str>, next_input: &str) {
+    fn set_context(
+        &mut self,
+        last_event_type: &str,
+        step_id: Option<&str>,
+        last_input: &str,
+        last_output: Option<&str>,
+        next_input: &str,
+    ) {
         self.run.metadata.insert(
             "execution_context".into(),
             json!({
@@ -161,6 +196,53 @@ impl<'a> Execution<'a> {
         }
     }
 
+    /// The workflow-level result metadata kneo-serv reports for a leg of execution (the part
+    /// since the start or the last resume), optionally with the step the run now waits on.
+    fn leg_metadata(
+        &mut self,
+        workflow: &WorkflowPlan,
+        start_index: usize,
+        pending_step: Option<&str>,
+    ) {
+        let end = workflow.steps.len();
+        let leg: Vec<&str> = workflow.steps[start_index.min(end)..]
+            .iter()
+            .map(|step| step.id.as_str())
+            .collect();
+        let duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let visited = self.run.visited_steps.clone();
+        let metadata = &mut self.run.metadata;
+        let mut summary = json!({"name": workflow.name, "type": workflow.kind.as_str(), "visited_steps": visited});
+        if let Some(step) = pending_step {
+            summary["pending_step_id"] = json!(step);
+        }
+        metadata.insert("workflow".into(), summary);
+        metadata.insert(
+            "workflow_description".into(),
+            json!(workflow.description.clone().unwrap_or_default()),
+        );
+        metadata.insert("workflow_type".into(), json!(workflow.kind.as_str()));
+        metadata.insert("workflow_steps".into(), json!(leg));
+        metadata.insert("sdk".into(), json!("kneo_agent"));
+        metadata.insert("iterations".into(), json!(1));
+        metadata.insert("duration_ms".into(), json!(duration_ms));
+        metadata.entry("variables").or_insert_with(|| json!({}));
+    }
+
+    /// Counts one more completed iteration of `step_id` (kneo-serv's `step_iteration_counts`).
+    fn count_iteration(&mut self, step_id: &str) {
+        let counts = self
+            .run
+            .metadata
+            .entry("step_iteration_counts")
+            .or_insert_with(|| json!({}));
+        if let Some(counts) = counts.as_object_mut() {
+            let key = format!("{step_id}|");
+            let next = counts.get(&key).and_then(Value::as_i64).unwrap_or(0) + 1;
+            counts.insert(key, json!(next));
+        }
+    }
+
     fn mark_finished(&mut self, status: RunStatus) {
         let now = crate::clock::now_text();
         self.run.status = status;
@@ -169,9 +251,10 @@ impl<'a> Execution<'a> {
     }
 }
 
-/// The checkpoint document in kneo-serv's shape. `state` carries the run without its message
-/// thread (which the run row holds) so checkpoints stay small however long the run gets.
-fn build_checkpoint(
+/// The checkpoint document in kneo-serv's shape. `state` carries the run with only its last
+/// 20 messages (the full thread is on the run row), so checkpoints stay small however long the
+/// run gets; `state.metadata.trace` holds this checkpoint's trace delta.
+pub fn build_checkpoint(
     run: &RunRecord,
     checkpoint_type: &str,
     step_id: Option<&str>,
@@ -183,11 +266,20 @@ fn build_checkpoint(
     let mut state = serde_json::to_value(run).unwrap_or_else(|_| json!({}));
     if let Some(state) = state.as_object_mut() {
         let message_count = run.messages.len();
-        let recent: Vec<Value> = run.messages.iter().skip(message_count.saturating_sub(20)).cloned().collect();
+        let recent: Vec<Value> = run
+            .messages
+            .iter()
+            .skip(message_count.saturating_sub(20))
+            .cloned()
+            .collect();
         state.insert("messages".into(), Value::Array(recent));
         state.insert("trace_events".into(), Value::Array(trace_events.to_vec()));
         if let Some(metadata) = state.get_mut("metadata").and_then(Value::as_object_mut) {
-            metadata.remove("frozen_spec");
+            metadata.remove("checkpoint_sequence");
+            metadata.insert(
+                "trace".into(),
+                json!({"run_id": run.id, "events": trace_events}),
+            );
         }
     }
     json!({
@@ -207,7 +299,12 @@ fn build_checkpoint(
 }
 
 fn message(role: &str, content: &str, name: Option<&str>) -> Value {
-    Message { role: role.into(), content: crate::redact::redacted_text(content), name: name.map(str::to_string) }.to_json()
+    Message {
+        role: role.into(),
+        content: crate::redact::redacted_text(content),
+        name: name.map(str::to_string),
+    }
+    .to_json()
 }
 
 /// Executes `plan` for `run` from where the run row says it stands.
@@ -226,6 +323,7 @@ pub async fn execute(
         pending: Vec::new(),
         last_event_id: None,
         started: Instant::now(),
+        leg_start: 0,
         input_tokens: 0,
         output_tokens: 0,
     };
@@ -257,7 +355,9 @@ async fn run_agent(execution: &mut Execution<'_>, agent: &AgentPlan) -> Result<O
         "timeout_seconds": execution.run.metadata.get("timeout_seconds"),
         "deadline_at": execution.run.deadline_at,
     });
-    execution.checkpoint("run_started", None, context, false).await?;
+    execution
+        .checkpoint("run_started", None, context, false)
+        .await?;
 
     let answer = tokio::select! {
         _ = execution.cancel.cancelled() => return Err(Interrupt::Cancelled),
@@ -267,7 +367,10 @@ async fn run_agent(execution: &mut Execution<'_>, agent: &AgentPlan) -> Result<O
         Ok(output) => {
             execution.input_tokens += output.input_tokens;
             execution.output_tokens += output.output_tokens;
-            execution.run.messages.push(message("assistant", &output.text, None));
+            execution
+                .run
+                .messages
+                .push(message("assistant", &output.text, None));
             execution.emit(
                 TraceEvent::new("run_completed", &execution.run.id, None)
                     .with("agent_name", agent.name.clone())
@@ -278,44 +381,84 @@ async fn run_agent(execution: &mut Execution<'_>, agent: &AgentPlan) -> Result<O
             execution.finish_metadata(agent);
             execution.mark_finished(RunStatus::Completed);
             let metadata = json!({"output_text": execution.run.output_text});
-            execution.checkpoint("run_completed", None, metadata, true).await?;
+            execution
+                .checkpoint("run_completed", None, metadata, true)
+                .await?;
         }
         Err(failure) => fail_run(execution, agent, None, &failure).await?,
     }
     Ok(Outcome::Finished(execution.run.clone()))
 }
 
-async fn call_agent(agent: &AgentPlan, run: &RunRecord, input: &str) -> Result<StepOutput, StepFailure> {
+async fn call_agent(
+    agent: &AgentPlan,
+    run: &RunRecord,
+    input: &str,
+) -> Result<StepOutput, StepFailure> {
     let mut messages: Vec<Message> = Vec::new();
-    messages.push(Message { role: "user".into(), content: input.to_string(), name: None });
-    let request = Completion { model: agent.model_name.clone(), system_prompt: agent.system_prompt.clone(), messages };
+    messages.push(Message {
+        role: "user".into(),
+        content: input.to_string(),
+        name: None,
+    });
+    let request = Completion {
+        model: agent.model_name.clone(),
+        system_prompt: agent.system_prompt.clone(),
+        messages,
+    };
     let _ = run;
     agent
         .provider
         .complete(request)
         .await
-        .map(|answer| StepOutput { text: answer.text, input_tokens: answer.input_tokens, output_tokens: answer.output_tokens })
-        .map_err(|error| StepFailure { kind: "provider_error", message: error.to_string() })
+        .map(|answer| StepOutput {
+            text: answer.text,
+            input_tokens: answer.input_tokens,
+            output_tokens: answer.output_tokens,
+        })
+        .map_err(|error| StepFailure {
+            kind: "provider_error",
+            message: error.to_string(),
+        })
 }
 
 /// Records a failure as the run's final state.
-async fn fail_run(execution: &mut Execution<'_>, agent: &AgentPlan, step_id: Option<&str>, failure: &StepFailure) -> Result<(), Interrupt> {
+async fn fail_run(
+    execution: &mut Execution<'_>,
+    agent: &AgentPlan,
+    step_id: Option<&str>,
+    failure: &StepFailure,
+) -> Result<(), Interrupt> {
     let message = crate::redact::redacted_text(&failure.message);
     let error = json!({"type": failure.kind, "message": message, "step_id": step_id});
     execution.emit(
-        TraceEvent::new(if execution.run.workflow_name.is_some() { "workflow_failed" } else { "run_failed" }, &execution.run.id, None)
-            .with("agent_name", agent.name.clone())
-            .with("workflow_name", json!(execution.run.workflow_name))
-            .with("step_id", json!(step_id))
-            .error(failure.kind, &message),
+        TraceEvent::new(
+            if execution.run.workflow_name.is_some() {
+                "workflow_failed"
+            } else {
+                "run_failed"
+            },
+            &execution.run.id,
+            None,
+        )
+        .with("agent_name", agent.name.clone())
+        .with("workflow_name", json!(execution.run.workflow_name))
+        .with("step_id", json!(step_id))
+        .error(failure.kind, &message),
     );
     execution.run.error = Some(error.clone());
     execution.finish_metadata(agent);
     execution.mark_finished(RunStatus::Failed);
-    execution.checkpoint("run_failed", step_id, json!({"error": error}), true).await
+    execution
+        .checkpoint("run_failed", step_id, json!({"error": error}), true)
+        .await
 }
 
-async fn run_sequential(execution: &mut Execution<'_>, plan: &Plan, workflow: &WorkflowPlan) -> Result<Outcome, Interrupt> {
+async fn run_sequential(
+    execution: &mut Execution<'_>,
+    plan: &Plan,
+    workflow: &WorkflowPlan,
+) -> Result<Outcome, Interrupt> {
     let input = execution.run.input_text.clone().unwrap_or_default();
     let start_index = execution.run.current_step_index.unwrap_or(0).max(0) as usize;
     let resuming = execution.run.current_step_index.is_some();
@@ -329,6 +472,7 @@ async fn run_sequential(execution: &mut Execution<'_>, plan: &Plan, workflow: &W
         .filter(|_| resuming)
         .unwrap_or_else(|| input.clone());
     let step_count = workflow.steps.len();
+    execution.leg_start = start_index;
     if resuming {
         execution.emit(
             TraceEvent::new("workflow_resumed", &execution.run.id, None)
@@ -345,6 +489,10 @@ async fn run_sequential(execution: &mut Execution<'_>, plan: &Plan, workflow: &W
                 .metadata(json!({"start_index": 0, "step_count": step_count})),
         );
         execution.run.current_step_index = Some(0);
+        execution
+            .run
+            .metadata
+            .insert("step_iteration_counts".into(), json!({}));
         execution.set_context("workflow_started", None, &input, None, &input);
         let context = json!({
             "target": execution.run.metadata.get("target"),
@@ -352,7 +500,9 @@ async fn run_sequential(execution: &mut Execution<'_>, plan: &Plan, workflow: &W
             "timeout_seconds": execution.run.metadata.get("timeout_seconds"),
             "deadline_at": execution.run.deadline_at,
         });
-        execution.checkpoint("run_started", None, context, false).await?;
+        execution
+            .checkpoint("run_started", None, context, false)
+            .await?;
     }
 
     for index in start_index..step_count {
@@ -361,7 +511,16 @@ async fn run_sequential(execution: &mut Execution<'_>, plan: &Plan, workflow: &W
             return Err(Interrupt::Cancelled);
         }
         if let Unit::Human { reference, spec } = &step.unit {
-            return pause_for_human(execution, workflow, index, step, reference, spec, &current_input).await;
+            return pause_for_human(
+                execution,
+                workflow,
+                index,
+                step,
+                reference,
+                spec,
+                &current_input,
+            )
+            .await;
         }
         execution.emit(
             TraceEvent::new("step_started", &execution.run.id, None)
@@ -376,7 +535,11 @@ async fn run_sequential(execution: &mut Execution<'_>, plan: &Plan, workflow: &W
                 execution.input_tokens += output.input_tokens;
                 execution.output_tokens += output.output_tokens;
                 execution.run.visited_steps.push(step.id.clone());
-                execution.run.messages.push(message("assistant", &output.text, Some(&step.id)));
+                execution.count_iteration(&step.id);
+                execution
+                    .run
+                    .messages
+                    .push(message("assistant", &output.text, Some(&step.id)));
                 execution.emit(
                     TraceEvent::new("step_completed", &execution.run.id, None)
                         .with("workflow_name", workflow.name.clone())
@@ -385,7 +548,13 @@ async fn run_sequential(execution: &mut Execution<'_>, plan: &Plan, workflow: &W
                 );
                 let previous_input = std::mem::replace(&mut current_input, output.text.clone());
                 execution.run.current_step_index = Some(index as i64 + 1);
-                execution.set_context("step_completed", Some(&step.id), &previous_input, Some(&output.text), &current_input);
+                execution.set_context(
+                    "step_completed",
+                    Some(&step.id),
+                    &previous_input,
+                    Some(&output.text),
+                    &current_input,
+                );
                 let metadata = json!({
                     "workflow_type": workflow.kind.as_str(),
                     "input_text": previous_input,
@@ -393,7 +562,9 @@ async fn run_sequential(execution: &mut Execution<'_>, plan: &Plan, workflow: &W
                     "error": null,
                     "iteration": 1,
                 });
-                execution.checkpoint("step_completed", Some(&step.id), metadata, false).await?;
+                execution
+                    .checkpoint("step_completed", Some(&step.id), metadata, false)
+                    .await?;
             }
             StepResult::Skipped(failure) => {
                 execution.run.visited_steps.push(step.id.clone());
@@ -405,18 +576,32 @@ async fn run_sequential(execution: &mut Execution<'_>, plan: &Plan, workflow: &W
                         .error(failure.kind, &failure.message),
                 );
                 execution.run.current_step_index = Some(index as i64 + 1);
-                execution.set_context("step_failed", Some(&step.id), &current_input, None, &current_input);
+                execution.set_context(
+                    "step_failed",
+                    Some(&step.id),
+                    &current_input,
+                    None,
+                    &current_input,
+                );
                 let metadata = json!({
                     "workflow_type": workflow.kind.as_str(),
                     "input_text": current_input,
                     "error": {"type": failure.kind, "message": failure.message},
                     "continued": true,
                 });
-                execution.checkpoint("step_failed", Some(&step.id), metadata, false).await?;
+                execution
+                    .checkpoint("step_failed", Some(&step.id), metadata, false)
+                    .await?;
             }
             StepResult::Failed(failure) => {
                 execution.run.current_step_index = Some(index as i64);
-                execution.set_context("step_failed", Some(&step.id), &current_input, None, &current_input);
+                execution.set_context(
+                    "step_failed",
+                    Some(&step.id),
+                    &current_input,
+                    None,
+                    &current_input,
+                );
                 fail_run(execution, &plan.agent, Some(&step.id), &failure).await?;
                 return Ok(Outcome::Finished(execution.run.clone()));
             }
@@ -433,13 +618,12 @@ async fn run_sequential(execution: &mut Execution<'_>, plan: &Plan, workflow: &W
     execution.run.current_step_index = None;
     execution.run.pending_human_request = None;
     execution.finish_metadata(&plan.agent);
-    execution.run.metadata.insert(
-        "workflow".into(),
-        json!({"name": workflow.name, "type": workflow.kind.as_str(), "visited_steps": execution.run.visited_steps}),
-    );
+    execution.leg_metadata(workflow, start_index, None);
     execution.mark_finished(RunStatus::Completed);
     let metadata = json!({"output_text": execution.run.output_text});
-    execution.checkpoint("run_completed", None, metadata, true).await?;
+    execution
+        .checkpoint("run_completed", None, metadata, true)
+        .await?;
     Ok(Outcome::Finished(execution.run.clone()))
 }
 
@@ -460,7 +644,12 @@ enum StepResult {
 }
 
 /// Runs a step under its retries and timeout, then applies its `on_error` policy.
-async fn run_step_with_policy(execution: &mut Execution<'_>, workflow: &WorkflowPlan, step: &StepPlan, input: &str) -> Result<StepResult, Interrupt> {
+async fn run_step_with_policy(
+    execution: &mut Execution<'_>,
+    workflow: &WorkflowPlan,
+    step: &StepPlan,
+    input: &str,
+) -> Result<StepResult, Interrupt> {
     let failure = match run_with_retries(execution, step, input).await? {
         Ok(output) => return Ok(StepResult::Done(output)),
         Err(failure) => failure,
@@ -484,7 +673,10 @@ async fn run_step_with_policy(execution: &mut Execution<'_>, workflow: &Workflow
                 Ok(output) => Ok(StepResult::Done(output)),
                 Err(fallback_failure) => Ok(StepResult::Failed(StepFailure {
                     kind: fallback_failure.kind,
-                    message: format!("{} (after fallback {} also failed: {})", failure.message, fallback.id, fallback_failure.message),
+                    message: format!(
+                        "{} (after fallback {} also failed: {})",
+                        failure.message, fallback.id, fallback_failure.message
+                    ),
                 })),
             }
         }
@@ -493,7 +685,11 @@ async fn run_step_with_policy(execution: &mut Execution<'_>, workflow: &Workflow
 
 /// One step's attempts: `1 + max_retries`, each under the step timeout. A timed-out attempt is
 /// not retried (as in kneo-serv 0.9+), since the work it started may still be running somewhere.
-async fn run_with_retries(execution: &mut Execution<'_>, step: &StepPlan, input: &str) -> Result<Result<StepOutput, StepFailure>, Interrupt> {
+async fn run_with_retries(
+    execution: &mut Execution<'_>,
+    step: &StepPlan,
+    input: &str,
+) -> Result<Result<StepOutput, StepFailure>, Interrupt> {
     let attempts = 1 + step.max_retries;
     let mut last_failure = None;
     for attempt in 1..=attempts {
@@ -501,7 +697,14 @@ async fn run_with_retries(execution: &mut Execution<'_>, step: &StepPlan, input:
         let bounded = async {
             match step.timeout {
                 Some(limit) => tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
-                    Err(StepFailure { kind: "step_timeout", message: format!("step {} timed out after {:.3} s (runbook § 5.3)", step.id, limit.as_secs_f64()) })
+                    Err(StepFailure {
+                        kind: "step_timeout",
+                        message: format!(
+                            "step {} timed out after {:.3} s (runbook § 5.3)",
+                            step.id,
+                            limit.as_secs_f64()
+                        ),
+                    })
                 }),
                 None => work.await,
             }
@@ -529,11 +732,21 @@ async fn run_with_retries(execution: &mut Execution<'_>, step: &StepPlan, input:
             }
         }
     }
-    Ok(Err(last_failure.unwrap_or(StepFailure { kind: "step_failed", message: format!("step {} failed", step.id) })))
+    Ok(Err(last_failure.unwrap_or(StepFailure {
+        kind: "step_failed",
+        message: format!("step {} failed", step.id),
+    })))
 }
 
 /// The work of one attempt.
-fn run_unit<'u>(unit: &'u Unit, input: &'u str, run_id: &'u str, step_id: &'u str, attempt: u32) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<StepOutput, StepFailure>> + Send + 'u>> {
+fn run_unit<'u>(
+    unit: &'u Unit,
+    input: &'u str,
+    run_id: &'u str,
+    step_id: &'u str,
+    attempt: u32,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<StepOutput, StepFailure>> + Send + 'u>>
+{
     Box::pin(async move {
         match unit {
             Unit::Agent(agent) => {
@@ -593,7 +806,14 @@ fn continuation_id_for(run_id: &str, step_index: usize, sequence: i64) -> String
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(format!("{run_id}/{step_index}/{sequence}").as_bytes());
     let hex = hex::encode(&digest[..16]);
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 /// Builds the pending request a reviewer sees (kneo-serv's request shape).
@@ -603,7 +823,11 @@ pub fn human_request(request_id: &str, step_id: &str, spec: &HumanSpec, input: &
     for (key, value) in &spec.context {
         context.insert(key.clone(), value.clone());
     }
-    let options = if spec.options.is_empty() { Value::Null } else { json!(spec.options) };
+    let options = if spec.options.is_empty() {
+        Value::Null
+    } else {
+        json!(spec.options)
+    };
     crate::redact::redacted(&json!({
         "id": request_id,
         "type": spec.request_type.as_str(),
@@ -648,16 +872,20 @@ async fn pause_for_human(
     execution.run.pending_human_request = Some(request.clone());
     execution.run.continuation_id = Some(continuation_id.clone());
     execution.run.output_text = Some("Human intervention required.".into());
-    execution.set_context("human_intervention_requested", Some(&step.id), current_input, None, current_input);
+    execution.set_context(
+        "human_intervention_requested",
+        Some(&step.id),
+        current_input,
+        Some(current_input),
+        current_input,
+    );
     let metadata = &mut execution.run.metadata;
     metadata.insert("human_intervention_required".into(), json!(true));
     metadata.insert("continuation_id".into(), json!(continuation_id));
     metadata.insert("request".into(), request.clone());
     metadata.insert("pending_step_id".into(), json!(step.id));
-    metadata.insert(
-        "workflow".into(),
-        json!({"name": workflow.name, "visited_steps": execution.run.visited_steps, "pending_step_id": step.id}),
-    );
+    let start_index = execution.leg_start;
+    execution.leg_metadata(workflow, start_index, Some(&step.id));
     let mut continuation_metadata = Map::new();
     continuation_metadata.insert("step_id".into(), json!(step.id));
     continuation_metadata.insert("human_ref".into(), json!(reference));
@@ -684,12 +912,18 @@ async fn pause_for_human(
     execution.recorder.pause(&continuation).await?;
     crate::faults::point("after_continuation_write");
     let metadata = json!({"continuation_id": continuation_id, "request": request});
-    execution.checkpoint("human_pause", Some(&step.id), metadata, true).await?;
+    execution
+        .checkpoint("human_pause", Some(&step.id), metadata, true)
+        .await?;
     Ok(Outcome::Blocked(execution.run.clone()))
 }
 
 /// How long a run may still take, from its `deadline_at`.
 pub fn remaining(run: &RunRecord) -> Option<Duration> {
     let deadline = crate::clock::parse(run.deadline_at.as_deref()?)?;
-    Some((deadline - crate::clock::now()).to_std().unwrap_or(Duration::ZERO))
+    Some(
+        (deadline - crate::clock::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
 }

@@ -50,8 +50,15 @@ impl FunctionRegistry {
     }
 
     /// Registers a plain synchronous text function.
-    pub fn register_fn(&mut self, implementation: &str, function: fn(&str) -> Result<String, FunctionError>) {
-        self.register(implementation, Arc::new(move || Arc::new(PlainFunction(function)) as Arc<dyn StepFunction>));
+    pub fn register_fn(
+        &mut self,
+        implementation: &str,
+        function: fn(&str) -> Result<String, FunctionError>,
+    ) {
+        self.register(
+            implementation,
+            Arc::new(move || Arc::new(PlainFunction(function)) as Arc<dyn StepFunction>),
+        );
     }
 
     pub fn contains(&self, implementation: &str) -> bool {
@@ -70,22 +77,45 @@ impl FunctionRegistry {
     /// The registry with kneo's built-in and example functions.
     pub fn with_builtins() -> FunctionRegistry {
         let mut registry = FunctionRegistry::default();
-        registry.register_fn("examples.human_functions.draft_report", |text| Ok(format!("Draft report for: {text}")));
-        registry.register_fn("examples.human_functions.publish_report", |text| Ok(format!("Published: {text}")));
+        registry.register_fn("examples.human_functions.draft_report", |text| {
+            Ok(format!("Draft report for: {text}"))
+        });
+        registry.register_fn("examples.human_functions.publish_report", |text| {
+            Ok(format!("Published: {text}"))
+        });
         registry.register_fn("examples.app_functions.flaky_fetch", |_| {
-            Err(FunctionError("flaky_fetch: the upstream source did not answer".into()))
+            Err(FunctionError(
+                "flaky_fetch: the upstream source did not answer".into(),
+            ))
         });
-        registry.register_fn("examples.app_functions.cached_fetch", |text| Ok(format!("[cached] {text}")));
+        registry.register_fn("examples.app_functions.cached_fetch", |text| {
+            Ok(format!("[cached] {text}"))
+        });
         registry.register_fn("examples.app_functions.flaky_enrich", |_| {
-            Err(FunctionError("flaky_enrich: the enrichment service refused the request".into()))
+            Err(FunctionError(
+                "flaky_enrich: the enrichment service refused the request".into(),
+            ))
         });
-        registry.register_fn("examples.app_functions.build_report", |text| Ok(format!("Report: {text}")));
+        registry.register_fn("examples.app_functions.build_report", |text| {
+            Ok(format!("Report: {text}"))
+        });
         registry.register_fn("kneo.builtin.echo", |text| Ok(text.to_string()));
         registry.register_fn("kneo.builtin.uppercase", |text| Ok(text.to_uppercase()));
-        registry.register_fn("kneo.builtin.fail", |text| Err(FunctionError(format!("kneo.builtin.fail: {text}"))));
-        registry.register("kneo.builtin.sleep", Arc::new(|| Arc::new(Sleep) as Arc<dyn StepFunction>));
-        registry.register("kneo.builtin.fail_first_attempt", Arc::new(|| Arc::new(FailFirstAttempt) as Arc<dyn StepFunction>));
-        registry.register("kneo.builtin.record_invocation", Arc::new(|| Arc::new(RecordInvocation) as Arc<dyn StepFunction>));
+        registry.register_fn("kneo.builtin.fail", |text| {
+            Err(FunctionError(format!("kneo.builtin.fail: {text}")))
+        });
+        registry.register(
+            "kneo.builtin.sleep",
+            Arc::new(|| Arc::new(Sleep) as Arc<dyn StepFunction>),
+        );
+        registry.register(
+            "kneo.builtin.fail_first_attempt",
+            Arc::new(|| Arc::new(FailFirstAttempt) as Arc<dyn StepFunction>),
+        );
+        registry.register(
+            "kneo.builtin.record_invocation",
+            Arc::new(|| Arc::new(RecordInvocation) as Arc<dyn StepFunction>),
+        );
         registry
     }
 }
@@ -106,7 +136,13 @@ struct Sleep;
 #[async_trait]
 impl StepFunction for Sleep {
     async fn call(&self, input: FunctionInput) -> Result<String, FunctionError> {
-        let seconds = input.text.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).unwrap_or(1.0);
+        let seconds = input
+            .text
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .unwrap_or(1.0);
         tokio::time::sleep(Duration::from_secs_f64(seconds.min(86_400.0))).await;
         Ok(input.text)
     }
@@ -119,7 +155,9 @@ struct FailFirstAttempt;
 impl StepFunction for FailFirstAttempt {
     async fn call(&self, input: FunctionInput) -> Result<String, FunctionError> {
         if input.attempt <= 1 {
-            Err(FunctionError("fail_first_attempt: failing attempt 1 on purpose".into()))
+            Err(FunctionError(
+                "fail_first_attempt: failing attempt 1 on purpose".into(),
+            ))
         } else {
             Ok(format!("{} (attempt {})", input.text, input.attempt))
         }
@@ -134,19 +172,28 @@ struct RecordInvocation;
 impl StepFunction for RecordInvocation {
     async fn call(&self, input: FunctionInput) -> Result<String, FunctionError> {
         let Some(path) = std::env::var_os("KNEO_INVOCATION_LOG") else {
-            return Err(FunctionError("record_invocation needs KNEO_INVOCATION_LOG to name a file".into()));
+            return Err(FunctionError(
+                "record_invocation needs KNEO_INVOCATION_LOG to name a file".into(),
+            ));
         };
         let line = format!("{} {} {}\n", input.run_id, input.step_id, input.attempt);
         let written = tokio::task::spawn_blocking(move || {
-            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?;
             file.write_all(line.as_bytes())?;
             file.sync_data()
         })
         .await;
         match written {
             Ok(Ok(())) => Ok(input.text),
-            Ok(Err(error)) => Err(FunctionError(format!("record_invocation could not write its log: {error}"))),
-            Err(error) => Err(FunctionError(format!("record_invocation task failed: {error}"))),
+            Ok(Err(error)) => Err(FunctionError(format!(
+                "record_invocation could not write its log: {error}"
+            ))),
+            Err(error) => Err(FunctionError(format!(
+                "record_invocation task failed: {error}"
+            ))),
         }
     }
 }
@@ -156,24 +203,41 @@ mod tests {
     use super::*;
 
     fn input(text: &str, attempt: u32) -> FunctionInput {
-        FunctionInput { text: text.into(), run_id: "r".into(), step_id: "s".into(), attempt }
+        FunctionInput {
+            text: text.into(),
+            run_id: "r".into(),
+            step_id: "s".into(),
+            attempt,
+        }
     }
 
     #[tokio::test]
     async fn example_functions_behave_as_the_golden_recording() {
         let registry = FunctionRegistry::with_builtins();
-        let draft = registry.build("examples.human_functions.draft_report").expect("registered");
-        assert_eq!(draft.call(input("Q3 numbers", 1)).await, Ok("Draft report for: Q3 numbers".into()));
-        let publish = registry.build("examples.human_functions.publish_report").expect("registered");
+        let draft = registry
+            .build("examples.human_functions.draft_report")
+            .expect("registered");
+        assert_eq!(
+            draft.call(input("Q3 numbers", 1)).await,
+            Ok("Draft report for: Q3 numbers".into())
+        );
+        let publish = registry
+            .build("examples.human_functions.publish_report")
+            .expect("registered");
         assert_eq!(publish.call(input("x", 1)).await, Ok("Published: x".into()));
     }
 
     #[tokio::test]
     async fn fail_first_attempt_succeeds_on_retry() {
         let registry = FunctionRegistry::with_builtins();
-        let function = registry.build("kneo.builtin.fail_first_attempt").expect("registered");
+        let function = registry
+            .build("kneo.builtin.fail_first_attempt")
+            .expect("registered");
         assert!(function.call(input("x", 1)).await.is_err());
-        assert_eq!(function.call(input("x", 2)).await, Ok("x (attempt 2)".into()));
+        assert_eq!(
+            function.call(input("x", 2)).await,
+            Ok("x (attempt 2)".into())
+        );
     }
 
     #[test]

@@ -25,7 +25,10 @@ pub struct Engine {
 impl Engine {
     /// The engine with kneo's built-in functions and providers.
     pub fn with_builtins() -> Engine {
-        Engine { functions: FunctionRegistry::with_builtins(), tools: Vec::new() }
+        Engine {
+            functions: FunctionRegistry::with_builtins(),
+            tools: Vec::new(),
+        }
     }
 
     /// Runtimes as `/readyz` reports them: `bridge` runs the in-process providers, `native` the

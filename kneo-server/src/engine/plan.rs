@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use super::functions::{FunctionRegistry, StepFunction};
 use super::providers::{Provider, provider_for};
-use crate::spec::model::{AgentSpec, HumanSpec, OnError, Spec, StepKind, StepSpec, WorkflowSpec, WorkflowType};
+use crate::spec::model::{
+    AgentSpec, HumanSpec, OnError, Spec, StepKind, StepSpec, WorkflowSpec, WorkflowType,
+};
 
 /// What a run executes.
 #[derive(Clone)]
@@ -38,6 +40,7 @@ pub struct AgentPlan {
 #[derive(Clone)]
 pub struct WorkflowPlan {
     pub name: String,
+    pub description: Option<String>,
     pub kind: WorkflowType,
     pub steps: Vec<StepPlan>,
 }
@@ -57,8 +60,14 @@ pub struct StepPlan {
 #[derive(Clone)]
 pub enum Unit {
     Agent(AgentPlan),
-    Function { implementation: String, function: Arc<dyn StepFunction> },
-    Human { reference: String, spec: HumanSpec },
+    Function {
+        implementation: String,
+        function: Arc<dyn StepFunction>,
+    },
+    Human {
+        reference: String,
+        spec: HumanSpec,
+    },
     /// A nested component workflow, run inline as one step.
     Workflow(Box<WorkflowPlan>),
 }
@@ -73,7 +82,11 @@ pub struct CompileError {
 }
 
 fn compile_error(code: &'static str, path: &str, message: String) -> CompileError {
-    CompileError { code, path: path.to_string(), message }
+    CompileError {
+        code,
+        path: path.to_string(),
+        message,
+    }
 }
 
 fn compile_agent(agent: &AgentSpec, path: &str) -> Result<AgentPlan, CompileError> {
@@ -81,8 +94,20 @@ fn compile_agent(agent: &AgentSpec, path: &str) -> Result<AgentPlan, CompileErro
         Some(model) => (model.provider.clone(), model.name.clone()),
         None => ("dummy".to_string(), "default".to_string()),
     };
-    let provider = provider_for(&provider_name).map_err(|error| compile_error("E_PROVIDER_UNAVAILABLE", &format!("{path}.model.provider"), error.to_string()))?;
-    Ok(AgentPlan { name: agent.name.clone(), system_prompt: agent.system_prompt.clone(), provider_name, model_name, provider })
+    let provider = provider_for(&provider_name).map_err(|error| {
+        compile_error(
+            "E_PROVIDER_UNAVAILABLE",
+            &format!("{path}.model.provider"),
+            error.to_string(),
+        )
+    })?;
+    Ok(AgentPlan {
+        name: agent.name.clone(),
+        system_prompt: agent.system_prompt.clone(),
+        provider_name,
+        model_name,
+        provider,
+    })
 }
 
 fn compile_workflow(
@@ -103,13 +128,29 @@ fn compile_workflow(
         ));
     }
     if depth > 8 {
-        return Err(compile_error("E_BUILD_CYCLE", path, "nested workflows go deeper than 8 levels".into()));
+        return Err(compile_error(
+            "E_BUILD_CYCLE",
+            path,
+            "nested workflows go deeper than 8 levels".into(),
+        ));
     }
     let mut steps = Vec::with_capacity(workflow.steps.len());
     for (index, step) in workflow.steps.iter().enumerate() {
-        steps.push(compile_step(spec, workflow, step, &format!("{path}.steps[{index}]"), functions, depth)?);
+        steps.push(compile_step(
+            spec,
+            workflow,
+            step,
+            &format!("{path}.steps[{index}]"),
+            functions,
+            depth,
+        )?);
     }
-    Ok(WorkflowPlan { name: workflow.name.clone().unwrap_or_else(|| "workflow".into()), kind: workflow.workflow_type, steps })
+    Ok(WorkflowPlan {
+        name: workflow.name.clone().unwrap_or_else(|| "workflow".into()),
+        description: workflow.description.clone(),
+        kind: workflow.workflow_type,
+        steps,
+    })
 }
 
 fn compile_step(
@@ -121,11 +162,28 @@ fn compile_step(
     depth: usize,
 ) -> Result<StepPlan, CompileError> {
     let reference = step.reference.as_str();
-    let unresolved = || compile_error("E_WORKFLOW_REF_UNKNOWN", &format!("{path}.ref"), format!("step {:?} refers to unknown {} {reference:?}", step.id, step.kind.as_str()));
+    let unresolved = || {
+        compile_error(
+            "E_WORKFLOW_REF_UNKNOWN",
+            &format!("{path}.ref"),
+            format!(
+                "step {:?} refers to unknown {} {reference:?}",
+                step.id,
+                step.kind.as_str()
+            ),
+        )
+    };
     let unit = match step.kind {
-        StepKind::Agent => Unit::Agent(compile_agent(spec.resolve_agent(reference).ok_or_else(unresolved)?, path)?),
+        StepKind::Agent => Unit::Agent(compile_agent(
+            spec.resolve_agent(reference).ok_or_else(unresolved)?,
+            path,
+        )?),
         StepKind::Function => {
-            let function_spec = spec.components.functions.get(reference).ok_or_else(unresolved)?;
+            let function_spec = spec
+                .components
+                .functions
+                .get(reference)
+                .ok_or_else(unresolved)?;
             let implementation = function_spec.implementation.clone().unwrap_or_default();
             let function = functions.build(&implementation).ok_or_else(|| {
                 compile_error(
@@ -134,36 +192,65 @@ fn compile_step(
                     format!("function implementation {implementation:?} is not registered (docs/extending.md)"),
                 )
             })?;
-            Unit::Function { implementation, function }
+            Unit::Function {
+                implementation,
+                function,
+            }
         }
         StepKind::Human => Unit::Human {
             reference: reference.to_string(),
-            spec: spec.components.humans.get(reference).ok_or_else(unresolved)?.clone(),
+            spec: spec
+                .components
+                .humans
+                .get(reference)
+                .ok_or_else(unresolved)?
+                .clone(),
         },
         StepKind::Workflow => {
-            let nested = spec.components.workflows.get(reference).ok_or_else(unresolved)?;
-            Unit::Workflow(Box::new(compile_workflow(spec, nested, &format!("components.workflows.{reference}"), functions, depth + 1)?))
+            let nested = spec
+                .components
+                .workflows
+                .get(reference)
+                .ok_or_else(unresolved)?;
+            Unit::Workflow(Box::new(compile_workflow(
+                spec,
+                nested,
+                &format!("components.workflows.{reference}"),
+                functions,
+                depth + 1,
+            )?))
         }
     };
-    let fallback = step
-        .fallback_ref
-        .as_ref()
-        .and_then(|target| workflow.steps.iter().position(|candidate| &candidate.id == target));
+    let fallback = step.fallback_ref.as_ref().and_then(|target| {
+        workflow
+            .steps
+            .iter()
+            .position(|candidate| &candidate.id == target)
+    });
     Ok(StepPlan {
         id: step.id.clone(),
         unit,
         on_error: step.on_error,
         fallback,
         max_retries: step.max_retries.unwrap_or(0),
-        timeout: step.timeout_seconds.filter(|s| *s > 0.0 && s.is_finite()).map(Duration::from_secs_f64),
+        timeout: step
+            .timeout_seconds
+            .filter(|s| *s > 0.0 && s.is_finite())
+            .map(Duration::from_secs_f64),
     })
 }
 
 /// Compiles `spec` for `target` (`agent` or `workflow`).
-pub fn compile(spec: &Spec, target: &str, functions: &FunctionRegistry) -> Result<Plan, CompileError> {
+pub fn compile(
+    spec: &Spec,
+    target: &str,
+    functions: &FunctionRegistry,
+) -> Result<Plan, CompileError> {
     let agent = compile_agent(&spec.agent, "agent")?;
     let workflow = match (&spec.workflow, target) {
-        (Some(workflow), "workflow") => Some(compile_workflow(spec, workflow, "workflow", functions, 0)?),
+        (Some(workflow), "workflow") => {
+            Some(compile_workflow(spec, workflow, "workflow", functions, 0)?)
+        }
         _ => None,
     };
     Ok(Plan { agent, workflow })

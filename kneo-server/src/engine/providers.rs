@@ -49,7 +49,9 @@ pub struct Answer {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderError {
     /// A secret the provider needs is not set (runbook § 3.1).
-    #[error("MissingSecretError: provider {provider} needs the environment variable {env_var}, which is not set (runbook § 3.1)")]
+    #[error(
+        "MissingSecretError: provider {provider} needs the environment variable {env_var}, which is not set (runbook § 3.1)"
+    )]
     MissingSecret { provider: String, env_var: String },
     #[error("{0}")]
     Failed(String),
@@ -80,7 +82,11 @@ impl Provider for DummyProvider {
             .or(request.messages.last())
             .map(|message| message.content.clone())
             .unwrap_or_default();
-        Ok(Answer { text: format!("Final answer: {last}"), input_tokens: 0, output_tokens: 0 })
+        Ok(Answer {
+            text: format!("Final answer: {last}"),
+            input_tokens: 0,
+            output_tokens: 0,
+        })
     }
 }
 
@@ -105,7 +111,11 @@ mod tests {
             .complete(Completion {
                 model: "demo-model".into(),
                 system_prompt: Some("Say hello.".into()),
-                messages: vec![Message { role: "user".into(), content: "hi there".into(), name: None }],
+                messages: vec![Message {
+                    role: "user".into(),
+                    content: "hi there".into(),
+                    name: None,
+                }],
             })
             .await
             .expect("answer");

@@ -72,11 +72,18 @@ impl TraceEvent {
     }
 
     pub fn error(self, error_type: &str, message: &str) -> TraceEvent {
-        self.with("error", json!({"type": error_type, "message": crate::redact::redacted_text(message)}))
+        self.with(
+            "error",
+            json!({"type": error_type, "message": crate::redact::redacted_text(message)}),
+        )
     }
 
     pub fn event_id(&self) -> String {
-        self.fields.get("event_id").and_then(Value::as_str).unwrap_or_default().to_string()
+        self.fields
+            .get("event_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
     }
 
     pub fn build(self) -> Value {
@@ -90,8 +97,20 @@ mod tests {
 
     #[test]
     fn events_have_every_golden_field() {
-        let event = TraceEvent::new("run_started", "r1", None).input("hi there").build();
-        for key in ["type", "run_id", "event_id", "timestamp", "parent_event_id", "agent_name", "input_preview", "metadata", "error"] {
+        let event = TraceEvent::new("run_started", "r1", None)
+            .input("hi there")
+            .build();
+        for key in [
+            "type",
+            "run_id",
+            "event_id",
+            "timestamp",
+            "parent_event_id",
+            "agent_name",
+            "input_preview",
+            "metadata",
+            "error",
+        ] {
             assert!(event.get(key).is_some(), "missing {key}");
         }
         assert_eq!(event["input_preview"], "hi there");

@@ -11,7 +11,10 @@ use tokio_util::sync::CancellationToken;
 use super::Platform;
 use crate::engine::executor::{self, Boundary, ExecutionSettings, Interrupt, Outcome, Recorder};
 use crate::engine::plan::Plan;
-use crate::store::{AuditEvent, Continuation, Expect, Progress, QueueStatus, QueueTransition, RunRecord, RunStatus, SaveOutcome};
+use crate::store::{
+    AuditEvent, Continuation, Expect, Progress, QueueStatus, QueueTransition, RunRecord, RunStatus,
+    SaveOutcome,
+};
 
 /// Writes the executor's boundaries through the store, as the lease holder.
 struct StoreRecorder<'a> {
@@ -45,11 +48,21 @@ impl Recorder for StoreRecorder<'_> {
                 RunStatus::Blocked => (QueueStatus::Completed, Some("human.requested")),
                 _ => (QueueStatus::Failed, Some("run.failed")),
             };
-            let error = run.error.as_ref().and_then(|e| e.get("message")).and_then(|m| m.as_str()).map(str::to_string);
-            progress.queue = Some(QueueTransition::Finish { status: queue_status, error });
+            let error = run
+                .error
+                .as_ref()
+                .and_then(|e| e.get("message"))
+                .and_then(|m| m.as_str())
+                .map(str::to_string);
+            progress.queue = Some(QueueTransition::Finish {
+                status: queue_status,
+                error,
+            });
             if let Some(event_type) = event {
                 let metadata = match run.status {
-                    RunStatus::Blocked => json!({"request": run.pending_human_request, "step_id": run.metadata.get("pending_step_id")}),
+                    RunStatus::Blocked => {
+                        json!({"request": run.pending_human_request, "step_id": run.metadata.get("pending_step_id")})
+                    }
                     _ => json!({"status": run.status.as_str(), "error": run.error}),
                 };
                 progress.audit.push(audit(event_type, run, metadata));
@@ -64,20 +77,35 @@ impl Recorder for StoreRecorder<'_> {
     }
 
     async fn pause(&self, continuation: &Continuation) -> Result<(), Interrupt> {
-        self.platform.stores.continuations.put(continuation).await.map_err(Interrupt::Store)
+        self.platform
+            .stores
+            .continuations
+            .put(continuation)
+            .await
+            .map_err(Interrupt::Store)
     }
 }
 
 impl Platform {
     /// Executes `run` (already leased by `holder` and marked running) to its end, a pause or an
     /// interruption, and returns its stored state afterwards.
-    pub async fn execute(self: &Arc<Self>, run: RunRecord, plan: Plan, holder: String) -> RunRecord {
+    pub async fn execute(
+        self: &Arc<Self>,
+        run: RunRecord,
+        plan: Plan,
+        holder: String,
+    ) -> RunRecord {
         let run_id = run.id.clone();
         let cancel = CancellationToken::new();
         self.register_running(&run_id, cancel.clone());
         let heartbeat = self.spawn_heartbeat(&run_id, &holder, cancel.clone());
-        let settings = ExecutionSettings { trace_max_events: self.config.trace_max_events };
-        let recorder = StoreRecorder { platform: self, holder: holder.clone() };
+        let settings = ExecutionSettings {
+            trace_max_events: self.config.trace_max_events,
+        };
+        let recorder = StoreRecorder {
+            platform: self,
+            holder: holder.clone(),
+        };
         let deadline = executor::remaining(&run);
         let work = executor::execute(&plan, run, &recorder, &cancel, &settings);
         let outcome = match deadline {
@@ -94,15 +122,20 @@ impl Platform {
                 }
                 if let Some(usage) = &run.usage {
                     let get = |key: &str| usage.get(key).and_then(|v| v.as_u64()).unwrap_or(0);
-                    self.metrics.tokens(get("input_tokens"), get("output_tokens"));
+                    self.metrics
+                        .tokens(get("input_tokens"), get("output_tokens"));
                 }
                 run
             }
             Some(Outcome::Blocked(run)) => {
-                self.metrics.human_tasks_requested.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.metrics
+                    .human_tasks_requested
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 run
             }
-            Some(Outcome::Interrupted(interrupt)) => self.after_interrupt(&run_id, &holder, interrupt).await,
+            Some(Outcome::Interrupted(interrupt)) => {
+                self.after_interrupt(&run_id, &holder, interrupt).await
+            }
             None => self.time_out(&run_id, Some(&holder)).await,
         }
     }
@@ -115,14 +148,21 @@ impl Platform {
                 // Hand the run back at once so it is not stuck until the lease expires.
                 let _ = self.stores.runs.release_lease(run_id, holder).await;
             }
-            Interrupt::LeaseLost => tracing::warn!(target: "kneo_serv.platform", run_id, "lease lost; another worker holds the run now"),
-            Interrupt::Refused(status) => tracing::info!(target: "kneo_serv.platform", run_id, status = ?status, "run stopped: its stored status no longer allows progress"),
-            Interrupt::Cancelled => tracing::info!(target: "kneo_serv.platform", run_id, "run stopped after cancellation"),
+            Interrupt::LeaseLost => {
+                tracing::warn!(target: "kneo_serv.platform", run_id, "lease lost; another worker holds the run now")
+            }
+            Interrupt::Refused(status) => {
+                tracing::info!(target: "kneo_serv.platform", run_id, status = ?status, "run stopped: its stored status no longer allows progress")
+            }
+            Interrupt::Cancelled => {
+                tracing::info!(target: "kneo_serv.platform", run_id, "run stopped after cancellation")
+            }
         }
         match self.stores.runs.get_run(run_id).await {
             Ok(Some(run)) => run,
             _ => {
-                let mut placeholder = RunRecord::new(run_id.to_string(), String::new(), crate::clock::now_text());
+                let mut placeholder =
+                    RunRecord::new(run_id.to_string(), String::new(), crate::clock::now_text());
                 placeholder.status = RunStatus::Running;
                 placeholder
             }
@@ -138,7 +178,10 @@ impl Platform {
             return run;
         }
         let now = crate::clock::now_text();
-        let continuation = run.continuation_id.clone().filter(|_| run.status == RunStatus::Blocked);
+        let continuation = run
+            .continuation_id
+            .clone()
+            .filter(|_| run.status == RunStatus::Blocked);
         run.status = RunStatus::TimedOut;
         run.error = Some(json!({
             "type": "timed_out",
@@ -148,8 +191,15 @@ impl Platform {
         run.completed_at = Some(now);
         let mut progress = Progress::new(run.clone());
         progress.expect = Expect::NonTerminal;
-        progress.queue = Some(QueueTransition::Finish { status: QueueStatus::Failed, error: Some("timed_out".into()) });
-        progress.audit.push(audit("run.timed_out", &run, json!({"deadline_at": run.deadline_at})));
+        progress.queue = Some(QueueTransition::Finish {
+            status: QueueStatus::Failed,
+            error: Some("timed_out".into()),
+        });
+        progress.audit.push(audit(
+            "run.timed_out",
+            &run,
+            json!({"deadline_at": run.deadline_at}),
+        ));
         let _ = holder;
         match self.stores.runs.save_progress(&progress).await {
             Ok(SaveOutcome::Saved) => {
@@ -160,12 +210,24 @@ impl Platform {
                 self.cancel_local(run_id);
                 run
             }
-            _ => self.stores.runs.get_run(run_id).await.ok().flatten().unwrap_or(run),
+            _ => self
+                .stores
+                .runs
+                .get_run(run_id)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or(run),
         }
     }
 
     /// Renews the lease while the run executes; a lost lease cancels the local execution.
-    fn spawn_heartbeat(&self, run_id: &str, holder: &str, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+    fn spawn_heartbeat(
+        &self,
+        run_id: &str,
+        holder: &str,
+        cancel: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
         let store = self.stores.runs.clone();
         let lease = self.config.worker.lease;
         let (run_id, holder) = (run_id.to_string(), holder.to_string());

@@ -15,7 +15,11 @@ use serde_json::{Value, json};
 
 use super::{Platform, responses};
 use crate::api::error::ApiError;
-use crate::store::{AuditEvent, Continuation, ErrorKind, Expect, Progress, QueueTransition, RunRecord, RunStatus, SaveOutcome};
+use crate::engine::executor::build_checkpoint;
+use crate::store::{
+    AuditEvent, Continuation, ErrorKind, Expect, Progress, QueueTransition, RunRecord, RunStatus,
+    SaveOutcome,
+};
 
 /// How long a resume may hold a continuation's lock (it is released as soon as the resume is
 /// accepted; the TTL only matters if the holder dies).
@@ -44,7 +48,10 @@ pub struct TaskFilter {
 }
 
 fn is_escalated(continuation: &Continuation) -> bool {
-    continuation.pending_human_request.get("escalated_at").is_some_and(|v| !v.is_null())
+    continuation
+        .pending_human_request
+        .get("escalated_at")
+        .is_some_and(|v| !v.is_null())
 }
 
 /// `409` for a continuation whose record cannot be read.
@@ -57,7 +64,13 @@ fn unreadable(continuation_id: &str, error: &str) -> ApiError {
     .with("resource", format!("continuation:{continuation_id}"))
 }
 
-fn audit(event_type: &str, actor: &str, run_id: &str, continuation_id: &str, metadata: Value) -> AuditEvent {
+fn audit(
+    event_type: &str,
+    actor: &str,
+    run_id: &str,
+    continuation_id: &str,
+    metadata: Value,
+) -> AuditEvent {
     AuditEvent {
         id: crate::clock::new_id(),
         event_type: event_type.into(),
@@ -71,13 +84,26 @@ fn audit(event_type: &str, actor: &str, run_id: &str, continuation_id: &str, met
 
 impl Platform {
     /// Pending tasks matching `filter`, and the continuations that could not be read.
-    pub async fn list_tasks(&self, filter: &TaskFilter) -> Result<(Vec<Continuation>, Vec<crate::store::UnreadableContinuation>), ApiError> {
+    pub async fn list_tasks(
+        &self,
+        filter: &TaskFilter,
+    ) -> Result<(Vec<Continuation>, Vec<crate::store::UnreadableContinuation>), ApiError> {
         let listing = self.stores.continuations.list().await?;
         let tasks = listing
             .continuations
             .into_iter()
-            .filter(|c| filter.run_id.as_ref().is_none_or(|run_id| &c.run_id == run_id))
-            .filter(|c| filter.workflow_kind.as_ref().is_none_or(|kind| c.workflow_kind.as_ref() == Some(kind)))
+            .filter(|c| {
+                filter
+                    .run_id
+                    .as_ref()
+                    .is_none_or(|run_id| &c.run_id == run_id)
+            })
+            .filter(|c| {
+                filter
+                    .workflow_kind
+                    .as_ref()
+                    .is_none_or(|kind| c.workflow_kind.as_ref() == Some(kind))
+            })
             .filter(|c| match filter.status.as_deref() {
                 Some("escalated") => is_escalated(c),
                 Some("pending") => !is_escalated(c),
@@ -92,17 +118,31 @@ impl Platform {
         match self.stores.continuations.get(continuation_id).await {
             Ok(Some(continuation)) => Ok(continuation),
             Ok(None) => Err(ApiError::not_found()),
-            Err(error) if error.kind == ErrorKind::Corrupt => Err(unreadable(continuation_id, &error.message)),
+            Err(error) if error.kind == ErrorKind::Corrupt => {
+                Err(unreadable(continuation_id, &error.message))
+            }
             Err(error) => Err(error.into()),
         }
     }
 
     /// `POST /v1/human-tasks/{id}/resume`.
-    pub async fn resume(self: &Arc<Self>, continuation_id: &str, decision: Decision, actor: &str) -> Result<(StatusCode, Value), ApiError> {
+    pub async fn resume(
+        self: &Arc<Self>,
+        continuation_id: &str,
+        decision: Decision,
+        actor: &str,
+    ) -> Result<(StatusCode, Value), ApiError> {
         let lock_name = format!("continuation:{continuation_id}");
         let owner = crate::clock::new_id();
-        if !self.stores.runs.try_lock(&lock_name, &owner, LOCK_TTL).await? {
-            self.metrics.resume_conflicts.fetch_add(1, Ordering::Relaxed);
+        if !self
+            .stores
+            .runs
+            .try_lock(&lock_name, &owner, LOCK_TTL)
+            .await?
+        {
+            self.metrics
+                .resume_conflicts
+                .fetch_add(1, Ordering::Relaxed);
             let _ = self
                 .stores
                 .runs
@@ -128,23 +168,48 @@ impl Platform {
         let finished = tokio::spawn(async move { platform.execute(run, plan, holder).await })
             .await
             .map_err(|_| ApiError::internal())?;
-        self.metrics.human_tasks_resumed.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .human_tasks_resumed
+            .fetch_add(1, Ordering::Relaxed);
         let trace = self.embedded_trace(&finished.id).await;
         Ok((StatusCode::OK, responses::resume_result(&finished, trace)))
     }
 
     /// Under the lock: checks the task, records the decision and hands the run to this process.
-    async fn accept_resume(&self, continuation_id: &str, decision: &Decision, actor: &str) -> Result<(RunRecord, crate::engine::plan::Plan), ApiError> {
+    async fn accept_resume(
+        &self,
+        continuation_id: &str,
+        decision: &Decision,
+        actor: &str,
+    ) -> Result<(RunRecord, crate::engine::plan::Plan), ApiError> {
         let continuation = self.get_task(continuation_id).await?;
-        let run = self.stores.runs.get_run(&continuation.run_id).await?.ok_or_else(ApiError::not_found)?;
+        let run = self
+            .stores
+            .runs
+            .get_run(&continuation.run_id)
+            .await?
+            .ok_or_else(ApiError::not_found)?;
         let conflict = |message: String, status: RunStatus| {
-            self.metrics.resume_conflicts.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .resume_conflicts
+                .fetch_add(1, Ordering::Relaxed);
             ApiError::run_state_conflict(message, status.as_str())
         };
-        if run.status != RunStatus::Blocked || run.continuation_id.as_deref() != Some(continuation_id) {
-            return Err(conflict(format!("The run is {}, not blocked on this task; re-read it before retrying.", run.status), run.status));
+        if run.status != RunStatus::Blocked
+            || run.continuation_id.as_deref() != Some(continuation_id)
+        {
+            return Err(conflict(
+                format!(
+                    "The run is {}, not blocked on this task; re-read it before retrying.",
+                    run.status
+                ),
+                run.status,
+            ));
         }
-        let expected = continuation.pending_human_request_id.clone().unwrap_or_default();
+        let expected = continuation
+            .pending_human_request_id
+            .clone()
+            .unwrap_or_default();
         if decision.request_id != expected {
             self.stores
                 .runs
@@ -167,10 +232,18 @@ impl Platform {
         let output = decision_output(&continuation, decision)?;
         let plan = self.plan_for(&run).map_err(ApiError::invalid_request)?;
         let resumed = resumed_run(run, &continuation, decision, &output);
-        let step_id = continuation.metadata.get("step_id").and_then(Value::as_str).unwrap_or_default().to_string();
+        let step_id = continuation
+            .metadata
+            .get("step_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let mut progress = Progress::new(resumed.clone());
         progress.expect = Expect::Status(RunStatus::Blocked);
-        progress.queue = Some(QueueTransition::Lease { worker_id: self.request_holder.clone(), lease: self.config.worker.lease });
+        progress.queue = Some(QueueTransition::Lease {
+            worker_id: self.request_holder.clone(),
+            lease: self.config.worker.lease,
+        });
         let decision_metadata = json!({
             "request_id": decision.request_id,
             "decision": decision.decision,
@@ -178,28 +251,74 @@ impl Platform {
             "selected_option": decision.selected_option,
             "status": RunStatus::Running.as_str(),
         });
-        progress.audit.push(audit("human.decision", actor, &resumed.id, continuation_id, decision_metadata.clone()));
-        let resumed_event = crate::engine::trace::TraceEvent::new("human_intervention_resumed", &resumed.id, None)
-            .with("workflow_name", json!(resumed.workflow_name))
-            .with("step_id", step_id.clone())
-            .output(&output)
-            .metadata(json!({"continuation_id": continuation_id, "decision": decision.decision}))
-            .build();
+        progress.audit.push(audit(
+            "human.decision",
+            actor,
+            &resumed.id,
+            continuation_id,
+            decision_metadata.clone(),
+        ));
+        let resumed_event =
+            crate::engine::trace::TraceEvent::new("human_intervention_resumed", &resumed.id, None)
+                .with("workflow_name", json!(resumed.workflow_name))
+                .with("step_id", step_id.clone())
+                .output(&output)
+                .metadata(
+                    json!({"continuation_id": continuation_id, "decision": decision.decision}),
+                )
+                .build();
         progress.trace_events.push(resumed_event.clone());
         progress.run.trace_event_count += 1;
-        let sequence = resumed.metadata.get("checkpoint_sequence").and_then(Value::as_i64).unwrap_or(0);
+        let sequence = resumed
+            .metadata
+            .get("checkpoint_sequence")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         let mut run_state = progress.run.clone();
-        run_state.metadata.insert("checkpoint_sequence".into(), json!(sequence + 2));
+        run_state
+            .metadata
+            .insert("checkpoint_sequence".into(), json!(sequence + 2));
         progress.run = run_state;
         progress.checkpoints = vec![
-            checkpoint(&progress.run, "human_resume", None, sequence + 1, vec![resumed_event], json!({"continuation_id": continuation_id, "decision": decision_metadata})),
-            checkpoint(&progress.run, "step_completed", Some(&step_id), sequence + 2, vec![], json!({"workflow_type": resumed.workflow_kind, "output_text": output})),
+            build_checkpoint(
+                &progress.run,
+                "human_resume",
+                None,
+                sequence + 1,
+                &[resumed_event],
+                json!({"continuation_id": continuation_id, "decision": decision_metadata}),
+                &crate::clock::now_text(),
+            ),
+            build_checkpoint(
+                &progress.run,
+                "step_completed",
+                Some(&step_id),
+                sequence + 2,
+                &[],
+                json!({
+                    "workflow_type": "sequential",
+                    "input_text": continuation.current_input,
+                    "output_text": output,
+                    "error": null,
+                    "iteration": 1,
+                }),
+                &crate::clock::now_text(),
+            ),
         ];
         match self.stores.runs.save_progress(&progress).await? {
             SaveOutcome::Saved => {}
             _ => {
-                let current = self.stores.runs.get_run(&resumed.id).await?.map(|r| r.status).unwrap_or(RunStatus::Blocked);
-                return Err(conflict(format!("The run changed to {current} before the decision could be applied."), current));
+                let current = self
+                    .stores
+                    .runs
+                    .get_run(&resumed.id)
+                    .await?
+                    .map(|r| r.status)
+                    .unwrap_or(RunStatus::Blocked);
+                return Err(conflict(
+                    format!("The run changed to {current} before the decision could be applied."),
+                    current,
+                ));
             }
         }
         crate::faults::point("after_resume_accepted");
@@ -215,19 +334,30 @@ impl Platform {
         let now_epoch = now.timestamp() as f64 + f64::from(now.timestamp_subsec_micros()) / 1e6;
         let mut handled = 0;
         for continuation in listing.continuations {
-            let Some(expires_at) = continuation.expires_at else { continue };
+            let Some(expires_at) = continuation.expires_at else {
+                continue;
+            };
             if expires_at > now_epoch {
                 continue;
             }
-            let Some(run) = self.stores.runs.get_run(&continuation.run_id).await? else { continue };
-            if run.status != RunStatus::Blocked || run.continuation_id.as_deref() != Some(continuation.id.as_str()) {
+            let Some(run) = self.stores.runs.get_run(&continuation.run_id).await? else {
+                continue;
+            };
+            if run.status != RunStatus::Blocked
+                || run.continuation_id.as_deref() != Some(continuation.id.as_str())
+            {
                 if run.status.is_terminal() {
                     // Left behind by a crash between writing it and closing the run: tidy it.
                     self.stores.continuations.delete(&continuation.id).await?;
                 }
                 continue;
             }
-            let on_timeout = continuation.pending_human_request.get("on_timeout").and_then(Value::as_str).unwrap_or("fail").to_string();
+            let on_timeout = continuation
+                .pending_human_request
+                .get("on_timeout")
+                .and_then(Value::as_str)
+                .unwrap_or("fail")
+                .to_string();
             match on_timeout.as_str() {
                 "escalate" if is_escalated(&continuation) => continue,
                 "escalate" => self.escalate(continuation, run, expires_at).await?,
@@ -244,7 +374,13 @@ impl Platform {
                     };
                     self.stores
                         .runs
-                        .record_audit(&[audit("human.continued", "system", &run.id, &continuation.id, json!({"expires_at": expires_at}))])
+                        .record_audit(&[audit(
+                            "human.continued",
+                            "system",
+                            &run.id,
+                            &continuation.id,
+                            json!({"expires_at": expires_at}),
+                        )])
                         .await?;
                     if let Err(error) = self.resume(&continuation.id, decision, "system").await {
                         self.stores
@@ -261,13 +397,20 @@ impl Platform {
                 }
                 _ => self.expire(continuation, run, expires_at).await?,
             }
-            self.metrics.human_tasks_expired.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .human_tasks_expired
+                .fetch_add(1, Ordering::Relaxed);
             handled += 1;
         }
         Ok(handled)
     }
 
-    async fn expire(&self, continuation: Continuation, mut run: RunRecord, expires_at: f64) -> Result<(), ApiError> {
+    async fn expire(
+        &self,
+        continuation: Continuation,
+        mut run: RunRecord,
+        expires_at: f64,
+    ) -> Result<(), ApiError> {
         let now = crate::clock::now_text();
         run.status = RunStatus::Expired;
         run.error = Some(json!({
@@ -297,7 +440,12 @@ impl Platform {
         Ok(())
     }
 
-    async fn escalate(&self, mut continuation: Continuation, mut run: RunRecord, expires_at: f64) -> Result<(), ApiError> {
+    async fn escalate(
+        &self,
+        mut continuation: Continuation,
+        mut run: RunRecord,
+        expires_at: f64,
+    ) -> Result<(), ApiError> {
         let now = crate::clock::now_text();
         if let Some(request) = continuation.pending_human_request.as_object_mut() {
             request.insert("escalated_at".into(), json!(now));
@@ -327,41 +475,85 @@ fn decision_output(continuation: &Continuation, decision: &Decision) -> Result<S
     match decision.decision.as_str() {
         "approved" => Ok(continuation.current_input.clone().unwrap_or_default()),
         "rejected" => Ok("Rejected by human reviewer".into()),
-        "edited" | "provided" => decision
-            .content
-            .clone()
-            .ok_or_else(|| invalid(format!("decision {:?} needs `content` with the text to pass on.", decision.decision))),
+        "edited" | "provided" => decision.content.clone().ok_or_else(|| {
+            invalid(format!(
+                "decision {:?} needs `content` with the text to pass on.",
+                decision.decision
+            ))
+        }),
         "selected" => {
             let option = decision
                 .selected_option
                 .clone()
                 .ok_or_else(|| invalid("decision \"selected\" needs `selected_option`.".into()))?;
-            let options: Vec<&str> = request.get("options").and_then(Value::as_array).map(|o| o.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            let options: Vec<&str> = request
+                .get("options")
+                .and_then(Value::as_array)
+                .map(|o| o.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
             if !options.is_empty() && !options.contains(&option.as_str()) {
-                return Err(invalid(format!("selected_option {option:?} is not one of the task's options {options:?}.")));
+                return Err(invalid(format!(
+                    "selected_option {option:?} is not one of the task's options {options:?}."
+                )));
             }
             Ok(option)
         }
-        other => Err(invalid(format!("unknown decision {other:?}; use one of {DECISIONS:?}."))),
+        other => Err(invalid(format!(
+            "unknown decision {other:?}; use one of {DECISIONS:?}."
+        ))),
     }
 }
 
 /// The run as it continues after the human step.
-fn resumed_run(mut run: RunRecord, continuation: &Continuation, decision: &Decision, output: &str) -> RunRecord {
-    let step_id = continuation.metadata.get("step_id").and_then(Value::as_str).unwrap_or_default().to_string();
+fn resumed_run(
+    mut run: RunRecord,
+    continuation: &Continuation,
+    decision: &Decision,
+    output: &str,
+) -> RunRecord {
+    let step_id = continuation
+        .metadata
+        .get("step_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let index = continuation.current_step_index.unwrap_or(0);
     run.status = RunStatus::Running;
     run.visited_steps.push(step_id.clone());
-    if let Some(role) = continuation.pending_human_request.get("response_role").and_then(Value::as_str) {
+    if let Some(role) = continuation
+        .pending_human_request
+        .get("response_role")
+        .and_then(Value::as_str)
+    {
         if let Some(content) = &decision.content {
-            run.messages.push(crate::engine::providers::Message { role: role.into(), content: crate::redact::redacted_text(content), name: Some(step_id.clone()) }.to_json());
+            run.messages.push(
+                crate::engine::providers::Message {
+                    role: role.into(),
+                    content: crate::redact::redacted_text(content),
+                    name: Some(step_id.clone()),
+                }
+                .to_json(),
+            );
         }
     }
     run.current_step_index = Some(index + 1);
+    if let Some(counts) = run
+        .metadata
+        .entry("step_iteration_counts")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+    {
+        let key = format!("{step_id}|");
+        let next = counts.get(&key).and_then(Value::as_i64).unwrap_or(0) + 1;
+        counts.insert(key, json!(next));
+    }
     run.pending_human_request = None;
     run.continuation_id = None;
     run.updated_at = crate::clock::now_text();
-    run.metadata.insert("resumed_from_continuation_id".into(), json!(continuation.id));
+    run.metadata.insert(
+        "resumed_from_continuation_id".into(),
+        json!(continuation.id),
+    );
     run.metadata.insert("human_decision".into(), json!({"decision": decision.decision, "request_id": decision.request_id, "metadata": decision.metadata}));
     run.metadata.insert(
         "execution_context".into(),
@@ -378,28 +570,4 @@ fn resumed_run(mut run: RunRecord, continuation: &Continuation, decision: &Decis
         }),
     );
     run
-}
-
-fn checkpoint(run: &RunRecord, checkpoint_type: &str, step_id: Option<&str>, sequence: i64, trace: Vec<Value>, metadata: Value) -> Value {
-    let mut state = serde_json::to_value(run).unwrap_or_else(|_| json!({}));
-    if let Some(state) = state.as_object_mut() {
-        state.insert("trace_events".into(), Value::Array(trace.clone()));
-        if let Some(metadata) = state.get_mut("metadata").and_then(Value::as_object_mut) {
-            metadata.remove("frozen_spec");
-        }
-    }
-    json!({
-        "id": crate::clock::new_id(),
-        "run_id": run.id,
-        "type": checkpoint_type,
-        "workflow_name": run.workflow_name,
-        "step_id": step_id,
-        "node_id": null,
-        "sequence": sequence,
-        "iteration": 1,
-        "state": crate::redact::redacted(&state),
-        "trace_events": trace,
-        "metadata": crate::redact::redacted(&metadata),
-        "created_at": crate::clock::now_text(),
-    })
 }

@@ -13,11 +13,19 @@ pub const MAX_KEY_CHARS: usize = 256;
 
 /// The validated key of a request, if it sent one.
 pub fn key_from(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(raw) = headers.get("idempotency-key") else { return Ok(None) };
-    let invalid = |message: &str| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_idempotency_key", format!("{message} (runbook § 5.5)"))
+    let Some(raw) = headers.get("idempotency-key") else {
+        return Ok(None);
     };
-    let text = raw.to_str().map_err(|_| invalid("Idempotency-Key must be visible ASCII text."))?;
+    let invalid = |message: &str| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+            format!("{message} (runbook § 5.5)"),
+        )
+    };
+    let text = raw
+        .to_str()
+        .map_err(|_| invalid("Idempotency-Key must be visible ASCII text."))?;
     let key = text.trim();
     if key.is_empty() {
         return Err(invalid("Idempotency-Key must not be empty."));
@@ -59,7 +67,13 @@ pub enum Admission {
 }
 
 /// Checks the key against earlier requests in `scope`.
-pub async fn admit(store: &dyn Store, scope: &str, key: &str, payload: &Value, lock_ttl: std::time::Duration) -> Result<Admission, ApiError> {
+pub async fn admit(
+    store: &dyn Store,
+    scope: &str,
+    key: &str,
+    payload: &Value,
+    lock_ttl: std::time::Duration,
+) -> Result<Admission, ApiError> {
     let request = IdempotencyRequest {
         scope: scope.to_string(),
         key: key.to_string(),
@@ -88,7 +102,10 @@ pub async fn admit(store: &dyn Store, scope: &str, key: &str, payload: &Value, l
 }
 
 pub async fn complete(store: &dyn Store, scope: &str, key: &str, status: StatusCode, body: &Value) {
-    if let Err(error) = store.idempotency_complete(scope, key, status.as_u16(), body).await {
+    if let Err(error) = store
+        .idempotency_complete(scope, key, status.as_u16(), body)
+        .await
+    {
         tracing::warn!(target: "kneo_serv.service", %error, scope, "could not store an idempotent response; a replay will run again");
     }
 }
@@ -106,16 +123,31 @@ mod tests {
 
     #[test]
     fn key_order_does_not_change_the_hash() {
-        assert_eq!(payload_hash(&json!({"a": 1, "b": {"x": 1, "y": 2}})), payload_hash(&json!({"b": {"y": 2, "x": 1}, "a": 1})));
-        assert_ne!(payload_hash(&json!({"a": 1})), payload_hash(&json!({"a": 2})));
+        assert_eq!(
+            payload_hash(&json!({"a": 1, "b": {"x": 1, "y": 2}})),
+            payload_hash(&json!({"b": {"y": 2, "x": 1}, "a": 1}))
+        );
+        assert_ne!(
+            payload_hash(&json!({"a": 1})),
+            payload_hash(&json!({"a": 2}))
+        );
     }
 
     #[test]
     fn keys_are_validated() {
         let mut headers = HeaderMap::new();
         headers.insert("idempotency-key", "k".repeat(257).parse().expect("header"));
-        assert_eq!(key_from(&headers).err().map(|e| e.code()), Some("invalid_idempotency_key"));
-        headers.insert("idempotency-key", "  golden-key-1 ".parse().expect("header"));
-        assert_eq!(key_from(&headers).expect("valid"), Some("golden-key-1".into()));
+        assert_eq!(
+            key_from(&headers).err().map(|e| e.code()),
+            Some("invalid_idempotency_key")
+        );
+        headers.insert(
+            "idempotency-key",
+            "  golden-key-1 ".parse().expect("header"),
+        );
+        assert_eq!(
+            key_from(&headers).expect("valid"),
+            Some("golden-key-1".into())
+        );
     }
 }

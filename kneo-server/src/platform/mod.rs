@@ -27,8 +27,8 @@ use crate::engine::Engine;
 use crate::engine::plan::Plan;
 use crate::metrics::Metrics;
 use crate::store::{
-    AuditEvent, Expect, Progress, QueueEntry, QueueStatus, QueueTransition, RunRecord, RunStatus, SaveOutcome, Stores,
-    TraceQuery,
+    AuditEvent, Expect, Progress, QueueEntry, QueueStatus, QueueTransition, RunRecord, RunStatus,
+    SaveOutcome, Stores, TraceQuery,
 };
 use specs::SpecSource;
 
@@ -61,7 +61,13 @@ pub struct Platform {
 }
 
 impl Platform {
-    pub fn new(config: Arc<Config>, stores: Stores, engine: Arc<Engine>, metrics: Arc<Metrics>, instance_id: String) -> Platform {
+    pub fn new(
+        config: Arc<Config>,
+        stores: Stores,
+        engine: Arc<Engine>,
+        metrics: Arc<Metrics>,
+        instance_id: String,
+    ) -> Platform {
         Platform {
             config,
             stores,
@@ -74,16 +80,27 @@ impl Platform {
     }
 
     fn register_running(&self, run_id: &str, token: CancellationToken) {
-        self.running.lock().unwrap_or_else(PoisonError::into_inner).insert(run_id.to_string(), token);
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(run_id.to_string(), token);
     }
 
     fn unregister_running(&self, run_id: &str) {
-        self.running.lock().unwrap_or_else(PoisonError::into_inner).remove(run_id);
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(run_id);
     }
 
     /// Stops a run executing in this process (its stored status was already changed).
     fn cancel_local(&self, run_id: &str) {
-        if let Some(token) = self.running.lock().unwrap_or_else(PoisonError::into_inner).get(run_id) {
+        if let Some(token) = self
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(run_id)
+        {
             token.cancel();
         }
     }
@@ -93,8 +110,16 @@ impl Platform {
         let mut page = crate::store::PageQuery::default();
         page.order = crate::store::SortOrder::Asc;
         page.limit = 1_000;
-        let query = TraceQuery { page, event_type: None };
-        self.stores.runs.list_trace(run_id, &query).await.map(|page| page.items).unwrap_or_default()
+        let query = TraceQuery {
+            page,
+            event_type: None,
+        };
+        self.stores
+            .runs
+            .list_trace(run_id, &query)
+            .await
+            .map(|page| page.items)
+            .unwrap_or_default()
     }
 
     /// Compiles the spec frozen in a run's metadata.
@@ -106,39 +131,89 @@ impl Platform {
             .ok_or_else(|| format!("run {} has no frozen spec", run.id))?;
         let validation = crate::spec::validate::validate(frozen, self.engine.as_ref());
         let spec = validation.spec.ok_or_else(|| {
-            let errors: Vec<String> = validation.diagnostics.iter().map(|d| format!("{}: {}", d.code, d.message)).collect();
-            format!("the frozen spec of run {} no longer validates: {}", run.id, errors.join("; "))
+            let errors: Vec<String> = validation
+                .diagnostics
+                .iter()
+                .map(|d| format!("{}: {}", d.code, d.message))
+                .collect();
+            format!(
+                "the frozen spec of run {} no longer validates: {}",
+                run.id,
+                errors.join("; ")
+            )
         })?;
-        let target = run.metadata.get("target").and_then(Value::as_str).unwrap_or("workflow");
-        crate::engine::plan::compile(&spec, target, &self.engine.functions).map_err(|error| error.to_string())
+        let target = run
+            .metadata
+            .get("target")
+            .and_then(Value::as_str)
+            .unwrap_or("workflow");
+        crate::engine::plan::compile(&spec, target, &self.engine.functions)
+            .map_err(|error| error.to_string())
     }
 
     /// `POST /v1/runs`: creates a run and executes it in the request (200) or queues it (202).
-    pub async fn create_run(self: &Arc<Self>, request: CreateRun, actor: &str) -> Result<(StatusCode, Value), ApiError> {
+    pub async fn create_run(
+        self: &Arc<Self>,
+        request: CreateRun,
+        actor: &str,
+    ) -> Result<(StatusCode, Value), ApiError> {
         let loaded = self.load_run_spec(&request.source).await?;
-        let plan = crate::engine::plan::compile(&loaded.spec, &request.target, &self.engine.functions)
-            .map_err(|error| specs::spec_invalid(vec![specs::compile_diagnostic(&error)]))?;
+        let plan =
+            crate::engine::plan::compile(&loaded.spec, &request.target, &self.engine.functions)
+                .map_err(|error| specs::spec_invalid(vec![specs::compile_diagnostic(&error)]))?;
         let now = crate::clock::now_text();
-        let mut run = RunRecord::new(crate::clock::new_id(), crate::redact::redacted_text(&request.input), now.clone());
+        let mut run = RunRecord::new(
+            crate::clock::new_id(),
+            crate::redact::redacted_text(&request.input),
+            now.clone(),
+        );
         run.agent_name = Some(plan.agent.name.clone());
         run.workflow_name = plan.workflow.as_ref().map(|w| w.name.clone());
-        run.workflow_kind = Some(if plan.workflow.is_some() { "workflow".into() } else { "agent".into() });
-        let timeout_seconds = request.metadata.get("timeout_seconds").and_then(Value::as_f64).filter(|s| *s > 0.0 && s.is_finite());
+        run.workflow_kind = Some(if plan.workflow.is_some() {
+            "workflow".into()
+        } else {
+            "agent".into()
+        });
+        let timeout_seconds = request
+            .metadata
+            .get("timeout_seconds")
+            .and_then(Value::as_f64)
+            .filter(|s| *s > 0.0 && s.is_finite());
         if let Some(seconds) = timeout_seconds {
-            let deadline = crate::clock::now() + chrono::Duration::milliseconds((seconds * 1000.0) as i64);
+            let deadline =
+                crate::clock::now() + chrono::Duration::milliseconds((seconds * 1000.0) as i64);
             run.deadline_at = Some(crate::clock::format(deadline));
         }
         let metadata = &mut run.metadata;
         metadata.insert("spec_path".into(), json!(loaded.spec_path));
-        metadata.insert("spec".into(), if loaded.spec_path.is_none() { json!("<inline>") } else { Value::Null });
+        metadata.insert(
+            "spec".into(),
+            if loaded.spec_path.is_none() {
+                json!("<inline>")
+            } else {
+                Value::Null
+            },
+        );
         metadata.insert("target".into(), json!(request.target));
         metadata.insert("environment".into(), json!(request.environment));
         metadata.insert("overlays".into(), json!(request.overlays));
-        metadata.insert("overrides".into(), crate::redact::redacted(&Value::Object(request.overrides.clone())));
-        metadata.insert("skills_overlay".into(), request.skills.clone().unwrap_or(Value::Null));
+        metadata.insert(
+            "overrides".into(),
+            crate::redact::redacted(&Value::Object(request.overrides.clone())),
+        );
+        metadata.insert(
+            "skills_overlay".into(),
+            request.skills.clone().unwrap_or(Value::Null),
+        );
         metadata.insert("timeout_seconds".into(), json!(timeout_seconds));
-        metadata.insert("frozen_spec".into(), json!({"base": loaded.value, "overlays": []}));
-        metadata.insert("caller_metadata".into(), crate::redact::redacted(&Value::Object(request.metadata.clone())));
+        metadata.insert(
+            "frozen_spec".into(),
+            json!({"base": loaded.value, "overlays": []}),
+        );
+        metadata.insert(
+            "caller_metadata".into(),
+            crate::redact::redacted(&Value::Object(request.metadata.clone())),
+        );
         let created = AuditEvent {
             id: crate::clock::new_id(),
             event_type: "run.created".into(),
@@ -163,7 +238,11 @@ impl Platform {
         }
     }
 
-    async fn enqueue(&self, mut run: RunRecord, created: AuditEvent) -> Result<(StatusCode, Value), ApiError> {
+    async fn enqueue(
+        &self,
+        mut run: RunRecord,
+        created: AuditEvent,
+    ) -> Result<(StatusCode, Value), ApiError> {
         let limit = self.config.worker.max_queue_depth;
         if limit > 0 {
             let counts = self.stores.runs.queue_counts().await?;
@@ -171,13 +250,18 @@ impl Platform {
                 // The shed run is kept, failed, so nobody wonders where it went.
                 self.metrics.run_rejected();
                 run.status = RunStatus::Failed;
-                run.error = Some(json!({"type": "queue_full", "message": format!("The queue held {} runs (KNEO_SERV_MAX_QUEUE_DEPTH={limit}).", counts.queued)}));
+                run.error = Some(
+                    json!({"type": "queue_full", "message": format!("The queue held {} runs (KNEO_SERV_MAX_QUEUE_DEPTH={limit}).", counts.queued)}),
+                );
                 run.completed_at = Some(run.created_at.clone());
                 self.stores.runs.create_run(&run, None, &[created]).await?;
                 return Err(ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "queue_full",
-                    format!("The run queue is full ({} queued, limit {limit}); retry later.", counts.queued),
+                    format!(
+                        "The run queue is full ({} queued, limit {limit}); retry later.",
+                        counts.queued
+                    ),
                 )
                 .with("queue_depth", counts.queued)
                 .with("limit", limit)
@@ -185,17 +269,31 @@ impl Platform {
                 .retry_after(5));
             }
         }
-        self.stores.runs.create_run(&run, Some(QueueEntry::Queued), &[created]).await?;
+        self.stores
+            .runs
+            .create_run(&run, Some(QueueEntry::Queued), &[created])
+            .await?;
         self.queue_signal.notify_waiters();
         Ok((StatusCode::ACCEPTED, responses::run_accepted(&run)))
     }
 
-    async fn run_in_request(self: &Arc<Self>, mut run: RunRecord, created: AuditEvent, plan: Plan) -> Result<(StatusCode, Value), ApiError> {
+    async fn run_in_request(
+        self: &Arc<Self>,
+        mut run: RunRecord,
+        created: AuditEvent,
+        plan: Plan,
+    ) -> Result<(StatusCode, Value), ApiError> {
         let holder = self.request_holder.clone();
         run.status = RunStatus::Running;
         run.started_at = Some(run.created_at.clone());
-        let entry = QueueEntry::Leased { worker_id: holder.clone(), lease: self.config.worker.lease };
-        self.stores.runs.create_run(&run, Some(entry), &[created]).await?;
+        let entry = QueueEntry::Leased {
+            worker_id: holder.clone(),
+            lease: self.config.worker.lease,
+        };
+        self.stores
+            .runs
+            .create_run(&run, Some(entry), &[created])
+            .await?;
         self.metrics.run_started();
         // The run executes in its own task: a client that hangs up does not abandon it half-way.
         let platform = self.clone();
@@ -212,19 +310,28 @@ impl Platform {
     /// `POST /v1/runs/{id}/cancel`: cancels a non-terminal run; a terminal run is returned as is.
     pub async fn cancel(&self, run_id: &str, actor: &str) -> Result<RunRecord, ApiError> {
         for _ in 0..5 {
-            let mut run = self.stores.runs.get_run(run_id).await?.ok_or_else(ApiError::not_found)?;
+            let mut run = self
+                .stores
+                .runs
+                .get_run(run_id)
+                .await?
+                .ok_or_else(ApiError::not_found)?;
             if run.status.is_terminal() {
                 return Ok(run);
             }
             let previous = run.status;
             let now = crate::clock::now_text();
             run.status = RunStatus::Cancelled;
-            run.error = Some(json!({"message": "Run cancellation requested.", "type": "cancelled"}));
+            run.error =
+                Some(json!({"message": "Run cancellation requested.", "type": "cancelled"}));
             run.updated_at = now.clone();
             run.completed_at = Some(now.clone());
             let mut progress = Progress::new(run.clone());
             progress.expect = Expect::Status(previous);
-            progress.queue = Some(QueueTransition::Finish { status: QueueStatus::Completed, error: Some("cancelled".into()) });
+            progress.queue = Some(QueueTransition::Finish {
+                status: QueueStatus::Completed,
+                error: Some("cancelled".into()),
+            });
             progress.audit.push(AuditEvent {
                 id: crate::clock::new_id(),
                 event_type: "run.cancelled".into(),
@@ -245,13 +352,25 @@ impl Platform {
             }
             // The status moved under us (a step finished): look again.
         }
-        Err(ApiError::run_state_conflict("The run kept changing while it was being cancelled; retry.", "running"))
+        Err(ApiError::run_state_conflict(
+            "The run kept changing while it was being cancelled; retry.",
+            "running",
+        ))
     }
 
     /// `POST /v1/runs/{id}/continue`: re-enters a failed sequential run after its last completed
     /// step (or a running one whose lease expired: crash recovery).
-    pub async fn continue_run(self: &Arc<Self>, run_id: &str, actor: &str) -> Result<(StatusCode, Value), ApiError> {
-        let mut run = self.stores.runs.get_run(run_id).await?.ok_or_else(ApiError::not_found)?;
+    pub async fn continue_run(
+        self: &Arc<Self>,
+        run_id: &str,
+        actor: &str,
+    ) -> Result<(StatusCode, Value), ApiError> {
+        let mut run = self
+            .stores
+            .runs
+            .get_run(run_id)
+            .await?
+            .ok_or_else(ApiError::not_found)?;
         let expect = match run.status {
             RunStatus::Failed => Expect::Reopen(RunStatus::Failed),
             RunStatus::Running => {
@@ -270,13 +389,20 @@ impl Platform {
             }
             status => {
                 return Err(ApiError::run_state_conflict(
-                    format!("Only failed runs (or running runs whose lease expired) can be continued; this run is {status}."),
+                    format!(
+                        "Only failed runs (or running runs whose lease expired) can be continued; this run is {status}."
+                    ),
                     status.as_str(),
                 ));
             }
         };
-        if run.workflow_kind.as_deref() != Some("workflow") || run.metadata.get("execution_context").is_none() {
-            return Err(ApiError::run_state_conflict("Only sequential workflow runs can be continued from a checkpoint.", run.status.as_str()));
+        if run.workflow_kind.as_deref() != Some("workflow")
+            || run.metadata.get("execution_context").is_none()
+        {
+            return Err(ApiError::run_state_conflict(
+                "Only sequential workflow runs can be continued from a checkpoint.",
+                run.status.as_str(),
+            ));
         }
         let plan = self.plan_for(&run).map_err(ApiError::invalid_request)?;
         let holder = self.request_holder.clone();
@@ -287,7 +413,10 @@ impl Platform {
         run.updated_at = now.clone();
         let mut progress = Progress::new(run.clone());
         progress.expect = expect;
-        progress.queue = Some(QueueTransition::Lease { worker_id: holder.clone(), lease: self.config.worker.lease });
+        progress.queue = Some(QueueTransition::Lease {
+            worker_id: holder.clone(),
+            lease: self.config.worker.lease,
+        });
         progress.audit.push(AuditEvent {
             id: crate::clock::new_id(),
             event_type: "run.continued".into(),
@@ -300,8 +429,17 @@ impl Platform {
         match self.stores.runs.save_progress(&progress).await? {
             SaveOutcome::Saved => {}
             _ => {
-                let current = self.stores.runs.get_run(run_id).await?.map(|r| r.status.as_str()).unwrap_or("unknown");
-                return Err(ApiError::run_state_conflict("The run changed while it was being continued.", current));
+                let current = self
+                    .stores
+                    .runs
+                    .get_run(run_id)
+                    .await?
+                    .map(|r| r.status.as_str())
+                    .unwrap_or("unknown");
+                return Err(ApiError::run_state_conflict(
+                    "The run changed while it was being continued.",
+                    current,
+                ));
             }
         }
         self.metrics.run_started();

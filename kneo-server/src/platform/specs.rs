@@ -34,9 +34,17 @@ pub struct LoadedSpec {
 
 /// `400 spec_invalid` carrying the diagnostics (runbook § 6.1).
 pub fn spec_invalid(diagnostics: Vec<Diagnostic>) -> ApiError {
-    let first = diagnostics.iter().find(|d| d.is_error()).map(|d| format!(" First error: {} at {}: {}", d.code, d.path, d.message)).unwrap_or_default();
-    ApiError::new(StatusCode::BAD_REQUEST, "spec_invalid", format!("The spec is invalid (runbook § 6.1).{first}"))
-        .with("diagnostics", json!(diagnostics))
+    let first = diagnostics
+        .iter()
+        .find(|d| d.is_error())
+        .map(|d| format!(" First error: {} at {}: {}", d.code, d.path, d.message))
+        .unwrap_or_default();
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "spec_invalid",
+        format!("The spec is invalid (runbook § 6.1).{first}"),
+    )
+    .with("diagnostics", json!(diagnostics))
 }
 
 /// A diagnostic for a spec that validated but cannot be compiled on this build.
@@ -46,7 +54,9 @@ pub fn compile_diagnostic(error: &CompileError) -> Diagnostic {
 
 /// A document that is not a parseable spec, as a diagnostic.
 fn parse_diagnostic(message: String) -> Diagnostic {
-    Diagnostic::error("E_SPEC_PARSE", "", message).suggest("Fix the document so it is a single YAML mapping within the size and nesting limits.")
+    Diagnostic::error("E_SPEC_PARSE", "", message).suggest(
+        "Fix the document so it is a single YAML mapping within the size and nesting limits.",
+    )
 }
 
 /// Why a spec document could not be read.
@@ -62,7 +72,9 @@ impl DocumentError {
     fn into_api_error(self) -> ApiError {
         match self {
             DocumentError::Confined => ApiError::spec_path_confined(),
-            DocumentError::NotReadable => ApiError::invalid_request("A referenced file could not be read."),
+            DocumentError::NotReadable => {
+                ApiError::invalid_request("A referenced file could not be read.")
+            }
             DocumentError::Parse(message) => spec_invalid(vec![parse_diagnostic(message)]),
             DocumentError::Internal => ApiError::internal(),
         }
@@ -71,7 +83,10 @@ impl DocumentError {
 
 impl Platform {
     fn spec_limits(&self) -> SpecLimits {
-        SpecLimits { max_bytes: self.config.limits.max_inline_spec_bytes, ..SpecLimits::default() }
+        SpecLimits {
+            max_bytes: self.config.limits.max_inline_spec_bytes,
+            ..SpecLimits::default()
+        }
     }
 
     /// Reads and parses a spec document without validating it.
@@ -81,13 +96,18 @@ impl Platform {
         let max_path_chars = self.config.limits.max_path_chars;
         let source = source.clone();
         tokio::task::spawn_blocking(move || match &source {
-            SpecSource::Path(path) if path.chars().count() > max_path_chars => Err(DocumentError::Confined),
-            SpecSource::Path(path) => read_spec_file(&root, path, &limits).map(|(value, _)| value).map_err(|error| match error {
-                SpecLoadError::Path(SpecPathError::Confined) => DocumentError::Confined,
-                SpecLoadError::Path(SpecPathError::NotReadable) => DocumentError::NotReadable,
-                SpecLoadError::Parse(parse) => DocumentError::Parse(parse.to_string()),
-            }),
-            SpecSource::Inline(value) => parse_json_spec(value, &limits).map_err(|parse| DocumentError::Parse(parse.to_string())),
+            SpecSource::Path(path) if path.chars().count() > max_path_chars => {
+                Err(DocumentError::Confined)
+            }
+            SpecSource::Path(path) => read_spec_file(&root, path, &limits)
+                .map(|(value, _)| value)
+                .map_err(|error| match error {
+                    SpecLoadError::Path(SpecPathError::Confined) => DocumentError::Confined,
+                    SpecLoadError::Path(SpecPathError::NotReadable) => DocumentError::NotReadable,
+                    SpecLoadError::Parse(parse) => DocumentError::Parse(parse.to_string()),
+                }),
+            SpecSource::Inline(value) => parse_json_spec(value, &limits)
+                .map_err(|parse| DocumentError::Parse(parse.to_string())),
         })
         .await
         .unwrap_or(Err(DocumentError::Internal))
@@ -99,16 +119,24 @@ impl Platform {
         match self.read_document(source).await {
             Ok(value) => {
                 let engine = self.engine.clone();
-                tokio::task::spawn_blocking(move || validate(&value, engine.as_ref())).await.map_err(|_| ApiError::internal())
+                tokio::task::spawn_blocking(move || validate(&value, engine.as_ref()))
+                    .await
+                    .map_err(|_| ApiError::internal())
             }
-            Err(DocumentError::Parse(message)) => Ok(Validation { diagnostics: vec![parse_diagnostic(message)], spec: None }),
+            Err(DocumentError::Parse(message)) => Ok(Validation {
+                diagnostics: vec![parse_diagnostic(message)],
+                spec: None,
+            }),
             Err(error) => Err(error.into_api_error()),
         }
     }
 
     /// Loads a spec a run will execute: any error-severity diagnostic is `400 spec_invalid`.
     pub async fn load_run_spec(&self, source: &SpecSource) -> Result<LoadedSpec, ApiError> {
-        let value = self.read_document(source).await.map_err(DocumentError::into_api_error)?;
+        let value = self
+            .read_document(source)
+            .await
+            .map_err(DocumentError::into_api_error)?;
         let engine = self.engine.clone();
         let checked = value.clone();
         let validation = tokio::task::spawn_blocking(move || validate(&checked, engine.as_ref()))
@@ -121,6 +149,11 @@ impl Platform {
             SpecSource::Path(path) => Some(path.clone()),
             SpecSource::Inline(_) => None,
         };
-        Ok(LoadedSpec { value, spec, spec_path, diagnostics: validation.diagnostics })
+        Ok(LoadedSpec {
+            value,
+            spec,
+            spec_path,
+            diagnostics: validation.diagnostics,
+        })
     }
 }

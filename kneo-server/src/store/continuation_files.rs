@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use super::{Continuation, ContinuationListing, ContinuationStore, ErrorKind, StoreError, UnreadableContinuation};
+use super::{
+    Continuation, ContinuationListing, ContinuationStore, ErrorKind, StoreError,
+    UnreadableContinuation,
+};
 
 const EXTENSION: &str = "json";
 
@@ -29,7 +32,9 @@ impl FileContinuationStore {
             tracing::warn!(target: "kneo_serv.service", %error, directory = %directory.display(),
                 "the continuation directory could not be created; /readyz will report continuation_store");
         }
-        FileContinuationStore { directory: directory.to_path_buf() }
+        FileContinuationStore {
+            directory: directory.to_path_buf(),
+        }
     }
 
     pub fn directory(&self) -> &Path {
@@ -41,11 +46,18 @@ impl FileContinuationStore {
     fn file_of(&self, continuation_id: &str) -> Result<PathBuf, StoreError> {
         let safe = !continuation_id.is_empty()
             && continuation_id.len() <= 128
-            && continuation_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            && continuation_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !safe {
-            return Err(StoreError::new(ErrorKind::NotFound, format!("no continuation {continuation_id:?}")));
+            return Err(StoreError::new(
+                ErrorKind::NotFound,
+                format!("no continuation {continuation_id:?}"),
+            ));
         }
-        Ok(self.directory.join(format!("{continuation_id}.{EXTENSION}")))
+        Ok(self
+            .directory
+            .join(format!("{continuation_id}.{EXTENSION}")))
     }
 
     fn write_atomically(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -64,11 +76,20 @@ impl FileContinuationStore {
         result
     }
 
-    fn read_file(&self, continuation_id: &str, path: &Path) -> Result<Option<Continuation>, StoreError> {
+    fn read_file(
+        &self,
+        continuation_id: &str,
+        path: &Path,
+    ) -> Result<Option<Continuation>, StoreError> {
         let bytes = match fs::read(path) {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(StoreError::from_io(&format!("reading continuation {continuation_id}"), &error)),
+            Err(error) => {
+                return Err(StoreError::from_io(
+                    &format!("reading continuation {continuation_id}"),
+                    &error,
+                ));
+            }
         };
         serde_json::from_slice(&bytes).map(Some).map_err(|error| {
             StoreError::corrupt(format!(
@@ -80,7 +101,9 @@ impl FileContinuationStore {
     }
 }
 
-fn blocking<T: Send + 'static>(operation: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> impl std::future::Future<Output = Result<T, StoreError>> {
+fn blocking<T: Send + 'static>(
+    operation: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> impl std::future::Future<Output = Result<T, StoreError>> {
     async move {
         tokio::task::spawn_blocking(operation)
             .await
@@ -99,12 +122,18 @@ impl ContinuationStore for FileContinuationStore {
             if !directory.is_dir() {
                 return Err(StoreError::new(
                     ErrorKind::NotFound,
-                    format!("the continuation directory {} does not exist", directory.display()),
+                    format!(
+                        "the continuation directory {} does not exist",
+                        directory.display()
+                    ),
                 ));
             }
             let probe = directory.join(format!(".probe-{}", uuid::Uuid::new_v4()));
-            fs::write(&probe, b"probe").map_err(|e| StoreError::from_io("the continuation directory is not writable", &e))?;
-            fs::remove_file(&probe).map_err(|e| StoreError::from_io("cleaning up the writability probe", &e))?;
+            fs::write(&probe, b"probe").map_err(|e| {
+                StoreError::from_io("the continuation directory is not writable", &e)
+            })?;
+            fs::remove_file(&probe)
+                .map_err(|e| StoreError::from_io("cleaning up the writability probe", &e))?;
             Ok(())
         })
         .await
@@ -141,20 +170,32 @@ impl ContinuationStore for FileContinuationStore {
                 .map_err(|e| StoreError::from_io("listing the continuation directory", &e))?;
             let mut listing = ContinuationListing::default();
             for entry in entries {
-                let entry = entry.map_err(|e| StoreError::from_io("listing the continuation directory", &e))?;
+                let entry = entry
+                    .map_err(|e| StoreError::from_io("listing the continuation directory", &e))?;
                 let path = entry.path();
                 if path.extension().and_then(|e| e.to_str()) != Some(EXTENSION) {
                     continue;
                 }
-                let Some(id) = path.file_stem().and_then(|s| s.to_str()).map(str::to_string) else { continue };
+                let Some(id) = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .map(str::to_string)
+                else {
+                    continue;
+                };
                 match store.read_file(&id, &path) {
                     Ok(Some(continuation)) => listing.continuations.push(continuation),
                     Ok(None) => {}
-                    Err(error) => listing.unreadable.push(UnreadableContinuation { continuation_id: id, error: error.message }),
+                    Err(error) => listing.unreadable.push(UnreadableContinuation {
+                        continuation_id: id,
+                        error: error.message,
+                    }),
                 }
             }
             listing.continuations.sort_by(|a, b| a.id.cmp(&b.id));
-            listing.unreadable.sort_by(|a, b| a.continuation_id.cmp(&b.continuation_id));
+            listing
+                .unreadable
+                .sort_by(|a, b| a.continuation_id.cmp(&b.continuation_id));
             Ok(listing)
         })
         .await
@@ -169,11 +210,16 @@ impl ContinuationStore for FileContinuationStore {
         let id = continuation_id.to_string();
         blocking(move || match fs::remove_file(&path) {
             Ok(()) => {
-                fs::File::open(&store.directory).and_then(|d| d.sync_all()).ok();
+                fs::File::open(&store.directory)
+                    .and_then(|d| d.sync_all())
+                    .ok();
                 Ok(true)
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(error) => Err(StoreError::from_io(&format!("deleting continuation {id}"), &error)),
+            Err(error) => Err(StoreError::from_io(
+                &format!("deleting continuation {id}"),
+                &error,
+            )),
         })
         .await
     }
@@ -210,7 +256,10 @@ mod tests {
         let directory = tempfile::tempdir().expect("tempdir");
         let store = FileContinuationStore::new(directory.path());
         store.put(&continuation("c1")).await.expect("put");
-        assert_eq!(store.get("c1").await.expect("get"), Some(continuation_with_time(&store, "c1").await));
+        assert_eq!(
+            store.get("c1").await.expect("get"),
+            Some(continuation_with_time(&store, "c1").await)
+        );
         assert!(store.delete("c1").await.expect("delete"));
         assert_eq!(store.get("c1").await.expect("get"), None);
         assert!(!store.delete("c1").await.expect("second delete"));

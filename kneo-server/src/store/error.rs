@@ -45,7 +45,10 @@ impl ErrorKind {
     /// The runbook section that explains this failure.
     pub fn runbook_section(self) -> &'static str {
         match self {
-            ErrorKind::ConnectionRefused | ErrorKind::AuthFailed | ErrorKind::Timeout | ErrorKind::DatabaseMissing => "2.2",
+            ErrorKind::ConnectionRefused
+            | ErrorKind::AuthFailed
+            | ErrorKind::Timeout
+            | ErrorKind::DatabaseMissing => "2.2",
             ErrorKind::SchemaMissing | ErrorKind::SchemaTooNew => "2.4",
             ErrorKind::Locked => "2.3",
             ErrorKind::Corrupt => "8.2",
@@ -72,7 +75,10 @@ pub struct StoreError {
 
 impl StoreError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> StoreError {
-        StoreError { kind, message: message.into() }
+        StoreError {
+            kind,
+            message: message.into(),
+        }
     }
 
     pub fn internal(message: impl Into<String>) -> StoreError {

@@ -42,7 +42,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Inserts a run with its first audit events; with `enqueue`, also its queue record, all in one
     /// transaction so a 202 is only sent once the run is durably queued.
-    async fn create_run(&self, run: &RunRecord, queue: Option<QueueEntry>, audit: &[AuditEvent]) -> Result<(), StoreError>;
+    async fn create_run(
+        &self,
+        run: &RunRecord,
+        queue: Option<QueueEntry>,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError>;
 
     async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError>;
 
@@ -59,7 +64,12 @@ pub trait Store: Send + Sync + 'static {
     async fn claim_runs(&self, request: &ClaimRequest) -> Result<ClaimResult, StoreError>;
 
     /// Extends a lease the worker still holds; false when it has lost it.
-    async fn renew_lease(&self, run_id: &str, worker_id: &str, lease: Duration) -> Result<bool, StoreError>;
+    async fn renew_lease(
+        &self,
+        run_id: &str,
+        worker_id: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError>;
 
     /// Gives a claimed run back to the queue (e.g. on shutdown) so another worker takes it at once.
     async fn release_lease(&self, run_id: &str, worker_id: &str) -> Result<(), StoreError>;
@@ -70,9 +80,14 @@ pub trait Store: Send + Sync + 'static {
     /// The queue record of one run, if it has one.
     async fn queue_entry(&self, run_id: &str) -> Result<Option<QueueRecord>, StoreError>;
 
-    async fn list_trace(&self, run_id: &str, query: &TraceQuery) -> Result<Page<Value>, StoreError>;
+    async fn list_trace(&self, run_id: &str, query: &TraceQuery)
+    -> Result<Page<Value>, StoreError>;
 
-    async fn list_checkpoints(&self, run_id: &str, query: &CheckpointQuery) -> Result<Page<Value>, StoreError>;
+    async fn list_checkpoints(
+        &self,
+        run_id: &str,
+        query: &CheckpointQuery,
+    ) -> Result<Page<Value>, StoreError>;
 
     /// The newest checkpoint of a run (crash recovery and `/continue` start from it).
     async fn last_checkpoint(&self, run_id: &str) -> Result<Option<Value>, StoreError>;
@@ -82,10 +97,19 @@ pub trait Store: Send + Sync + 'static {
     async fn list_audit(&self, query: &AuditQuery) -> Result<Page<AuditEvent>, StoreError>;
 
     /// Starts (or replays) an idempotent request.
-    async fn idempotency_begin(&self, request: &IdempotencyRequest) -> Result<IdempotencyBegin, StoreError>;
+    async fn idempotency_begin(
+        &self,
+        request: &IdempotencyRequest,
+    ) -> Result<IdempotencyBegin, StoreError>;
 
     /// Stores the response of a finished idempotent request for replay.
-    async fn idempotency_complete(&self, scope: &str, key: &str, status: u16, body: &Value) -> Result<(), StoreError>;
+    async fn idempotency_complete(
+        &self,
+        scope: &str,
+        key: &str,
+        status: u16,
+        body: &Value,
+    ) -> Result<(), StoreError>;
 
     /// Forgets an in-progress record whose request failed before producing a replayable answer.
     async fn idempotency_abandon(&self, scope: &str, key: &str) -> Result<(), StoreError>;
@@ -97,7 +121,10 @@ pub trait Store: Send + Sync + 'static {
 
     async fn record_service_event(&self, event: &ServiceEvent) -> Result<(), StoreError>;
 
-    async fn list_service_events(&self, query: &PageQuery) -> Result<Page<ServiceEvent>, StoreError>;
+    async fn list_service_events(
+        &self,
+        query: &PageQuery,
+    ) -> Result<Page<ServiceEvent>, StoreError>;
 
     /// Returns every leased run to the queue at once. Only for a store that one process owns (the
     /// embedded store under its state lock): any lease found at start-up belongs to a dead process.

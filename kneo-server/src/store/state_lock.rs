@@ -19,7 +19,9 @@ pub struct StateLock {
 /// Why the lock could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum StateLockError {
-    #[error("another kneo process is serving the store in {directory} (lock {lock}); stop it first, or give this one its own KNEO_SERV_STATE_DIR (runbook § 2.3)")]
+    #[error(
+        "another kneo process is serving the store in {directory} (lock {lock}); stop it first, or give this one its own KNEO_SERV_STATE_DIR (runbook § 2.3)"
+    )]
     Held { directory: String, lock: String },
     #[error("cannot create the state directory or lock file {path}: {error}")]
     Io { path: String, error: std::io::Error },
@@ -33,13 +35,24 @@ impl StateLock {
     /// Takes the lock, failing at once (never waiting) if another process holds it.
     pub fn acquire(state_dir: &Path) -> Result<StateLock, StateLockError> {
         let path = StateLock::path_in(state_dir);
-        let io = |error| StateLockError::Io { path: path.display().to_string(), error };
+        let io = |error| StateLockError::Io {
+            path: path.display().to_string(),
+            error,
+        };
         std::fs::create_dir_all(state_dir).map_err(io)?;
-        let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
         // SAFETY: flock on a descriptor this function owns; no memory is involved.
         let result = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if result != 0 {
-            return Err(StateLockError::Held { directory: state_dir.display().to_string(), lock: path.display().to_string() });
+            return Err(StateLockError::Held {
+                directory: state_dir.display().to_string(),
+                lock: path.display().to_string(),
+            });
         }
         Ok(StateLock { _file: file, path })
     }
@@ -63,7 +76,10 @@ mod tests {
         let directory = tempfile::tempdir().expect("tempdir");
         let first = StateLock::acquire(directory.path()).expect("first");
         let error = StateLock::acquire(directory.path()).expect_err("held");
-        assert!(error.to_string().contains("another kneo process"), "{error}");
+        assert!(
+            error.to_string().contains("another kneo process"),
+            "{error}"
+        );
         assert!(StateLock::is_held(directory.path()));
         drop(first);
         assert!(!StateLock::is_held(directory.path()));

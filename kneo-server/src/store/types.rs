@@ -81,14 +81,20 @@ impl RunStatus {
         if text == "succeeded" {
             return Some(RunStatus::Completed);
         }
-        RunStatus::ALL.into_iter().find(|status| status.as_str() == text)
+        RunStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == text)
     }
 
     /// Terminal statuses are final: no write may replace them.
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled | RunStatus::TimedOut | RunStatus::Expired
+            RunStatus::Completed
+                | RunStatus::Failed
+                | RunStatus::Cancelled
+                | RunStatus::TimedOut
+                | RunStatus::Expired
         )
     }
 }
@@ -196,9 +202,14 @@ impl QueueStatus {
     }
 
     pub fn parse(text: &str) -> Option<QueueStatus> {
-        [QueueStatus::Queued, QueueStatus::Running, QueueStatus::Completed, QueueStatus::Failed]
-            .into_iter()
-            .find(|status| status.as_str() == text)
+        [
+            QueueStatus::Queued,
+            QueueStatus::Running,
+            QueueStatus::Completed,
+            QueueStatus::Failed,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == text)
     }
 }
 
@@ -239,7 +250,10 @@ pub enum Expect {
 #[derive(Debug, Clone)]
 pub enum QueueTransition {
     /// The run finished (or blocked): the record is closed with this status.
-    Finish { status: QueueStatus, error: Option<String> },
+    Finish {
+        status: QueueStatus,
+        error: Option<String>,
+    },
     /// The run goes (back) into the queue, e.g. after `/continue` in async mode.
     Enqueue,
     /// The run is taken over by this owner (a sync `/continue` or a resume executing in-request).
@@ -279,7 +293,9 @@ impl Progress {
 pub enum SaveOutcome {
     Saved,
     /// Nothing was written: the stored run has this status (missing runs report `None`).
-    Refused { current: Option<RunStatus> },
+    Refused {
+        current: Option<RunStatus>,
+    },
     /// Nothing was written: the writer no longer holds the run's lease.
     LeaseLost,
 }
@@ -359,7 +375,12 @@ pub const LIST_WINDOW: usize = 10_000;
 
 impl Default for PageQuery {
     fn default() -> Self {
-        PageQuery { limit: 100, offset: 0, order: SortOrder::Desc, window: LIST_WINDOW }
+        PageQuery {
+            limit: 100,
+            offset: 0,
+            order: SortOrder::Desc,
+            window: LIST_WINDOW,
+        }
     }
 }
 
@@ -535,13 +556,24 @@ mod tests {
 
     #[test]
     fn terminal_statuses_are_the_five_of_the_contract() {
-        let terminal: Vec<_> = RunStatus::ALL.into_iter().filter(|s| s.is_terminal()).map(RunStatus::as_str).collect();
-        assert_eq!(terminal, vec!["completed", "failed", "cancelled", "timed_out", "expired"]);
+        let terminal: Vec<_> = RunStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_terminal())
+            .map(RunStatus::as_str)
+            .collect();
+        assert_eq!(
+            terminal,
+            vec!["completed", "failed", "cancelled", "timed_out", "expired"]
+        );
     }
 
     #[test]
     fn a_run_record_round_trips_through_json() {
-        let run = RunRecord::new("r1".into(), "hi".into(), "2026-01-01T00:00:00.000000+00:00".into());
+        let run = RunRecord::new(
+            "r1".into(),
+            "hi".into(),
+            "2026-01-01T00:00:00.000000+00:00".into(),
+        );
         let text = serde_json::to_string(&run).expect("serializes");
         let back: RunRecord = serde_json::from_str(&text).expect("parses");
         assert_eq!(run, back);

@@ -8,19 +8,29 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavio
 use crate::store::{ErrorKind, SCHEMA_VERSION, StoreError};
 
 /// Migrations in order; each is applied in its own transaction and recorded in `schema_migrations`.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", include_str!("migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "initial", include_str!("migrations/0001_initial.sql"))];
 
 /// Opens one connection with the pragmas every connection of the store needs.
 pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let connection = Connection::open_with_flags(path, flags)
         .map_err(|e| classify(e, &format!("opening the SQLite file {}", path.display())))?;
     connection
         .busy_timeout(Duration::from_secs(5))
         .map_err(|e| classify(e, "setting the busy timeout"))?;
     connection
-        .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
-        .map_err(|e| classify(e, &format!("configuring the SQLite file {}", path.display())))?;
+        .execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(|e| {
+            classify(
+                e,
+                &format!("configuring the SQLite file {}", path.display()),
+            )
+        })?;
     connection.set_prepared_statement_cache_capacity(64);
     Ok(connection)
 }
@@ -38,7 +48,11 @@ pub fn schema_version_of(connection: &Connection) -> Result<i64, StoreError> {
         return Ok(0);
     }
     connection
-        .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |row| row.get(0))
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |row| row.get(0),
+        )
         .map_err(|e| classify(e, "reading the schema version"))
 }
 
@@ -57,7 +71,10 @@ pub fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     if current > SCHEMA_VERSION {
         return Err(schema_too_new(current));
     }
-    for (version, name, sql) in MIGRATIONS.iter().filter(|(version, _, _)| *version > current) {
+    for (version, name, sql) in MIGRATIONS
+        .iter()
+        .filter(|(version, _, _)| *version > current)
+    {
         let transaction = begin(connection)?;
         transaction
             .execute_batch(sql)
@@ -94,7 +111,9 @@ pub fn begin(connection: &mut Connection) -> Result<Transaction<'_>, StoreError>
 }
 
 pub fn commit(transaction: Transaction<'_>) -> Result<(), StoreError> {
-    transaction.commit().map_err(|e| classify(e, "committing a transaction"))
+    transaction
+        .commit()
+        .map_err(|e| classify(e, "committing a transaction"))
 }
 
 /// Classifies a SQLite error into a stable kind, keeping the operation in the message.
@@ -102,13 +121,18 @@ pub fn classify(error: rusqlite::Error, operation: &str) -> StoreError {
     let kind = match &error {
         rusqlite::Error::SqliteFailure(failure, message) => match failure.code {
             ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => ErrorKind::Locked,
-            ErrorCode::PermissionDenied | ErrorCode::ReadOnly | ErrorCode::AuthorizationForStatementDenied => {
-                ErrorKind::PermissionDenied
-            }
+            ErrorCode::PermissionDenied
+            | ErrorCode::ReadOnly
+            | ErrorCode::AuthorizationForStatementDenied => ErrorKind::PermissionDenied,
             ErrorCode::CannotOpen => ErrorKind::NotFound,
             ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => ErrorKind::Corrupt,
             ErrorCode::SystemIoFailure | ErrorCode::DiskFull => ErrorKind::Io,
-            _ if message.as_deref().is_some_and(|m| m.contains("no such table")) => ErrorKind::SchemaMissing,
+            _ if message
+                .as_deref()
+                .is_some_and(|m| m.contains("no such table")) =>
+            {
+                ErrorKind::SchemaMissing
+            }
             _ => ErrorKind::Internal,
         },
         _ => ErrorKind::Internal,
@@ -118,12 +142,14 @@ pub fn classify(error: rusqlite::Error, operation: &str) -> StoreError {
 
 /// Serializes a document for a JSON text column.
 pub fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::internal(format!("serializing a record: {e}")))
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::internal(format!("serializing a record: {e}")))
 }
 
 /// Parses a JSON text column; a bad document is reported as corrupt with where it was found.
 pub fn from_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::corrupt(format!("{what} is not valid JSON: {e}")))
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::corrupt(format!("{what} is not valid JSON: {e}")))
 }
 
 #[cfg(test)]
@@ -137,7 +163,10 @@ mod tests {
         let mut connection = open_connection(&path).expect("open");
         migrate(&mut connection).expect("first migration");
         migrate(&mut connection).expect("second migration is a no-op");
-        assert_eq!(schema_version_of(&connection).expect("version"), SCHEMA_VERSION);
+        assert_eq!(
+            schema_version_of(&connection).expect("version"),
+            SCHEMA_VERSION
+        );
     }
 
     #[test]
@@ -147,11 +176,18 @@ mod tests {
         let mut connection = open_connection(&path).expect("open");
         migrate(&mut connection).expect("migrate");
         connection
-            .execute("INSERT INTO schema_migrations VALUES (99, 'future', 'x')", [])
+            .execute(
+                "INSERT INTO schema_migrations VALUES (99, 'future', 'x')",
+                [],
+            )
             .expect("insert");
         let error = migrate(&mut connection).expect_err("refused");
         assert_eq!(error.kind, ErrorKind::SchemaTooNew);
         assert!(error.message.contains("version 99"), "{}", error.message);
-        assert!(error.message.contains(&format!("up to {SCHEMA_VERSION}")), "{}", error.message);
+        assert!(
+            error.message.contains(&format!("up to {SCHEMA_VERSION}")),
+            "{}",
+            error.message
+        );
     }
 }

@@ -25,9 +25,10 @@ use serde_json::Value;
 pub use connection::{open_connection, schema_version_of};
 
 use super::{
-    AuditEvent, AuditQuery, CheckpointQuery, ClaimRequest, ClaimResult, ErrorKind, IdempotencyBegin,
-    IdempotencyRequest, Page, PageQuery, Progress, QueueCounts, QueueEntry, QueueRecord, RunQuery, RunRecord,
-    SaveOutcome, ServiceEvent, Store, StoreError, StoreKind, TraceQuery,
+    AuditEvent, AuditQuery, CheckpointQuery, ClaimRequest, ClaimResult, ErrorKind,
+    IdempotencyBegin, IdempotencyRequest, Page, PageQuery, Progress, QueueCounts, QueueEntry,
+    QueueRecord, RunQuery, RunRecord, SaveOutcome, ServiceEvent, Store, StoreError, StoreKind,
+    TraceQuery,
 };
 
 const READER_CONNECTIONS: usize = 4;
@@ -51,8 +52,12 @@ impl SqliteStore {
     /// A database written by a newer kneo is refused with both schema versions named.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StoreError::from_io(&format!("creating the state directory {}", parent.display()), &e))?;
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::from_io(
+                    &format!("creating the state directory {}", parent.display()),
+                    &e,
+                )
+            })?;
         }
         let mut writer = open_connection(path)?;
         connection::migrate(&mut writer)?;
@@ -97,7 +102,9 @@ impl SqliteStore {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let index = inner.next_reader.fetch_add(1, Ordering::Relaxed) % inner.readers.len();
-            let connection = inner.readers[index].lock().unwrap_or_else(PoisonError::into_inner);
+            let connection = inner.readers[index]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             operation(&connection)
         })
         .await
@@ -122,7 +129,11 @@ impl Store for SqliteStore {
         }
         self.read(|connection| {
             connection
-                .query_row("SELECT COUNT(*) FROM (SELECT 1 FROM runs LIMIT 1)", [], |_| Ok(()))
+                .query_row(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM runs LIMIT 1)",
+                    [],
+                    |_| Ok(()),
+                )
                 .map_err(|e| connection::classify(e, "probing the runs table"))
         })
         .await
@@ -132,39 +143,56 @@ impl Store for SqliteStore {
         self.read(|connection| schema_version_of(connection)).await
     }
 
-    async fn create_run(&self, run: &RunRecord, queue: Option<QueueEntry>, audit: &[AuditEvent]) -> Result<(), StoreError> {
+    async fn create_run(
+        &self,
+        run: &RunRecord,
+        queue: Option<QueueEntry>,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
         let (run, audit) = (run.clone(), audit.to_vec());
-        self.write(move |connection| runs::create_run(connection, &run, queue.as_ref(), &audit)).await
+        self.write(move |connection| runs::create_run(connection, &run, queue.as_ref(), &audit))
+            .await
     }
 
     async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
         let run_id = run_id.to_string();
-        self.read(move |connection| runs::get_run(connection, &run_id)).await
+        self.read(move |connection| runs::get_run(connection, &run_id))
+            .await
     }
 
     async fn list_runs(&self, query: &RunQuery) -> Result<Page<RunRecord>, StoreError> {
         let query = query.clone();
-        self.read(move |connection| runs::list_runs(connection, &query)).await
+        self.read(move |connection| runs::list_runs(connection, &query))
+            .await
     }
 
     async fn save_progress(&self, progress: &Progress) -> Result<SaveOutcome, StoreError> {
         let progress = progress.clone();
-        self.write(move |connection| runs::save_progress(connection, &progress)).await
+        self.write(move |connection| runs::save_progress(connection, &progress))
+            .await
     }
 
     async fn claim_runs(&self, request: &ClaimRequest) -> Result<ClaimResult, StoreError> {
         let request = request.clone();
-        self.write(move |connection| runs::claim_runs(connection, &request)).await
+        self.write(move |connection| runs::claim_runs(connection, &request))
+            .await
     }
 
-    async fn renew_lease(&self, run_id: &str, worker_id: &str, lease: Duration) -> Result<bool, StoreError> {
+    async fn renew_lease(
+        &self,
+        run_id: &str,
+        worker_id: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
         let (run_id, worker_id) = (run_id.to_string(), worker_id.to_string());
-        self.write(move |connection| runs::renew_lease(connection, &run_id, &worker_id, lease)).await
+        self.write(move |connection| runs::renew_lease(connection, &run_id, &worker_id, lease))
+            .await
     }
 
     async fn release_lease(&self, run_id: &str, worker_id: &str) -> Result<(), StoreError> {
         let (run_id, worker_id) = (run_id.to_string(), worker_id.to_string());
-        self.write(move |connection| runs::release_lease(connection, &run_id, &worker_id)).await
+        self.write(move |connection| runs::release_lease(connection, &run_id, &worker_id))
+            .await
     }
 
     async fn queue_counts(&self) -> Result<QueueCounts, StoreError> {
@@ -173,22 +201,34 @@ impl Store for SqliteStore {
 
     async fn queue_entry(&self, run_id: &str) -> Result<Option<QueueRecord>, StoreError> {
         let run_id = run_id.to_string();
-        self.read(move |connection| runs::queue_entry(connection, &run_id)).await
+        self.read(move |connection| runs::queue_entry(connection, &run_id))
+            .await
     }
 
-    async fn list_trace(&self, run_id: &str, query: &TraceQuery) -> Result<Page<Value>, StoreError> {
+    async fn list_trace(
+        &self,
+        run_id: &str,
+        query: &TraceQuery,
+    ) -> Result<Page<Value>, StoreError> {
         let (run_id, query) = (run_id.to_string(), query.clone());
-        self.read(move |connection| records::list_trace(connection, &run_id, &query)).await
+        self.read(move |connection| records::list_trace(connection, &run_id, &query))
+            .await
     }
 
-    async fn list_checkpoints(&self, run_id: &str, query: &CheckpointQuery) -> Result<Page<Value>, StoreError> {
+    async fn list_checkpoints(
+        &self,
+        run_id: &str,
+        query: &CheckpointQuery,
+    ) -> Result<Page<Value>, StoreError> {
         let (run_id, query) = (run_id.to_string(), query.clone());
-        self.read(move |connection| records::list_checkpoints(connection, &run_id, &query)).await
+        self.read(move |connection| records::list_checkpoints(connection, &run_id, &query))
+            .await
     }
 
     async fn last_checkpoint(&self, run_id: &str) -> Result<Option<Value>, StoreError> {
         let run_id = run_id.to_string();
-        self.read(move |connection| records::last_checkpoint(connection, &run_id)).await
+        self.read(move |connection| records::last_checkpoint(connection, &run_id))
+            .await
     }
 
     async fn record_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
@@ -203,42 +243,64 @@ impl Store for SqliteStore {
 
     async fn list_audit(&self, query: &AuditQuery) -> Result<Page<AuditEvent>, StoreError> {
         let query = query.clone();
-        self.read(move |connection| records::list_audit(connection, &query)).await
+        self.read(move |connection| records::list_audit(connection, &query))
+            .await
     }
 
-    async fn idempotency_begin(&self, request: &IdempotencyRequest) -> Result<IdempotencyBegin, StoreError> {
+    async fn idempotency_begin(
+        &self,
+        request: &IdempotencyRequest,
+    ) -> Result<IdempotencyBegin, StoreError> {
         let request = request.clone();
-        self.write(move |connection| records::idempotency_begin(connection, &request)).await
+        self.write(move |connection| records::idempotency_begin(connection, &request))
+            .await
     }
 
-    async fn idempotency_complete(&self, scope: &str, key: &str, status: u16, body: &Value) -> Result<(), StoreError> {
+    async fn idempotency_complete(
+        &self,
+        scope: &str,
+        key: &str,
+        status: u16,
+        body: &Value,
+    ) -> Result<(), StoreError> {
         let (scope, key, body) = (scope.to_string(), key.to_string(), body.clone());
-        self.write(move |connection| records::idempotency_complete(connection, &scope, &key, status, &body)).await
+        self.write(move |connection| {
+            records::idempotency_complete(connection, &scope, &key, status, &body)
+        })
+        .await
     }
 
     async fn idempotency_abandon(&self, scope: &str, key: &str) -> Result<(), StoreError> {
         let (scope, key) = (scope.to_string(), key.to_string());
-        self.write(move |connection| records::idempotency_abandon(connection, &scope, &key)).await
+        self.write(move |connection| records::idempotency_abandon(connection, &scope, &key))
+            .await
     }
 
     async fn try_lock(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
         let (name, owner) = (name.to_string(), owner.to_string());
-        self.write(move |connection| records::try_lock(connection, &name, &owner, ttl)).await
+        self.write(move |connection| records::try_lock(connection, &name, &owner, ttl))
+            .await
     }
 
     async fn unlock(&self, name: &str, owner: &str) -> Result<(), StoreError> {
         let (name, owner) = (name.to_string(), owner.to_string());
-        self.write(move |connection| records::unlock(connection, &name, &owner)).await
+        self.write(move |connection| records::unlock(connection, &name, &owner))
+            .await
     }
 
     async fn record_service_event(&self, event: &ServiceEvent) -> Result<(), StoreError> {
         let event = event.clone();
-        self.write(move |connection| records::insert_service_event(connection, &event)).await
+        self.write(move |connection| records::insert_service_event(connection, &event))
+            .await
     }
 
-    async fn list_service_events(&self, query: &PageQuery) -> Result<Page<ServiceEvent>, StoreError> {
+    async fn list_service_events(
+        &self,
+        query: &PageQuery,
+    ) -> Result<Page<ServiceEvent>, StoreError> {
         let query = query.clone();
-        self.read(move |connection| records::list_service_events(connection, &query)).await
+        self.read(move |connection| records::list_service_events(connection, &query))
+            .await
     }
 
     async fn requeue_orphaned_runs(&self) -> Result<u64, StoreError> {
@@ -247,6 +309,7 @@ impl Store for SqliteStore {
 
     async fn overdue_runs(&self, now: &str, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
         let now = now.to_string();
-        self.read(move |connection| runs::overdue_runs(connection, &now, limit)).await
+        self.read(move |connection| runs::overdue_runs(connection, &now, limit))
+            .await
     }
 }

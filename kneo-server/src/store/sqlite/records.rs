@@ -9,8 +9,8 @@ use serde_json::Value;
 use super::connection::{begin, classify, commit, from_json, to_json};
 use crate::clock;
 use crate::store::{
-    AuditEvent, AuditQuery, CheckpointQuery, IdempotencyBegin, IdempotencyRequest, Page, PageQuery, ServiceEvent,
-    StoreError, TraceQuery,
+    AuditEvent, AuditQuery, CheckpointQuery, IdempotencyBegin, IdempotencyRequest, Page, PageQuery,
+    ServiceEvent, StoreError, TraceQuery,
 };
 
 fn text_field<'a>(value: &'a Value, key: &str) -> &'a str {
@@ -18,7 +18,11 @@ fn text_field<'a>(value: &'a Value, key: &str) -> &'a str {
 }
 
 /// Appends trace events after the run's existing ones; an event id seen before is skipped.
-pub fn insert_trace(transaction: &Transaction<'_>, run_id: &str, events: &[Value]) -> Result<(), StoreError> {
+pub fn insert_trace(
+    transaction: &Transaction<'_>,
+    run_id: &str,
+    events: &[Value],
+) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
     }
@@ -47,7 +51,11 @@ pub fn insert_trace(transaction: &Transaction<'_>, run_id: &str, events: &[Value
     Ok(())
 }
 
-pub fn insert_checkpoints(transaction: &Transaction<'_>, run_id: &str, checkpoints: &[Value]) -> Result<(), StoreError> {
+pub fn insert_checkpoints(
+    transaction: &Transaction<'_>,
+    run_id: &str,
+    checkpoints: &[Value],
+) -> Result<(), StoreError> {
     let mut statement = transaction
         .prepare_cached(
             "INSERT INTO checkpoints (run_id, sequence, id, checkpoint_type, created_at, document)
@@ -55,7 +63,10 @@ pub fn insert_checkpoints(transaction: &Transaction<'_>, run_id: &str, checkpoin
         )
         .map_err(|e| classify(e, "preparing checkpoint inserts"))?;
     for checkpoint in checkpoints {
-        let sequence = checkpoint.get("sequence").and_then(Value::as_i64).unwrap_or_default();
+        let sequence = checkpoint
+            .get("sequence")
+            .and_then(Value::as_i64)
+            .unwrap_or_default();
         statement
             .execute(params![
                 run_id,
@@ -65,12 +76,20 @@ pub fn insert_checkpoints(transaction: &Transaction<'_>, run_id: &str, checkpoin
                 text_field(checkpoint, "created_at"),
                 to_json(checkpoint)?
             ])
-            .map_err(|e| classify(e, &format!("inserting checkpoint {sequence} of run {run_id}")))?;
+            .map_err(|e| {
+                classify(
+                    e,
+                    &format!("inserting checkpoint {sequence} of run {run_id}"),
+                )
+            })?;
     }
     Ok(())
 }
 
-pub fn insert_audit(transaction: &Transaction<'_>, events: &[AuditEvent]) -> Result<(), StoreError> {
+pub fn insert_audit(
+    transaction: &Transaction<'_>,
+    events: &[AuditEvent],
+) -> Result<(), StoreError> {
     let mut statement = transaction
         .prepare_cached(
             "INSERT INTO audit_events (id, event_type, run_id, continuation_id, actor, metadata, created_at)
@@ -104,7 +123,11 @@ fn paged_documents(
     page: &PageQuery,
 ) -> Result<Page<Value>, StoreError> {
     let order = page.order.sql();
-    let filter = if filter_value.is_some() { "AND filter_column = ?5" } else { "" };
+    let filter = if filter_value.is_some() {
+        "AND filter_column = ?5"
+    } else {
+        ""
+    };
     let sql = format!(
         "SELECT document FROM (
              SELECT * FROM (SELECT document, {sort_column} AS sort_key, {tiebreak} AS tiebreak, {sql_from}) AS base
@@ -114,13 +137,25 @@ fn paged_documents(
     );
     let count_sql = format!(
         "SELECT COUNT(*) FROM (SELECT {sql_from}) AS base WHERE run_id = ?1 {}",
-        if filter_value.is_some() { "AND filter_column = ?2" } else { "" }
+        if filter_value.is_some() {
+            "AND filter_column = ?2"
+        } else {
+            ""
+        }
     );
-    let mut statement = connection.prepare_cached(&sql).map_err(|e| classify(e, "listing records"))?;
+    let mut statement = connection
+        .prepare_cached(&sql)
+        .map_err(|e| classify(e, "listing records"))?;
     let (window, limit, offset) = (page.window as i64, page.limit as i64, page.offset as i64);
     let documents: Vec<String> = match filter_value {
-        Some(value) => statement.query_map(params![run_id, window, limit, offset, value], |row| row.get(0)).and_then(Iterator::collect),
-        None => statement.query_map(params![run_id, window, limit, offset], |row| row.get(0)).and_then(Iterator::collect),
+        Some(value) => statement
+            .query_map(params![run_id, window, limit, offset, value], |row| {
+                row.get(0)
+            })
+            .and_then(Iterator::collect),
+        None => statement
+            .query_map(params![run_id, window, limit, offset], |row| row.get(0))
+            .and_then(Iterator::collect),
     }
     .map_err(|e| classify(e, "listing records"))?;
     let total: i64 = match filter_value {
@@ -135,7 +170,11 @@ fn paged_documents(
     Ok(Page { items, total })
 }
 
-pub fn list_trace(connection: &Connection, run_id: &str, query: &TraceQuery) -> Result<Page<Value>, StoreError> {
+pub fn list_trace(
+    connection: &Connection,
+    run_id: &str,
+    query: &TraceQuery,
+) -> Result<Page<Value>, StoreError> {
     paged_documents(
         connection,
         "run_id, event_type AS filter_column, timestamp, position FROM trace_events",
@@ -147,7 +186,11 @@ pub fn list_trace(connection: &Connection, run_id: &str, query: &TraceQuery) -> 
     )
 }
 
-pub fn list_checkpoints(connection: &Connection, run_id: &str, query: &CheckpointQuery) -> Result<Page<Value>, StoreError> {
+pub fn list_checkpoints(
+    connection: &Connection,
+    run_id: &str,
+    query: &CheckpointQuery,
+) -> Result<Page<Value>, StoreError> {
     paged_documents(
         connection,
         "run_id, checkpoint_type AS filter_column, sequence FROM checkpoints",
@@ -161,14 +204,24 @@ pub fn list_checkpoints(connection: &Connection, run_id: &str, query: &Checkpoin
 
 pub fn last_checkpoint(connection: &Connection, run_id: &str) -> Result<Option<Value>, StoreError> {
     let document: Option<String> = connection
-        .prepare_cached("SELECT document FROM checkpoints WHERE run_id = ?1 ORDER BY sequence DESC LIMIT 1")
+        .prepare_cached(
+            "SELECT document FROM checkpoints WHERE run_id = ?1 ORDER BY sequence DESC LIMIT 1",
+        )
         .and_then(|mut statement| statement.query_row([run_id], |row| row.get(0)).optional())
         .map_err(|e| classify(e, "reading the last checkpoint"))?;
-    document.map(|text| from_json(&text, &format!("the last checkpoint of run {run_id}"))).transpose()
+    document
+        .map(|text| from_json(&text, &format!("the last checkpoint of run {run_id}")))
+        .transpose()
 }
 
-pub fn list_audit(connection: &Connection, query: &AuditQuery) -> Result<Page<AuditEvent>, StoreError> {
-    let mentions = query.mentions.as_ref().map(|text| format!("%{}%", text.replace('%', "\\%").replace('_', "\\_")));
+pub fn list_audit(
+    connection: &Connection,
+    query: &AuditQuery,
+) -> Result<Page<AuditEvent>, StoreError> {
+    let mentions = query
+        .mentions
+        .as_ref()
+        .map(|text| format!("%{}%", text.replace('%', "\\%").replace('_', "\\_")));
     let mut conditions = Vec::new();
     let mut filters: Vec<(&str, &dyn rusqlite::ToSql)> = Vec::new();
     if let Some(event_type) = &query.event_type {
@@ -183,63 +236,108 @@ pub fn list_audit(connection: &Connection, query: &AuditQuery) -> Result<Page<Au
         conditions.push("metadata LIKE :mentions ESCAPE '\\'");
         filters.push((":mentions", pattern));
     }
-    let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
     let order = query.page.order.sql();
     let sql = format!(
         "SELECT id, event_type, run_id, continuation_id, actor, metadata, created_at FROM (
              SELECT * FROM audit_events {filter} ORDER BY created_at DESC, position DESC LIMIT :window
          ) ORDER BY created_at {order}, position {order} LIMIT :limit OFFSET :offset"
     );
-    let (window, limit, offset) = (query.page.window as i64, query.page.limit as i64, query.page.offset as i64);
+    let (window, limit, offset) = (
+        query.page.window as i64,
+        query.page.limit as i64,
+        query.page.offset as i64,
+    );
     let mut parameters = filters.clone();
     parameters.extend([
         (":window", &window as &dyn rusqlite::ToSql),
         (":limit", &limit as &dyn rusqlite::ToSql),
         (":offset", &offset as &dyn rusqlite::ToSql),
     ]);
-    let rows: Vec<(String, String, Option<String>, Option<String>, String, String, String)> = connection
+    let rows: Vec<(
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        String,
+        String,
+        String,
+    )> = connection
         .prepare_cached(&sql)
         .and_then(|mut statement| {
             statement
                 .query_map(parameters.as_slice(), |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?))
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                        row.get(5)?,
+                        row.get(6)?,
+                    ))
                 })?
                 .collect()
         })
         .map_err(|e| classify(e, "listing audit events"))?;
     let items = rows
         .into_iter()
-        .map(|(id, event_type, run_id, continuation_id, actor, metadata, created_at)| {
-            Ok(AuditEvent {
-                metadata: from_json(&metadata, &format!("audit event {id}"))?,
-                id,
-                event_type,
-                run_id,
-                continuation_id,
-                actor,
-                created_at,
-            })
-        })
+        .map(
+            |(id, event_type, run_id, continuation_id, actor, metadata, created_at)| {
+                Ok(AuditEvent {
+                    metadata: from_json(&metadata, &format!("audit event {id}"))?,
+                    id,
+                    event_type,
+                    run_id,
+                    continuation_id,
+                    actor,
+                    created_at,
+                })
+            },
+        )
         .collect::<Result<Vec<_>, StoreError>>()?;
     let total: i64 = connection
-        .query_row(&format!("SELECT COUNT(*) FROM audit_events {filter}"), filters.as_slice(), |row| row.get(0))
+        .query_row(
+            &format!("SELECT COUNT(*) FROM audit_events {filter}"),
+            filters.as_slice(),
+            |row| row.get(0),
+        )
         .map_err(|e| classify(e, "counting audit events"))?;
     Ok(Page { items, total })
 }
 
-pub fn idempotency_begin(connection: &mut Connection, request: &IdempotencyRequest) -> Result<IdempotencyBegin, StoreError> {
+pub fn idempotency_begin(
+    connection: &mut Connection,
+    request: &IdempotencyRequest,
+) -> Result<IdempotencyBegin, StoreError> {
     let transaction = begin(connection)?;
     let now = clock::now_text();
-    let locked_until = clock::format(clock::now() + chrono::Duration::from_std(request.lock_ttl).unwrap_or(chrono::Duration::MAX));
-    let existing: Option<(String, String, Option<u16>, Option<String>, Option<String>)> = transaction
-        .query_row(
-            "SELECT request_hash, state, response_status, response_body, locked_until
+    let locked_until = clock::format(
+        clock::now()
+            + chrono::Duration::from_std(request.lock_ttl).unwrap_or(chrono::Duration::MAX),
+    );
+    let existing: Option<(String, String, Option<u16>, Option<String>, Option<String>)> =
+        transaction
+            .query_row(
+                "SELECT request_hash, state, response_status, response_body, locked_until
              FROM idempotency_records WHERE scope = ?1 AND key = ?2",
-            params![request.scope, request.key],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
-        )
-        .optional()
-        .map_err(|e| classify(e, "reading an idempotency record"))?;
+                params![request.scope, request.key],
+                |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(|e| classify(e, "reading an idempotency record"))?;
     let outcome = match existing {
         None => {
             transaction
@@ -252,11 +350,15 @@ pub fn idempotency_begin(connection: &mut Connection, request: &IdempotencyReque
             IdempotencyBegin::Started
         }
         Some((hash, _, _, _, _)) if hash != request.request_hash => IdempotencyBegin::Conflict,
-        Some((_, state, Some(status), Some(body), _)) if state == "completed" => IdempotencyBegin::Replay {
-            status,
-            body: from_json(&body, "a stored idempotent response")?,
-        },
-        Some((_, _, _, _, until)) if until.as_deref().is_some_and(|until| until > now.as_str()) => IdempotencyBegin::InProgress,
+        Some((_, state, Some(status), Some(body), _)) if state == "completed" => {
+            IdempotencyBegin::Replay {
+                status,
+                body: from_json(&body, "a stored idempotent response")?,
+            }
+        }
+        Some((_, _, _, _, until)) if until.as_deref().is_some_and(|until| until > now.as_str()) => {
+            IdempotencyBegin::InProgress
+        }
         Some(_) => {
             // The first request's owner died without finishing: take the record over.
             transaction
@@ -273,7 +375,13 @@ pub fn idempotency_begin(connection: &mut Connection, request: &IdempotencyReque
     Ok(outcome)
 }
 
-pub fn idempotency_complete(connection: &mut Connection, scope: &str, key: &str, status: u16, body: &Value) -> Result<(), StoreError> {
+pub fn idempotency_complete(
+    connection: &mut Connection,
+    scope: &str,
+    key: &str,
+    status: u16,
+    body: &Value,
+) -> Result<(), StoreError> {
     connection
         .execute(
             "UPDATE idempotency_records SET state = 'completed', response_status = ?3, response_body = ?4,
@@ -285,7 +393,11 @@ pub fn idempotency_complete(connection: &mut Connection, scope: &str, key: &str,
     Ok(())
 }
 
-pub fn idempotency_abandon(connection: &mut Connection, scope: &str, key: &str) -> Result<(), StoreError> {
+pub fn idempotency_abandon(
+    connection: &mut Connection,
+    scope: &str,
+    key: &str,
+) -> Result<(), StoreError> {
     connection
         .execute(
             "DELETE FROM idempotency_records WHERE scope = ?1 AND key = ?2 AND state = 'in_progress'",
@@ -295,9 +407,16 @@ pub fn idempotency_abandon(connection: &mut Connection, scope: &str, key: &str) 
     Ok(())
 }
 
-pub fn try_lock(connection: &mut Connection, name: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+pub fn try_lock(
+    connection: &mut Connection,
+    name: &str,
+    owner: &str,
+    ttl: Duration,
+) -> Result<bool, StoreError> {
     let now = clock::now_text();
-    let expires = clock::format(clock::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX));
+    let expires = clock::format(
+        clock::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX),
+    );
     let changed = connection
         .execute(
             "INSERT INTO locks (name, owner, expires_at, acquired_at) VALUES (?1, ?2, ?3, ?4)
@@ -312,12 +431,18 @@ pub fn try_lock(connection: &mut Connection, name: &str, owner: &str, ttl: Durat
 
 pub fn unlock(connection: &mut Connection, name: &str, owner: &str) -> Result<(), StoreError> {
     connection
-        .execute("DELETE FROM locks WHERE name = ?1 AND owner = ?2", params![name, owner])
+        .execute(
+            "DELETE FROM locks WHERE name = ?1 AND owner = ?2",
+            params![name, owner],
+        )
         .map_err(|e| classify(e, "releasing a lock"))?;
     Ok(())
 }
 
-pub fn insert_service_event(connection: &mut Connection, event: &ServiceEvent) -> Result<(), StoreError> {
+pub fn insert_service_event(
+    connection: &mut Connection,
+    event: &ServiceEvent,
+) -> Result<(), StoreError> {
     connection
         .execute(
             "INSERT INTO service_events (id, event_type, created_at, version, host, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -327,7 +452,10 @@ pub fn insert_service_event(connection: &mut Connection, event: &ServiceEvent) -
     Ok(())
 }
 
-pub fn list_service_events(connection: &Connection, page: &PageQuery) -> Result<Page<ServiceEvent>, StoreError> {
+pub fn list_service_events(
+    connection: &Connection,
+    page: &PageQuery,
+) -> Result<Page<ServiceEvent>, StoreError> {
     let order = page.order.sql();
     let sql = format!(
         "SELECT id, event_type, created_at, version, host, details FROM (
@@ -338,16 +466,33 @@ pub fn list_service_events(connection: &Connection, page: &PageQuery) -> Result<
         .prepare_cached(&sql)
         .and_then(|mut statement| {
             statement
-                .query_map(params![page.window as i64, page.limit as i64, page.offset as i64], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
-                })?
+                .query_map(
+                    params![page.window as i64, page.limit as i64, page.offset as i64],
+                    |row| {
+                        Ok((
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                            row.get(5)?,
+                        ))
+                    },
+                )?
                 .collect()
         })
         .map_err(|e| classify(e, "listing service events"))?;
     let items = rows
         .into_iter()
         .map(|(id, event_type, created_at, version, host, details)| {
-            Ok(ServiceEvent { details: from_json(&details, &format!("service event {id}"))?, id, event_type, created_at, version, host })
+            Ok(ServiceEvent {
+                details: from_json(&details, &format!("service event {id}"))?,
+                id,
+                event_type,
+                created_at,
+                version,
+                host,
+            })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
     let total: i64 = connection

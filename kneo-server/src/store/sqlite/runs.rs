@@ -11,8 +11,9 @@ use super::connection::{begin, classify, commit, from_json, to_json};
 use super::records;
 use crate::clock;
 use crate::store::{
-    AuditEvent, Claim, ClaimRequest, ClaimResult, Expect, Page, Progress, QueueCounts, QueueEntry, QueueRecord,
-    QueueStatus, QueueTransition, RunQuery, RunRecord, RunStatus, SaveOutcome, StoreError,
+    AuditEvent, Claim, ClaimRequest, ClaimResult, Expect, Page, Progress, QueueCounts, QueueEntry,
+    QueueRecord, QueueStatus, QueueTransition, RunQuery, RunRecord, RunStatus, SaveOutcome,
+    StoreError,
 };
 
 /// The lease expiry for a lease taken now.
@@ -32,9 +33,12 @@ pub fn create_run(
     if let Some(entry) = queue {
         let (status, owner, expires, attempts) = match entry {
             QueueEntry::Queued => (QueueStatus::Queued, None, None, 0),
-            QueueEntry::Leased { worker_id, lease } => {
-                (QueueStatus::Running, Some(worker_id.as_str()), Some(lease_expiry(*lease)), 1)
-            }
+            QueueEntry::Leased { worker_id, lease } => (
+                QueueStatus::Running,
+                Some(worker_id.as_str()),
+                Some(lease_expiry(*lease)),
+                1,
+            ),
         };
         transaction
             .prepare_cached(
@@ -97,23 +101,36 @@ pub fn get_run(connection: &Connection, run_id: &str) -> Result<Option<RunRecord
         .prepare_cached("SELECT document FROM runs WHERE id = ?1")
         .and_then(|mut statement| statement.query_row([run_id], |row| row.get(0)).optional())
         .map_err(|e| classify(e, "reading a run"))?;
-    document.map(|text| from_json(&text, &format!("run {run_id}"))).transpose()
+    document
+        .map(|text| from_json(&text, &format!("run {run_id}")))
+        .transpose()
 }
 
-fn stored_status(transaction: &Transaction<'_>, run_id: &str) -> Result<Option<RunStatus>, StoreError> {
+fn stored_status(
+    transaction: &Transaction<'_>,
+    run_id: &str,
+) -> Result<Option<RunStatus>, StoreError> {
     let status: Option<String> = transaction
         .prepare_cached("SELECT status FROM runs WHERE id = ?1")
         .and_then(|mut statement| statement.query_row([run_id], |row| row.get(0)).optional())
         .map_err(|e| classify(e, "reading a run status"))?;
     status
-        .map(|text| RunStatus::parse(&text).ok_or_else(|| StoreError::corrupt(format!("run {run_id} has unknown status {text:?}"))))
+        .map(|text| {
+            RunStatus::parse(&text).ok_or_else(|| {
+                StoreError::corrupt(format!("run {run_id} has unknown status {text:?}"))
+            })
+        })
         .transpose()
 }
 
 pub fn list_runs(connection: &Connection, query: &RunQuery) -> Result<Page<RunRecord>, StoreError> {
     let column = query.sort.column();
     let order = query.page.order.sql();
-    let filter = if query.status.is_some() { "WHERE status = ?4" } else { "" };
+    let filter = if query.status.is_some() {
+        "WHERE status = ?4"
+    } else {
+        ""
+    };
     // The inner query picks the newest `window` rows; the outer one orders and pages inside them.
     let sql = format!(
         "SELECT document FROM (
@@ -122,12 +139,18 @@ pub fn list_runs(connection: &Connection, query: &RunQuery) -> Result<Page<RunRe
          ) ORDER BY sort_key {order}, id {order} LIMIT ?2 OFFSET ?3"
     );
     let status = query.status.map(RunStatus::as_str);
-    let mut statement = connection.prepare_cached(&sql).map_err(|e| classify(e, "listing runs"))?;
+    let mut statement = connection
+        .prepare_cached(&sql)
+        .map_err(|e| classify(e, "listing runs"))?;
     let window = query.page.window as i64;
     let (limit, offset) = (query.page.limit as i64, query.page.offset as i64);
     let rows: Vec<String> = match status {
-        Some(status) => statement.query_map(params![window, limit, offset, status], |row| row.get(0)).and_then(Iterator::collect),
-        None => statement.query_map(params![window, limit, offset], |row| row.get(0)).and_then(Iterator::collect),
+        Some(status) => statement
+            .query_map(params![window, limit, offset, status], |row| row.get(0))
+            .and_then(Iterator::collect),
+        None => statement
+            .query_map(params![window, limit, offset], |row| row.get(0))
+            .and_then(Iterator::collect),
     }
     .map_err(|e| classify(e, "listing runs"))?;
     let items = rows
@@ -135,7 +158,11 @@ pub fn list_runs(connection: &Connection, query: &RunQuery) -> Result<Page<RunRe
         .map(|text| from_json(text, "a listed run"))
         .collect::<Result<Vec<RunRecord>, _>>()?;
     let total: i64 = match status {
-        Some(status) => connection.query_row("SELECT COUNT(*) FROM runs WHERE status = ?1", [status], |row| row.get(0)),
+        Some(status) => connection.query_row(
+            "SELECT COUNT(*) FROM runs WHERE status = ?1",
+            [status],
+            |row| row.get(0),
+        ),
         None => connection.query_row("SELECT COUNT(*) FROM runs", [], |row| row.get(0)),
     }
     .map_err(|e| classify(e, "counting runs"))?;
@@ -147,11 +174,16 @@ pub fn expectation_holds(expect: Expect, current: Option<RunStatus>) -> bool {
     match (expect, current) {
         (_, None) => false,
         (Expect::NonTerminal, Some(status)) => !status.is_terminal(),
-        (Expect::Status(wanted), Some(status)) | (Expect::Reopen(wanted), Some(status)) => status == wanted,
+        (Expect::Status(wanted), Some(status)) | (Expect::Reopen(wanted), Some(status)) => {
+            status == wanted
+        }
     }
 }
 
-pub fn save_progress(connection: &mut Connection, progress: &Progress) -> Result<SaveOutcome, StoreError> {
+pub fn save_progress(
+    connection: &mut Connection,
+    progress: &Progress,
+) -> Result<SaveOutcome, StoreError> {
     let transaction = begin(connection)?;
     let run = &progress.run;
     let current = stored_status(&transaction, &run.id)?;
@@ -160,9 +192,11 @@ pub fn save_progress(connection: &mut Connection, progress: &Progress) -> Result
     }
     if let Some(holder) = &progress.lease_holder {
         let owner: Option<Option<String>> = transaction
-            .query_row("SELECT lease_owner FROM run_queue WHERE run_id = ?1 AND status = 'running'", [&run.id], |row| {
-                row.get(0)
-            })
+            .query_row(
+                "SELECT lease_owner FROM run_queue WHERE run_id = ?1 AND status = 'running'",
+                [&run.id],
+                |row| row.get(0),
+            )
             .optional()
             .map_err(|e| classify(e, "checking a lease"))?;
         if owner.flatten().as_deref() != Some(holder.as_str()) {
@@ -180,7 +214,11 @@ pub fn save_progress(connection: &mut Connection, progress: &Progress) -> Result
     Ok(SaveOutcome::Saved)
 }
 
-fn apply_queue_transition(transaction: &Transaction<'_>, run_id: &str, transition: &QueueTransition) -> Result<(), StoreError> {
+fn apply_queue_transition(
+    transaction: &Transaction<'_>,
+    run_id: &str,
+    transition: &QueueTransition,
+) -> Result<(), StoreError> {
     let now = clock::now_text();
     let result = match transition {
         QueueTransition::Finish { status, error } => transaction.execute(
@@ -207,7 +245,10 @@ fn apply_queue_transition(transaction: &Transaction<'_>, run_id: &str, transitio
     Ok(())
 }
 
-pub fn claim_runs(connection: &mut Connection, request: &ClaimRequest) -> Result<ClaimResult, StoreError> {
+pub fn claim_runs(
+    connection: &mut Connection,
+    request: &ClaimRequest,
+) -> Result<ClaimResult, StoreError> {
     let transaction = begin(connection)?;
     let now = clock::now_text();
     let candidates: Vec<(String, String, i64)> = transaction
@@ -218,7 +259,9 @@ pub fn claim_runs(connection: &mut Connection, request: &ClaimRequest) -> Result
         )
         .and_then(|mut statement| {
             statement
-                .query_map(params![now, request.limit as i64], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+                .query_map(params![now, request.limit as i64], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })?
                 .collect()
         })
         .map_err(|e| classify(e, "finding runs to claim"))?;
@@ -232,11 +275,19 @@ pub fn claim_runs(connection: &mut Connection, request: &ClaimRequest) -> Result
         };
         if run.status.is_terminal() || run.status == RunStatus::Blocked {
             // Cancelled while queued, or finished by a writer that died before closing the record.
-            apply_queue_transition(&transaction, &run_id, &QueueTransition::Finish { status: QueueStatus::Completed, error: None })?;
+            apply_queue_transition(
+                &transaction,
+                &run_id,
+                &QueueTransition::Finish {
+                    status: QueueStatus::Completed,
+                    error: None,
+                },
+            )?;
             continue;
         }
         let lease_expired = queue_status == "running";
-        if lease_expired && request.max_attempts > 0 && attempts >= i64::from(request.max_attempts) {
+        if lease_expired && request.max_attempts > 0 && attempts >= i64::from(request.max_attempts)
+        {
             dead_letter(&transaction, &mut run, attempts, &now)?;
             result.dead_lettered.push(run);
             continue;
@@ -251,24 +302,40 @@ pub fn claim_runs(connection: &mut Connection, request: &ClaimRequest) -> Result
                 statement.execute(params![run_id, request.worker_id, lease_expiry(request.lease), now])
             })
             .map_err(|e| classify(e, "claiming a run"))?;
-        result.claimed.push(Claim { run, attempt: attempts + 1 });
+        result.claimed.push(Claim {
+            run,
+            attempt: attempts + 1,
+        });
     }
     commit(transaction)?;
     Ok(result)
 }
 
 /// Fails a run whose lease expired once too often, with the reason on the run and an audit event.
-fn dead_letter(transaction: &Transaction<'_>, run: &mut RunRecord, attempts: i64, now: &str) -> Result<(), StoreError> {
+fn dead_letter(
+    transaction: &Transaction<'_>,
+    run: &mut RunRecord,
+    attempts: i64,
+    now: &str,
+) -> Result<(), StoreError> {
     let message = format!(
         "Dead-lettered: the run's worker lease expired {attempts} time(s) without the run finishing \
          (KNEO_SERV_QUEUE_MAX_ATTEMPTS); see runbook § 5.1"
     );
     run.status = RunStatus::Failed;
-    run.error = Some(serde_json::json!({"type": "dead_letter", "message": message, "attempts": attempts}));
+    run.error =
+        Some(serde_json::json!({"type": "dead_letter", "message": message, "attempts": attempts}));
     run.updated_at = now.to_string();
     run.completed_at = Some(now.to_string());
     update_run(transaction, run)?;
-    apply_queue_transition(transaction, &run.id, &QueueTransition::Finish { status: QueueStatus::Failed, error: Some(message) })?;
+    apply_queue_transition(
+        transaction,
+        &run.id,
+        &QueueTransition::Finish {
+            status: QueueStatus::Failed,
+            error: Some(message),
+        },
+    )?;
     let event = AuditEvent {
         id: clock::new_id(),
         event_type: "run.dead_lettered".into(),
@@ -281,7 +348,12 @@ fn dead_letter(transaction: &Transaction<'_>, run: &mut RunRecord, attempts: i64
     records::insert_audit(transaction, &[event])
 }
 
-pub fn renew_lease(connection: &mut Connection, run_id: &str, worker_id: &str, lease: Duration) -> Result<bool, StoreError> {
+pub fn renew_lease(
+    connection: &mut Connection,
+    run_id: &str,
+    worker_id: &str,
+    lease: Duration,
+) -> Result<bool, StoreError> {
     let changed = connection
         .execute(
             "UPDATE run_queue SET lease_expires_at = ?3, updated_at = ?4
@@ -292,7 +364,11 @@ pub fn renew_lease(connection: &mut Connection, run_id: &str, worker_id: &str, l
     Ok(changed == 1)
 }
 
-pub fn release_lease(connection: &mut Connection, run_id: &str, worker_id: &str) -> Result<(), StoreError> {
+pub fn release_lease(
+    connection: &mut Connection,
+    run_id: &str,
+    worker_id: &str,
+) -> Result<(), StoreError> {
     connection
         .execute(
             "UPDATE run_queue SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, updated_at = ?3,
@@ -309,7 +385,11 @@ pub fn queue_counts(connection: &Connection) -> Result<QueueCounts, StoreError> 
     let mut counts = QueueCounts::default();
     let rows: Vec<(String, i64)> = connection
         .prepare_cached("SELECT status, COUNT(*) FROM run_queue GROUP BY status")
-        .and_then(|mut statement| statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect())
+        .and_then(|mut statement| {
+            statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect()
+        })
         .map_err(|e| classify(e, "counting the queue"))?;
     for (status, count) in rows {
         match QueueStatus::parse(&status) {
@@ -317,7 +397,11 @@ pub fn queue_counts(connection: &Connection) -> Result<QueueCounts, StoreError> 
             Some(QueueStatus::Running) => counts.running = count,
             Some(QueueStatus::Failed) => counts.failed = count,
             Some(QueueStatus::Completed) => counts.completed = count,
-            None => return Err(StoreError::corrupt(format!("queue record with unknown status {status:?}"))),
+            None => {
+                return Err(StoreError::corrupt(format!(
+                    "queue record with unknown status {status:?}"
+                )));
+            }
         }
     }
     let (expired, oldest): (i64, Option<String>) = connection
@@ -334,7 +418,10 @@ pub fn queue_counts(connection: &Connection) -> Result<QueueCounts, StoreError> 
     Ok(counts)
 }
 
-pub fn queue_entry(connection: &Connection, run_id: &str) -> Result<Option<QueueRecord>, StoreError> {
+pub fn queue_entry(
+    connection: &Connection,
+    run_id: &str,
+) -> Result<Option<QueueRecord>, StoreError> {
     connection
         .query_row(
             "SELECT run_id, status, attempts, lease_owner, lease_expires_at, enqueued_at, updated_at, last_error
@@ -358,7 +445,11 @@ pub fn queue_entry(connection: &Connection, run_id: &str) -> Result<Option<Queue
         .map_err(|e| classify(e, "reading a queue record"))
 }
 
-pub fn overdue_runs(connection: &Connection, now: &str, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+pub fn overdue_runs(
+    connection: &Connection,
+    now: &str,
+    limit: usize,
+) -> Result<Vec<RunRecord>, StoreError> {
     let documents: Vec<String> = connection
         .prepare_cached(
             "SELECT document FROM runs
@@ -367,7 +458,10 @@ pub fn overdue_runs(connection: &Connection, now: &str, limit: usize) -> Result<
         )
         .and_then(|mut statement| statement.query_map(params![now, limit as i64], |row| row.get(0))?.collect())
         .map_err(|e| classify(e, "finding overdue runs"))?;
-    documents.iter().map(|text| from_json(text, "an overdue run")).collect()
+    documents
+        .iter()
+        .map(|text| from_json(text, "an overdue run"))
+        .collect()
 }
 
 pub fn requeue_orphaned_runs(connection: &mut Connection) -> Result<u64, StoreError> {
