@@ -19,6 +19,9 @@ const MAX_PENDING: usize = 1_000;
 /// 5xx answers within one monitor tick that make a burst worth recording.
 pub const SERVER_ERROR_BURST: u64 = 5;
 
+/// Whether the service was ready, and its failing checks with their error kinds.
+type ReadinessSnapshot = (bool, Vec<(String, String)>);
+
 /// Records service events for one process.
 #[derive(Clone)]
 pub struct ServiceEvents {
@@ -31,7 +34,7 @@ struct Inner {
     host: String,
     pending: Mutex<Vec<ServiceEvent>>,
     /// The last readiness seen: ready, and the failing checks with their error kinds.
-    last_readiness: Mutex<Option<(bool, Vec<(String, String)>)>>,
+    last_readiness: Mutex<Option<ReadinessSnapshot>>,
     server_errors: AtomicU64,
 }
 

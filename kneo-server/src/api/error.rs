@@ -33,10 +33,14 @@ impl ValidationIssue {
     }
 }
 
-/// An error the API answers with.
+/// An error the API answers with (boxed: errors travel through every `Result` of the API, and
+/// the common path should stay small).
 #[derive(Debug, Clone)]
-pub struct ApiError {
-    pub status: StatusCode,
+pub struct ApiError(Box<ErrorParts>);
+
+#[derive(Debug, Clone)]
+struct ErrorParts {
+    status: StatusCode,
     body: ErrorBody,
     retry_after_seconds: Option<u64>,
 }
@@ -53,7 +57,7 @@ enum ErrorBody {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
+        ApiError(Box::new(ErrorParts {
             status,
             body: ErrorBody::Envelope {
                 code,
@@ -61,25 +65,29 @@ impl ApiError {
                 extra: Map::new(),
             },
             retry_after_seconds: None,
-        }
+        }))
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.0.status
     }
 
     /// Adds an extra key beside `error` and `message` (e.g. `required_scope`).
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> ApiError {
-        if let ErrorBody::Envelope { extra, .. } = &mut self.body {
+        if let ErrorBody::Envelope { extra, .. } = &mut self.0.body {
             extra.insert(key.to_string(), value.into());
         }
         self
     }
 
     pub fn retry_after(mut self, seconds: u64) -> ApiError {
-        self.retry_after_seconds = Some(seconds);
+        self.0.retry_after_seconds = Some(seconds);
         self
     }
 
     /// The machine-readable code (`validation` for a native 422 list).
     pub fn code(&self) -> &'static str {
-        match &self.body {
+        match &self.0.body {
             ErrorBody::Envelope { code, .. } => code,
             ErrorBody::Validation(_) => "validation",
         }
@@ -158,11 +166,11 @@ impl ApiError {
     }
 
     pub fn validation(issues: Vec<ValidationIssue>) -> ApiError {
-        ApiError {
+        ApiError(Box::new(ErrorParts {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             body: ErrorBody::Validation(issues),
             retry_after_seconds: None,
-        }
+        }))
     }
 
     pub fn store_unavailable(kind: &str) -> ApiError {
@@ -186,9 +194,9 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.body {
+        match &self.0.body {
             ErrorBody::Envelope { code, message, .. } => {
-                write!(f, "{} {code}: {message}", self.status.as_u16())
+                write!(f, "{} {code}: {message}", self.0.status.as_u16())
             }
             ErrorBody::Validation(issues) => {
                 let details: Vec<String> = issues
@@ -198,7 +206,7 @@ impl std::fmt::Display for ApiError {
                 write!(
                     f,
                     "{} validation: {}",
-                    self.status.as_u16(),
+                    self.0.status.as_u16(),
                     details.join("; ")
                 )
             }
@@ -225,7 +233,12 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = match self.body {
+        let ErrorParts {
+            status,
+            body,
+            retry_after_seconds,
+        } = *self.0;
+        let body = match body {
             ErrorBody::Envelope {
                 code,
                 message,
@@ -241,13 +254,13 @@ impl IntoResponse for ApiError {
                 json!({ "detail": issues.iter().map(ValidationIssue::to_json).collect::<Vec<_>>() })
             }
         };
-        let mut response = (self.status, Json(body)).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let Some(seconds) = self.retry_after_seconds {
+        if let Some(seconds) = retry_after_seconds {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));

@@ -125,16 +125,16 @@ impl ObjectReader {
             );
             return None;
         };
-        if let Some(max) = max_chars {
-            if text.chars().count() > max {
-                self.issues.push(ValidationIssue {
-                    kind: "string_too_long",
-                    loc: vec![json!("body"), json!(field)],
-                    msg: format!("String should have at most {max} characters"),
-                    input: Some(json!(format!("<{} characters>", text.chars().count()))),
-                });
-                return None;
-            }
+        if let Some(max) = max_chars
+            && text.chars().count() > max
+        {
+            self.issues.push(ValidationIssue {
+                kind: "string_too_long",
+                loc: vec![json!("body"), json!(field)],
+                msg: format!("String should have at most {max} characters"),
+                input: Some(json!(format!("<{} characters>", text.chars().count()))),
+            });
+            return None;
         }
         Some(text)
     }

@@ -361,7 +361,7 @@ async fn run_agent(execution: &mut Execution<'_>, agent: &AgentPlan) -> Result<O
 
     let answer = tokio::select! {
         _ = execution.cancel.cancelled() => return Err(Interrupt::Cancelled),
-        answer = call_agent(agent, &execution.run, &input) => answer,
+        answer = call_agent(agent, &input) => answer,
     };
     match answer {
         Ok(output) => {
@@ -390,23 +390,16 @@ async fn run_agent(execution: &mut Execution<'_>, agent: &AgentPlan) -> Result<O
     Ok(Outcome::Finished(execution.run.clone()))
 }
 
-async fn call_agent(
-    agent: &AgentPlan,
-    run: &RunRecord,
-    input: &str,
-) -> Result<StepOutput, StepFailure> {
-    let mut messages: Vec<Message> = Vec::new();
-    messages.push(Message {
-        role: "user".into(),
-        content: input.to_string(),
-        name: None,
-    });
+async fn call_agent(agent: &AgentPlan, input: &str) -> Result<StepOutput, StepFailure> {
     let request = Completion {
         model: agent.model_name.clone(),
         system_prompt: agent.system_prompt.clone(),
-        messages,
+        messages: vec![Message {
+            role: "user".into(),
+            content: input.to_string(),
+            name: None,
+        }],
     };
-    let _ = run;
     agent
         .provider
         .complete(request)

@@ -520,21 +520,17 @@ fn resumed_run(
     let index = continuation.current_step_index.unwrap_or(0);
     run.status = RunStatus::Running;
     run.visited_steps.push(step_id.clone());
-    if let Some(role) = continuation
+    let role = continuation
         .pending_human_request
         .get("response_role")
-        .and_then(Value::as_str)
-    {
-        if let Some(content) = &decision.content {
-            run.messages.push(
-                crate::engine::providers::Message {
-                    role: role.into(),
-                    content: crate::redact::redacted_text(content),
-                    name: Some(step_id.clone()),
-                }
-                .to_json(),
-            );
-        }
+        .and_then(Value::as_str);
+    if let (Some(role), Some(content)) = (role, &decision.content) {
+        let reply = crate::engine::providers::Message {
+            role: role.into(),
+            content: crate::redact::redacted_text(content),
+            name: Some(step_id.clone()),
+        };
+        run.messages.push(reply.to_json());
     }
     run.current_step_index = Some(index + 1);
     if let Some(counts) = run

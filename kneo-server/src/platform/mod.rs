@@ -107,9 +107,11 @@ impl Platform {
 
     /// The trace a run response embeds (bounded; the full trace is at `/trace`).
     pub async fn embedded_trace(&self, run_id: &str) -> Vec<Value> {
-        let mut page = crate::store::PageQuery::default();
-        page.order = crate::store::SortOrder::Asc;
-        page.limit = 1_000;
+        let page = crate::store::PageQuery {
+            order: crate::store::SortOrder::Asc,
+            limit: 1_000,
+            ..Default::default()
+        };
         let query = TraceQuery {
             page,
             event_type: None,
@@ -342,10 +344,10 @@ impl Platform {
                 created_at: now,
             });
             if self.stores.runs.save_progress(&progress).await? == SaveOutcome::Saved {
-                if previous == RunStatus::Blocked {
-                    if let Some(continuation_id) = &run.continuation_id {
-                        self.stores.continuations.delete(continuation_id).await?;
-                    }
+                if previous == RunStatus::Blocked
+                    && let Some(continuation_id) = &run.continuation_id
+                {
+                    self.stores.continuations.delete(continuation_id).await?;
                 }
                 self.cancel_local(run_id);
                 return Ok(run);

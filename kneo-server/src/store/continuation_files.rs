@@ -101,14 +101,12 @@ impl FileContinuationStore {
     }
 }
 
-fn blocking<T: Send + 'static>(
+async fn blocking<T: Send + 'static>(
     operation: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> impl std::future::Future<Output = Result<T, StoreError>> {
-    async move {
-        tokio::task::spawn_blocking(operation)
-            .await
-            .map_err(|error| StoreError::internal(format!("continuation task failed: {error}")))?
-    }
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(operation)
+        .await
+        .map_err(|error| StoreError::internal(format!("continuation task failed: {error}")))?
 }
 
 #[async_trait]

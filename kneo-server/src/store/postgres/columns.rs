@@ -22,12 +22,18 @@ const LONGEST_INTERVAL_SECONDS: f64 = 100.0 * 365.0 * 24.0 * 3600.0;
 
 /// A required timestamp field of a record; text that is not RFC 3339 is refused, naming the field.
 pub(super) fn timestamp(text: &str, field: &str) -> Result<Timestamp, StoreError> {
-    clock::parse(text)
-        .ok_or_else(|| StoreError::internal(format!("{field} is {text:?}, which is not an RFC 3339 timestamp")))
+    clock::parse(text).ok_or_else(|| {
+        StoreError::internal(format!(
+            "{field} is {text:?}, which is not an RFC 3339 timestamp"
+        ))
+    })
 }
 
 /// An optional timestamp field of a record.
-pub(super) fn optional_timestamp(text: Option<&str>, field: &str) -> Result<Option<Timestamp>, StoreError> {
+pub(super) fn optional_timestamp(
+    text: Option<&str>,
+    field: &str,
+) -> Result<Option<Timestamp>, StoreError> {
     text.map(|text| timestamp(text, field)).transpose()
 }
 
@@ -35,12 +41,18 @@ pub(super) fn optional_timestamp(text: Option<&str>, field: &str) -> Result<Opti
 /// the engine and may lack the field; they are stored with a NULL column, which sorts first, as
 /// the empty text does on SQLite.
 pub(super) fn document_timestamp(document: &Value, key: &str) -> Option<Timestamp> {
-    document.get(key).and_then(Value::as_str).and_then(clock::parse)
+    document
+        .get(key)
+        .and_then(Value::as_str)
+        .and_then(clock::parse)
 }
 
 /// A text field inside a free-form document, empty when missing (as on SQLite).
 pub(super) fn document_text<'a>(document: &'a Value, key: &str) -> &'a str {
-    document.get(key).and_then(Value::as_str).unwrap_or_default()
+    document
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 /// A timestamp leaving the store.
@@ -55,13 +67,20 @@ pub(super) fn seconds(duration: Duration) -> f64 {
 
 /// A record as a `jsonb` value.
 pub(super) fn to_document<T: Serialize>(value: &T, what: &str) -> Result<Value, StoreError> {
-    serde_json::to_value(value).map_err(|error| StoreError::internal(format!("serializing {what}: {error}")))
+    serde_json::to_value(value)
+        .map_err(|error| StoreError::internal(format!("serializing {what}: {error}")))
 }
 
 /// A stored document as a record; one that does not fit the record is reported as corrupt.
-pub(super) fn from_document<T: DeserializeOwned>(document: Value, what: &str) -> Result<T, StoreError> {
-    serde_json::from_value(document)
-        .map_err(|error| StoreError::corrupt(format!("{what} does not have the shape of its record: {error}")))
+pub(super) fn from_document<T: DeserializeOwned>(
+    document: Value,
+    what: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_value(document).map_err(|error| {
+        StoreError::corrupt(format!(
+            "{what} does not have the shape of its record: {error}"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -73,7 +92,13 @@ mod tests {
         let at = timestamp("2026-11-28T04:38:11.312209Z", "created_at").expect("valid");
         assert_eq!(text(at), "2026-11-28T04:38:11.312209+00:00");
         let error = timestamp("yesterday", "the run's created_at").expect_err("invalid");
-        assert!(error.message.contains("the run's created_at is \"yesterday\""), "{}", error.message);
+        assert!(
+            error
+                .message
+                .contains("the run's created_at is \"yesterday\""),
+            "{}",
+            error.message
+        );
     }
 
     #[test]

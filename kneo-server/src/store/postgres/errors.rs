@@ -22,7 +22,10 @@ pub(super) struct Failure {
 
 impl From<StoreError> for Failure {
     fn from(error: StoreError) -> Failure {
-        Failure { error, retryable: false }
+        Failure {
+            error,
+            retryable: false,
+        }
     }
 }
 
@@ -54,7 +57,10 @@ pub(super) fn classify(error: &tokio_postgres::Error, operation: &str) -> Failur
         Some(_) => ErrorKind::Internal,
         None => classify_transport(error),
     };
-    Failure { error: StoreError::new(kind, message), retryable }
+    Failure {
+        error: StoreError::new(kind, message),
+        retryable,
+    }
 }
 
 /// Errors without a SQLSTATE: the socket, the handshake, or a closed connection.
@@ -62,12 +68,15 @@ fn classify_transport(error: &tokio_postgres::Error) -> ErrorKind {
     if let Some(io) = io_source(error) {
         use std::io::ErrorKind as Io;
         return match io.kind() {
-            Io::ConnectionRefused | Io::HostUnreachable | Io::NetworkUnreachable | Io::AddrNotAvailable => {
-                ErrorKind::ConnectionRefused
-            }
+            Io::ConnectionRefused
+            | Io::HostUnreachable
+            | Io::NetworkUnreachable
+            | Io::AddrNotAvailable => ErrorKind::ConnectionRefused,
             Io::TimedOut => ErrorKind::Timeout,
             // A name that does not resolve is "no route" to the operator, as far as kinds go.
-            _ if error.to_string().starts_with("error connecting to server") => ErrorKind::ConnectionRefused,
+            _ if error.to_string().starts_with("error connecting to server") => {
+                ErrorKind::ConnectionRefused
+            }
             _ => ErrorKind::Unavailable,
         };
     }
@@ -112,16 +121,25 @@ fn describe(error: &tokio_postgres::Error) -> String {
 /// Classifies a failure to get a pooled connection.
 pub(super) fn pool(error: PoolError, target: &str) -> StoreError {
     match error {
-        PoolError::Backend(error) => classify(&error, &format!("connecting to Postgres at {target}")).error,
+        PoolError::Backend(error) => {
+            classify(&error, &format!("connecting to Postgres at {target}")).error
+        }
         PoolError::Timeout(stage) => StoreError::new(
             ErrorKind::Timeout,
-            format!("connecting to Postgres at {target}: the connection pool timed out ({stage:?}); the server is slow, hanging or out of connections (runbook § 2.2)"),
+            format!(
+                "connecting to Postgres at {target}: the connection pool timed out ({stage:?}); the server is slow, hanging or out of connections (runbook § 2.2)"
+            ),
         ),
-        PoolError::Closed => StoreError::new(ErrorKind::Unavailable, format!("the Postgres connection pool for {target} is closed")),
-        PoolError::NoRuntimeSpecified => StoreError::internal("the Postgres connection pool has no runtime for its timeouts"),
-        PoolError::PostCreateHook(error) => {
-            StoreError::internal(redacted_text(&format!("preparing a new Postgres connection to {target}: {error}")))
+        PoolError::Closed => StoreError::new(
+            ErrorKind::Unavailable,
+            format!("the Postgres connection pool for {target} is closed"),
+        ),
+        PoolError::NoRuntimeSpecified => {
+            StoreError::internal("the Postgres connection pool has no runtime for its timeouts")
         }
+        PoolError::PostCreateHook(error) => StoreError::internal(redacted_text(&format!(
+            "preparing a new Postgres connection to {target}: {error}"
+        ))),
     }
 }
 
@@ -129,7 +147,10 @@ pub(super) fn pool(error: PoolError, target: &str) -> StoreError {
 pub(super) fn timed_out(operation: &str, limit: Duration, target: &str) -> StoreError {
     StoreError::new(
         ErrorKind::Timeout,
-        format!("{operation}: Postgres at {target} did not answer within {} ms (runbook § 2.2)", limit.as_millis()),
+        format!(
+            "{operation}: Postgres at {target} did not answer within {} ms (runbook § 2.2)",
+            limit.as_millis()
+        ),
     )
 }
 
@@ -139,16 +160,28 @@ mod tests {
 
     #[test]
     fn a_parse_error_is_internal_and_keeps_the_operation() {
-        let error = "host=/nonexistent port=notanumber".parse::<tokio_postgres::Config>().expect_err("bad port");
+        let error = "host=/nonexistent port=notanumber"
+            .parse::<tokio_postgres::Config>()
+            .expect_err("bad port");
         let failure = classify(&error, "reading the URL");
         assert_eq!(failure.error.kind, ErrorKind::Internal);
-        assert!(failure.error.message.starts_with("reading the URL: invalid connection string"), "{}", failure.error.message);
+        assert!(
+            failure
+                .error
+                .message
+                .starts_with("reading the URL: invalid connection string"),
+            "{}",
+            failure.error.message
+        );
         assert!(!failure.retryable);
     }
 
     #[test]
     fn a_pool_timeout_is_a_timeout() {
-        let error = pool(PoolError::Timeout(deadpool_postgres::TimeoutType::Wait), "db:5432/kneo");
+        let error = pool(
+            PoolError::Timeout(deadpool_postgres::TimeoutType::Wait),
+            "db:5432/kneo",
+        );
         assert_eq!(error.kind, ErrorKind::Timeout);
         assert!(error.message.contains("db:5432/kneo"), "{}", error.message);
     }

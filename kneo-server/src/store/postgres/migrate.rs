@@ -11,7 +11,8 @@ use super::errors::{Failure, database};
 use crate::store::{ErrorKind, SCHEMA_VERSION, StoreError};
 
 /// Migrations in order: (version, name, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", include_str!("migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "initial", include_str!("migrations/0001_initial.sql"))];
 
 /// The advisory lock every kneo process takes while migrating ("kneo" in ASCII). Advisory locks are
 /// per database, so kneo deployments sharing a cluster with separate databases do not contend.
@@ -20,7 +21,10 @@ const MIGRATION_LOCK: i64 = 0x6b6e_656f;
 /// Applies pending migrations; refuses a schema newer than [`SCHEMA_VERSION`].
 pub(super) async fn migrate(client: &mut Client) -> Result<(), Failure> {
     for (version, name, sql) in MIGRATIONS {
-        let transaction = client.transaction().await.map_err(database("starting a migration"))?;
+        let transaction = client
+            .transaction()
+            .await
+            .map_err(database("starting a migration"))?;
         transaction
             .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await
@@ -32,7 +36,10 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), Failure> {
         }
         if *version <= current {
             // Already applied, by us earlier or by another server a moment ago.
-            transaction.rollback().await.map_err(database("ending a migration check"))?;
+            transaction
+                .rollback()
+                .await
+                .map_err(database("ending a migration check"))?;
             continue;
         }
         transaction
@@ -46,7 +53,9 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), Failure> {
             )
             .await
             .map_err(database("recording a migration"))?;
-        transaction.commit().await.map_err(database(&format!("committing migration {version} ({name})")))?;
+        transaction.commit().await.map_err(database(&format!(
+            "committing migration {version} ({name})"
+        )))?;
         tracing::info!(target: "kneo_serv.service", version, name, "applied a Postgres schema migration");
     }
     Ok(())
@@ -75,15 +84,20 @@ async fn ledger_exists(client: &impl GenericClient) -> Result<bool, Failure> {
         .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
         .await
         .map_err(database("looking for schema_migrations"))?;
-    row.try_get(0).map_err(database("looking for schema_migrations"))
+    row.try_get(0)
+        .map_err(database("looking for schema_migrations"))
 }
 
 async fn applied_version(client: &impl GenericClient) -> Result<i64, Failure> {
     let row = client
-        .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        )
         .await
         .map_err(database("reading the schema version"))?;
-    row.try_get(0).map_err(database("reading the schema version"))
+    row.try_get(0)
+        .map_err(database("reading the schema version"))
 }
 
 /// The highest applied migration, 0 for an empty database.
@@ -123,6 +137,10 @@ mod tests {
         let error = schema_too_new(99);
         assert_eq!(error.kind, ErrorKind::SchemaTooNew);
         assert!(error.message.contains("version 99"), "{}", error.message);
-        assert!(error.message.contains(&format!("up to {SCHEMA_VERSION}")), "{}", error.message);
+        assert!(
+            error.message.contains(&format!("up to {SCHEMA_VERSION}")),
+            "{}",
+            error.message
+        );
     }
 }

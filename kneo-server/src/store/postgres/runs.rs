@@ -19,8 +19,9 @@ use super::errors::{Failure, database};
 use super::records;
 use super::sql::{self, column};
 use crate::store::{
-    AuditEvent, Claim, ClaimRequest, ClaimResult, Expect, Page, Progress, QueueCounts, QueueEntry, QueueRecord,
-    QueueStatus, QueueTransition, RunQuery, RunRecord, RunStatus, SaveOutcome, StoreError,
+    AuditEvent, Claim, ClaimRequest, ClaimResult, Expect, Page, Progress, QueueCounts, QueueEntry,
+    QueueRecord, QueueStatus, QueueTransition, RunQuery, RunRecord, RunStatus, SaveOutcome,
+    StoreError,
 };
 
 pub(super) async fn create_run(
@@ -29,16 +30,23 @@ pub(super) async fn create_run(
     queue: Option<&QueueEntry>,
     audit: &[AuditEvent],
 ) -> Result<(), Failure> {
-    let transaction = client.transaction().await.map_err(database("starting a transaction"))?;
+    let transaction = client
+        .transaction()
+        .await
+        .map_err(database("starting a transaction"))?;
     insert_run(&transaction, run).await?;
     if let Some(entry) = queue {
         // The run joins the queue at the moment it was accepted, as on SQLite.
-        let enqueued_at = columns::timestamp(&run.created_at, &format!("created_at of run {}", run.id))?;
+        let enqueued_at =
+            columns::timestamp(&run.created_at, &format!("created_at of run {}", run.id))?;
         let (status, owner, lease, attempts) = match entry {
             QueueEntry::Queued => (QueueStatus::Queued, None, None, 0_i64),
-            QueueEntry::Leased { worker_id, lease } => {
-                (QueueStatus::Running, Some(worker_id.as_str()), Some(columns::seconds(*lease)), 1)
-            }
+            QueueEntry::Leased { worker_id, lease } => (
+                QueueStatus::Running,
+                Some(worker_id.as_str()),
+                Some(columns::seconds(*lease)),
+                1,
+            ),
         };
         sql::execute(
             &transaction,
@@ -50,7 +58,10 @@ pub(super) async fn create_run(
         .await?;
     }
     records::insert_audit(&transaction, audit).await?;
-    transaction.commit().await.map_err(database("committing a new run"))
+    transaction
+        .commit()
+        .await
+        .map_err(database("committing a new run"))
 }
 
 /// The column values of a run beside its document.
@@ -64,9 +75,18 @@ struct RunColumns {
 impl RunColumns {
     fn of(run: &RunRecord) -> Result<RunColumns, StoreError> {
         Ok(RunColumns {
-            created_at: columns::timestamp(&run.created_at, &format!("created_at of run {}", run.id))?,
-            updated_at: columns::timestamp(&run.updated_at, &format!("updated_at of run {}", run.id))?,
-            deadline_at: columns::optional_timestamp(run.deadline_at.as_deref(), &format!("deadline_at of run {}", run.id))?,
+            created_at: columns::timestamp(
+                &run.created_at,
+                &format!("created_at of run {}", run.id),
+            )?,
+            updated_at: columns::timestamp(
+                &run.updated_at,
+                &format!("updated_at of run {}", run.id),
+            )?,
+            deadline_at: columns::optional_timestamp(
+                run.deadline_at.as_deref(),
+                &format!("deadline_at of run {}", run.id),
+            )?,
             document: columns::to_document(run, &format!("run {}", run.id))?,
         })
     }
@@ -110,22 +130,40 @@ fn run_from_document(document: Value, what: &str) -> Result<RunRecord, Failure> 
     Ok(columns::from_document(document, what)?)
 }
 
-pub(super) async fn get_run(client: &impl GenericClient, run_id: &str) -> Result<Option<RunRecord>, Failure> {
+pub(super) async fn get_run(
+    client: &impl GenericClient,
+    run_id: &str,
+) -> Result<Option<RunRecord>, Failure> {
     let operation = "reading a run";
-    let row = sql::query_opt(client, operation, "SELECT document FROM runs WHERE id = $1", &[&run_id]).await?;
-    row.map(|row| run_from_document(column(&row, 0, operation)?, &format!("run {run_id}"))).transpose()
+    let row = sql::query_opt(
+        client,
+        operation,
+        "SELECT document FROM runs WHERE id = $1",
+        &[&run_id],
+    )
+    .await?;
+    row.map(|row| run_from_document(column(&row, 0, operation)?, &format!("run {run_id}")))
+        .transpose()
 }
 
 fn parse_status(text: &str, run_id: &str) -> Result<RunStatus, Failure> {
-    RunStatus::parse(text)
-        .ok_or_else(|| StoreError::corrupt(format!("run {run_id} has unknown status {text:?}")).into())
+    RunStatus::parse(text).ok_or_else(|| {
+        StoreError::corrupt(format!("run {run_id} has unknown status {text:?}")).into()
+    })
 }
 
-pub(super) async fn list_runs(client: &impl GenericClient, query: &RunQuery) -> Result<Page<RunRecord>, Failure> {
+pub(super) async fn list_runs(
+    client: &impl GenericClient,
+    query: &RunQuery,
+) -> Result<Page<RunRecord>, Failure> {
     let operation = "listing runs";
     let column_name = query.sort.column();
     let order = query.page.order.sql();
-    let filter = if query.status.is_some() { "WHERE status = $4" } else { "" };
+    let filter = if query.status.is_some() {
+        "WHERE status = $4"
+    } else {
+        ""
+    };
     // The inner query picks the newest `window` rows; the outer one orders and pages inside them.
     let statement = format!(
         "SELECT document FROM (
@@ -136,7 +174,15 @@ pub(super) async fn list_runs(client: &impl GenericClient, query: &RunQuery) -> 
     let (window, limit, offset) = page_numbers(&query.page);
     let status = query.status.map(RunStatus::as_str);
     let rows = match &status {
-        Some(status) => sql::query(client, operation, &statement, &[&window, &limit, &offset, status]).await?,
+        Some(status) => {
+            sql::query(
+                client,
+                operation,
+                &statement,
+                &[&window, &limit, &offset, status],
+            )
+            .await?
+        }
         None => sql::query(client, operation, &statement, &[&window, &limit, &offset]).await?,
     };
     let items = rows
@@ -144,10 +190,21 @@ pub(super) async fn list_runs(client: &impl GenericClient, query: &RunQuery) -> 
         .map(|row| run_from_document(column(row, 0, operation)?, "a listed run"))
         .collect::<Result<Vec<_>, _>>()?;
     let count = match &status {
-        Some(status) => sql::query_one(client, "counting runs", "SELECT count(*) FROM runs WHERE status = $1", &[status]).await?,
+        Some(status) => {
+            sql::query_one(
+                client,
+                "counting runs",
+                "SELECT count(*) FROM runs WHERE status = $1",
+                &[status],
+            )
+            .await?
+        }
         None => sql::query_one(client, "counting runs", "SELECT count(*) FROM runs", &[]).await?,
     };
-    Ok(Page { items, total: column(&count, 0, "counting runs")? })
+    Ok(Page {
+        items,
+        total: column(&count, 0, "counting runs")?,
+    })
 }
 
 /// Window, limit and offset as the `bigint`s Postgres wants for `LIMIT`/`OFFSET`.
@@ -161,12 +218,20 @@ fn expectation_holds(expect: Expect, current: Option<RunStatus>) -> bool {
     match (expect, current) {
         (_, None) => false,
         (Expect::NonTerminal, Some(status)) => !status.is_terminal(),
-        (Expect::Status(wanted), Some(status)) | (Expect::Reopen(wanted), Some(status)) => status == wanted,
+        (Expect::Status(wanted), Some(status)) | (Expect::Reopen(wanted), Some(status)) => {
+            status == wanted
+        }
     }
 }
 
-pub(super) async fn save_progress(client: &mut Client, progress: &Progress) -> Result<SaveOutcome, Failure> {
-    let transaction = client.transaction().await.map_err(database("starting a transaction"))?;
+pub(super) async fn save_progress(
+    client: &mut Client,
+    progress: &Progress,
+) -> Result<SaveOutcome, Failure> {
+    let transaction = client
+        .transaction()
+        .await
+        .map_err(database("starting a transaction"))?;
     let run = &progress.run;
     // The row lock makes writers of this run take turns, so the check below stays true until commit.
     let status = sql::query_opt(
@@ -177,7 +242,10 @@ pub(super) async fn save_progress(client: &mut Client, progress: &Progress) -> R
     )
     .await?;
     let current = match status {
-        Some(row) => Some(parse_status(column(&row, 0, "reading a run status")?, &run.id)?),
+        Some(row) => Some(parse_status(
+            column(&row, 0, "reading a run status")?,
+            &run.id,
+        )?),
         None => None,
     };
     if !expectation_holds(progress.expect, current) {
@@ -209,7 +277,10 @@ pub(super) async fn save_progress(client: &mut Client, progress: &Progress) -> R
     if let Some(transition) = &progress.queue {
         apply_queue_transition(&transaction, &run.id, transition).await?;
     }
-    transaction.commit().await.map_err(database("committing progress"))?;
+    transaction
+        .commit()
+        .await
+        .map_err(database("committing progress"))?;
     Ok(SaveOutcome::Saved)
 }
 
@@ -265,8 +336,14 @@ struct Candidate {
     attempts: i64,
 }
 
-pub(super) async fn claim_runs(client: &mut Client, request: &ClaimRequest) -> Result<ClaimResult, Failure> {
-    let transaction = client.transaction().await.map_err(database("starting a claim"))?;
+pub(super) async fn claim_runs(
+    client: &mut Client,
+    request: &ClaimRequest,
+) -> Result<ClaimResult, Failure> {
+    let transaction = client
+        .transaction()
+        .await
+        .map_err(database("starting a claim"))?;
     let limit = i64::try_from(request.limit).unwrap_or(i64::MAX);
     // ORDER BY and LIMIT sit inside the locking query: only the rows handed out are locked, and rows
     // another claimer holds are skipped rather than waited for.
@@ -282,7 +359,10 @@ pub(super) async fn claim_runs(client: &mut Client, request: &ClaimRequest) -> R
     )
     .await?;
     if rows.is_empty() {
-        transaction.rollback().await.map_err(database("ending an empty claim"))?;
+        transaction
+            .rollback()
+            .await
+            .map_err(database("ending an empty claim"))?;
         return Ok(ClaimResult::default());
     }
     let mut candidates = Vec::with_capacity(rows.len());
@@ -296,8 +376,13 @@ pub(super) async fn claim_runs(client: &mut Client, request: &ClaimRequest) -> R
         });
         now = Some(column(row, 3, "finding runs to claim")?);
     }
-    let now = now.map(columns::text).unwrap_or_else(crate::clock::now_text);
-    let ids: Vec<&str> = candidates.iter().map(|candidate| candidate.run_id.as_str()).collect();
+    let now = now
+        .map(columns::text)
+        .unwrap_or_else(crate::clock::now_text);
+    let ids: Vec<&str> = candidates
+        .iter()
+        .map(|candidate| candidate.run_id.as_str())
+        .collect();
     let mut runs = lock_runs(&transaction, &ids).await?;
 
     let mut result = ClaimResult::default();
@@ -319,11 +404,17 @@ pub(super) async fn claim_runs(client: &mut Client, request: &ClaimRequest) -> R
         };
         if run.status.is_terminal() || run.status == RunStatus::Blocked {
             // Cancelled while queued, or finished by a writer that died before closing the record.
-            let finish = QueueTransition::Finish { status: QueueStatus::Completed, error: None };
+            let finish = QueueTransition::Finish {
+                status: QueueStatus::Completed,
+                error: None,
+            };
             apply_queue_transition(&transaction, &candidate.run_id, &finish).await?;
             continue;
         }
-        if candidate.lease_expired && request.max_attempts > 0 && candidate.attempts >= i64::from(request.max_attempts) {
+        if candidate.lease_expired
+            && request.max_attempts > 0
+            && candidate.attempts >= i64::from(request.max_attempts)
+        {
             dead_letter(&transaction, &mut run, candidate.attempts, &now).await?;
             result.dead_lettered.push(run);
             continue;
@@ -352,19 +443,34 @@ pub(super) async fn claim_runs(client: &mut Client, request: &ClaimRequest) -> R
         // Keep FIFO order: the order the candidates were picked in, not the order UPDATE returned.
         for (run_id, run) in to_claim {
             if let Some(attempt) = attempts.get(&run_id) {
-                result.claimed.push(Claim { run, attempt: *attempt });
+                result.claimed.push(Claim {
+                    run,
+                    attempt: *attempt,
+                });
             }
         }
     }
-    transaction.commit().await.map_err(database("committing a claim"))?;
+    transaction
+        .commit()
+        .await
+        .map_err(database("committing a claim"))?;
     Ok(result)
 }
 
 /// Locks the run rows of the candidates. `Some(None)`: the run does not exist; missing from the
 /// map: another transaction is writing the run right now, so it is left for the next claim.
-async fn lock_runs(client: &impl GenericClient, ids: &[&str]) -> Result<HashMap<String, Option<RunRecord>>, Failure> {
+async fn lock_runs(
+    client: &impl GenericClient,
+    ids: &[&str],
+) -> Result<HashMap<String, Option<RunRecord>>, Failure> {
     let operation = "locking runs to claim";
-    let rows = sql::query(client, operation, "SELECT id, document FROM runs WHERE id = ANY($1) FOR UPDATE SKIP LOCKED", &[&ids]).await?;
+    let rows = sql::query(
+        client,
+        operation,
+        "SELECT id, document FROM runs WHERE id = ANY($1) FOR UPDATE SKIP LOCKED",
+        &[&ids],
+    )
+    .await?;
     let mut runs = HashMap::with_capacity(ids.len());
     for row in &rows {
         let id: String = column(row, 0, operation)?;
@@ -372,10 +478,22 @@ async fn lock_runs(client: &impl GenericClient, ids: &[&str]) -> Result<HashMap<
         runs.insert(id, Some(run));
     }
     if runs.len() < ids.len() {
-        let unseen: Vec<&str> = ids.iter().copied().filter(|id| !runs.contains_key(*id)).collect();
-        let existing = sql::query(client, "looking for locked runs", "SELECT id FROM runs WHERE id = ANY($1)", &[&unseen]).await?;
-        let existing: Vec<String> =
-            existing.iter().map(|row| column(row, 0, "looking for locked runs")).collect::<Result<_, _>>()?;
+        let unseen: Vec<&str> = ids
+            .iter()
+            .copied()
+            .filter(|id| !runs.contains_key(*id))
+            .collect();
+        let existing = sql::query(
+            client,
+            "looking for locked runs",
+            "SELECT id FROM runs WHERE id = ANY($1)",
+            &[&unseen],
+        )
+        .await?;
+        let existing: Vec<String> = existing
+            .iter()
+            .map(|row| column(row, 0, "looking for locked runs"))
+            .collect::<Result<_, _>>()?;
         for id in unseen {
             if !existing.iter().any(|existing| existing == id) {
                 runs.insert(id.to_string(), None);
@@ -387,17 +505,26 @@ async fn lock_runs(client: &impl GenericClient, ids: &[&str]) -> Result<HashMap<
 
 /// Fails a run whose lease expired once too often, with the reason on the run and an audit event,
 /// in the claim's transaction (the same words as SQLite).
-async fn dead_letter(client: &impl GenericClient, run: &mut RunRecord, attempts: i64, now: &str) -> Result<(), Failure> {
+async fn dead_letter(
+    client: &impl GenericClient,
+    run: &mut RunRecord,
+    attempts: i64,
+    now: &str,
+) -> Result<(), Failure> {
     let message = format!(
         "Dead-lettered: the run's worker lease expired {attempts} time(s) without the run finishing \
          (KNEO_SERV_QUEUE_MAX_ATTEMPTS); see runbook § 5.1"
     );
     run.status = RunStatus::Failed;
-    run.error = Some(serde_json::json!({"type": "dead_letter", "message": message, "attempts": attempts}));
+    run.error =
+        Some(serde_json::json!({"type": "dead_letter", "message": message, "attempts": attempts}));
     run.updated_at = now.to_string();
     run.completed_at = Some(now.to_string());
     update_run(client, run).await?;
-    let finish = QueueTransition::Finish { status: QueueStatus::Failed, error: Some(message) };
+    let finish = QueueTransition::Finish {
+        status: QueueStatus::Failed,
+        error: Some(message),
+    };
     apply_queue_transition(client, &run.id, &finish).await?;
     let event = AuditEvent {
         id: crate::clock::new_id(),
@@ -428,7 +555,11 @@ pub(super) async fn renew_lease(
     Ok(changed == 1)
 }
 
-pub(super) async fn release_lease(client: &impl GenericClient, run_id: &str, worker_id: &str) -> Result<(), Failure> {
+pub(super) async fn release_lease(
+    client: &impl GenericClient,
+    run_id: &str,
+    worker_id: &str,
+) -> Result<(), Failure> {
     sql::execute(
         client,
         "releasing a lease",
@@ -444,7 +575,13 @@ pub(super) async fn release_lease(client: &impl GenericClient, run_id: &str, wor
 pub(super) async fn queue_counts(client: &impl GenericClient) -> Result<QueueCounts, Failure> {
     let operation = "counting the queue";
     let mut counts = QueueCounts::default();
-    let rows = sql::query(client, operation, "SELECT status, count(*) FROM run_queue GROUP BY status", &[]).await?;
+    let rows = sql::query(
+        client,
+        operation,
+        "SELECT status, count(*) FROM run_queue GROUP BY status",
+        &[],
+    )
+    .await?;
     for row in &rows {
         let status: String = column(row, 0, operation)?;
         let count: i64 = column(row, 1, operation)?;
@@ -453,7 +590,12 @@ pub(super) async fn queue_counts(client: &impl GenericClient) -> Result<QueueCou
             Some(QueueStatus::Running) => counts.running = count,
             Some(QueueStatus::Failed) => counts.failed = count,
             Some(QueueStatus::Completed) => counts.completed = count,
-            None => return Err(StoreError::corrupt(format!("queue record with unknown status {status:?}")).into()),
+            None => {
+                return Err(StoreError::corrupt(format!(
+                    "queue record with unknown status {status:?}"
+                ))
+                .into());
+            }
         }
     }
     let operation = "inspecting the queue";
@@ -468,11 +610,15 @@ pub(super) async fn queue_counts(client: &impl GenericClient) -> Result<QueueCou
     counts.expired_leases = column(&row, 0, operation)?;
     let oldest: Option<f64> = column(&row, 1, operation)?;
     // Millisecond resolution and never negative, as on SQLite (created_at comes from the app's clock).
-    counts.oldest_queued_age_seconds = oldest.map(|seconds| (seconds * 1000.0).floor().max(0.0) / 1000.0);
+    counts.oldest_queued_age_seconds =
+        oldest.map(|seconds| (seconds * 1000.0).floor().max(0.0) / 1000.0);
     Ok(counts)
 }
 
-pub(super) async fn queue_entry(client: &impl GenericClient, run_id: &str) -> Result<Option<QueueRecord>, Failure> {
+pub(super) async fn queue_entry(
+    client: &impl GenericClient,
+    run_id: &str,
+) -> Result<Option<QueueRecord>, Failure> {
     let operation = "reading a queue record";
     let Some(row) = sql::query_opt(
         client,
@@ -489,8 +635,11 @@ pub(super) async fn queue_entry(client: &impl GenericClient, run_id: &str) -> Re
     let lease_expires_at: Option<Timestamp> = column(&row, 4, operation)?;
     Ok(Some(QueueRecord {
         run_id: column(&row, 0, operation)?,
-        status: QueueStatus::parse(&status)
-            .ok_or_else(|| StoreError::corrupt(format!("queue record of run {run_id} has unknown status {status:?}")))?,
+        status: QueueStatus::parse(&status).ok_or_else(|| {
+            StoreError::corrupt(format!(
+                "queue record of run {run_id} has unknown status {status:?}"
+            ))
+        })?,
         attempts: column(&row, 2, operation)?,
         lease_owner: column(&row, 3, operation)?,
         lease_expires_at: lease_expires_at.map(columns::text),
@@ -500,7 +649,11 @@ pub(super) async fn queue_entry(client: &impl GenericClient, run_id: &str) -> Re
     }))
 }
 
-pub(super) async fn overdue_runs(client: &impl GenericClient, now: &str, limit: usize) -> Result<Vec<RunRecord>, Failure> {
+pub(super) async fn overdue_runs(
+    client: &impl GenericClient,
+    now: &str,
+    limit: usize,
+) -> Result<Vec<RunRecord>, Failure> {
     let operation = "finding overdue runs";
     let now = columns::timestamp(now, "the time overdue runs are measured against")?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -513,5 +666,7 @@ pub(super) async fn overdue_runs(client: &impl GenericClient, now: &str, limit: 
         &[&now, &limit],
     )
     .await?;
-    rows.iter().map(|row| run_from_document(column(row, 0, operation)?, "an overdue run")).collect()
+    rows.iter()
+        .map(|row| run_from_document(column(row, 0, operation)?, "an overdue run"))
+        .collect()
 }

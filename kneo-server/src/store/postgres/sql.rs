@@ -15,8 +15,14 @@ pub(super) async fn execute(
     sql: &str,
     parameters: &Parameters<'_>,
 ) -> Result<u64, Failure> {
-    let statement = client.prepare_cached(sql).await.map_err(database(operation))?;
-    client.execute(&statement, parameters).await.map_err(database(operation))
+    let statement = client
+        .prepare_cached(sql)
+        .await
+        .map_err(database(operation))?;
+    client
+        .execute(&statement, parameters)
+        .await
+        .map_err(database(operation))
 }
 
 pub(super) async fn query(
@@ -25,8 +31,14 @@ pub(super) async fn query(
     sql: &str,
     parameters: &Parameters<'_>,
 ) -> Result<Vec<Row>, Failure> {
-    let statement = client.prepare_cached(sql).await.map_err(database(operation))?;
-    client.query(&statement, parameters).await.map_err(database(operation))
+    let statement = client
+        .prepare_cached(sql)
+        .await
+        .map_err(database(operation))?;
+    client
+        .query(&statement, parameters)
+        .await
+        .map_err(database(operation))
 }
 
 pub(super) async fn query_opt(
@@ -35,8 +47,14 @@ pub(super) async fn query_opt(
     sql: &str,
     parameters: &Parameters<'_>,
 ) -> Result<Option<Row>, Failure> {
-    let statement = client.prepare_cached(sql).await.map_err(database(operation))?;
-    client.query_opt(&statement, parameters).await.map_err(database(operation))
+    let statement = client
+        .prepare_cached(sql)
+        .await
+        .map_err(database(operation))?;
+    client
+        .query_opt(&statement, parameters)
+        .await
+        .map_err(database(operation))
 }
 
 pub(super) async fn query_one(
@@ -45,11 +63,21 @@ pub(super) async fn query_one(
     sql: &str,
     parameters: &Parameters<'_>,
 ) -> Result<Row, Failure> {
-    let statement = client.prepare_cached(sql).await.map_err(database(operation))?;
-    client.query_one(&statement, parameters).await.map_err(database(operation))
+    let statement = client
+        .prepare_cached(sql)
+        .await
+        .map_err(database(operation))?;
+    client
+        .query_one(&statement, parameters)
+        .await
+        .map_err(database(operation))
 }
 
 /// One column of a row, with a decoding failure classified like any other.
-pub(super) fn column<'a, T: FromSql<'a>>(row: &'a Row, index: usize, operation: &str) -> Result<T, Failure> {
+pub(super) fn column<'a, T: FromSql<'a>>(
+    row: &'a Row,
+    index: usize,
+    operation: &str,
+) -> Result<T, Failure> {
     row.try_get(index).map_err(database(operation))
 }

@@ -140,7 +140,7 @@ impl Store for SqliteStore {
     }
 
     async fn schema_version(&self) -> Result<i64, StoreError> {
-        self.read(|connection| schema_version_of(connection)).await
+        self.read(schema_version_of).await
     }
 
     async fn create_run(

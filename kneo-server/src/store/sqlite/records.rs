@@ -13,6 +13,20 @@ use crate::store::{
     ServiceEvent, StoreError, TraceQuery,
 };
 
+/// An `audit_events` row: id, event_type, run_id, continuation_id, actor, metadata, created_at.
+type AuditRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    String,
+);
+
+/// An `idempotency_records` row: request_hash, state, response_status, response_body, locked_until.
+type IdempotencyRow = (String, String, Option<u16>, Option<String>, Option<String>);
+
 fn text_field<'a>(value: &'a Value, key: &str) -> &'a str {
     value.get(key).and_then(Value::as_str).unwrap_or_default()
 }
@@ -258,15 +272,7 @@ pub fn list_audit(
         (":limit", &limit as &dyn rusqlite::ToSql),
         (":offset", &offset as &dyn rusqlite::ToSql),
     ]);
-    let rows: Vec<(
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        String,
-        String,
-        String,
-    )> = connection
+    let rows: Vec<AuditRow> = connection
         .prepare_cached(&sql)
         .and_then(|mut statement| {
             statement
@@ -320,24 +326,23 @@ pub fn idempotency_begin(
         clock::now()
             + chrono::Duration::from_std(request.lock_ttl).unwrap_or(chrono::Duration::MAX),
     );
-    let existing: Option<(String, String, Option<u16>, Option<String>, Option<String>)> =
-        transaction
-            .query_row(
-                "SELECT request_hash, state, response_status, response_body, locked_until
+    let existing: Option<IdempotencyRow> = transaction
+        .query_row(
+            "SELECT request_hash, state, response_status, response_body, locked_until
              FROM idempotency_records WHERE scope = ?1 AND key = ?2",
-                params![request.scope, request.key],
-                |row| {
-                    Ok((
-                        row.get(0)?,
-                        row.get(1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get(4)?,
-                    ))
-                },
-            )
-            .optional()
-            .map_err(|e| classify(e, "reading an idempotency record"))?;
+            params![request.scope, request.key],
+            |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(|e| classify(e, "reading an idempotency record"))?;
     let outcome = match existing {
         None => {
             transaction
