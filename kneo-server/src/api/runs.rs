@@ -11,6 +11,7 @@ use super::auth::Principal;
 use super::error::ApiError;
 use super::input::{ObjectReader, QueryParams, page_fields, parse_json_object, read_body};
 use crate::app::AppState;
+use crate::engine::executor::expand_checkpoint;
 use crate::platform::specs::SpecSource;
 use crate::platform::{CreateRun, idempotency, responses};
 use crate::store::{CheckpointQuery, RunQuery, RunSort, RunStatus, SortOrder, TraceQuery};
@@ -315,7 +316,7 @@ pub async fn checkpoints(
         &["type", "limit", "offset", "sort_by", "sort_order"],
     )?;
     let (page, sort_by) = params.page(&["sequence"], "sequence", SortOrder::Asc)?;
-    state
+    let run = state
         .stores
         .runs
         .get_run(&run_id)
@@ -338,7 +339,13 @@ pub async fn checkpoints(
         .await?;
     let mut body = Map::new();
     body.insert("run_id".into(), json!(run_id));
-    body.insert("checkpoints".into(), Value::Array(listed.items.clone()));
+    let frozen_spec = run.metadata.get("frozen_spec");
+    let checkpoints: Vec<Value> = listed
+        .items
+        .iter()
+        .map(|checkpoint| expand_checkpoint(checkpoint.clone(), frozen_spec))
+        .collect();
+    body.insert("checkpoints".into(), Value::Array(checkpoints));
     body.extend(page_fields(
         &page,
         sort_by,

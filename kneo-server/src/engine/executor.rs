@@ -23,7 +23,8 @@ use crate::store::{Continuation, RunRecord, RunStatus, StoreError};
 pub struct Boundary {
     pub run: RunRecord,
     pub trace_events: Vec<Value>,
-    pub checkpoint: Value,
+    /// In sequence order; usually one, more when earlier ones were deferred.
+    pub checkpoints: Vec<Value>,
     /// The run reached a terminal status or blocked: its queue record is closed.
     pub finished: bool,
 }
@@ -86,6 +87,8 @@ struct Execution<'a> {
     cancel: &'a CancellationToken,
     settings: &'a ExecutionSettings,
     pending: Vec<Value>,
+    /// Checkpoints built but not yet written: they go out with the next boundary.
+    deferred: Vec<Value>,
     last_event_id: Option<String>,
     started: Instant,
     /// The step this leg of execution started at (0, or the step after a resume).
@@ -127,29 +130,52 @@ impl<'a> Execution<'a> {
         if !finished && self.cancel.is_cancelled() {
             return Err(Interrupt::Cancelled);
         }
+        self.build_checkpoint_now(checkpoint_type, step_id, metadata);
+        let boundary = Boundary {
+            run: self.run.clone(),
+            trace_events: std::mem::take(&mut self.pending),
+            checkpoints: std::mem::take(&mut self.deferred),
+            finished,
+        };
+        self.recorder.boundary(boundary).await
+    }
+
+    /// Records a checkpoint that is written with the next boundary instead of on its own. The
+    /// start of a run has nothing to resume from, so its checkpoint need not cost a transaction.
+    fn defer_checkpoint(&mut self, checkpoint_type: &str, step_id: Option<&str>, metadata: Value) {
+        self.build_checkpoint_now(checkpoint_type, step_id, metadata);
+    }
+
+    /// Builds the next checkpoint from the run's current state and the trace events not yet in a
+    /// checkpoint (those events stay pending until the boundary writes them).
+    fn build_checkpoint_now(
+        &mut self,
+        checkpoint_type: &str,
+        step_id: Option<&str>,
+        metadata: Value,
+    ) {
         let now = crate::clock::now_text();
         self.run.updated_at = now.clone();
         let sequence = self.next_sequence();
         self.run
             .metadata
             .insert("checkpoint_sequence".into(), json!(sequence));
-        let trace_events = std::mem::take(&mut self.pending);
+        let in_checkpoints: usize = self
+            .deferred
+            .iter()
+            .map(|checkpoint| checkpoint["trace_events"].as_array().map_or(0, Vec::len))
+            .sum();
+        let delta = &self.pending[in_checkpoints.min(self.pending.len())..];
         let checkpoint = build_checkpoint(
             &self.run,
             checkpoint_type,
             step_id,
             sequence,
-            &trace_events,
+            delta,
             metadata,
             &now,
         );
-        let boundary = Boundary {
-            run: self.run.clone(),
-            trace_events,
-            checkpoint,
-            finished,
-        };
-        self.recorder.boundary(boundary).await
+        self.deferred.push(checkpoint);
     }
 
     fn set_context(
@@ -251,9 +277,10 @@ impl<'a> Execution<'a> {
     }
 }
 
-/// The checkpoint document in kneo-serv's shape. `state` carries the run with only its last
-/// 20 messages (the full thread is on the run row), so checkpoints stay small however long the
-/// run gets; `state.metadata.trace` holds this checkpoint's trace delta.
+/// The checkpoint document in kneo-serv's shape, as stored. `state` carries the run with only
+/// its last 20 messages and without the parts the run row or the checkpoint itself already hold
+/// (the frozen spec, the trace delta): [`expand_checkpoint`] puts them back when a checkpoint is
+/// read, so stored checkpoints stay small however long the run gets.
 pub fn build_checkpoint(
     run: &RunRecord,
     checkpoint_type: &str,
@@ -273,13 +300,9 @@ pub fn build_checkpoint(
             .cloned()
             .collect();
         state.insert("messages".into(), Value::Array(recent));
-        state.insert("trace_events".into(), Value::Array(trace_events.to_vec()));
         if let Some(metadata) = state.get_mut("metadata").and_then(Value::as_object_mut) {
             metadata.remove("checkpoint_sequence");
-            metadata.insert(
-                "trace".into(),
-                json!({"run_id": run.id, "events": trace_events}),
-            );
+            metadata.remove("frozen_spec");
         }
     }
     json!({
@@ -296,6 +319,26 @@ pub fn build_checkpoint(
         "metadata": crate::redact::redacted(&metadata),
         "created_at": now,
     })
+}
+
+/// A stored checkpoint as the API returns it: `state.trace_events` and `state.metadata.trace`
+/// (the checkpoint's own trace delta) and `state.metadata.frozen_spec` (the run's) put back.
+pub fn expand_checkpoint(mut checkpoint: Value, frozen_spec: Option<&Value>) -> Value {
+    let trace = checkpoint
+        .get("trace_events")
+        .cloned()
+        .unwrap_or_else(|| json!([]));
+    let run_id = checkpoint.get("run_id").cloned().unwrap_or(Value::Null);
+    if let Some(state) = checkpoint.get_mut("state").and_then(Value::as_object_mut) {
+        state.insert("trace_events".into(), trace.clone());
+        if let Some(metadata) = state.get_mut("metadata").and_then(Value::as_object_mut) {
+            metadata.insert("trace".into(), json!({"run_id": run_id, "events": trace}));
+            if let Some(frozen) = frozen_spec {
+                metadata.insert("frozen_spec".into(), frozen.clone());
+            }
+        }
+    }
+    checkpoint
 }
 
 fn message(role: &str, content: &str, name: Option<&str>) -> Value {
@@ -321,6 +364,7 @@ pub async fn execute(
         cancel,
         settings,
         pending: Vec::new(),
+        deferred: Vec::new(),
         last_event_id: None,
         started: Instant::now(),
         leg_start: 0,
@@ -355,9 +399,7 @@ async fn run_agent(execution: &mut Execution<'_>, agent: &AgentPlan) -> Result<O
         "timeout_seconds": execution.run.metadata.get("timeout_seconds"),
         "deadline_at": execution.run.deadline_at,
     });
-    execution
-        .checkpoint("run_started", None, context, false)
-        .await?;
+    execution.defer_checkpoint("run_started", None, context);
 
     let answer = tokio::select! {
         _ = execution.cancel.cancelled() => return Err(Interrupt::Cancelled),
@@ -493,9 +535,7 @@ async fn run_sequential(
             "timeout_seconds": execution.run.metadata.get("timeout_seconds"),
             "deadline_at": execution.run.deadline_at,
         });
-        execution
-            .checkpoint("run_started", None, context, false)
-            .await?;
+        execution.defer_checkpoint("run_started", None, context);
     }
 
     for index in start_index..step_count {

@@ -20,7 +20,13 @@ use crate::store::{
 struct StoreRecorder<'a> {
     platform: &'a Platform,
     holder: String,
+    /// Trace events written so far (up to [`EMBEDDED_TRACE_LIMIT`]), so a response can embed
+    /// the trace without reading it back.
+    written: std::sync::Mutex<Vec<serde_json::Value>>,
 }
+
+/// Most trace events a run response embeds (the full trace is at `/trace`).
+pub const EMBEDDED_TRACE_LIMIT: usize = 1_000;
 
 fn audit(event_type: &str, run: &RunRecord, metadata: serde_json::Value) -> AuditEvent {
     AuditEvent {
@@ -39,14 +45,15 @@ impl Recorder for StoreRecorder<'_> {
     async fn boundary(&self, boundary: Boundary) -> Result<(), Interrupt> {
         let mut progress = Progress::new(boundary.run);
         progress.trace_events = boundary.trace_events;
-        progress.checkpoints = vec![boundary.checkpoint];
+        progress.checkpoints = boundary.checkpoints;
         progress.lease_holder = Some(self.holder.clone());
         if boundary.finished {
             let run = &progress.run;
-            let (queue_status, event) = match run.status {
-                RunStatus::Completed => (QueueStatus::Completed, Some("run.completed")),
-                RunStatus::Blocked => (QueueStatus::Completed, Some("human.requested")),
-                _ => (QueueStatus::Failed, Some("run.failed")),
+            // Completion is not audited (kneo-serv does not either); a pause is, as the human
+            // task it opens.
+            let queue_status = match run.status {
+                RunStatus::Completed | RunStatus::Blocked => QueueStatus::Completed,
+                _ => QueueStatus::Failed,
             };
             let error = run
                 .error
@@ -58,18 +65,25 @@ impl Recorder for StoreRecorder<'_> {
                 status: queue_status,
                 error,
             });
-            if let Some(event_type) = event {
-                let metadata = match run.status {
-                    RunStatus::Blocked => {
-                        json!({"request": run.pending_human_request, "step_id": run.metadata.get("pending_step_id")})
-                    }
-                    _ => json!({"status": run.status.as_str(), "error": run.error}),
-                };
-                progress.audit.push(audit(event_type, run, metadata));
+            if run.status == RunStatus::Blocked {
+                let metadata = json!({"request": run.pending_human_request, "step_id": run.metadata.get("pending_step_id")});
+                progress.audit.push(audit("human.requested", run, metadata));
+            } else if run.status == RunStatus::Failed {
+                progress
+                    .audit
+                    .push(audit("run.failed", run, json!({"error": run.error})));
             }
         }
         match self.platform.stores.runs.save_progress(&progress).await {
-            Ok(SaveOutcome::Saved) => Ok(()),
+            Ok(SaveOutcome::Saved) => {
+                let mut written = self
+                    .written
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let room = EMBEDDED_TRACE_LIMIT.saturating_sub(written.len());
+                written.extend(progress.trace_events.into_iter().take(room));
+                Ok(())
+            }
             Ok(SaveOutcome::Refused { current }) => Err(Interrupt::Refused(current)),
             Ok(SaveOutcome::LeaseLost) => Err(Interrupt::LeaseLost),
             Err(error) => Err(Interrupt::Store(error)),
@@ -95,6 +109,16 @@ impl Platform {
         plan: Plan,
         holder: String,
     ) -> RunRecord {
+        self.execute_collecting(run, plan, holder).await.0
+    }
+
+    /// Like [`Platform::execute`], also returning the trace events this execution wrote.
+    pub async fn execute_collecting(
+        self: &Arc<Self>,
+        run: RunRecord,
+        plan: Plan,
+        holder: String,
+    ) -> (RunRecord, Vec<serde_json::Value>) {
         let run_id = run.id.clone();
         let cancel = CancellationToken::new();
         self.register_running(&run_id, cancel.clone());
@@ -105,6 +129,7 @@ impl Platform {
         let recorder = StoreRecorder {
             platform: self,
             holder: holder.clone(),
+            written: std::sync::Mutex::new(Vec::new()),
         };
         let deadline = executor::remaining(&run);
         let work = executor::execute(&plan, run, &recorder, &cancel, &settings);
@@ -114,7 +139,7 @@ impl Platform {
         };
         heartbeat.abort();
         self.unregister_running(&run_id);
-        match outcome {
+        let run = match outcome {
             Some(Outcome::Finished(run)) => {
                 match run.status {
                     RunStatus::Completed => self.metrics.run_completed(),
@@ -137,7 +162,12 @@ impl Platform {
                 self.after_interrupt(&run_id, &holder, interrupt).await
             }
             None => self.time_out(&run_id, Some(&holder)).await,
-        }
+        };
+        let events = recorder
+            .written
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (run, events)
     }
 
     /// Reads back a run whose execution stopped early, logging why.

@@ -11,6 +11,7 @@ pub mod execution;
 pub mod human;
 pub mod idempotency;
 pub mod responses;
+pub mod spec_cache;
 pub mod specs;
 
 use std::collections::HashMap;
@@ -58,6 +59,8 @@ pub struct Platform {
     running: Mutex<HashMap<String, CancellationToken>>,
     /// Wakes in-process workers when a run is queued.
     pub queue_signal: Notify,
+    /// Spec files already parsed and validated.
+    spec_cache: spec_cache::SpecCache,
 }
 
 impl Platform {
@@ -76,6 +79,7 @@ impl Platform {
             request_holder: format!("api-{instance_id}"),
             running: Mutex::new(HashMap::new()),
             queue_signal: Notify::new(),
+            spec_cache: spec_cache::SpecCache::default(),
         }
     }
 
@@ -299,13 +303,14 @@ impl Platform {
         self.metrics.run_started();
         // The run executes in its own task: a client that hangs up does not abandon it half-way.
         let platform = self.clone();
-        let finished = tokio::spawn(async move { platform.execute(run, plan, holder).await })
-            .await
-            .map_err(|error| {
-                tracing::error!(target: "kneo_serv.platform", %error, "run execution task failed");
-                ApiError::internal()
-            })?;
-        let trace = self.embedded_trace(&finished.id).await;
+        let (finished, trace) = tokio::spawn(async move {
+            platform.execute_collecting(run, plan, holder).await
+        })
+        .await
+        .map_err(|error| {
+            tracing::error!(target: "kneo_serv.platform", %error, "run execution task failed");
+            ApiError::internal()
+        })?;
         Ok((StatusCode::OK, responses::run_result(&finished, trace)))
     }
 

@@ -4,13 +4,16 @@
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
+use std::sync::Arc;
+
 use super::Platform;
+use super::spec_cache::{CachedSpec, FileStamp};
 use crate::api::error::ApiError;
 use crate::engine::plan::CompileError;
 use crate::spec::diagnostic::Diagnostic;
 use crate::spec::model::Spec;
 use crate::spec::parse::{SpecLimits, parse_json_spec};
-use crate::spec::path::{SpecLoadError, SpecPathError, read_spec_file};
+use crate::spec::path::{SpecLoadError, SpecPathError, read_spec_file, resolve_spec_path};
 use crate::spec::validate::{Validation, validate};
 
 /// Where a spec comes from.
@@ -132,11 +135,75 @@ impl Platform {
     }
 
     /// Loads a spec a run will execute: any error-severity diagnostic is `400 spec_invalid`.
+    /// Spec files are served from the [`super::spec_cache`] while unchanged.
     pub async fn load_run_spec(&self, source: &SpecSource) -> Result<LoadedSpec, ApiError> {
+        let SpecSource::Path(requested) = source else {
+            let value = self
+                .read_document(source)
+                .await
+                .map_err(DocumentError::into_api_error)?;
+            let validated = self.validated(value).await?;
+            return Ok(LoadedSpec {
+                value: validated.value.clone(),
+                spec: validated.spec.clone(),
+                spec_path: None,
+                diagnostics: validated.diagnostics.clone(),
+            });
+        };
+        let loaded = match self.spec_cache.fresh(requested) {
+            Some(cached) => cached,
+            None => self.load_spec_file(requested).await?,
+        };
+        Ok(LoadedSpec {
+            value: loaded.value.clone(),
+            spec: loaded.spec.clone(),
+            spec_path: Some(requested.clone()),
+            diagnostics: loaded.diagnostics.clone(),
+        })
+    }
+
+    /// Checks the file behind `requested` and reads, parses and validates it unless the cache
+    /// already holds it unchanged.
+    async fn load_spec_file(&self, requested: &str) -> Result<Arc<CachedSpec>, ApiError> {
+        let root = self.config.spec_root.clone();
+        let max_path_chars = self.config.limits.max_path_chars;
+        let path = requested.to_string();
+        let stamp = tokio::task::spawn_blocking(move || -> Result<FileStamp, DocumentError> {
+            let canonical =
+                resolve_spec_path(&root, &path, max_path_chars).map_err(|error| match error {
+                    SpecPathError::Confined => DocumentError::Confined,
+                    SpecPathError::NotReadable => DocumentError::NotReadable,
+                })?;
+            let metadata = std::fs::metadata(&canonical).map_err(|_| DocumentError::NotReadable)?;
+            Ok(FileStamp {
+                canonical,
+                len: metadata.len(),
+                modified: metadata.modified().ok(),
+            })
+        })
+        .await
+        .unwrap_or(Err(DocumentError::Internal));
+        let stamp = match stamp {
+            Ok(stamp) => stamp,
+            Err(error) => {
+                self.spec_cache.remove(requested);
+                return Err(error.into_api_error());
+            }
+        };
+        if let Some(cached) = self.spec_cache.unchanged(requested, &stamp) {
+            return Ok(cached);
+        }
         let value = self
-            .read_document(source)
+            .read_document(&SpecSource::Path(requested.to_string()))
             .await
             .map_err(DocumentError::into_api_error)?;
+        let validated = self.validated(value).await?;
+        self.spec_cache.insert(requested, stamp, validated.clone());
+        Ok(validated)
+    }
+
+    /// Validates a parsed document off the async runtime.
+    async fn validated(&self, value: Value) -> Result<Arc<CachedSpec>, ApiError> {
         let engine = self.engine.clone();
         let checked = value.clone();
         let validation = tokio::task::spawn_blocking(move || validate(&checked, engine.as_ref()))
@@ -145,15 +212,10 @@ impl Platform {
         let Some(spec) = validation.spec else {
             return Err(spec_invalid(validation.diagnostics));
         };
-        let spec_path = match source {
-            SpecSource::Path(path) => Some(path.clone()),
-            SpecSource::Inline(_) => None,
-        };
-        Ok(LoadedSpec {
+        Ok(Arc::new(CachedSpec {
             value,
             spec,
-            spec_path,
             diagnostics: validation.diagnostics,
-        })
+        }))
     }
 }

@@ -31,7 +31,7 @@ pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
                 &format!("configuring the SQLite file {}", path.display()),
             )
         })?;
-    connection.set_prepared_statement_cache_capacity(64);
+    connection.set_prepared_statement_cache_capacity(128);
     Ok(connection)
 }
 
@@ -138,6 +138,30 @@ pub fn classify(error: rusqlite::Error, operation: &str) -> StoreError {
         _ => ErrorKind::Internal,
     };
     StoreError::new(kind, format!("{operation}: {error}"))
+}
+
+/// `execute`/`query_row` through the connection's statement cache: the store runs the same few
+/// statements thousands of times a second, and parsing them each time shows up in profiles.
+pub trait CachedStatements {
+    fn execute_cached<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    fn query_row_cached<T, P, F>(&self, sql: &str, params: P, read: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>;
+}
+
+impl CachedStatements for Connection {
+    fn execute_cached<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn query_row_cached<T, P, F>(&self, sql: &str, params: P, read: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    {
+        self.prepare_cached(sql)?.query_row(params, read)
+    }
 }
 
 /// Serializes a document for a JSON text column.

@@ -1,17 +1,20 @@
 //! The embedded store: SQLite in WAL mode at `.kneo/kneo_runs.sqlite`.
 //!
-//! One writer connection (SQLite allows one writer at a time anyway) and a few reader
-//! connections, all used from tokio's blocking pool. `synchronous=NORMAL` in WAL mode keeps every
+//! One writer thread with group commit (SQLite allows one writer at a time anyway, see
+//! [`writer`]) and a few reader connections used from tokio's blocking pool. `synchronous=NORMAL` in WAL mode keeps every
 //! committed transaction across a process crash (`kill -9`); only a power loss can lose the last
 //! commits, which is the documented trade-off of the embedded store.
 //!
 //! - [`connection`]: opening, pragmas, migrations and error classification.
 //! - [`runs`]: runs, the queue and progress writes.
 //! - [`records`]: trace, checkpoints, audit, idempotency, locks and service events.
+//! - [`writer`]: the writer thread.
 
 mod connection;
 mod records;
+mod rows;
 mod runs;
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -41,7 +44,7 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    writer: writer::Writer,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
 }
@@ -61,13 +64,14 @@ impl SqliteStore {
         }
         let mut writer = open_connection(path)?;
         connection::migrate(&mut writer)?;
+        let writer = writer::Writer::start(writer)?;
         let readers = (0..READER_CONNECTIONS)
             .map(|_| open_connection(path).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
-                writer: Mutex::new(writer),
+                writer,
                 readers,
                 next_reader: AtomicUsize::new(0),
             }),
@@ -78,19 +82,13 @@ impl SqliteStore {
         &self.inner.path
     }
 
-    /// Runs `operation` on the writer connection off the async runtime.
+    /// Runs `operation` in the writer thread, inside a transaction, and waits for the commit.
     async fn write<T, F>(&self, operation: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut connection = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
-            operation(&mut connection)
-        })
-        .await
-        .map_err(|error| StoreError::internal(format!("store task failed: {error}")))?
+        self.inner.writer.write(operation).await
     }
 
     /// Runs `operation` on one of the reader connections off the async runtime.
@@ -149,7 +147,7 @@ impl Store for SqliteStore {
         queue: Option<QueueEntry>,
         audit: &[AuditEvent],
     ) -> Result<(), StoreError> {
-        let (run, audit) = (run.clone(), audit.to_vec());
+        let (run, audit) = (rows::RunRow::new(run)?, rows::AuditInsert::all(audit)?);
         self.write(move |connection| runs::create_run(connection, &run, queue.as_ref(), &audit))
             .await
     }
@@ -167,7 +165,7 @@ impl Store for SqliteStore {
     }
 
     async fn save_progress(&self, progress: &Progress) -> Result<SaveOutcome, StoreError> {
-        let progress = progress.clone();
+        let progress = rows::PreparedProgress::new(progress)?;
         self.write(move |connection| runs::save_progress(connection, &progress))
             .await
     }
@@ -232,13 +230,9 @@ impl Store for SqliteStore {
     }
 
     async fn record_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
-        let events = events.to_vec();
-        self.write(move |connection| {
-            let transaction = connection::begin(connection)?;
-            records::insert_audit(&transaction, &events)?;
-            connection::commit(transaction)
-        })
-        .await
+        let events = rows::AuditInsert::all(events)?;
+        self.write(move |connection| records::insert_audit(connection, &events))
+            .await
     }
 
     async fn list_audit(&self, query: &AuditQuery) -> Result<Page<AuditEvent>, StoreError> {

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
-use super::connection::{begin, classify, commit, from_json, to_json};
+use super::connection::{CachedStatements, classify, from_json, to_json};
+use super::rows::{AuditInsert, CheckpointRow, TraceRow};
 use crate::clock;
 use crate::store::{
     AuditEvent, AuditQuery, CheckpointQuery, IdempotencyBegin, IdempotencyRequest, Page, PageQuery,
@@ -27,22 +28,21 @@ type AuditRow = (
 /// An `idempotency_records` row: request_hash, state, response_status, response_body, locked_until.
 type IdempotencyRow = (String, String, Option<u16>, Option<String>, Option<String>);
 
-fn text_field<'a>(value: &'a Value, key: &str) -> &'a str {
-    value.get(key).and_then(Value::as_str).unwrap_or_default()
-}
-
 /// Appends trace events after the run's existing ones; an event id seen before is skipped.
 pub fn insert_trace(
-    transaction: &Transaction<'_>,
+    transaction: &Connection,
     run_id: &str,
-    events: &[Value],
+    events: &[TraceRow],
 ) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
     }
     let next: i64 = transaction
-        .prepare_cached("SELECT COALESCE(MAX(position), 0) + 1 FROM trace_events WHERE run_id = ?1")
-        .and_then(|mut statement| statement.query_row([run_id], |row| row.get(0)))
+        .query_row_cached(
+            "SELECT COALESCE(MAX(position), 0) + 1 FROM trace_events WHERE run_id = ?1",
+            [run_id],
+            |row| row.get(0),
+        )
         .map_err(|e| classify(e, "positioning trace events"))?;
     let mut statement = transaction
         .prepare_cached(
@@ -55,10 +55,10 @@ pub fn insert_trace(
             .execute(params![
                 run_id,
                 next + offset as i64,
-                text_field(event, "event_id"),
-                text_field(event, "type"),
-                text_field(event, "timestamp"),
-                to_json(event)?
+                event.event_id,
+                event.event_type,
+                event.timestamp,
+                event.document
             ])
             .map_err(|e| classify(e, "inserting a trace event"))?;
     }
@@ -66,9 +66,9 @@ pub fn insert_trace(
 }
 
 pub fn insert_checkpoints(
-    transaction: &Transaction<'_>,
+    transaction: &Connection,
     run_id: &str,
-    checkpoints: &[Value],
+    checkpoints: &[CheckpointRow],
 ) -> Result<(), StoreError> {
     let mut statement = transaction
         .prepare_cached(
@@ -77,33 +77,29 @@ pub fn insert_checkpoints(
         )
         .map_err(|e| classify(e, "preparing checkpoint inserts"))?;
     for checkpoint in checkpoints {
-        let sequence = checkpoint
-            .get("sequence")
-            .and_then(Value::as_i64)
-            .unwrap_or_default();
         statement
             .execute(params![
                 run_id,
-                sequence,
-                text_field(checkpoint, "id"),
-                text_field(checkpoint, "type"),
-                text_field(checkpoint, "created_at"),
-                to_json(checkpoint)?
+                checkpoint.sequence,
+                checkpoint.id,
+                checkpoint.checkpoint_type,
+                checkpoint.created_at,
+                checkpoint.document
             ])
             .map_err(|e| {
                 classify(
                     e,
-                    &format!("inserting checkpoint {sequence} of run {run_id}"),
+                    &format!(
+                        "inserting checkpoint {} of run {run_id}",
+                        checkpoint.sequence
+                    ),
                 )
             })?;
     }
     Ok(())
 }
 
-pub fn insert_audit(
-    transaction: &Transaction<'_>,
-    events: &[AuditEvent],
-) -> Result<(), StoreError> {
+pub fn insert_audit(transaction: &Connection, events: &[AuditInsert]) -> Result<(), StoreError> {
     let mut statement = transaction
         .prepare_cached(
             "INSERT INTO audit_events (id, event_type, run_id, continuation_id, actor, metadata, created_at)
@@ -118,7 +114,7 @@ pub fn insert_audit(
                 event.run_id,
                 event.continuation_id,
                 event.actor,
-                to_json(&event.metadata)?,
+                event.metadata,
                 event.created_at
             ])
             .map_err(|e| classify(e, "inserting an audit event"))?;
@@ -173,8 +169,10 @@ fn paged_documents(
     }
     .map_err(|e| classify(e, "listing records"))?;
     let total: i64 = match filter_value {
-        Some(value) => connection.query_row(&count_sql, params![run_id, value], |row| row.get(0)),
-        None => connection.query_row(&count_sql, params![run_id], |row| row.get(0)),
+        Some(value) => {
+            connection.query_row_cached(&count_sql, params![run_id, value], |row| row.get(0))
+        }
+        None => connection.query_row_cached(&count_sql, params![run_id], |row| row.get(0)),
     }
     .map_err(|e| classify(e, "counting records"))?;
     let items = documents
@@ -307,7 +305,7 @@ pub fn list_audit(
         )
         .collect::<Result<Vec<_>, StoreError>>()?;
     let total: i64 = connection
-        .query_row(
+        .query_row_cached(
             &format!("SELECT COUNT(*) FROM audit_events {filter}"),
             filters.as_slice(),
             |row| row.get(0),
@@ -317,17 +315,17 @@ pub fn list_audit(
 }
 
 pub fn idempotency_begin(
-    connection: &mut Connection,
+    connection: &Connection,
     request: &IdempotencyRequest,
 ) -> Result<IdempotencyBegin, StoreError> {
-    let transaction = begin(connection)?;
+    let transaction = connection;
     let now = clock::now_text();
     let locked_until = clock::format(
         clock::now()
             + chrono::Duration::from_std(request.lock_ttl).unwrap_or(chrono::Duration::MAX),
     );
     let existing: Option<IdempotencyRow> = transaction
-        .query_row(
+        .query_row_cached(
             "SELECT request_hash, state, response_status, response_body, locked_until
              FROM idempotency_records WHERE scope = ?1 AND key = ?2",
             params![request.scope, request.key],
@@ -346,7 +344,7 @@ pub fn idempotency_begin(
     let outcome = match existing {
         None => {
             transaction
-                .execute(
+                .execute_cached(
                     "INSERT INTO idempotency_records (scope, key, request_hash, state, locked_until, created_at, updated_at)
                      VALUES (?1, ?2, ?3, 'in_progress', ?4, ?5, ?5)",
                     params![request.scope, request.key, request.request_hash, locked_until, now],
@@ -367,7 +365,7 @@ pub fn idempotency_begin(
         Some(_) => {
             // The first request's owner died without finishing: take the record over.
             transaction
-                .execute(
+                .execute_cached(
                     "UPDATE idempotency_records SET state = 'in_progress', locked_until = ?3, updated_at = ?4
                      WHERE scope = ?1 AND key = ?2",
                     params![request.scope, request.key, locked_until, now],
@@ -376,19 +374,18 @@ pub fn idempotency_begin(
             IdempotencyBegin::Started
         }
     };
-    commit(transaction)?;
     Ok(outcome)
 }
 
 pub fn idempotency_complete(
-    connection: &mut Connection,
+    connection: &Connection,
     scope: &str,
     key: &str,
     status: u16,
     body: &Value,
 ) -> Result<(), StoreError> {
     connection
-        .execute(
+        .execute_cached(
             "UPDATE idempotency_records SET state = 'completed', response_status = ?3, response_body = ?4,
                  locked_until = NULL, updated_at = ?5
              WHERE scope = ?1 AND key = ?2",
@@ -399,12 +396,12 @@ pub fn idempotency_complete(
 }
 
 pub fn idempotency_abandon(
-    connection: &mut Connection,
+    connection: &Connection,
     scope: &str,
     key: &str,
 ) -> Result<(), StoreError> {
     connection
-        .execute(
+        .execute_cached(
             "DELETE FROM idempotency_records WHERE scope = ?1 AND key = ?2 AND state = 'in_progress'",
             params![scope, key],
         )
@@ -413,7 +410,7 @@ pub fn idempotency_abandon(
 }
 
 pub fn try_lock(
-    connection: &mut Connection,
+    connection: &Connection,
     name: &str,
     owner: &str,
     ttl: Duration,
@@ -423,7 +420,7 @@ pub fn try_lock(
         clock::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX),
     );
     let changed = connection
-        .execute(
+        .execute_cached(
             "INSERT INTO locks (name, owner, expires_at, acquired_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at,
                  acquired_at = excluded.acquired_at
@@ -434,9 +431,9 @@ pub fn try_lock(
     Ok(changed == 1)
 }
 
-pub fn unlock(connection: &mut Connection, name: &str, owner: &str) -> Result<(), StoreError> {
+pub fn unlock(connection: &Connection, name: &str, owner: &str) -> Result<(), StoreError> {
     connection
-        .execute(
+        .execute_cached(
             "DELETE FROM locks WHERE name = ?1 AND owner = ?2",
             params![name, owner],
         )
@@ -445,11 +442,11 @@ pub fn unlock(connection: &mut Connection, name: &str, owner: &str) -> Result<()
 }
 
 pub fn insert_service_event(
-    connection: &mut Connection,
+    connection: &Connection,
     event: &ServiceEvent,
 ) -> Result<(), StoreError> {
     connection
-        .execute(
+        .execute_cached(
             "INSERT INTO service_events (id, event_type, created_at, version, host, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![event.id, event.event_type, event.created_at, event.version, event.host, to_json(&event.details)?],
         )
@@ -501,7 +498,7 @@ pub fn list_service_events(
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
     let total: i64 = connection
-        .query_row("SELECT COUNT(*) FROM service_events", [], |row| row.get(0))
+        .query_row_cached("SELECT COUNT(*) FROM service_events", [], |row| row.get(0))
         .map_err(|e| classify(e, "counting service events"))?;
     Ok(Page { items, total })
 }

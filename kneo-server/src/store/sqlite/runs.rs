@@ -5,13 +5,14 @@
 
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
-use super::connection::{begin, classify, commit, from_json, to_json};
+use super::connection::{CachedStatements, classify, from_json};
 use super::records;
+use super::rows::{AuditInsert, PreparedProgress, RunRow};
 use crate::clock;
 use crate::store::{
-    AuditEvent, Claim, ClaimRequest, ClaimResult, Expect, Page, Progress, QueueCounts, QueueEntry,
+    AuditEvent, Claim, ClaimRequest, ClaimResult, Expect, Page, QueueCounts, QueueEntry,
     QueueRecord, QueueStatus, QueueTransition, RunQuery, RunRecord, RunStatus, SaveOutcome,
     StoreError,
 };
@@ -23,13 +24,13 @@ fn lease_expiry(lease: Duration) -> String {
 }
 
 pub fn create_run(
-    connection: &mut Connection,
-    run: &RunRecord,
+    connection: &Connection,
+    run: &RunRow,
     queue: Option<&QueueEntry>,
-    audit: &[AuditEvent],
+    audit: &[AuditInsert],
 ) -> Result<(), StoreError> {
-    let transaction = begin(connection)?;
-    insert_run(&transaction, run)?;
+    let transaction = connection;
+    insert_run(transaction, run)?;
     if let Some(entry) = queue {
         let (status, owner, expires, attempts) = match entry {
             QueueEntry::Queued => (QueueStatus::Queued, None, None, 0),
@@ -46,52 +47,39 @@ pub fn create_run(
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
             )
             .and_then(|mut statement| {
-                statement.execute(params![run.id, status.as_str(), attempts, owner, expires, run.created_at])
+                statement.execute(params![
+                    run.id,
+                    status.as_str(),
+                    attempts,
+                    owner,
+                    expires,
+                    run.created_at
+                ])
             })
             .map_err(|e| classify(e, "queueing a run"))?;
     }
-    records::insert_audit(&transaction, audit)?;
-    commit(transaction)
+    records::insert_audit(transaction, audit)?;
+    Ok(())
 }
 
-fn insert_run(transaction: &Transaction<'_>, run: &RunRecord) -> Result<(), StoreError> {
+fn insert_run(transaction: &Connection, run: &RunRow) -> Result<(), StoreError> {
     transaction
-        .prepare_cached(
+        .execute_cached(
             "INSERT INTO runs (id, status, created_at, updated_at, deadline_at, workflow_name, document)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![run.id, run.status, run.created_at, run.updated_at, run.deadline_at, run.workflow_name, run.document],
         )
-        .and_then(|mut statement| {
-            statement.execute(params![
-                run.id,
-                run.status.as_str(),
-                run.created_at,
-                run.updated_at,
-                run.deadline_at,
-                run.workflow_name,
-                to_json(run).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?
-            ])
-        })
         .map_err(|e| classify(e, "inserting a run"))?;
     Ok(())
 }
 
-fn update_run(transaction: &Transaction<'_>, run: &RunRecord) -> Result<(), StoreError> {
-    let document = to_json(run)?;
+fn update_run(transaction: &Connection, run: &RunRow) -> Result<(), StoreError> {
     transaction
-        .prepare_cached(
+        .execute_cached(
             "UPDATE runs SET status = ?2, updated_at = ?3, deadline_at = ?4, workflow_name = ?5, document = ?6
              WHERE id = ?1",
+            params![run.id, run.status, run.updated_at, run.deadline_at, run.workflow_name, run.document],
         )
-        .and_then(|mut statement| {
-            statement.execute(params![
-                run.id,
-                run.status.as_str(),
-                run.updated_at,
-                run.deadline_at,
-                run.workflow_name,
-                document
-            ])
-        })
         .map_err(|e| classify(e, "updating a run"))?;
     Ok(())
 }
@@ -106,10 +94,7 @@ pub fn get_run(connection: &Connection, run_id: &str) -> Result<Option<RunRecord
         .transpose()
 }
 
-fn stored_status(
-    transaction: &Transaction<'_>,
-    run_id: &str,
-) -> Result<Option<RunStatus>, StoreError> {
+fn stored_status(transaction: &Connection, run_id: &str) -> Result<Option<RunStatus>, StoreError> {
     let status: Option<String> = transaction
         .prepare_cached("SELECT status FROM runs WHERE id = ?1")
         .and_then(|mut statement| statement.query_row([run_id], |row| row.get(0)).optional())
@@ -158,12 +143,12 @@ pub fn list_runs(connection: &Connection, query: &RunQuery) -> Result<Page<RunRe
         .map(|text| from_json(text, "a listed run"))
         .collect::<Result<Vec<RunRecord>, _>>()?;
     let total: i64 = match status {
-        Some(status) => connection.query_row(
+        Some(status) => connection.query_row_cached(
             "SELECT COUNT(*) FROM runs WHERE status = ?1",
             [status],
             |row| row.get(0),
         ),
-        None => connection.query_row("SELECT COUNT(*) FROM runs", [], |row| row.get(0)),
+        None => connection.query_row_cached("SELECT COUNT(*) FROM runs", [], |row| row.get(0)),
     }
     .map_err(|e| classify(e, "counting runs"))?;
     Ok(Page { items, total })
@@ -181,18 +166,18 @@ pub fn expectation_holds(expect: Expect, current: Option<RunStatus>) -> bool {
 }
 
 pub fn save_progress(
-    connection: &mut Connection,
-    progress: &Progress,
+    connection: &Connection,
+    progress: &PreparedProgress,
 ) -> Result<SaveOutcome, StoreError> {
-    let transaction = begin(connection)?;
+    let transaction = connection;
     let run = &progress.run;
-    let current = stored_status(&transaction, &run.id)?;
+    let current = stored_status(transaction, &run.id)?;
     if !expectation_holds(progress.expect, current) {
         return Ok(SaveOutcome::Refused { current });
     }
     if let Some(holder) = &progress.lease_holder {
         let owner: Option<Option<String>> = transaction
-            .query_row(
+            .query_row_cached(
                 "SELECT lease_owner FROM run_queue WHERE run_id = ?1 AND status = 'running'",
                 [&run.id],
                 |row| row.get(0),
@@ -203,37 +188,36 @@ pub fn save_progress(
             return Ok(SaveOutcome::LeaseLost);
         }
     }
-    update_run(&transaction, run)?;
-    records::insert_trace(&transaction, &run.id, &progress.trace_events)?;
-    records::insert_checkpoints(&transaction, &run.id, &progress.checkpoints)?;
-    records::insert_audit(&transaction, &progress.audit)?;
+    update_run(transaction, run)?;
+    records::insert_trace(transaction, &run.id, &progress.trace)?;
+    records::insert_checkpoints(transaction, &run.id, &progress.checkpoints)?;
+    records::insert_audit(transaction, &progress.audit)?;
     if let Some(transition) = &progress.queue {
-        apply_queue_transition(&transaction, &run.id, transition)?;
+        apply_queue_transition(transaction, &run.id, transition)?;
     }
-    commit(transaction)?;
     Ok(SaveOutcome::Saved)
 }
 
 fn apply_queue_transition(
-    transaction: &Transaction<'_>,
+    transaction: &Connection,
     run_id: &str,
     transition: &QueueTransition,
 ) -> Result<(), StoreError> {
     let now = clock::now_text();
     let result = match transition {
-        QueueTransition::Finish { status, error } => transaction.execute(
+        QueueTransition::Finish { status, error } => transaction.execute_cached(
             "UPDATE run_queue SET status = ?2, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?3,
                  last_error = COALESCE(?4, last_error)
              WHERE run_id = ?1",
             params![run_id, status.as_str(), now, error],
         ),
-        QueueTransition::Enqueue => transaction.execute(
+        QueueTransition::Enqueue => transaction.execute_cached(
             "INSERT INTO run_queue (run_id, status, attempts, enqueued_at, updated_at) VALUES (?1, 'queued', 0, ?2, ?2)
              ON CONFLICT (run_id) DO UPDATE SET status = 'queued', attempts = 0, lease_owner = NULL,
                  lease_expires_at = NULL, enqueued_at = ?2, updated_at = ?2",
             params![run_id, now],
         ),
-        QueueTransition::Lease { worker_id, lease } => transaction.execute(
+        QueueTransition::Lease { worker_id, lease } => transaction.execute_cached(
             "INSERT INTO run_queue (run_id, status, attempts, lease_owner, lease_expires_at, enqueued_at, updated_at)
              VALUES (?1, 'running', 1, ?2, ?3, ?4, ?4)
              ON CONFLICT (run_id) DO UPDATE SET status = 'running', attempts = run_queue.attempts + 1,
@@ -246,10 +230,10 @@ fn apply_queue_transition(
 }
 
 pub fn claim_runs(
-    connection: &mut Connection,
+    connection: &Connection,
     request: &ClaimRequest,
 ) -> Result<ClaimResult, StoreError> {
-    let transaction = begin(connection)?;
+    let transaction = connection;
     let now = clock::now_text();
     let candidates: Vec<(String, String, i64)> = transaction
         .prepare_cached(
@@ -258,8 +242,10 @@ pub fn claim_runs(
              ORDER BY enqueued_at, rowid LIMIT ?2",
         )
         .and_then(|mut statement| {
+            // Some candidates are skipped (finished, blocked, dead-lettered), so look further
+            // than `limit` to still fill the claim.
             statement
-                .query_map(params![now, request.limit as i64], |row| {
+                .query_map(params![now, (request.limit * 4 + 8) as i64], |row| {
                     Ok((row.get(0)?, row.get(1)?, row.get(2)?))
                 })?
                 .collect()
@@ -267,16 +253,19 @@ pub fn claim_runs(
         .map_err(|e| classify(e, "finding runs to claim"))?;
     let mut result = ClaimResult::default();
     for (run_id, queue_status, attempts) in candidates {
-        let Some(mut run) = get_run(&transaction, &run_id)? else {
+        if result.claimed.len() >= request.limit {
+            break;
+        }
+        let Some(mut run) = get_run(transaction, &run_id)? else {
             transaction
-                .execute("DELETE FROM run_queue WHERE run_id = ?1", [&run_id])
+                .execute_cached("DELETE FROM run_queue WHERE run_id = ?1", [&run_id])
                 .map_err(|e| classify(e, "dropping an orphaned queue record"))?;
             continue;
         };
         if run.status.is_terminal() || run.status == RunStatus::Blocked {
             // Cancelled while queued, or finished by a writer that died before closing the record.
             apply_queue_transition(
-                &transaction,
+                transaction,
                 &run_id,
                 &QueueTransition::Finish {
                     status: QueueStatus::Completed,
@@ -288,7 +277,7 @@ pub fn claim_runs(
         let lease_expired = queue_status == "running";
         if lease_expired && request.max_attempts > 0 && attempts >= i64::from(request.max_attempts)
         {
-            dead_letter(&transaction, &mut run, attempts, &now)?;
+            dead_letter(transaction, &mut run, attempts, &now)?;
             result.dead_lettered.push(run);
             continue;
         }
@@ -307,13 +296,12 @@ pub fn claim_runs(
             attempt: attempts + 1,
         });
     }
-    commit(transaction)?;
     Ok(result)
 }
 
 /// Fails a run whose lease expired once too often, with the reason on the run and an audit event.
 fn dead_letter(
-    transaction: &Transaction<'_>,
+    transaction: &Connection,
     run: &mut RunRecord,
     attempts: i64,
     now: &str,
@@ -327,7 +315,7 @@ fn dead_letter(
         Some(serde_json::json!({"type": "dead_letter", "message": message, "attempts": attempts}));
     run.updated_at = now.to_string();
     run.completed_at = Some(now.to_string());
-    update_run(transaction, run)?;
+    update_run(transaction, &RunRow::new(run)?)?;
     apply_queue_transition(
         transaction,
         &run.id,
@@ -345,17 +333,17 @@ fn dead_letter(
         metadata: serde_json::json!({"attempts": attempts}),
         created_at: now.to_string(),
     };
-    records::insert_audit(transaction, &[event])
+    records::insert_audit(transaction, &[AuditInsert::new(&event)?])
 }
 
 pub fn renew_lease(
-    connection: &mut Connection,
+    connection: &Connection,
     run_id: &str,
     worker_id: &str,
     lease: Duration,
 ) -> Result<bool, StoreError> {
     let changed = connection
-        .execute(
+        .execute_cached(
             "UPDATE run_queue SET lease_expires_at = ?3, updated_at = ?4
              WHERE run_id = ?1 AND lease_owner = ?2 AND status = 'running'",
             params![run_id, worker_id, lease_expiry(lease), clock::now_text()],
@@ -365,12 +353,12 @@ pub fn renew_lease(
 }
 
 pub fn release_lease(
-    connection: &mut Connection,
+    connection: &Connection,
     run_id: &str,
     worker_id: &str,
 ) -> Result<(), StoreError> {
     connection
-        .execute(
+        .execute_cached(
             "UPDATE run_queue SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, updated_at = ?3,
                  attempts = MAX(attempts - 1, 0)
              WHERE run_id = ?1 AND lease_owner = ?2 AND status = 'running'",
@@ -423,7 +411,7 @@ pub fn queue_entry(
     run_id: &str,
 ) -> Result<Option<QueueRecord>, StoreError> {
     connection
-        .query_row(
+        .query_row_cached(
             "SELECT run_id, status, attempts, lease_owner, lease_expires_at, enqueued_at, updated_at, last_error
              FROM run_queue WHERE run_id = ?1",
             [run_id],
@@ -431,7 +419,13 @@ pub fn queue_entry(
                 let status: String = row.get(1)?;
                 Ok(QueueRecord {
                     run_id: row.get(0)?,
-                    status: QueueStatus::parse(&status).unwrap_or(QueueStatus::Failed),
+                    status: QueueStatus::parse(&status).ok_or_else(|| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            1,
+                            rusqlite::types::Type::Text,
+                            format!("unknown queue status {status:?}").into(),
+                        )
+                    })?,
                     attempts: row.get(2)?,
                     lease_owner: row.get(3)?,
                     lease_expires_at: row.get(4)?,
@@ -464,12 +458,15 @@ pub fn overdue_runs(
         .collect()
 }
 
-pub fn requeue_orphaned_runs(connection: &mut Connection) -> Result<u64, StoreError> {
+/// Expires every lease at once. The records stay `running` with a lease in the past, so the next
+/// claim takes them through the usual expired-lease path, attempt count and dead-letter cap
+/// included: a run that kills the process on every attempt ends dead-lettered, not in a loop.
+pub fn requeue_orphaned_runs(connection: &Connection) -> Result<u64, StoreError> {
+    let long_ago = "1970-01-01T00:00:00.000000+00:00";
     let changed = connection
-        .execute(
-            "UPDATE run_queue SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, updated_at = ?1
-             WHERE status = 'running'",
-            [clock::now_text()],
+        .execute_cached(
+            "UPDATE run_queue SET lease_expires_at = ?1, updated_at = ?2 WHERE status = 'running'",
+            params![long_ago, clock::now_text()],
         )
         .map_err(|e| classify(e, "requeueing orphaned runs"))?;
     Ok(changed as u64)
