@@ -26,7 +26,6 @@ pub struct Config {
     pub limits: Limits,
     pub request_logs: bool,
     pub log_level: String,
-    pub audit_export: bool,
     pub metrics_enabled: bool,
     /// Provider names whose secrets `/readyz` checks (`KNEO_SERV_HEALTH_PROVIDERS`).
     pub health_providers: Vec<String>,
@@ -169,7 +168,6 @@ impl Config {
             limits,
             request_logs: env.bool("KNEO_SERV_REQUEST_LOGS")?.unwrap_or(true),
             log_level,
-            audit_export: env.bool("KNEO_SERV_AUDIT_EXPORT_ENABLED")?.unwrap_or(false),
             metrics_enabled: env.bool("KNEO_SERV_METRICS_ENABLED")?.unwrap_or(true),
             health_providers: env.list("KNEO_SERV_HEALTH_PROVIDERS"),
             health_mcp_secrets: env.list("KNEO_SERV_HEALTH_MCP_SECRETS"),
@@ -178,7 +176,7 @@ impl Config {
             worker: WorkerConfig {
                 concurrency: env.count("KNEO_SERV_WORKER_CONCURRENCY", 1)?,
                 lease: env.seconds("KNEO_SERV_WORKER_LEASE_SECONDS", 300.0)?,
-                max_attempts: env.count("KNEO_SERV_QUEUE_MAX_ATTEMPTS", 5)? as u32,
+                max_attempts: env.bounded("KNEO_SERV_QUEUE_MAX_ATTEMPTS", 5, 10_000)? as u32,
                 max_queue_depth: env.count("KNEO_SERV_MAX_QUEUE_DEPTH", 0)? as u64,
                 poll_interval: env.seconds("KNEO_SERV_WORKER_POLL_SECONDS", 0.5)?,
             },
@@ -290,6 +288,21 @@ impl Env<'_> {
                 "a whole number ≥ 0, e.g. 4",
             )
         })
+    }
+
+    /// A whole number in `0..=max`.
+    fn bounded(&self, name: &str, default: usize, max: usize) -> Result<usize, ConfigError> {
+        let number = self.count(name, default)?;
+        if number > max {
+            let value = number.to_string();
+            return Err(self.invalid(
+                name,
+                &value,
+                "is too large",
+                &format!("a whole number from 0 to {max}"),
+            ));
+        }
+        Ok(number)
     }
 
     /// A whole number ≥ 1.

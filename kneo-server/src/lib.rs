@@ -16,6 +16,7 @@
 
 pub mod api;
 pub mod app;
+pub mod backup;
 pub mod clock;
 pub mod config;
 pub mod engine;

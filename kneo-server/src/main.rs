@@ -159,6 +159,14 @@ async fn serve(config: Config, host: &str, port: u16) -> Result<(), String> {
         };
         tracing::warn!(target: "kneo_serv.service", host, "auth is disabled ({level}); set KNEO_SERV_API_KEYS or KNEO_SERV_ADMIN_API_KEY");
     }
+    if config.worker.concurrency == 0 {
+        let hint = if config.database_url.is_none() {
+            "the embedded store has no separate workers, so async runs will wait forever"
+        } else {
+            "run `kneo service worker` processes, or async runs will wait (runbook § 5.1)"
+        };
+        tracing::warn!(target: "kneo_serv.service", "KNEO_SERV_WORKER_CONCURRENCY=0: no in-process workers; {hint}");
+    }
     let stores = app::open_stores(&config).await.map_err(describe)?;
     let embedded = config.database_url.is_none();
     let state = app::build_state(config, stores);
@@ -275,7 +283,7 @@ fn validate_file(path: &std::path::Path, json: bool) -> ExitCode {
         }
     };
     let engine = kneo_server::engine::Engine::with_builtins();
-    let validation = kneo_server::spec::validate::validate(&value, &engine);
+    let validation = kneo_server::platform::specs::validate_for_this_build(&value, &engine);
     let valid = validation.valid();
     if json {
         let report = serde_json::json!({

@@ -49,11 +49,16 @@ impl Readiness {
 pub fn runbook_section(check: &str, kind: Option<&str>) -> &'static str {
     match (check, kind) {
         ("api", _) => "1.3",
-        ("run_state_store", Some("schema_missing" | "schema_too_new")) => "2.4",
+        ("run_state_store", Some("schema_missing")) => "2.4",
+        (_, Some("schema_too_new")) => "2.7",
         ("run_state_store", Some("locked")) => "2.3",
         ("run_state_store", _) => "2.2",
-        ("continuation_store", Some("corrupt")) => "8.2",
+        ("continuation_store", Some("corrupt")) => "8.3",
         ("continuation_store", _) => "2",
+        // A queue check fails when its table cannot be read: a store problem first.
+        ("queue", Some("connection_refused" | "auth_failed" | "timeout" | "database_missing")) => {
+            "2.2"
+        }
         ("queue", _) => "5.1",
         ("providers" | "mcp", _) => "3.2",
         _ => "extending",
@@ -306,7 +311,7 @@ mod tests {
         }
         assert_eq!(
             runbook_section("run_state_store", Some("schema_too_new")),
-            "2.4"
+            "2.7"
         );
         assert_eq!(runbook_section("providers", None), "3.2");
     }

@@ -19,7 +19,7 @@ pub fn init(level: &str) {
     let _ = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
-        .with_current_span(false)
+        .with_current_span(true)
         .with_span_list(false)
         .with_span_events(FmtSpan::NONE)
         .with_target(true)

@@ -56,13 +56,17 @@ pub async fn run_worker(
                 for run in &result.dead_lettered {
                     platform.metrics.run_dead_lettered();
                     platform.metrics.run_failed();
-                    tracing::warn!(target: "kneo_serv.platform", event = "run_dead_lettered", run_id = %run.id, "run dead-lettered after repeated lease expiry (runbook § 5.1)");
+                    tracing::warn!(target: "kneo_serv.platform", event = "run_dead_lettered", run_id = %run.id, "run dead-lettered (runbook § 5.6) after repeated lease expiry (runbook § 5.1)");
                 }
                 result.claimed
             }
             Err(error) => {
                 failures = failures.saturating_add(1);
-                tracing::warn!(target: "kneo_serv.platform", worker_id = %worker_id, kind = error.kind.as_str(), "claim failed; retrying");
+                // Once when the trouble starts, then every 20th retry: an outage must not flood the log.
+                if failures == 1 || failures % 20 == 0 {
+                    tracing::warn!(target: "kneo_serv.platform", worker_id = %worker_id, kind = error.kind.as_str(), failures,
+                        "claiming runs failed; retrying with backoff (runbook § 2.2)");
+                }
                 Vec::new()
             }
         };

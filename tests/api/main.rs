@@ -1,4 +1,16 @@
 //! Black-box API tests: the real `kneo` binary on loopback, on the embedded store and on a real
 //! throwaway Postgres.
 
+mod crashes;
 mod golden;
+mod human;
+mod inputs;
+mod runs;
+mod scale;
+
+use std::path::Path;
+
+/// Writes an extra spec file into a test server's spec root.
+pub fn write_spec(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join("specs").join(name), text).expect("write a spec file");
+}

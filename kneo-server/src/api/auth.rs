@@ -176,22 +176,30 @@ pub fn find_key<'a>(keys: &'a [ApiKey], presented: &str) -> Option<&'a ApiKey> {
     found
 }
 
-/// The key a request presented, from `Authorization: Bearer …` or `X-Kneo-Api-Key`.
-pub fn presented_key(headers: &HeaderMap) -> Option<String> {
+/// The keys a request presented: `X-Kneo-Api-Key` and `Authorization: Bearer …`.
+pub fn presented_keys(headers: &HeaderMap) -> Vec<String> {
+    let mut keys = Vec::new();
     if let Some(value) = headers.get("x-kneo-api-key").and_then(|v| v.to_str().ok()) {
         let value = value.trim();
         if !value.is_empty() {
-            return Some(value.to_string());
+            keys.push(value.to_string());
         }
     }
-    let value = headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .trim();
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_string())
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().split_once(' '))
+        .filter(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
+        .map(|(_, token)| token.trim().to_string());
+    keys.extend(bearer);
+    keys
+}
+
+/// The first presented key that matches a configured one.
+pub fn authenticate<'a>(keys: &'a [ApiKey], headers: &HeaderMap) -> Option<&'a ApiKey> {
+    presented_keys(headers)
+        .iter()
+        .find_map(|presented| find_key(keys, presented))
 }
 
 /// The authenticated caller of a request.
@@ -234,9 +242,8 @@ impl FromRequestParts<AppState> for Principal {
                 authenticated: false,
             });
         }
-        let key = presented_key(&parts.headers)
-            .and_then(|presented| find_key(&config.api_keys, &presented))
-            .ok_or_else(ApiError::unauthorized)?;
+        let key =
+            authenticate(&config.api_keys, &parts.headers).ok_or_else(ApiError::unauthorized)?;
         Ok(Principal {
             name: key.name.clone(),
             scopes: key.scopes.clone(),
@@ -293,12 +300,12 @@ mod tests {
     fn both_headers_are_accepted() {
         let mut headers = HeaderMap::new();
         headers.insert("authorization", "Bearer tok".parse().expect("header"));
-        assert_eq!(presented_key(&headers).as_deref(), Some("tok"));
+        assert_eq!(presented_keys(&headers), vec!["tok".to_string()]);
         let mut headers = HeaderMap::new();
         headers.insert("x-kneo-api-key", "tok2".parse().expect("header"));
-        assert_eq!(presented_key(&headers).as_deref(), Some("tok2"));
+        assert_eq!(presented_keys(&headers), vec!["tok2".to_string()]);
         let mut headers = HeaderMap::new();
         headers.insert("authorization", "Basic abc".parse().expect("header"));
-        assert_eq!(presented_key(&headers), None);
+        assert!(presented_keys(&headers).is_empty());
     }
 }

@@ -82,7 +82,7 @@ pub async fn list(
         body.insert(
             "warning".into(),
             json!(format!(
-                "{} continuation record(s) could not be read; see runbook § 8.2",
+                "{} continuation record(s) could not be read; see runbook § 8.3",
                 unreadable.len()
             )),
         );
@@ -155,6 +155,7 @@ pub async fn resume(
     with_idempotency(
         &state,
         &headers,
+        &principal.name,
         "human:resume",
         &Value::Object(payload),
         || async move { platform.resume(&continuation_id, decision, &actor).await },

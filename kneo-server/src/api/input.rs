@@ -37,7 +37,16 @@ pub fn parse_json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
         }]));
     }
     match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(map)) => Ok(map),
+        Ok(Value::Object(map)) => match nul_location(&map) {
+            // Postgres cannot store NUL in text or JSON, and no legitimate input needs one.
+            Some(loc) => Err(ApiError::validation(vec![ValidationIssue {
+                kind: "string_pattern_mismatch",
+                loc,
+                msg: "String should not contain the NUL character (\\u0000)".into(),
+                input: None,
+            }])),
+            None => Ok(map),
+        },
         Ok(other) => Err(ApiError::validation(vec![ValidationIssue {
             kind: "model_attributes_type",
             loc: vec![json!("body")],
@@ -51,6 +60,34 @@ pub fn parse_json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
             input: Some(json!({})),
         }])),
     }
+}
+
+/// Where (as a `loc` list) a string of the body holds a NUL character, if anywhere.
+fn nul_location(map: &Map<String, Value>) -> Option<Vec<Value>> {
+    fn walk(value: &Value, path: &mut Vec<Value>) -> bool {
+        match value {
+            Value::String(text) => text.contains('\0'),
+            Value::Array(items) => items.iter().enumerate().any(|(index, item)| {
+                path.push(json!(index));
+                let found = walk(item, path);
+                if !found {
+                    path.pop();
+                }
+                found
+            }),
+            Value::Object(fields) => fields.iter().any(|(key, item)| {
+                path.push(json!(key));
+                let found = key.contains('\0') || walk(item, path);
+                if !found {
+                    path.pop();
+                }
+                found
+            }),
+            _ => false,
+        }
+    }
+    let mut path = vec![json!("body")];
+    walk(&Value::Object(map.clone()), &mut path).then_some(path)
 }
 
 /// Reads the fields of a strict request model, collecting every problem before answering.
@@ -497,6 +534,13 @@ mod tests {
         assert_eq!(reader.required_string("input", None), "x");
         let error = reader.finish().expect_err("extra field");
         assert_eq!(error.code(), "validation");
+    }
+
+    #[test]
+    fn a_nul_character_anywhere_is_refused_with_its_location() {
+        let error = parse_json_object(br#"{"input":"ok","metadata":{"note":"a\u0000b"}}"#)
+            .expect_err("NUL refused");
+        assert!(error.to_string().contains("metadata"), "{error}");
     }
 
     #[test]

@@ -14,6 +14,31 @@ use crate::app::AppState;
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+tokio::task_local! {
+    /// The request id of the request the current task serves.
+    static CURRENT_REQUEST_ID: String;
+}
+
+/// The id of the request being served by the current task, if any (audit events record it).
+pub fn current_request_id() -> Option<String> {
+    CURRENT_REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// Paths whose 5xx answers are verdicts about dependencies, not failures of the service itself.
+fn is_health_probe(path: &str) -> bool {
+    matches!(
+        path,
+        "/readyz"
+            | "/v1/readyz"
+            | "/healthz"
+            | "/v1/healthz"
+            | "/livez"
+            | "/v1/livez"
+            | "/health"
+            | "/v1/health"
+    )
+}
+
 /// A client-sent id is kept when it is short, visible ASCII; otherwise a UUID is generated.
 fn request_id_from(request: &Request) -> String {
     request
@@ -45,14 +70,21 @@ pub async fn request_id_and_log(
         .and_then(|v| v.to_str().ok())
         .map(|ua| ua.chars().take(200).collect::<String>());
 
-    let mut response = next.run(request).await;
+    // Log lines emitted while serving carry the request id through this span.
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let mut response = CURRENT_REQUEST_ID
+        .scope(
+            request_id.clone(),
+            tracing::Instrument::instrument(next.run(request), span),
+        )
+        .await;
 
     let status = response.status().as_u16();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
     state.metrics.http_response(status);
-    if status >= 500 {
+    if status >= 500 && !is_health_probe(&path) {
         state.service_events.note_server_error();
     }
     if state.config.request_logs {

@@ -78,6 +78,7 @@ fn read_create_request(
 pub async fn with_idempotency<F, Fut>(
     state: &AppState,
     headers: &HeaderMap,
+    caller: &str,
     scope: &str,
     payload: &Value,
     work: F,
@@ -90,6 +91,9 @@ where
         let (status, body) = work().await?;
         return Ok((status, Json(body)).into_response());
     };
+    // Keys belong to their caller: two clients that happen to pick the same key and payload
+    // must not receive each other's stored answers.
+    let key = format!("{caller}/{key}");
     let store = state.stores.runs.as_ref();
     match idempotency::admit(
         store,
@@ -130,9 +134,14 @@ async fn create_with_scope(
     let request = read_create_request(&state, fields)?;
     let platform = state.platform.clone();
     let actor = principal.name.clone();
-    with_idempotency(&state, &headers, scope, &payload, || async move {
-        platform.create_run(request, &actor).await
-    })
+    with_idempotency(
+        &state,
+        &headers,
+        &principal.name,
+        scope,
+        &payload,
+        || async move { platform.create_run(request, &actor).await },
+    )
     .await
 }
 
@@ -251,9 +260,14 @@ pub async fn continue_run(
     let payload = json!({"run_id": run_id});
     let platform = state.platform.clone();
     let actor = principal.name.clone();
-    with_idempotency(&state, &headers, "runs:continue", &payload, || async move {
-        platform.continue_run(&run_id, &actor).await
-    })
+    with_idempotency(
+        &state,
+        &headers,
+        &principal.name,
+        "runs:continue",
+        &payload,
+        || async move { platform.continue_run(&run_id, &actor).await },
+    )
     .await
 }
 

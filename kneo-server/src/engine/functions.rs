@@ -113,6 +113,10 @@ impl FunctionRegistry {
             Arc::new(|| Arc::new(FailFirstAttempt) as Arc<dyn StepFunction>),
         );
         registry.register(
+            "kneo.builtin.fail_first_call",
+            Arc::new(|| Arc::new(FailFirstCall) as Arc<dyn StepFunction>),
+        );
+        registry.register(
             "kneo.builtin.record_invocation",
             Arc::new(|| Arc::new(RecordInvocation) as Arc<dyn StepFunction>),
         );
@@ -160,6 +164,31 @@ impl StepFunction for FailFirstAttempt {
             ))
         } else {
             Ok(format!("{} (attempt {})", input.text, input.attempt))
+        }
+    }
+}
+
+/// Fails the first time it runs for a given run and step in this process, then succeeds: shows
+/// `POST /v1/runs/{id}/continue` picking a failed run up where it stopped.
+struct FailFirstCall;
+
+#[async_trait]
+impl StepFunction for FailFirstCall {
+    async fn call(&self, input: FunctionInput) -> Result<String, FunctionError> {
+        use std::collections::HashSet;
+        use std::sync::{Mutex, OnceLock, PoisonError};
+        static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+        let first = SEEN
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(format!("{}/{}", input.run_id, input.step_id));
+        if first {
+            Err(FunctionError(
+                "fail_first_call: failing the first call for this run on purpose".into(),
+            ))
+        } else {
+            Ok(input.text)
         }
     }
 }

@@ -29,15 +29,13 @@ struct StoreRecorder<'a> {
 pub const EMBEDDED_TRACE_LIMIT: usize = 1_000;
 
 fn audit(event_type: &str, run: &RunRecord, metadata: serde_json::Value) -> AuditEvent {
-    AuditEvent {
-        id: crate::clock::new_id(),
-        event_type: event_type.into(),
-        run_id: Some(run.id.clone()),
-        continuation_id: run.continuation_id.clone(),
-        actor: "system".into(),
-        metadata: crate::redact::redacted(&metadata),
-        created_at: crate::clock::now_text(),
-    }
+    super::audit::event(
+        event_type,
+        "system",
+        Some(&run.id),
+        run.continuation_id.as_deref(),
+        metadata,
+    )
 }
 
 #[async_trait]

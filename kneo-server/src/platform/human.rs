@@ -59,7 +59,7 @@ fn unreadable(continuation_id: &str, error: &str) -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
         "continuation_unreadable",
-        format!("Continuation {continuation_id} exists but cannot be read ({error}); its run cannot be resumed from it (runbook § 8.2)."),
+        format!("Continuation {continuation_id} exists but cannot be read ({error}); its run cannot be resumed from it (runbook § 8.3)."),
     )
     .with("resource", format!("continuation:{continuation_id}"))
 }
@@ -71,15 +71,13 @@ fn audit(
     continuation_id: &str,
     metadata: Value,
 ) -> AuditEvent {
-    AuditEvent {
-        id: crate::clock::new_id(),
-        event_type: event_type.into(),
-        run_id: Some(run_id.to_string()),
-        continuation_id: Some(continuation_id.to_string()),
-        actor: actor.to_string(),
-        metadata: crate::redact::redacted(&metadata),
-        created_at: crate::clock::now_text(),
-    }
+    super::audit::event(
+        event_type,
+        actor,
+        Some(run_id),
+        Some(continuation_id),
+        metadata,
+    )
 }
 
 impl Platform {
@@ -109,8 +107,25 @@ impl Platform {
                 Some("pending") => !is_escalated(c),
                 _ => true,
             })
-            .collect();
-        Ok((tasks, listing.unreadable))
+            .collect::<Vec<_>>();
+        // A continuation left behind by a crash (its run moved on, or ended) is not a task: it
+        // is tidied by the sweep, and until then it must not show as pending work.
+        let mut live = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            if self.is_waiting_on(&task).await? {
+                live.push(task);
+            }
+        }
+        Ok((live, listing.unreadable))
+    }
+
+    /// Whether the task's run is blocked on exactly this continuation.
+    async fn is_waiting_on(&self, continuation: &Continuation) -> Result<bool, ApiError> {
+        let run = self.stores.runs.get_run(&continuation.run_id).await?;
+        Ok(run.is_some_and(|run| {
+            run.status == RunStatus::Blocked
+                && run.continuation_id.as_deref() == Some(continuation.id.as_str())
+        }))
     }
 
     /// One task; a torn record is a clear error, not a 404.
@@ -146,15 +161,13 @@ impl Platform {
             let _ = self
                 .stores
                 .runs
-                .record_audit(&[AuditEvent {
-                    id: crate::clock::new_id(),
-                    event_type: "human.resume_conflict".into(),
-                    run_id: None,
-                    continuation_id: Some(continuation_id.to_string()),
-                    actor: actor.to_string(),
-                    metadata: json!({"reason": "resource_locked"}),
-                    created_at: crate::clock::now_text(),
-                }])
+                .record_audit(&[super::audit::event(
+                    "human.resume_conflict",
+                    actor,
+                    None,
+                    Some(continuation_id),
+                    json!({"reason": "resource_locked"}),
+                )])
                 .await;
             return Err(ApiError::resource_locked(&lock_name));
         }
@@ -226,8 +239,7 @@ impl Platform {
                 "run_state_conflict",
                 "request_id does not match the task's pending request; fetch the task again and answer its current request.",
             )
-            .with("status", run.status.as_str())
-            .with("expected_request_id", expected));
+            .with("status", run.status.as_str()));
         }
         let output = decision_output(&continuation, decision)?;
         let plan = self.plan_for(&run).map_err(ApiError::invalid_request)?;
@@ -334,22 +346,24 @@ impl Platform {
         let now_epoch = now.timestamp() as f64 + f64::from(now.timestamp_subsec_micros()) / 1e6;
         let mut handled = 0;
         for continuation in listing.continuations {
-            let Some(expires_at) = continuation.expires_at else {
-                continue;
-            };
-            if expires_at > now_epoch {
-                continue;
-            }
             let Some(run) = self.stores.runs.get_run(&continuation.run_id).await? else {
+                // Its run is gone (pruned, or a restore without it): nothing can resume it.
+                self.stores.continuations.delete(&continuation.id).await?;
                 continue;
             };
             if run.status != RunStatus::Blocked
                 || run.continuation_id.as_deref() != Some(continuation.id.as_str())
             {
                 if run.status.is_terminal() {
-                    // Left behind by a crash between writing it and closing the run: tidy it.
+                    // Left behind by a crash after a resume was accepted: tidy it.
                     self.stores.continuations.delete(&continuation.id).await?;
                 }
+                continue;
+            }
+            let Some(expires_at) = continuation.expires_at else {
+                continue;
+            };
+            if expires_at > now_epoch {
                 continue;
             }
             let on_timeout = continuation

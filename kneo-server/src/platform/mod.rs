@@ -7,6 +7,7 @@
 //! - [`responses`]: response bodies in kneo-serv's shapes.
 //! - [`specs`]: loading and validating specs from a path or inline.
 
+pub mod audit;
 pub mod execution;
 pub mod human;
 pub mod idempotency;
@@ -220,13 +221,12 @@ impl Platform {
             "caller_metadata".into(),
             crate::redact::redacted(&Value::Object(request.metadata.clone())),
         );
-        let created = AuditEvent {
-            id: crate::clock::new_id(),
-            event_type: "run.created".into(),
-            run_id: Some(run.id.clone()),
-            continuation_id: None,
-            actor: actor.to_string(),
-            metadata: crate::redact::redacted(&json!({
+        let created = audit::event(
+            "run.created",
+            actor,
+            Some(&run.id),
+            None,
+            json!({
                 "async_mode": request.async_mode,
                 "target": request.target,
                 "spec_path": loaded.spec_path,
@@ -234,9 +234,8 @@ impl Platform {
                 "environment": request.environment,
                 "session_id": null,
                 "metadata": request.metadata,
-            })),
-            created_at: now,
-        };
+            }),
+        );
         if request.async_mode {
             self.enqueue(run, created).await
         } else {
@@ -339,15 +338,13 @@ impl Platform {
                 status: QueueStatus::Completed,
                 error: Some("cancelled".into()),
             });
-            progress.audit.push(AuditEvent {
-                id: crate::clock::new_id(),
-                event_type: "run.cancelled".into(),
-                run_id: Some(run.id.clone()),
-                continuation_id: run.continuation_id.clone(),
-                actor: actor.to_string(),
-                metadata: json!({"previous_status": previous.as_str()}),
-                created_at: now,
-            });
+            progress.audit.push(audit::event(
+                "run.cancelled",
+                actor,
+                Some(&run.id),
+                run.continuation_id.as_deref(),
+                json!({"previous_status": previous.as_str()}),
+            ));
             if self.stores.runs.save_progress(&progress).await? == SaveOutcome::Saved {
                 if previous == RunStatus::Blocked
                     && let Some(continuation_id) = &run.continuation_id
@@ -424,15 +421,13 @@ impl Platform {
             worker_id: holder.clone(),
             lease: self.config.worker.lease,
         });
-        progress.audit.push(AuditEvent {
-            id: crate::clock::new_id(),
-            event_type: "run.continued".into(),
-            run_id: Some(run.id.clone()),
-            continuation_id: None,
-            actor: actor.to_string(),
-            metadata: json!({"from_step_index": run.current_step_index}),
-            created_at: now,
-        });
+        progress.audit.push(audit::event(
+            "run.continued",
+            actor,
+            Some(&run.id),
+            None,
+            json!({"from_step_index": run.current_step_index}),
+        ));
         match self.stores.runs.save_progress(&progress).await? {
             SaveOutcome::Saved => {}
             _ => {

@@ -55,6 +55,28 @@ pub fn compile_diagnostic(error: &CompileError) -> Diagnostic {
     Diagnostic::error(error.code, error.path.clone(), error.message.clone())
 }
 
+/// Validates `value` and, when it is valid, also compiles it for both targets: a spec this build
+/// cannot run (an unavailable provider, an unsupported workflow type) must not be reported valid.
+pub fn validate_for_this_build(value: &Value, engine: &crate::engine::Engine) -> Validation {
+    let mut validation = validate(value, engine);
+    if let Some(spec) = &validation.spec {
+        let mut problems = Vec::new();
+        for target in ["workflow", "agent"] {
+            if let Err(error) = crate::engine::plan::compile(spec, target, &engine.functions) {
+                let diagnostic = compile_diagnostic(&error);
+                if !problems.contains(&diagnostic) {
+                    problems.push(diagnostic);
+                }
+            }
+        }
+        if !problems.is_empty() {
+            validation.diagnostics.extend(problems);
+            validation.spec = None;
+        }
+    }
+    validation
+}
+
 /// A document that is not a parseable spec, as a diagnostic.
 fn parse_diagnostic(message: String) -> Diagnostic {
     Diagnostic::error("E_SPEC_PARSE", "", message).suggest(
@@ -122,7 +144,7 @@ impl Platform {
         match self.read_document(source).await {
             Ok(value) => {
                 let engine = self.engine.clone();
-                tokio::task::spawn_blocking(move || validate(&value, engine.as_ref()))
+                tokio::task::spawn_blocking(move || validate_for_this_build(&value, &engine))
                     .await
                     .map_err(|_| ApiError::internal())
             }

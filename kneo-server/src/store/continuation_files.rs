@@ -94,7 +94,7 @@ impl FileContinuationStore {
         serde_json::from_slice(&bytes).map(Some).map_err(|error| {
             StoreError::corrupt(format!(
                 "continuation {continuation_id} is unreadable ({} bytes on disk): {error}; the run cannot be resumed \
-                 from it (runbook § 8.2)",
+                 from it (runbook § 8.3)",
                 bytes.len()
             ))
         })

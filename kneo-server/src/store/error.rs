@@ -49,9 +49,10 @@ impl ErrorKind {
             | ErrorKind::AuthFailed
             | ErrorKind::Timeout
             | ErrorKind::DatabaseMissing => "2.2",
-            ErrorKind::SchemaMissing | ErrorKind::SchemaTooNew => "2.4",
+            ErrorKind::SchemaMissing => "2.4",
+            ErrorKind::SchemaTooNew => "2.7",
             ErrorKind::Locked => "2.3",
-            ErrorKind::Corrupt => "8.2",
+            ErrorKind::Corrupt => "8.3",
             _ => "2",
         }
     }

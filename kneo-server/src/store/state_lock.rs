@@ -20,7 +20,7 @@ pub struct StateLock {
 #[derive(Debug, thiserror::Error)]
 pub enum StateLockError {
     #[error(
-        "another kneo process is serving the store in {directory} (lock {lock}); stop it first, or give this one its own KNEO_SERV_STATE_DIR (runbook § 2.3)"
+        "another kneo process is serving the store in {directory} (lock {lock}); stop it first, or give this one its own KNEO_SERV_STATE_DIR (runbook § 2.6)"
     )]
     Held { directory: String, lock: String },
     #[error("cannot create the state directory or lock file {path}: {error}")]

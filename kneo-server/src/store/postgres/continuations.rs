@@ -36,7 +36,7 @@ fn parse(continuation_id: &str, document: Value) -> Result<Continuation, StoreEr
     serde_json::from_value(document).map_err(|error| {
         StoreError::corrupt(format!(
             "continuation {continuation_id} is unreadable: its stored document does not have the shape of a \
-             continuation ({error}); the run cannot be resumed from it (runbook § 8.2)"
+             continuation ({error}); the run cannot be resumed from it (runbook § 8.3)"
         ))
     })
 }

@@ -116,7 +116,7 @@ pub(super) fn schema_too_new(found: i64) -> StoreError {
         format!(
             "the database schema is at version {found} but this kneo binary knows versions up to {SCHEMA_VERSION}; \
              it was written by a newer kneo. Run the newer binary, or restore a backup taken before the upgrade \
-             (kneo-ops rollback plan; runbook § 2.4)"
+             (kneo-ops rollback plan; runbook § 2.7)"
         ),
     )
 }

@@ -48,8 +48,11 @@ use crate::redact::redacted_text;
 
 /// TCP connect limit per attempt; the server is usually close, so a slow connect means trouble.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Waiting for a free connection, opening one (including the handshake) or recycling one.
+/// Opening a connection (including the handshake) or recycling one: a dead server shows fast.
 const POOL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Waiting for a free connection: under a burst every connection is busy for a while, and a
+/// request should queue rather than fail; the operation limit still bounds the whole wait.
+const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(8);
 /// An operation's own attempt at getting the store ready (connect + migrate).
 const READY_TIMEOUT: Duration = Duration::from_secs(3);
 /// The whole of one operation, retries included.
@@ -115,7 +118,7 @@ impl PostgresStore {
         );
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(1))
-            .wait_timeout(Some(POOL_TIMEOUT))
+            .wait_timeout(Some(POOL_WAIT_TIMEOUT))
             .create_timeout(Some(POOL_TIMEOUT))
             .recycle_timeout(Some(POOL_TIMEOUT))
             .runtime(Runtime::Tokio1)

@@ -513,7 +513,7 @@ async fn dead_letter(
 ) -> Result<(), Failure> {
     let message = format!(
         "Dead-lettered: the run's worker lease expired {attempts} time(s) without the run finishing \
-         (KNEO_SERV_QUEUE_MAX_ATTEMPTS); see runbook § 5.1"
+         (KNEO_SERV_QUEUE_MAX_ATTEMPTS); see runbook § 5.6"
     );
     run.status = RunStatus::Failed;
     run.error =

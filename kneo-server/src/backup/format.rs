@@ -1,0 +1,506 @@
+//! The archive format (version 1): the entries, the layout of every table, and the manifest with
+//! its self-checksum.
+//!
+//! An archive is a gzip-compressed tar holding, in this order:
+//!
+//! - `tables/<table>.jsonl` for every table of [`TABLES`], in that order: one JSON object per row
+//!   and line, keys in the column order given here, rows in primary-key order (text compared as
+//!   bytes). Timestamps are RFC 3339 text exactly as [`crate::clock::format`] writes them
+//!   (`2026-11-28T04:38:11.312209+00:00`), documents are nested JSON, absent values are `null`.
+//! - `continuations/<id>.json`, one per paused human task (the continuation document), sorted by id,
+//!   whichever store they came from (files on SQLite, the `continuations` table on Postgres).
+//! - `manifest.json` (see [`Manifest`]), last.
+//!
+//! Every tar header is deterministic (mode 0644, uid/gid 0, mtime 0, no user names) and the gzip
+//! header is fixed (`1f 8b 08 00 00000000 00 ff`), so two backups of the same data differ only in
+//! the manifest's `created_at` and checksum. Backup also writes `<archive>.sha256` beside the
+//! archive (`sha256sum -c` format), which covers the few bits no content check can see (the
+//! padding of the last deflate byte).
+
+use std::cmp::Ordering;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The `format` field of every manifest.
+pub const FORMAT_NAME: &str = "kneo-backup";
+/// The newest archive format this binary reads and the one it writes.
+pub const FORMAT_VERSION: u32 = 1;
+pub const MANIFEST_PATH: &str = "manifest.json";
+pub const TABLES_PREFIX: &str = "tables/";
+pub const CONTINUATIONS_PREFIX: &str = "continuations/";
+/// The gzip header every archive starts with: no flags, no mtime, no extra flags, OS "unknown".
+pub const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0xff];
+/// The field holding the manifest's own checksum; always the last field of `manifest.json`.
+pub const MANIFEST_CHECKSUM_FIELD: &str = "manifest_sha256";
+
+/// How a column's values are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    Text,
+    Int,
+    /// RFC 3339 text in the one format of [`crate::clock::format`].
+    Timestamp,
+    /// A nested JSON document.
+    Json,
+}
+
+#[derive(Debug)]
+pub struct Column {
+    pub name: &'static str,
+    pub kind: ColumnType,
+    /// Whether `null` is allowed. For a JSON column that is not nullable, `null` is the JSON
+    /// literal; for a nullable one it means "no value".
+    pub nullable: bool,
+}
+
+/// One table of the archive: its columns in line order and its primary key.
+#[derive(Debug)]
+pub struct TableSpec {
+    pub name: &'static str,
+    pub columns: &'static [Column],
+    /// Primary-key columns, the order rows are written in.
+    pub key: &'static [&'static str],
+    /// A `GENERATED ALWAYS AS IDENTITY` column on Postgres, whose sequence a restore moves past
+    /// the restored rows.
+    pub identity: Option<&'static str>,
+    /// False for `schema_migrations`: it describes the target's own schema, which the target's
+    /// migrations just created, so a restore keeps the target's ledger.
+    pub restored: bool,
+}
+
+impl TableSpec {
+    pub fn path(&self) -> String {
+        format!("{TABLES_PREFIX}{}.jsonl", self.name)
+    }
+
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|column| column.name == name)
+    }
+
+    /// Indexes of the key columns, in key order.
+    pub fn key_indexes(&self) -> Vec<usize> {
+        self.key
+            .iter()
+            .filter_map(|name| self.column_index(name))
+            .collect()
+    }
+}
+
+const fn column(name: &'static str, kind: ColumnType, nullable: bool) -> Column {
+    Column {
+        name,
+        kind,
+        nullable,
+    }
+}
+
+use ColumnType::{Int, Json, Text, Timestamp};
+
+/// Every table, in archive order. The columns are those of schema version 1 on both backends; a
+/// migration that changes a table must change this list and bump [`FORMAT_VERSION`] or add a
+/// conversion for older archives.
+pub const TABLES: &[TableSpec] = &[
+    TableSpec {
+        name: "schema_migrations",
+        columns: &[
+            column("version", Int, false),
+            column("name", Text, false),
+            column("applied_at", Timestamp, false),
+        ],
+        key: &["version"],
+        identity: None,
+        restored: false,
+    },
+    TableSpec {
+        name: "runs",
+        columns: &[
+            column("id", Text, false),
+            column("status", Text, false),
+            column("created_at", Timestamp, false),
+            column("updated_at", Timestamp, false),
+            column("deadline_at", Timestamp, true),
+            column("workflow_name", Text, true),
+            column("document", Json, false),
+        ],
+        key: &["id"],
+        identity: None,
+        restored: true,
+    },
+    TableSpec {
+        name: "run_queue",
+        columns: &[
+            column("run_id", Text, false),
+            column("status", Text, false),
+            column("attempts", Int, false),
+            column("lease_owner", Text, true),
+            column("lease_expires_at", Timestamp, true),
+            column("enqueued_at", Timestamp, false),
+            column("updated_at", Timestamp, false),
+            column("last_error", Text, true),
+        ],
+        key: &["run_id"],
+        identity: None,
+        restored: true,
+    },
+    TableSpec {
+        name: "trace_events",
+        columns: &[
+            column("run_id", Text, false),
+            column("position", Int, false),
+            column("event_id", Text, false),
+            column("event_type", Text, false),
+            // Derived from the event document; null when the document has none (SQLite stores "").
+            column("timestamp", Timestamp, true),
+            column("document", Json, false),
+        ],
+        key: &["run_id", "position"],
+        identity: None,
+        restored: true,
+    },
+    TableSpec {
+        name: "checkpoints",
+        columns: &[
+            column("run_id", Text, false),
+            column("sequence", Int, false),
+            column("id", Text, false),
+            column("checkpoint_type", Text, false),
+            // Derived from the checkpoint document, like trace_events.timestamp.
+            column("created_at", Timestamp, true),
+            column("document", Json, false),
+        ],
+        key: &["run_id", "sequence"],
+        identity: None,
+        restored: true,
+    },
+    TableSpec {
+        name: "audit_events",
+        columns: &[
+            column("position", Int, false),
+            column("id", Text, false),
+            column("event_type", Text, false),
+            column("run_id", Text, true),
+            column("continuation_id", Text, true),
+            column("actor", Text, false),
+            column("metadata", Json, false),
+            column("created_at", Timestamp, false),
+        ],
+        key: &["position"],
+        identity: Some("position"),
+        restored: true,
+    },
+    TableSpec {
+        name: "idempotency_records",
+        columns: &[
+            column("scope", Text, false),
+            column("key", Text, false),
+            column("request_hash", Text, false),
+            column("state", Text, false),
+            column("response_status", Int, true),
+            column("response_body", Json, true),
+            column("locked_until", Timestamp, true),
+            column("created_at", Timestamp, false),
+            column("updated_at", Timestamp, false),
+        ],
+        key: &["scope", "key"],
+        identity: None,
+        restored: true,
+    },
+    TableSpec {
+        name: "locks",
+        columns: &[
+            column("name", Text, false),
+            column("owner", Text, false),
+            column("expires_at", Timestamp, false),
+            column("acquired_at", Timestamp, false),
+        ],
+        key: &["name"],
+        identity: None,
+        restored: true,
+    },
+    TableSpec {
+        name: "service_events",
+        columns: &[
+            column("position", Int, false),
+            column("id", Text, false),
+            column("event_type", Text, false),
+            column("created_at", Timestamp, false),
+            column("version", Text, false),
+            column("host", Text, false),
+            column("details", Json, false),
+        ],
+        key: &["position"],
+        identity: Some("position"),
+        restored: true,
+    },
+    TableSpec {
+        name: "project_metadata",
+        columns: &[
+            column("key", Text, false),
+            column("value", Text, false),
+            column("updated_at", Timestamp, false),
+        ],
+        key: &["key"],
+        identity: None,
+        restored: true,
+    },
+];
+
+/// The table named `name`.
+pub fn table(name: &str) -> Option<&'static TableSpec> {
+    TABLES.iter().find(|table| table.name == name)
+}
+
+/// The table whose archive entry is `path`.
+pub fn table_for_path(path: &str) -> Option<&'static TableSpec> {
+    let name = path.strip_prefix(TABLES_PREFIX)?.strip_suffix(".jsonl")?;
+    table(name)
+}
+
+/// A continuation id that is safe as a file name (the rule of the file continuation store).
+pub fn is_safe_continuation_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+pub fn continuation_path(id: &str) -> String {
+    format!("{CONTINUATIONS_PREFIX}{id}.json")
+}
+
+/// The continuation id of an archive entry `continuations/<id>.json`, if the path has that form.
+pub fn continuation_id_for_path(path: &str) -> Option<&str> {
+    path.strip_prefix(CONTINUATIONS_PREFIX)?
+        .strip_suffix(".json")
+}
+
+/// A primary-key value, compared as the stores order keys (text as bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPart {
+    Text(String),
+    Int(i64),
+    /// Only in broken rows; sorts first.
+    Null,
+}
+
+impl PartialOrd for KeyPart {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for KeyPart {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (KeyPart::Text(a), KeyPart::Text(b)) => a.as_bytes().cmp(b.as_bytes()),
+            (KeyPart::Int(a), KeyPart::Int(b)) => a.cmp(b),
+            (KeyPart::Null, KeyPart::Null) => Ordering::Equal,
+            (KeyPart::Null, _) => Ordering::Less,
+            (_, KeyPart::Null) => Ordering::Greater,
+            (KeyPart::Text(_), KeyPart::Int(_)) => Ordering::Greater,
+            (KeyPart::Int(_), KeyPart::Text(_)) => Ordering::Less,
+        }
+    }
+}
+
+impl std::fmt::Display for KeyPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyPart::Text(text) => write!(f, "{text:?}"),
+            KeyPart::Int(value) => write!(f, "{value}"),
+            KeyPart::Null => f.write_str("null"),
+        }
+    }
+}
+
+/// `manifest.json`: what the archive holds and how to check it.
+///
+/// `manifest_sha256` is the SHA-256 (hex) of `manifest.json` exactly as stored, with the value of
+/// `manifest_sha256` replaced by the empty string; it is always the last field, so a reader can
+/// check it by cutting the 64 hex digits out of the raw bytes (`sed 's/"manifest_sha256": "[0-9a-f]*"/"manifest_sha256": ""/' | sha256sum`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always [`FORMAT_NAME`].
+    pub format: String,
+    pub format_version: u32,
+    /// When the snapshot was taken (RFC 3339).
+    pub created_at: String,
+    /// The kneo that wrote the archive.
+    pub tool_version: String,
+    /// The version of the last service start recorded in `service_events`, if any.
+    pub server_version: Option<String>,
+    /// The highest applied migration of the source (`schema_migrations`).
+    pub schema_version: i64,
+    pub source: SourceInfo,
+    /// Every table, in archive order.
+    pub tables: Vec<TableEntry>,
+    pub continuations: ContinuationSummary,
+    /// Every entry except `manifest.json`, in archive order.
+    pub files: Vec<FileEntry>,
+    /// See the type's documentation; the last field.
+    pub manifest_sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceInfo {
+    /// `sqlite` or `postgres`.
+    pub kind: String,
+    /// The state directory, or `host:port/database` (never a password).
+    pub location: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableEntry {
+    pub name: String,
+    pub path: String,
+    pub rows: u64,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub path: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// How the continuations were reconciled with the runs of the snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContinuationSummary {
+    /// Continuations in the archive: exactly those of runs that are `blocked` on them.
+    pub count: u64,
+    /// Continuations found in the store but left out, with the reason.
+    pub excluded: Vec<ExcludedContinuation>,
+    /// Things that do not add up in the snapshot itself.
+    pub warnings: Vec<ConsistencyWarning>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExcludedContinuation {
+    /// The continuation id (or the file name when it has none).
+    pub id: String,
+    pub run_id: Option<String>,
+    /// `run_missing` (written after the snapshot for a newer run), `run_not_blocked` (stale, or
+    /// written just before its run blocked after the snapshot), `other_continuation`, `unreadable`,
+    /// `bad_name`, `temporary_file`.
+    pub reason: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsistencyWarning {
+    /// `continuation_missing`: a run is blocked on a continuation that is in neither store copy;
+    /// restored, it cannot be resumed (runbook § 8.2).
+    /// `continuation_from_early_copy`: found only in the copy taken just before the database
+    /// snapshot (its run was resumed or expired while the backup ran); included.
+    pub kind: String,
+    pub run_id: String,
+    pub continuation_id: Option<String>,
+    pub detail: String,
+}
+
+impl Manifest {
+    /// The bytes of `manifest.json`, with the self-checksum filled in.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut blank = self.clone();
+        blank.manifest_sha256 = String::new();
+        // Serializing plain structs of strings and integers cannot fail.
+        let mut bytes = serde_json::to_vec_pretty(&blank).unwrap_or_default();
+        bytes.push(b'\n');
+        let checksum = hex::encode(Sha256::digest(&bytes));
+        let empty = format!("\"{MANIFEST_CHECKSUM_FIELD}\": \"\"");
+        let filled = format!("\"{MANIFEST_CHECKSUM_FIELD}\": \"{checksum}\"");
+        match find_last(&bytes, empty.as_bytes()) {
+            Some(at) => {
+                let mut out = Vec::with_capacity(bytes.len() + 64);
+                out.extend_from_slice(&bytes[..at]);
+                out.extend_from_slice(filled.as_bytes());
+                out.extend_from_slice(&bytes[at + empty.len()..]);
+                out
+            }
+            None => bytes,
+        }
+    }
+}
+
+/// Checks the self-checksum of raw `manifest.json` bytes: `Ok(checksum)` when it holds, otherwise
+/// what is wrong.
+pub fn check_manifest_checksum(raw: &[u8]) -> Result<String, String> {
+    let marker = format!("\"{MANIFEST_CHECKSUM_FIELD}\": \"");
+    let at = find_last(raw, marker.as_bytes())
+        .ok_or_else(|| format!("it has no \"{MANIFEST_CHECKSUM_FIELD}\" field"))?;
+    let start = at + marker.len();
+    let length = raw[start..]
+        .iter()
+        .position(|byte| *byte == b'"')
+        .ok_or_else(|| format!("its \"{MANIFEST_CHECKSUM_FIELD}\" value is not terminated"))?;
+    let recorded = std::str::from_utf8(&raw[start..start + length])
+        .map_err(|_| format!("its \"{MANIFEST_CHECKSUM_FIELD}\" value is not text"))?;
+    let mut blank = Vec::with_capacity(raw.len());
+    blank.extend_from_slice(&raw[..start]);
+    blank.extend_from_slice(&raw[start + length..]);
+    let actual = hex::encode(Sha256::digest(&blank));
+    if recorded == actual {
+        Ok(actual)
+    } else {
+        Err(format!(
+            "its recorded checksum is {recorded:?} but its content hashes to {actual}"
+        ))
+    }
+}
+
+fn find_last(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.len() > haystack.len() {
+        return None;
+    }
+    (0..=haystack.len() - needle.len())
+        .rev()
+        .find(|&at| &haystack[at..at + needle.len()] == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        Manifest {
+            format: FORMAT_NAME.into(),
+            format_version: FORMAT_VERSION,
+            created_at: "2026-11-28T04:38:11.312209+00:00".into(),
+            tool_version: "0.1.0".into(),
+            server_version: None,
+            schema_version: 1,
+            source: SourceInfo {
+                kind: "sqlite".into(),
+                location: ".kneo".into(),
+            },
+            tables: vec![],
+            continuations: ContinuationSummary::default(),
+            files: vec![],
+            manifest_sha256: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_self_checksum_holds_and_catches_any_change() {
+        let bytes = manifest().to_bytes();
+        let checksum = check_manifest_checksum(&bytes).expect("valid");
+        let parsed: Manifest = serde_json::from_slice(&bytes).expect("parses");
+        assert_eq!(parsed.manifest_sha256, checksum);
+        let text = String::from_utf8(bytes).expect("utf-8");
+        let changed = text.replace("\"schema_version\": 1", "\"schema_version\": 2");
+        assert!(check_manifest_checksum(changed.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn every_key_column_exists_and_text_keys_sort_as_bytes() {
+        for table in TABLES {
+            assert_eq!(table.key_indexes().len(), table.key.len(), "{}", table.name);
+        }
+        assert!(KeyPart::Text("Z".into()) < KeyPart::Text("a".into()));
+        assert!(KeyPart::Int(2) < KeyPart::Int(10));
+    }
+}

@@ -1,0 +1,1 @@
+//! Backup, verification and restore of all service state (in progress).

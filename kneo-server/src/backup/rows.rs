@@ -1,0 +1,440 @@
+//! One table row as a JSONL line: writing it from store values, and reading it back without
+//! trusting it (every column present, no other, each of its type, timestamps in the one format).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io::Write;
+
+use chrono::{DateTime, Utc};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde_json::Value;
+
+use super::format::{ColumnType, KeyPart, TableSpec};
+use crate::clock;
+
+/// Builds one line (`{...}\n`) column by column, in the table's column order.
+pub struct LineEncoder {
+    buffer: Vec<u8>,
+    first: bool,
+}
+
+impl LineEncoder {
+    pub fn new() -> LineEncoder {
+        LineEncoder {
+            buffer: Vec::with_capacity(4096),
+            first: true,
+        }
+    }
+
+    pub fn begin(&mut self) {
+        self.buffer.clear();
+        self.buffer.push(b'{');
+        self.first = true;
+    }
+
+    fn key(&mut self, name: &str) {
+        if !self.first {
+            self.buffer.push(b',');
+        }
+        self.first = false;
+        // Column names are plain ASCII identifiers: no escaping needed.
+        self.buffer.push(b'"');
+        self.buffer.extend_from_slice(name.as_bytes());
+        self.buffer.extend_from_slice(b"\":");
+    }
+
+    pub fn null(&mut self, name: &str) {
+        self.key(name);
+        self.buffer.extend_from_slice(b"null");
+    }
+
+    pub fn text(&mut self, name: &str, value: &str) {
+        self.key(name);
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.buffer, value);
+    }
+
+    pub fn int(&mut self, name: &str, value: i64) {
+        self.key(name);
+        let _ = write!(self.buffer, "{value}");
+    }
+
+    pub fn timestamp(&mut self, name: &str, at: DateTime<Utc>) {
+        self.key(name);
+        self.buffer.push(b'"');
+        self.buffer
+            .extend_from_slice(clock::format(at).as_bytes());
+        self.buffer.push(b'"');
+    }
+
+    /// A JSON document already known to be valid and to hold no newline.
+    pub fn raw_json(&mut self, name: &str, json: &str) {
+        self.key(name);
+        self.buffer.extend_from_slice(json.as_bytes());
+    }
+
+    pub fn json_value(&mut self, name: &str, value: &Value) {
+        self.key(name);
+        let _ = serde_json::to_writer(&mut self.buffer, value);
+    }
+
+    /// The finished line, newline included.
+    pub fn finish(&mut self) -> &[u8] {
+        self.buffer.extend_from_slice(b"}\n");
+        &self.buffer
+    }
+}
+
+/// Parses a timestamp column value and returns it in the archive's one text format.
+pub fn canonical_timestamp(text: &str) -> Option<DateTime<Utc>> {
+    clock::parse(text)
+}
+
+/// Makes a stored JSON document fit on one line: validated, and re-serialized only when it holds
+/// a line break (as pretty-printed JSON would).
+pub fn one_line_json(text: &str) -> Result<Cow<'_, str>, String> {
+    if text.contains('\n') {
+        let value: Value =
+            serde_json::from_str(text).map_err(|error| format!("not valid JSON: {error}"))?;
+        return serde_json::to_string(&value)
+            .map(Cow::Owned)
+            .map_err(|error| format!("cannot be re-serialized: {error}"));
+    }
+    serde_json::from_str::<IgnoredAny>(text)
+        .map_err(|error| format!("not valid JSON: {error}"))?;
+    Ok(Cow::Borrowed(text))
+}
+
+/// How much of the JSON documents a reader keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonMode {
+    /// Check the documents and keep only a run's `continuation_id` (verification).
+    Validate,
+    /// Keep every document (restore).
+    Keep,
+}
+
+/// One column value read from a line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    Text(String),
+    Int(i64),
+    Time(DateTime<Utc>),
+    Json(Value),
+    /// A valid document that was not kept ([`JsonMode::Validate`]), with its top-level
+    /// `continuation_id` when that is a string.
+    Checked { continuation_id: Option<String> },
+}
+
+impl Cell {
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Cell::Text(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    pub fn key_part(&self) -> KeyPart {
+        match self {
+            Cell::Text(text) => KeyPart::Text(text.clone()),
+            Cell::Int(value) => KeyPart::Int(*value),
+            _ => KeyPart::Null,
+        }
+    }
+}
+
+/// A row read from a line: its cells in the table's column order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub cells: Vec<Cell>,
+}
+
+impl Row {
+    pub fn get(&self, table: &TableSpec, column: &str) -> Option<&Cell> {
+        table.column_index(column).and_then(|i| self.cells.get(i))
+    }
+
+    pub fn text(&self, table: &TableSpec, column: &str) -> Option<&str> {
+        self.get(table, column).and_then(Cell::as_text)
+    }
+
+    pub fn key(&self, table: &TableSpec) -> Vec<KeyPart> {
+        table
+            .key_indexes()
+            .into_iter()
+            .map(|i| self.cells.get(i).map_or(KeyPart::Null, Cell::key_part))
+            .collect()
+    }
+}
+
+/// Reads one line (without its newline) as a row of `table`.
+pub fn decode_line(table: &'static TableSpec, line: &[u8], mode: JsonMode) -> Result<Row, String> {
+    let mut deserializer = serde_json::Deserializer::from_slice(line);
+    let cells = RowSeed { table, mode }
+        .deserialize(&mut deserializer)
+        .map_err(|error| error.to_string())?;
+    deserializer
+        .end()
+        .map_err(|error| format!("text after the row object: {error}"))?;
+    Ok(Row { cells })
+}
+
+struct RowSeed {
+    table: &'static TableSpec,
+    mode: JsonMode,
+}
+
+impl<'de> DeserializeSeed<'de> for RowSeed {
+    type Value = Vec<Cell>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Vec<Cell>, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowSeed {
+    type Value = Vec<Cell>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a {} row object", self.table.name)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<Cell>, A::Error> {
+        let columns = self.table.columns;
+        let mut cells: Vec<Option<Cell>> = vec![None; columns.len()];
+        while let Some(name) = map.next_key::<Cow<'de, str>>()? {
+            let Some(index) = self.table.column_index(&name) else {
+                return Err(de::Error::custom(format!(
+                    "unexpected column {name:?} (the {} columns are {})",
+                    self.table.name,
+                    column_names(self.table)
+                )));
+            };
+            if cells[index].is_some() {
+                return Err(de::Error::custom(format!("column {name:?} appears twice")));
+            }
+            let column = &columns[index];
+            let cell = map
+                .next_value_seed(CellSeed {
+                    kind: column.kind,
+                    nullable: column.nullable,
+                    mode: self.mode,
+                })
+                .map_err(|error| de::Error::custom(format!("column {name:?}: {error}")))?;
+            cells[index] = Some(cell);
+        }
+        let missing: Vec<&str> = columns
+            .iter()
+            .zip(&cells)
+            .filter(|(_, cell)| cell.is_none())
+            .map(|(column, _)| column.name)
+            .collect();
+        if !missing.is_empty() {
+            return Err(de::Error::custom(format!(
+                "missing column(s) {}",
+                missing.join(", ")
+            )));
+        }
+        Ok(cells.into_iter().flatten().collect())
+    }
+}
+
+fn column_names(table: &TableSpec) -> String {
+    table
+        .columns
+        .iter()
+        .map(|column| column.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+struct CellSeed {
+    kind: ColumnType,
+    nullable: bool,
+    mode: JsonMode,
+}
+
+impl<'de> DeserializeSeed<'de> for CellSeed {
+    type Value = Cell;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Cell, D::Error> {
+        let null = |nullable: bool| {
+            if nullable {
+                Ok(Cell::Null)
+            } else {
+                Err(de::Error::custom("null where a value is required"))
+            }
+        };
+        match self.kind {
+            ColumnType::Text => match Option::<String>::deserialize(deserializer)? {
+                Some(text) => Ok(Cell::Text(text)),
+                None => null(self.nullable),
+            },
+            ColumnType::Int => match Option::<i64>::deserialize(deserializer)? {
+                Some(value) => Ok(Cell::Int(value)),
+                None => null(self.nullable),
+            },
+            ColumnType::Timestamp => match Option::<Cow<'de, str>>::deserialize(deserializer)? {
+                Some(text) => {
+                    let at = clock::parse(&text).ok_or_else(|| {
+                        de::Error::custom(format!("{text:?} is not an RFC 3339 timestamp"))
+                    })?;
+                    if clock::format(at) != text {
+                        return Err(de::Error::custom(format!(
+                            "{text:?} is not in the archive's timestamp format ({})",
+                            clock::format(at)
+                        )));
+                    }
+                    Ok(Cell::Time(at))
+                }
+                None => null(self.nullable),
+            },
+            ColumnType::Json => match self.mode {
+                JsonMode::Keep => match Value::deserialize(deserializer)? {
+                    Value::Null if self.nullable => Ok(Cell::Null),
+                    value => Ok(Cell::Json(value)),
+                },
+                JsonMode::Validate => deserializer.deserialize_any(ProbeVisitor),
+            },
+        }
+    }
+}
+
+use serde::Deserialize;
+
+/// Walks a document without keeping it, noting a top-level string `continuation_id`.
+struct ProbeVisitor;
+
+impl<'de> Visitor<'de> for ProbeVisitor {
+    type Value = Cell;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON document")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Cell, A::Error> {
+        let mut continuation_id = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == "continuation_id" {
+                continuation_id = match map.next_value::<Value>()? {
+                    Value::String(text) => Some(text),
+                    _ => None,
+                };
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(Cell::Checked { continuation_id })
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Cell, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Cell::Checked {
+            continuation_id: None,
+        })
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Cell, E> {
+        Ok(Cell::Checked {
+            continuation_id: None,
+        })
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Cell, E> {
+        Ok(Cell::Checked {
+            continuation_id: None,
+        })
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Cell, E> {
+        Ok(Cell::Checked {
+            continuation_id: None,
+        })
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Cell, E> {
+        Ok(Cell::Checked {
+            continuation_id: None,
+        })
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Cell, E> {
+        Ok(Cell::Checked {
+            continuation_id: None,
+        })
+    }
+
+    fn visit_unit<E>(self) -> Result<Cell, E> {
+        Ok(Cell::Checked {
+            continuation_id: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::format::table;
+
+    fn runs() -> &'static TableSpec {
+        table("runs").expect("runs")
+    }
+
+    fn line(document: &str) -> Vec<u8> {
+        let mut encoder = LineEncoder::new();
+        encoder.begin();
+        encoder.text("id", "r1");
+        encoder.text("status", "blocked");
+        let at = clock::parse("2026-11-28T04:38:11.312209+00:00").expect("time");
+        encoder.timestamp("created_at", at);
+        encoder.timestamp("updated_at", at);
+        encoder.null("deadline_at");
+        encoder.text("workflow_name", "w\n\"x\"");
+        encoder.raw_json("document", document);
+        encoder.finish().to_vec()
+    }
+
+    #[test]
+    fn an_encoded_row_decodes_in_both_modes() {
+        let bytes = line(r#"{"continuation_id":"c1","messages":[1,{"a":null}]}"#);
+        assert_eq!(bytes.last(), Some(&b'\n'));
+        let body = &bytes[..bytes.len() - 1];
+        let kept = decode_line(runs(), body, JsonMode::Keep).expect("valid");
+        assert_eq!(kept.text(runs(), "workflow_name"), Some("w\n\"x\""));
+        assert_eq!(kept.cells[4], Cell::Null);
+        let checked = decode_line(runs(), body, JsonMode::Validate).expect("valid");
+        assert_eq!(
+            checked.cells[6],
+            Cell::Checked {
+                continuation_id: Some("c1".into())
+            }
+        );
+    }
+
+    #[test]
+    fn wrong_rows_are_refused_naming_the_column() {
+        let good = String::from_utf8(line("{}")).expect("utf-8");
+        let good = good.trim_end();
+        let cases = [
+            (good.replace("\"r1\"", "5"), "\"id\""),
+            (good.replace(",\"deadline_at\":null", ""), "deadline_at"),
+            (good.replace("}", ",\"extra\":1}"), "extra"),
+            (good.replace("+00:00\",\"updated", "Z\",\"updated"), "created_at"),
+            (good.replace("\"status\":\"blocked\"", "\"status\":null"), "status"),
+        ];
+        for (text, expected) in cases {
+            let error = decode_line(runs(), text.as_bytes(), JsonMode::Validate)
+                .expect_err(&text);
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+        assert!(decode_line(runs(), format!("{good} x").as_bytes(), JsonMode::Keep).is_err());
+    }
+
+    #[test]
+    fn pretty_documents_are_folded_onto_one_line() {
+        assert_eq!(one_line_json("{\"a\": 1}").expect("valid"), "{\"a\": 1}");
+        assert_eq!(one_line_json("{\n \"a\": 1\n}").expect("valid"), "{\"a\":1}");
+        assert!(one_line_json("{\"a\":").is_err());
+    }
+}

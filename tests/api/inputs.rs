@@ -1,0 +1,335 @@
+//! Bad input of every kind gets a 4xx with the envelope, never a 5xx, and costs other requests
+//! nothing: malformed bodies, query strings, headers and hostile YAML.
+
+use std::time::{Duration, Instant};
+
+use kneo_testkit::server::{KneoServer, OPERATOR_KEY, ServerOptions};
+use kneo_tests::Api;
+use serde_json::json;
+
+use super::write_spec;
+
+const AUTH: (&str, &str) = ("authorization", "Bearer opskey123");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_a_4xx_envelope_never_a_5xx() {
+    let server = KneoServer::start(ServerOptions::default());
+    let api = Api::new(&server.url);
+    let json_type = ("content-type", "application/json");
+    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Vec<u8>)> = vec![
+        (
+            "POST",
+            "/v1/runs",
+            vec![AUTH, json_type],
+            b"{not json".to_vec(),
+        ),
+        (
+            "POST",
+            "/v1/runs",
+            vec![AUTH, json_type],
+            b"[1,2,3]".to_vec(),
+        ),
+        ("POST", "/v1/runs", vec![AUTH, json_type], b"".to_vec()),
+        (
+            "POST",
+            "/v1/runs",
+            vec![AUTH, json_type],
+            br#"{"input": 5, "spec_path": "specs/hello.yaml"}"#.to_vec(),
+        ),
+        (
+            "POST",
+            "/v1/runs",
+            vec![AUTH, json_type],
+            br#"{"spec_path": "specs/hello.yaml"}"#.to_vec(),
+        ),
+        (
+            "POST",
+            "/v1/runs",
+            vec![AUTH, json_type],
+            br#"{"input": "x"}"#.to_vec(),
+        ),
+        (
+            "POST",
+            "/v1/runs",
+            vec![AUTH, json_type],
+            br#"{"input": "x", "spec_path": 7}"#.to_vec(),
+        ),
+        (
+            "POST",
+            "/v1/runs",
+            vec![AUTH, json_type],
+            br#"{"input": "x", "spec": "not an object"}"#.to_vec(),
+        ),
+        (
+            "POST",
+            "/v1/runs",
+            vec![AUTH, json_type],
+            br#"{"input": "x", "spec": {"version": "v1"}}"#.to_vec(),
+        ),
+        (
+            "POST",
+            "/v1/runs",
+            vec![AUTH, json_type],
+            br#"{"input": "x", "spec_path": "../../etc/passwd"}"#.to_vec(),
+        ),
+        (
+            "POST",
+            "/v1/runs",
+            vec![AUTH, json_type],
+            br#"{"input": "a\u0000b", "spec_path": "specs/hello.yaml"}"#.to_vec(),
+        ),
+        (
+            "POST",
+            "/v1/runs",
+            vec![AUTH, json_type],
+            vec![0xff, 0xfe, 0x00, 0x7b],
+        ),
+        (
+            "POST",
+            "/v1/runs",
+            vec![AUTH, json_type],
+            br#"{"input": "x", "spec_path": "specs/hello.yaml", "target": "robot"}"#.to_vec(),
+        ),
+        (
+            "POST",
+            "/v1/runs",
+            vec![AUTH, json_type, ("idempotency-key", "  ")],
+            br#"{"input": "x", "spec_path": "specs/hello.yaml"}"#.to_vec(),
+        ),
+        (
+            "POST",
+            "/v1/runs",
+            vec![("authorization", "Bearer"), json_type],
+            b"{}".to_vec(),
+        ),
+        (
+            "POST",
+            "/v1/runs",
+            vec![("authorization", "Basic b3BzOm9wcw=="), json_type],
+            b"{}".to_vec(),
+        ),
+        ("GET", "/v1/runs?limit=0", vec![AUTH], vec![]),
+        ("GET", "/v1/runs?limit=abc", vec![AUTH], vec![]),
+        (
+            "GET",
+            "/v1/runs?limit=99999999999999999999999",
+            vec![AUTH],
+            vec![],
+        ),
+        ("GET", "/v1/runs?offset=-1", vec![AUTH], vec![]),
+        ("GET", "/v1/runs?status=exploded", vec![AUTH], vec![]),
+        ("GET", "/v1/runs?sort_by=password", vec![AUTH], vec![]),
+        ("GET", "/v1/runs?sort_order=sideways", vec![AUTH], vec![]),
+        ("GET", "/v1/runs?%ff%fe=1", vec![AUTH], vec![]),
+        ("GET", "/v1/runs/%00", vec![AUTH], vec![]),
+        ("GET", "/v1/runs/..%2F..%2Fetc/trace", vec![AUTH], vec![]),
+        (
+            "GET",
+            "/v1/human-tasks/..%2F..%2Fkneo_runs",
+            vec![AUTH],
+            vec![],
+        ),
+        (
+            "POST",
+            "/v1/human-tasks/nope/resume",
+            vec![AUTH, json_type],
+            br#"{"request_id": "r", "decision": "maybe"}"#.to_vec(),
+        ),
+        (
+            "POST",
+            "/v1/human-tasks/nope/resume",
+            vec![AUTH, json_type],
+            br#"{"decision": "approved"}"#.to_vec(),
+        ),
+        ("POST", "/v1/runs/nope/cancel", vec![AUTH], vec![]),
+        ("POST", "/v1/runs/nope/continue", vec![AUTH], vec![]),
+        ("GET", "/v1/audit-events?limit=1001", vec![AUTH], vec![]),
+        (
+            "POST",
+            "/v1/specs/validate",
+            vec![AUTH, json_type],
+            br#"{"spec_path": "/etc/passwd"}"#.to_vec(),
+        ),
+        ("DELETE", "/v1/runs", vec![AUTH], vec![]),
+        ("GET", "/v1/no-such-route", vec![AUTH], vec![]),
+    ];
+    for (method, path, headers, body) in cases {
+        let answer = api.send_bytes(method, path, &headers, body.clone()).await;
+        let context = format!("{method} {path} {:?}", String::from_utf8_lossy(&body));
+        assert!(
+            (400..500).contains(&answer.status),
+            "{context}: expected a 4xx, got {}: {}",
+            answer.status,
+            answer.text
+        );
+        assert!(
+            answer.body.get("detail").is_some(),
+            "{context}: no error envelope: {}",
+            answer.text
+        );
+        assert!(
+            answer.header("x-request-id").is_some(),
+            "{context}: no request id"
+        );
+    }
+    // A bad spec is not a bad request: validation answers 200 with the diagnostics.
+    let validated = api
+        .post(
+            "/v1/specs/validate",
+            OPERATOR_KEY,
+            &json!({"spec": {"agent": 3}}),
+        )
+        .await;
+    assert_eq!(
+        (validated.status, validated.body["valid"].clone()),
+        (200, json!(false)),
+        "{}",
+        validated.text
+    );
+    assert_eq!(validated.body["diagnostics"][1]["code"], "E_SCHEMA");
+    // The service is still healthy afterwards.
+    assert_eq!(api.send("GET", "/readyz", &[], None).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_query_parameters_are_refused_on_every_authenticated_route() {
+    let server = KneoServer::start(ServerOptions::default());
+    let api = Api::new(&server.url);
+    for path in [
+        "/v1/runs",
+        "/v1/runs/x",
+        "/v1/runs/x/trace",
+        "/v1/runs/x/checkpoints",
+        "/v1/human-tasks",
+        "/v1/audit-events",
+        "/v1/service/events",
+        "/runs",
+    ] {
+        let answer = api.get(&format!("{path}?staus=failed"), OPERATOR_KEY).await;
+        assert_eq!(answer.status, 422, "{path}: {}", answer.text);
+        assert_eq!(
+            answer.error_code(),
+            Some("unknown_query_parameters"),
+            "{path}"
+        );
+        assert_eq!(answer.body["detail"]["unknown"], json!(["staus"]), "{path}");
+    }
+    for path in ["/readyz", "/healthz", "/metrics"] {
+        let answer = api
+            .send("GET", &format!("{path}?cache=bust"), &[], None)
+            .await;
+        assert_eq!(answer.status, 200, "{path} accepts any parameter");
+    }
+}
+
+/// An alias bomb, 10,000-deep nesting and invalid UTF-8 each get a 4xx within a second while
+/// other requests keep being answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_yaml_gets_a_4xx_quickly_while_others_are_served() {
+    let server = KneoServer::start(ServerOptions::default());
+    let api = Api::new(&server.url);
+    let mut bomb = String::from(
+        "version: v1\nagent: {name: a}\na0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    for level in 1..10 {
+        let previous = format!("*a{}", level - 1);
+        bomb.push_str(&format!(
+            "a{level}: &a{level} [{}]\n",
+            vec![previous; 9].join(",")
+        ));
+    }
+    write_spec(&server.dir, "bomb.yaml", &bomb);
+    write_spec(
+        &server.dir,
+        "deep.yaml",
+        &format!(
+            "version: v1\nagent: {}{}\n",
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        ),
+    );
+    let mut invalid = b"version: v1\nagent: {name: \"".to_vec();
+    invalid.extend_from_slice(&[0xc3, 0x28, 0xa0, 0xa1]);
+    invalid.extend_from_slice(b"\"}\n");
+    std::fs::write(server.dir.join("specs/invalid.yaml"), invalid).expect("write");
+
+    let background = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            for _ in 0..40 {
+                let started = Instant::now();
+                let answer = api.send("GET", "/readyz", &[], None).await;
+                assert_eq!(answer.status, 200);
+                latencies.push(started.elapsed());
+            }
+            latencies
+        })
+    };
+    for name in ["bomb.yaml", "deep.yaml", "invalid.yaml"] {
+        let started = Instant::now();
+        let answer = api
+            .post(
+                "/v1/runs",
+                OPERATOR_KEY,
+                &json!({"spec_path": format!("specs/{name}"), "input": "x"}),
+            )
+            .await;
+        let elapsed = started.elapsed();
+        assert!(
+            (400..500).contains(&answer.status),
+            "{name}: {} {}",
+            answer.status,
+            answer.text
+        );
+        assert_eq!(
+            answer.error_code(),
+            Some("spec_invalid"),
+            "{name}: {}",
+            answer.text
+        );
+        assert!(elapsed < Duration::from_secs(1), "{name} took {elapsed:?}");
+        let validated = api
+            .post(
+                "/v1/specs/validate",
+                OPERATOR_KEY,
+                &json!({"spec_path": format!("specs/{name}")}),
+            )
+            .await;
+        assert_eq!(validated.status, 200, "{name}: {}", validated.text);
+        assert_eq!(validated.body["valid"], false, "{name}");
+    }
+    let latencies = background.await.expect("background requests");
+    assert!(
+        latencies
+            .iter()
+            .all(|latency| *latency < Duration::from_secs(1)),
+        "{latencies:?}"
+    );
+}
+
+/// Body over the cap: 413 with the limit, also for a chunked body that declares no length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_chunked_bodies_are_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server =
+        KneoServer::start(ServerOptions::default().env("KNEO_SERV_MAX_BODY_BYTES", "1000"));
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .expect("connect");
+    let head = "POST /v1/runs HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer opskey123\r\n\
+                Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+    stream.write_all(head.as_bytes()).await.expect("headers");
+    let chunk = format!("64\r\n{}\r\n", " ".repeat(100));
+    for _ in 0..20 {
+        if stream.write_all(chunk.as_bytes()).await.is_err() {
+            break; // the server may answer and close before the rest is sent
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("\"max_body_bytes\":1000"), "{text}");
+}
