@@ -1,6 +1,7 @@
 //! Black-box API tests: the real `kneo` binary on loopback, on the embedded store and on a real
 //! throwaway Postgres.
 
+mod cli;
 mod crashes;
 mod golden;
 mod human;
