@@ -11,12 +11,20 @@ use super::write_spec;
 
 const AUTH: (&str, &str) = ("authorization", "Bearer opskey123");
 
+/// A request case: method, path, headers, raw body.
+type Case = (
+    &'static str,
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+    Vec<u8>,
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_get_a_4xx_envelope_never_a_5xx() {
     let server = KneoServer::start(ServerOptions::default());
     let api = Api::new(&server.url);
     let json_type = ("content-type", "application/json");
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Vec<u8>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "POST",
             "/v1/runs",
