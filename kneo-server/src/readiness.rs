@@ -234,7 +234,10 @@ pub async fn evaluate(state: &AppState) -> Readiness {
             queue_entry.insert("running".into(), json!(counts.running));
             queue_entry.insert("failed".into(), json!(counts.failed));
             queue_entry.insert("expired_leases".into(), json!(counts.expired_leases));
-            queue_entry.insert("oldest_queued_age_seconds".into(), json!(counts.oldest_queued_age_seconds));
+            queue_entry.insert(
+                "oldest_queued_age_seconds".into(),
+                json!(counts.oldest_queued_age_seconds),
+            );
             queue_entry.insert(
                 "workers".into(),
                 json!(

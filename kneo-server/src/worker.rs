@@ -63,7 +63,7 @@ pub async fn run_worker(
             Err(error) => {
                 failures = failures.saturating_add(1);
                 // Once when the trouble starts, then every 20th retry: an outage must not flood the log.
-                if failures == 1 || failures % 20 == 0 {
+                if failures == 1 || failures.is_multiple_of(20) {
                     tracing::warn!(target: "kneo_serv.platform", worker_id = %worker_id, kind = error.kind.as_str(), failures,
                         "claiming runs failed; retrying with backoff (runbook § 2.2)");
                 }

@@ -336,9 +336,24 @@ async fn starts_and_readiness_transitions_are_recorded_as_service_events() {
     assert_eq!(api.send("GET", "/readyz", &[], None).await.status, 503);
     server.restart_with(&[("KNEO_SERV_HEALTH_PROVIDERS", "")]);
     assert_eq!(api.send("GET", "/readyz", &[], None).await.status, 200);
-    let events = api
-        .get("/v1/service/events?sort_order=asc", OPERATOR_KEY)
-        .await;
+    // Events are written just after the answer that observed them: give them a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let events = loop {
+        let events = api
+            .get("/v1/service/events?sort_order=asc", OPERATOR_KEY)
+            .await;
+        let recorded = events.body["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let became_ready = recorded
+            .iter()
+            .any(|e| e["event_type"] == "readiness.changed" && e["details"]["ready"] == true);
+        if became_ready || std::time::Instant::now() > deadline {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let kinds: Vec<&str> = events.body["events"]
         .as_array()
         .expect("events")

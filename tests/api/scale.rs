@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use kneo_testkit::postgres::shared_cluster;
 use kneo_testkit::server::{KneoServer, OPERATOR_KEY, ServerOptions};
 use kneo_tests::Api;
@@ -87,13 +88,14 @@ async fn two_api_and_two_worker_processes_execute_each_run_once() {
     // Both API processes need the spec: the second one's spec root is its own directory.
     let apis = [Api::new(&first.url), Api::new(&second.url)];
     let body = json!({"spec_path": "specs/counted.yaml", "input": "x", "async_mode": true});
-    let submissions = (0..2000).map(|index| {
+    // Clients submit with bounded concurrency (64 in flight), as a real client pool would.
+    let submissions = futures_util::stream::iter(0..2000).map(|index| {
         let (api, body) = (apis[index % 2].clone(), body.clone());
-        tokio::spawn(async move { api.post("/v1/runs", OPERATOR_KEY, &body).await })
+        async move { api.post("/v1/runs", OPERATOR_KEY, &body).await }
     });
+    let answers: Vec<kneo_tests::Answer> = submissions.buffer_unordered(64).collect().await;
     let mut accepted = Vec::new();
-    for answer in futures_util::future::join_all(submissions).await {
-        let answer = answer.expect("submit task");
+    for answer in answers {
         assert_eq!(answer.status, 202, "{}", answer.text);
         accepted.push(answer.body["run_id"].as_str().expect("run id").to_string());
     }

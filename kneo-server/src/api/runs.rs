@@ -403,7 +403,7 @@ pub async fn recovery(
         .as_ref()
         .and_then(|q| q.lease_expires_at.as_deref())
         .is_some_and(|expiry| expiry > crate::clock::now_text().as_str());
-    let sequential = run.workflow_kind.as_deref() == Some("workflow");
+    let sequential = crate::platform::is_sequential_workflow(&run);
     let can_continue = sequential
         && (run.status == RunStatus::Failed || (run.status == RunStatus::Running && !lease_live));
     let context = run

@@ -68,12 +68,10 @@ pub enum BackupError {
     #[error(
         "a previous restore into {state_dir} was interrupted (found {leftover}); the state before it is in the *.pre-restore files. Move them back into place, or remove them and restore again"
     )]
-    InterruptedRestore { state_dir: PathBuf, leftover: PathBuf },
-
-    #[error(
-        "the archive {path} changed while it was being restored ({detail}); nothing was restored. Verify it again and retry"
-    )]
-    ArchiveChanged { path: PathBuf, detail: String },
+    InterruptedRestore {
+        state_dir: PathBuf,
+        leftover: PathBuf,
+    },
 
     #[error("the restored store does not match the archive's manifest: {detail}")]
     RestoredCountsDiffer { detail: String },
@@ -122,7 +120,10 @@ pub enum BackupError {
 }
 
 impl BackupError {
-    pub(crate) fn io(action: impl Into<String>, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> BackupError {
+    pub(crate) fn io(
+        action: impl Into<String>,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> BackupError {
         let (action, path) = (action.into(), path.into());
         move |source| BackupError::Io {
             action,
@@ -157,7 +158,11 @@ impl BackupError {
 /// The first few failures, for a one-line message.
 fn summarize(failures: &[Failure]) -> String {
     const SHOWN: usize = 3;
-    let mut parts: Vec<String> = failures.iter().take(SHOWN).map(Failure::to_string).collect();
+    let mut parts: Vec<String> = failures
+        .iter()
+        .take(SHOWN)
+        .map(Failure::to_string)
+        .collect();
     if failures.len() > SHOWN {
         parts.push(format!("and {} more", failures.len() - SHOWN));
     }

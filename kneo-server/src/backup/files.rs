@@ -103,10 +103,6 @@ impl<W: Write> HashingWriter<W> {
         }
     }
 
-    pub fn bytes(&self) -> u64 {
-        self.bytes
-    }
-
     /// The inner writer, the hex digest and the length.
     pub fn finish(self) -> (W, String, u64) {
         (self.inner, hex::encode(self.hasher.finalize()), self.bytes)
@@ -140,10 +136,6 @@ impl<R: Read> HashingReader<R> {
             hasher: Sha256::new(),
             bytes: 0,
         }
-    }
-
-    pub fn bytes(&self) -> u64 {
-        self.bytes
     }
 
     pub fn finish(self) -> (String, u64) {

@@ -6,8 +6,10 @@ use std::fmt;
 use std::io::Write;
 
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::format::{ColumnType, KeyPart, TableSpec};
 use crate::clock;
@@ -62,8 +64,7 @@ impl LineEncoder {
     pub fn timestamp(&mut self, name: &str, at: DateTime<Utc>) {
         self.key(name);
         self.buffer.push(b'"');
-        self.buffer
-            .extend_from_slice(clock::format(at).as_bytes());
+        self.buffer.extend_from_slice(clock::format(at).as_bytes());
         self.buffer.push(b'"');
     }
 
@@ -73,21 +74,11 @@ impl LineEncoder {
         self.buffer.extend_from_slice(json.as_bytes());
     }
 
-    pub fn json_value(&mut self, name: &str, value: &Value) {
-        self.key(name);
-        let _ = serde_json::to_writer(&mut self.buffer, value);
-    }
-
     /// The finished line, newline included.
     pub fn finish(&mut self) -> &[u8] {
         self.buffer.extend_from_slice(b"}\n");
         &self.buffer
     }
-}
-
-/// Parses a timestamp column value and returns it in the archive's one text format.
-pub fn canonical_timestamp(text: &str) -> Option<DateTime<Utc>> {
-    clock::parse(text)
 }
 
 /// Makes a stored JSON document fit on one line: validated, and re-serialized only when it holds
@@ -100,8 +91,7 @@ pub fn one_line_json(text: &str) -> Result<Cow<'_, str>, String> {
             .map(Cow::Owned)
             .map_err(|error| format!("cannot be re-serialized: {error}"));
     }
-    serde_json::from_str::<IgnoredAny>(text)
-        .map_err(|error| format!("not valid JSON: {error}"))?;
+    serde_json::from_str::<IgnoredAny>(text).map_err(|error| format!("not valid JSON: {error}"))?;
     Ok(Cow::Borrowed(text))
 }
 
@@ -110,21 +100,24 @@ pub fn one_line_json(text: &str) -> Result<Cow<'_, str>, String> {
 pub enum JsonMode {
     /// Check the documents and keep only a run's `continuation_id` (verification).
     Validate,
-    /// Keep every document (restore).
+    /// Keep every document, as its JSON text (restore).
     Keep,
 }
 
 /// One column value read from a line.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Cell {
     Null,
     Text(String),
     Int(i64),
     Time(DateTime<Utc>),
-    Json(Value),
+    /// A valid document, its text as it was in the archive.
+    Json(Box<RawValue>),
     /// A valid document that was not kept ([`JsonMode::Validate`]), with its top-level
     /// `continuation_id` when that is a string.
-    Checked { continuation_id: Option<String> },
+    Checked {
+        continuation_id: Option<String>,
+    },
 }
 
 impl Cell {
@@ -145,7 +138,7 @@ impl Cell {
 }
 
 /// A row read from a line: its cells in the table's column order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Row {
     pub cells: Vec<Cell>,
 }
@@ -291,17 +284,19 @@ impl<'de> DeserializeSeed<'de> for CellSeed {
                 None => null(self.nullable),
             },
             ColumnType::Json => match self.mode {
-                JsonMode::Keep => match Value::deserialize(deserializer)? {
-                    Value::Null if self.nullable => Ok(Cell::Null),
-                    value => Ok(Cell::Json(value)),
-                },
+                JsonMode::Keep => {
+                    let raw = Box::<RawValue>::deserialize(deserializer)?;
+                    if self.nullable && raw.get() == "null" {
+                        Ok(Cell::Null)
+                    } else {
+                        Ok(Cell::Json(raw))
+                    }
+                }
                 JsonMode::Validate => deserializer.deserialize_any(ProbeVisitor),
             },
         }
     }
 }
-
-use serde::Deserialize;
 
 /// Walks a document without keeping it, noting a top-level string `continuation_id`.
 struct ProbeVisitor;
@@ -402,14 +397,15 @@ mod tests {
         let body = &bytes[..bytes.len() - 1];
         let kept = decode_line(runs(), body, JsonMode::Keep).expect("valid");
         assert_eq!(kept.text(runs(), "workflow_name"), Some("w\n\"x\""));
-        assert_eq!(kept.cells[4], Cell::Null);
-        let checked = decode_line(runs(), body, JsonMode::Validate).expect("valid");
-        assert_eq!(
-            checked.cells[6],
-            Cell::Checked {
-                continuation_id: Some("c1".into())
-            }
+        assert!(matches!(kept.cells[4], Cell::Null));
+        assert!(
+            matches!(&kept.cells[6], Cell::Json(raw) if raw.get().starts_with("{\"continuation_id\""))
         );
+        let checked = decode_line(runs(), body, JsonMode::Validate).expect("valid");
+        assert!(matches!(
+            &checked.cells[6],
+            Cell::Checked { continuation_id: Some(id) } if id == "c1"
+        ));
     }
 
     #[test]
@@ -420,12 +416,17 @@ mod tests {
             (good.replace("\"r1\"", "5"), "\"id\""),
             (good.replace(",\"deadline_at\":null", ""), "deadline_at"),
             (good.replace("}", ",\"extra\":1}"), "extra"),
-            (good.replace("+00:00\",\"updated", "Z\",\"updated"), "created_at"),
-            (good.replace("\"status\":\"blocked\"", "\"status\":null"), "status"),
+            (
+                good.replace("+00:00\",\"updated", "Z\",\"updated"),
+                "created_at",
+            ),
+            (
+                good.replace("\"status\":\"blocked\"", "\"status\":null"),
+                "status",
+            ),
         ];
         for (text, expected) in cases {
-            let error = decode_line(runs(), text.as_bytes(), JsonMode::Validate)
-                .expect_err(&text);
+            let error = decode_line(runs(), text.as_bytes(), JsonMode::Validate).expect_err(&text);
             assert!(error.contains(expected), "{text}: {error}");
         }
         assert!(decode_line(runs(), format!("{good} x").as_bytes(), JsonMode::Keep).is_err());
@@ -434,7 +435,10 @@ mod tests {
     #[test]
     fn pretty_documents_are_folded_onto_one_line() {
         assert_eq!(one_line_json("{\"a\": 1}").expect("valid"), "{\"a\": 1}");
-        assert_eq!(one_line_json("{\n \"a\": 1\n}").expect("valid"), "{\"a\":1}");
+        assert_eq!(
+            one_line_json("{\n \"a\": 1\n}").expect("valid"),
+            "{\"a\":1}"
+        );
         assert!(one_line_json("{\"a\":").is_err());
     }
 }

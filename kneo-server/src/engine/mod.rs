@@ -1,33 +1,102 @@
 //! The run engine: compiles a validated spec into a [`plan::Plan`] and executes it step by step.
 //!
-//! - [`functions`]: the function registry (the extension point) and the built-in functions.
-//! - [`providers`]: model providers (`dummy`).
-//! - [`plan`]: spec → plan, with every reference resolved.
-//! - [`executor`]: running a plan with a durable boundary after every step.
+//! - [`functions`]: the function registry (an extension point) and the built-in functions.
+//! - [`tools`]: the tool registry (an extension point), built-in tools, compiled tools.
+//! - [`providers`]: the provider trait and the scriptable `dummy`; [`openai`]: the
+//!   OpenAI-compatible HTTP provider; [`settings`]: their `KNEO_SERV_*` settings.
+//! - [`command`]: `command:` functions and tools (JSON on stdin and stdout).
+//! - [`mcp`]: MCP tools over stdio, with sessions shared by the whole process.
+//! - [`agent`]: one agent turn, with its tool-call loop.
+//! - [`plan`]: spec → plan, with every reference resolved; [`graph`]: graph routing.
+//! - [`executor`]: running a plan with a durable boundary after every step or node.
 //! - [`trace`]: trace events in kneo-serv's shape.
 
+pub mod agent;
+pub mod command;
 pub mod executor;
 pub mod functions;
+pub mod graph;
+pub mod mcp;
+pub mod openai;
 pub mod plan;
 pub mod providers;
+pub mod settings;
+pub mod tools;
 pub mod trace;
 
+use std::sync::{Arc, OnceLock};
+
 use functions::FunctionRegistry;
+use mcp::McpSessions;
+use settings::{McpSettings, ProviderSettings};
+use tools::ToolRegistry;
+
+/// What compiling a spec needs: the registries, and the runtime services plans hold on to.
+pub trait PlanContext {
+    fn functions(&self) -> &FunctionRegistry;
+    fn tools(&self) -> &ToolRegistry;
+    fn runtime(&self) -> &Arc<RuntimeServices>;
+}
+
+/// Long-lived things plans share: the HTTP client of the providers, the MCP sessions, and the
+/// settings read from the environment when they were built.
+pub struct RuntimeServices {
+    pub provider_settings: ProviderSettings,
+    pub mcp_settings: McpSettings,
+    pub mcp: McpSessions,
+    http: Result<reqwest::Client, String>,
+}
+
+impl RuntimeServices {
+    /// Services with the given settings and a fresh HTTP client and MCP session pool.
+    pub fn new(provider_settings: ProviderSettings, mcp_settings: McpSettings) -> RuntimeServices {
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .user_agent(concat!("kneo/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| error.to_string());
+        RuntimeServices {
+            provider_settings,
+            mcp_settings,
+            mcp: McpSessions::default(),
+            http,
+        }
+    }
+
+    /// The process-wide services, with settings from the environment: one HTTP connection
+    /// pool and one MCP session per server for every engine of the process.
+    pub fn shared() -> &'static Arc<RuntimeServices> {
+        static SHARED: OnceLock<Arc<RuntimeServices>> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            Arc::new(RuntimeServices::new(
+                ProviderSettings::from_env(),
+                McpSettings::from_env(),
+            ))
+        })
+    }
+
+    /// The providers' HTTP client, or why it could not be built.
+    pub fn http_client(&self) -> Result<reqwest::Client, String> {
+        self.http.clone()
+    }
+}
 
 /// The registries a service runs with.
 #[derive(Clone)]
 pub struct Engine {
     pub functions: FunctionRegistry,
-    /// Tool names registered in code (none are built in yet; specs declare their own tools).
-    tools: Vec<String>,
+    pub tools: ToolRegistry,
+    pub runtime: Arc<RuntimeServices>,
 }
 
 impl Engine {
-    /// The engine with kneo's built-in functions and providers.
+    /// The engine with kneo's built-in functions, tools and providers, and the process-wide
+    /// runtime services (settings from the environment).
     pub fn with_builtins() -> Engine {
         Engine {
             functions: FunctionRegistry::with_builtins(),
-            tools: Vec::new(),
+            tools: ToolRegistry::with_builtins(),
+            runtime: RuntimeServices::shared().clone(),
         }
     }
 
@@ -37,8 +106,40 @@ impl Engine {
         vec!["bridge".into(), "native".into()]
     }
 
+    /// Tools registered in code, as `/readyz` `tool_registry` lists them.
     pub fn tool_names(&self) -> Vec<String> {
-        self.tools.clone()
+        self.tools.names()
+    }
+}
+
+impl PlanContext for Engine {
+    fn functions(&self) -> &FunctionRegistry {
+        &self.functions
+    }
+
+    fn tools(&self) -> &ToolRegistry {
+        &self.tools
+    }
+
+    fn runtime(&self) -> &Arc<RuntimeServices> {
+        &self.runtime
+    }
+}
+
+/// A bare function registry compiles with the built-in tools and the process-wide runtime
+/// services.
+impl PlanContext for FunctionRegistry {
+    fn functions(&self) -> &FunctionRegistry {
+        self
+    }
+
+    fn tools(&self) -> &ToolRegistry {
+        static BUILTIN: OnceLock<ToolRegistry> = OnceLock::new();
+        BUILTIN.get_or_init(ToolRegistry::with_builtins)
+    }
+
+    fn runtime(&self) -> &Arc<RuntimeServices> {
+        RuntimeServices::shared()
     }
 }
 
@@ -48,6 +149,6 @@ impl crate::spec::validate::Catalog for Engine {
     }
 
     fn has_tool(&self, name: &str) -> bool {
-        self.tools.iter().any(|tool| tool == name)
+        self.tools.contains(name)
     }
 }

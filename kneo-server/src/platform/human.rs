@@ -308,7 +308,7 @@ impl Platform {
                 sequence + 2,
                 &[],
                 json!({
-                    "workflow_type": "sequential",
+                    "workflow_type": continuation.workflow_kind.as_deref().unwrap_or("sequential"),
                     "input_text": continuation.current_input,
                     "output_text": output,
                     "error": null,
@@ -518,7 +518,9 @@ fn decision_output(continuation: &Continuation, decision: &Decision) -> Result<S
     }
 }
 
-/// The run as it continues after the human step.
+/// The run as it continues after the human step. A sequential run moves to the next step; a
+/// graph run keeps the human node as its position and hands its output to the engine, which
+/// routes it through the node's edges (`execution_context.graph.route_from`).
 fn resumed_run(
     mut run: RunRecord,
     continuation: &Continuation,
@@ -531,22 +533,45 @@ fn resumed_run(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let index = continuation.current_step_index.unwrap_or(0);
+    let graph_node = continuation
+        .current_node_id
+        .clone()
+        .filter(|_| continuation.workflow_kind.as_deref() == Some("graph"));
     run.status = RunStatus::Running;
-    run.visited_steps.push(step_id.clone());
     let role = continuation
         .pending_human_request
         .get("response_role")
         .and_then(Value::as_str);
     if let (Some(role), Some(content)) = (role, &decision.content) {
-        let reply = crate::engine::providers::Message {
-            role: role.into(),
-            content: crate::redact::redacted_text(content),
-            name: Some(step_id.clone()),
-        };
+        let mut reply =
+            crate::engine::providers::Message::new(role, &crate::redact::redacted_text(content));
+        reply.name = Some(step_id.clone());
         run.messages.push(reply.to_json());
     }
-    run.current_step_index = Some(index + 1);
+    let graph_state = match &graph_node {
+        Some(node) => {
+            run.visited_nodes.push(node.clone());
+            run.current_node_id = Some(node.clone());
+            let visits = run
+                .metadata
+                .get("execution_context")
+                .and_then(|context| context.pointer("/graph/visits"))
+                .and_then(Value::as_u64)
+                .unwrap_or(run.visited_nodes.len() as u64);
+            Some(json!({
+                "next_node_id": null,
+                "visits": visits,
+                "finished": false,
+                "route_from": {"node_id": node, "output": output, "status": "completed"},
+            }))
+        }
+        None => {
+            run.visited_steps.push(step_id.clone());
+            let index = continuation.current_step_index.unwrap_or(0);
+            run.current_step_index = Some(index + 1);
+            None
+        }
+    };
     if let Some(counts) = run
         .metadata
         .entry("step_iteration_counts")
@@ -565,19 +590,20 @@ fn resumed_run(
         json!(continuation.id),
     );
     run.metadata.insert("human_decision".into(), json!({"decision": decision.decision, "request_id": decision.request_id, "metadata": decision.metadata}));
-    run.metadata.insert(
-        "execution_context".into(),
-        json!({
-            "last_event_type": "human_intervention_resumed",
-            "current_step_id": step_id,
-            "current_node_id": null,
-            "visited_steps": run.visited_steps,
-            "visited_nodes": run.visited_nodes,
-            "last_input_text": continuation.current_input,
-            "last_output_text": crate::redact::redacted_text(output),
-            "current_iteration": 1,
-            "next_input": output,
-        }),
-    );
+    let mut context = json!({
+        "last_event_type": "human_intervention_resumed",
+        "current_step_id": step_id,
+        "current_node_id": graph_node,
+        "visited_steps": run.visited_steps,
+        "visited_nodes": run.visited_nodes,
+        "last_input_text": continuation.current_input,
+        "last_output_text": crate::redact::redacted_text(output),
+        "current_iteration": 1,
+        "next_input": output,
+    });
+    if let Some(state) = graph_state {
+        context["graph"] = state;
+    }
+    run.metadata.insert("execution_context".into(), context);
     run
 }

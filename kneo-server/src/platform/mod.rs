@@ -154,7 +154,7 @@ impl Platform {
             .get("target")
             .and_then(Value::as_str)
             .unwrap_or("workflow");
-        crate::engine::plan::compile(&spec, target, &self.engine.functions)
+        crate::engine::plan::compile(&spec, target, self.engine.as_ref())
             .map_err(|error| error.to_string())
     }
 
@@ -166,7 +166,7 @@ impl Platform {
     ) -> Result<(StatusCode, Value), ApiError> {
         let loaded = self.load_run_spec(&request.source).await?;
         let plan =
-            crate::engine::plan::compile(&loaded.spec, &request.target, &self.engine.functions)
+            crate::engine::plan::compile(&loaded.spec, &request.target, self.engine.as_ref())
                 .map_err(|error| specs::spec_invalid(vec![specs::compile_diagnostic(&error)]))?;
         let now = crate::clock::now_text();
         let mut run = RunRecord::new(
@@ -400,15 +400,19 @@ impl Platform {
                 ));
             }
         };
-        if run.workflow_kind.as_deref() != Some("workflow")
-            || run.metadata.get("execution_context").is_none()
-        {
+        if !is_sequential_workflow(&run) {
             return Err(ApiError::run_state_conflict(
                 "Only sequential workflow runs can be continued from a checkpoint.",
                 run.status.as_str(),
             ));
         }
         let plan = self.plan_for(&run).map_err(ApiError::invalid_request)?;
+        if plan.kind() != "sequential" {
+            return Err(ApiError::run_state_conflict(
+                "Only sequential workflow runs can be continued from a checkpoint.",
+                run.status.as_str(),
+            ));
+        }
         let holder = self.request_holder.clone();
         let now = crate::clock::now_text();
         run.status = RunStatus::Running;
@@ -465,4 +469,15 @@ impl Platform {
             tracing::warn!(target: "kneo_serv.platform", %error, "human task sweep failed");
         }
     }
+}
+
+/// Only sequential workflows resume from a checkpoint with `/continue` (as in kneo-serv).
+pub fn is_sequential_workflow(run: &RunRecord) -> bool {
+    run.workflow_kind.as_deref() == Some("workflow")
+        && run.metadata.get("execution_context").is_some()
+        && run
+            .metadata
+            .get("workflow_type")
+            .and_then(Value::as_str)
+            .is_none_or(|kind| kind == "sequential")
 }

@@ -62,7 +62,7 @@ pub fn validate_for_this_build(value: &Value, engine: &crate::engine::Engine) ->
     if let Some(spec) = &validation.spec {
         let mut problems = Vec::new();
         for target in ["workflow", "agent"] {
-            if let Err(error) = crate::engine::plan::compile(spec, target, &engine.functions) {
+            if let Err(error) = crate::engine::plan::compile(spec, target, engine) {
                 let diagnostic = compile_diagnostic(&error);
                 if !problems.contains(&diagnostic) {
                     problems.push(diagnostic);

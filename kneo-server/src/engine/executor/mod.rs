@@ -1,9 +1,13 @@
 //! Executing a plan: one step at a time, each followed by a durable boundary (the run's new
 //! state, its trace events and a checkpoint, written in one transaction by the [`Recorder`]).
 //!
-//! The run row always says where to go next (`current_step_index` and
-//! `metadata.execution_context.next_input`), so a run whose worker died continues after its last
-//! completed step and never runs a completed step again.
+//! The run row always says where to go next (`current_step_index`, or `current_node_id` in a
+//! graph, and `metadata.execution_context.next_input`), so a run whose worker died continues
+//! after its last completed step and never runs a completed step again.
+//!
+//! Sequential workflows run here; graph workflows in [`graph_run`].
+
+mod graph_run;
 
 use std::time::{Duration, Instant};
 
@@ -11,10 +15,14 @@ use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
+use super::agent::{EventSink, Failure, StepContext};
+use super::command::CommandPlan;
 use super::functions::FunctionInput;
+use super::graph::NodeStatus;
 use super::plan::{AgentPlan, Plan, StepPlan, Unit, WorkflowPlan};
-use super::providers::{Completion, Message};
+use super::providers::Message;
 use super::trace::TraceEvent;
+use crate::spec::model::WorkflowType;
 use crate::spec::model::{HumanSpec, OnError};
 use crate::store::{Continuation, RunRecord, RunStatus, StoreError};
 
@@ -67,11 +75,7 @@ pub struct ExecutionSettings {
 }
 
 /// A step's failure, after its retries.
-#[derive(Debug, Clone)]
-struct StepFailure {
-    kind: &'static str,
-    message: String,
-}
+type StepFailure = Failure;
 
 /// What one step produced.
 struct StepOutput {
@@ -95,9 +99,20 @@ struct Execution<'a> {
     leg_start: usize,
     input_tokens: u64,
     output_tokens: u64,
+    /// The graph node the next checkpoint belongs to (its `node_id`).
+    current_node: Option<String>,
+    /// A graph run's routing state, kept in `execution_context.graph` (see [`graph_run`]).
+    graph_state: Option<Value>,
 }
 
 impl<'a> Execution<'a> {
+    /// Emits the events a unit of work collected (tool calls, command output).
+    fn emit_collected(&mut self, sink: &EventSink) {
+        for event in sink.drain() {
+            self.emit(event);
+        }
+    }
+
     fn emit(&mut self, event: TraceEvent) {
         let event = event.with("parent_event_id", json!(self.last_event_id));
         self.last_event_id = Some(event.event_id());
@@ -166,7 +181,7 @@ impl<'a> Execution<'a> {
             .map(|checkpoint| checkpoint["trace_events"].as_array().map_or(0, Vec::len))
             .sum();
         let delta = &self.pending[in_checkpoints.min(self.pending.len())..];
-        let checkpoint = build_checkpoint(
+        let mut checkpoint = build_checkpoint(
             &self.run,
             checkpoint_type,
             step_id,
@@ -175,6 +190,9 @@ impl<'a> Execution<'a> {
             metadata,
             &now,
         );
+        if let Some(node) = &self.current_node {
+            checkpoint["node_id"] = json!(node);
+        }
         self.deferred.push(checkpoint);
     }
 
@@ -191,7 +209,7 @@ impl<'a> Execution<'a> {
             json!({
                 "last_event_type": last_event_type,
                 "current_step_id": step_id,
-                "current_node_id": null,
+                "current_node_id": self.run.current_node_id,
                 "visited_steps": self.run.visited_steps,
                 "visited_nodes": self.run.visited_nodes,
                 "last_input_text": crate::redact::redacted_text(last_input),
@@ -200,6 +218,15 @@ impl<'a> Execution<'a> {
                 "next_input": next_input,
             }),
         );
+        if let Some(state) = &self.graph_state
+            && let Some(context) = self
+                .run
+                .metadata
+                .get_mut("execution_context")
+                .and_then(Value::as_object_mut)
+        {
+            context.insert("graph".into(), state.clone());
+        }
     }
 
     fn finish_metadata(&mut self, agent: &AgentPlan) {
@@ -208,8 +235,14 @@ impl<'a> Execution<'a> {
         metadata.insert("sdk".into(), json!("kneo_agent"));
         metadata.insert("iterations".into(), json!(1));
         metadata.insert("duration_ms".into(), json!(duration_ms));
-        metadata.insert("runtime_mode".into(), json!("bridge"));
-        metadata.insert("runtime_name".into(), json!(agent.provider.runtime_name()));
+        let runtime_name = agent.provider.runtime_name();
+        let mode = if runtime_name.starts_with("native") {
+            "native"
+        } else {
+            "bridge"
+        };
+        metadata.insert("runtime_mode".into(), json!(mode));
+        metadata.insert("runtime_name".into(), json!(runtime_name));
         metadata.insert("agent_name".into(), json!(agent.name));
         if self.input_tokens + self.output_tokens > 0 {
             let usage = json!({
@@ -239,6 +272,10 @@ impl<'a> Execution<'a> {
         let visited = self.run.visited_steps.clone();
         let metadata = &mut self.run.metadata;
         let mut summary = json!({"name": workflow.name, "type": workflow.kind.as_str(), "visited_steps": visited});
+        if workflow.graph.is_some() {
+            summary["visited_nodes"] = json!(self.run.visited_nodes);
+            summary["current_node_id"] = json!(self.run.current_node_id);
+        }
         if let Some(step) = pending_step {
             summary["pending_step_id"] = json!(step);
         }
@@ -342,12 +379,9 @@ pub fn expand_checkpoint(mut checkpoint: Value, frozen_spec: Option<&Value>) -> 
 }
 
 fn message(role: &str, content: &str, name: Option<&str>) -> Value {
-    Message {
-        role: role.into(),
-        content: crate::redact::redacted_text(content),
-        name: name.map(str::to_string),
-    }
-    .to_json()
+    let mut message = Message::new(role, &crate::redact::redacted_text(content));
+    message.name = name.map(str::to_string);
+    message.to_json()
 }
 
 /// Executes `plan` for `run` from where the run row says it stands.
@@ -370,9 +404,14 @@ pub async fn execute(
         leg_start: 0,
         input_tokens: 0,
         output_tokens: 0,
+        current_node: None,
+        graph_state: None,
     };
     let result = match &plan.workflow {
         None => run_agent(&mut execution, &plan.agent).await,
+        Some(workflow) if workflow.kind == WorkflowType::Graph => {
+            graph_run::run_graph(&mut execution, plan, workflow).await
+        }
         Some(workflow) => run_sequential(&mut execution, plan, workflow).await,
     };
     match result {
@@ -401,10 +440,17 @@ async fn run_agent(execution: &mut Execution<'_>, agent: &AgentPlan) -> Result<O
     });
     execution.defer_checkpoint("run_started", None, context);
 
+    let context = StepContext {
+        run_id: execution.run.id.clone(),
+        step_id: None,
+        attempt: 1,
+        events: EventSink::default(),
+    };
     let answer = tokio::select! {
         _ = execution.cancel.cancelled() => return Err(Interrupt::Cancelled),
-        answer = call_agent(agent, &input) => answer,
+        answer = super::agent::run_agent(agent, &input, &context) => answer,
     };
+    execution.emit_collected(&context.events);
     match answer {
         Ok(output) => {
             execution.input_tokens += output.input_tokens;
@@ -430,31 +476,6 @@ async fn run_agent(execution: &mut Execution<'_>, agent: &AgentPlan) -> Result<O
         Err(failure) => fail_run(execution, agent, None, &failure).await?,
     }
     Ok(Outcome::Finished(execution.run.clone()))
-}
-
-async fn call_agent(agent: &AgentPlan, input: &str) -> Result<StepOutput, StepFailure> {
-    let request = Completion {
-        model: agent.model_name.clone(),
-        system_prompt: agent.system_prompt.clone(),
-        messages: vec![Message {
-            role: "user".into(),
-            content: input.to_string(),
-            name: None,
-        }],
-    };
-    agent
-        .provider
-        .complete(request)
-        .await
-        .map(|answer| StepOutput {
-            text: answer.text,
-            input_tokens: answer.input_tokens,
-            output_tokens: answer.output_tokens,
-        })
-        .map_err(|error| StepFailure {
-            kind: "provider_error",
-            message: error.to_string(),
-        })
 }
 
 /// Records a failure as the run's final state.
@@ -543,11 +564,21 @@ async fn run_sequential(
         if execution.cancel.is_cancelled() {
             return Err(Interrupt::Cancelled);
         }
+        if step.disabled {
+            execution.emit(
+                TraceEvent::new("step_skipped", &execution.run.id, None)
+                    .with("workflow_name", workflow.name.clone())
+                    .with("step_id", step.id.clone())
+                    .metadata(json!({"index": index, "reason": "disabled"})),
+            );
+            execution.run.current_step_index = Some(index as i64 + 1);
+            continue;
+        }
         if let Unit::Human { reference, spec } = &step.unit {
             return pause_for_human(
                 execution,
                 workflow,
-                index,
+                PausePosition::Step(index),
                 step,
                 reference,
                 spec,
@@ -560,7 +591,7 @@ async fn run_sequential(
                 .with("workflow_name", workflow.name.clone())
                 .with("step_id", step.id.clone())
                 .input(&current_input)
-                .metadata(json!({"index": index, "kind": unit_kind(&step.unit)})),
+                .metadata(json!({"index": index, "kind": step.unit.kind()})),
         );
         let result = run_step_with_policy(execution, workflow, step, &current_input).await?;
         match result {
@@ -660,15 +691,6 @@ async fn run_sequential(
     Ok(Outcome::Finished(execution.run.clone()))
 }
 
-fn unit_kind(unit: &Unit) -> &'static str {
-    match unit {
-        Unit::Agent(_) => "agent",
-        Unit::Function { .. } => "function",
-        Unit::Human { .. } => "human",
-        Unit::Workflow(_) => "workflow",
-    }
-}
-
 enum StepResult {
     Done(StepOutput),
     /// Failed under `on_error: continue`: the input passes on unchanged.
@@ -726,7 +748,13 @@ async fn run_with_retries(
     let attempts = 1 + step.max_retries;
     let mut last_failure = None;
     for attempt in 1..=attempts {
-        let work = run_unit(&step.unit, input, &execution.run.id, &step.id, attempt);
+        let context = StepContext {
+            run_id: execution.run.id.clone(),
+            step_id: Some(step.id.clone()),
+            attempt,
+            events: EventSink::default(),
+        };
+        let work = run_unit(&step.unit, input, &context);
         let bounded = async {
             match step.timeout {
                 Some(limit) => tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
@@ -743,13 +771,17 @@ async fn run_with_retries(
             }
         };
         let result = tokio::select! {
-            _ = execution.cancel.cancelled() => return Err(Interrupt::Cancelled),
+            _ = execution.cancel.cancelled() => {
+                execution.emit_collected(&context.events);
+                return Err(Interrupt::Cancelled);
+            }
             result = bounded => result,
         };
+        execution.emit_collected(&context.events);
         match result {
             Ok(output) => return Ok(Ok(output)),
             Err(failure) => {
-                let timed_out = failure.kind == "step_timeout";
+                let timed_out = matches!(failure.kind, "step_timeout" | "provider_timeout");
                 if attempt < attempts && !timed_out {
                     execution.emit(
                         TraceEvent::new("step_retry", &execution.run.id, None)
@@ -771,60 +803,45 @@ async fn run_with_retries(
     })))
 }
 
+type UnitFuture<'u> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<StepOutput, StepFailure>> + Send + 'u>,
+>;
+
 /// The work of one attempt.
-fn run_unit<'u>(
-    unit: &'u Unit,
-    input: &'u str,
-    run_id: &'u str,
-    step_id: &'u str,
-    attempt: u32,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<StepOutput, StepFailure>> + Send + 'u>>
-{
+fn run_unit<'u>(unit: &'u Unit, input: &'u str, context: &'u StepContext) -> UnitFuture<'u> {
     Box::pin(async move {
         match unit {
-            Unit::Agent(agent) => {
-                let request = Completion {
-                    model: agent.model_name.clone(),
-                    system_prompt: agent.system_prompt.clone(),
-                    messages: vec![Message { role: "user".into(), content: input.to_string(), name: None }],
-                };
-                agent
-                    .provider
-                    .complete(request)
-                    .await
-                    .map(|answer| StepOutput { text: answer.text, input_tokens: answer.input_tokens, output_tokens: answer.output_tokens })
-                    .map_err(|error| StepFailure { kind: "provider_error", message: error.to_string() })
-            }
-            Unit::Function { implementation, function } => function
-                .call(FunctionInput { text: input.to_string(), run_id: run_id.to_string(), step_id: step_id.to_string(), attempt })
+            Unit::Agent(agent) => super::agent::run_agent(agent, input, context)
                 .await
-                .map(|text| StepOutput { text, input_tokens: 0, output_tokens: 0 })
-                .map_err(|error| StepFailure { kind: "function_error", message: format!("{implementation}: {error}") }),
-            Unit::Workflow(workflow) => {
-                let mut text = input.to_string();
-                let (mut input_tokens, mut output_tokens) = (0, 0);
-                for nested in &workflow.steps {
-                    let mut attempt_result = Err(StepFailure { kind: "step_failed", message: String::new() });
-                    for nested_attempt in 1..=1 + nested.max_retries {
-                        attempt_result = run_unit(&nested.unit, &text, run_id, &nested.id, nested_attempt).await;
-                        if attempt_result.is_ok() {
-                            break;
-                        }
-                    }
-                    match (attempt_result, nested.on_error) {
-                        (Ok(output), _) => {
-                            input_tokens += output.input_tokens;
-                            output_tokens += output.output_tokens;
-                            text = output.text;
-                        }
-                        (Err(_), OnError::Continue) => {}
-                        (Err(failure), _) => {
-                            return Err(StepFailure { kind: failure.kind, message: format!("nested workflow {}: step {}: {}", workflow.name, nested.id, failure.message) });
-                        }
-                    }
-                }
-                Ok(StepOutput { text, input_tokens, output_tokens })
+                .map(|answer| StepOutput {
+                    text: answer.text,
+                    input_tokens: answer.input_tokens,
+                    output_tokens: answer.output_tokens,
+                }),
+            Unit::Function {
+                implementation,
+                function,
+            } => function
+                .call(FunctionInput {
+                    text: input.to_string(),
+                    run_id: context.run_id.clone(),
+                    step_id: context.step_id.clone().unwrap_or_default(),
+                    attempt: context.attempt,
+                })
+                .await
+                .map(|text| StepOutput {
+                    text,
+                    input_tokens: 0,
+                    output_tokens: 0,
+                })
+                .map_err(|error| StepFailure {
+                    kind: "function_error",
+                    message: format!("{implementation}: {error}"),
+                }),
+            Unit::Command { reference, command } => {
+                run_command_function(reference, command, input, context).await
             }
+            Unit::Workflow(workflow) => run_nested_workflow(workflow, input, context).await,
             Unit::Human { .. } => Err(StepFailure {
                 kind: "human_step_unsupported",
                 message: "a human step cannot run inside a nested workflow (E_STEP_WORKFLOW_NESTED_HUMAN)".into(),
@@ -833,11 +850,169 @@ fn run_unit<'u>(
     })
 }
 
+/// A `command:` function: the step input as JSON on stdin, the answer's `text` from stdout; its
+/// stderr goes into the trace (redacted, bounded).
+async fn run_command_function(
+    reference: &str,
+    command: &CommandPlan,
+    input: &str,
+    context: &StepContext,
+) -> Result<StepOutput, StepFailure> {
+    let step_id = context.step_id.clone().unwrap_or_default();
+    let document = CommandPlan::function_input(input, &context.run_id, &step_id, context.attempt);
+    let result = command.run(&document).await;
+    let event = TraceEvent::new("command_completed", &context.run_id, None)
+        .with("step_id", step_id.clone())
+        .with("tool_name", Value::Null);
+    match result {
+        Ok(output) => {
+            context.events.push(event.metadata(json!({
+                "function": reference,
+                "program": command.program(),
+                "exit_code": output.exit_code,
+                "duration_ms": output.duration_ms,
+                "stderr": output.stderr,
+            })));
+            Ok(StepOutput {
+                text: output.text,
+                input_tokens: 0,
+                output_tokens: 0,
+            })
+        }
+        Err(error) => {
+            context.events.push(
+                event
+                    .metadata(json!({"function": reference, "program": command.program(), "stderr": error.stderr}))
+                    .error("function_error", &error.message),
+            );
+            Err(StepFailure {
+                kind: "function_error",
+                message: format!("function {reference}: {}", error.message),
+            })
+        }
+    }
+}
+
+/// A nested component workflow, run inline as one step: its steps' retries and `on_error`
+/// apply (fallbacks excepted), but it has no durable boundaries of its own.
+async fn run_nested_workflow(
+    workflow: &WorkflowPlan,
+    input: &str,
+    context: &StepContext,
+) -> Result<StepOutput, StepFailure> {
+    let mut text = input.to_string();
+    let (mut input_tokens, mut output_tokens) = (0, 0);
+    let mut position = match &workflow.graph {
+        Some(graph) => Some(graph.start),
+        None => (!workflow.steps.is_empty()).then_some(0),
+    };
+    let cap = workflow
+        .graph
+        .as_ref()
+        .and_then(|graph| graph.max_steps)
+        .map_or(usize::MAX, |cap| cap as usize);
+    let mut visits = 0usize;
+    while let Some(index) = position {
+        let Some(nested) = workflow.steps.get(index) else {
+            break;
+        };
+        visits += 1;
+        if visits > cap {
+            return Err(StepFailure {
+                kind: "max_steps_exceeded",
+                message: format!(
+                    "nested workflow {}: more than max_steps={cap} node visits",
+                    workflow.name
+                ),
+            });
+        }
+        let status = if nested.disabled {
+            NodeStatus::Skipped
+        } else {
+            let nested_context = StepContext {
+                step_id: Some(nested.id.clone()),
+                ..context.clone()
+            };
+            let mut attempt_result = Err(StepFailure {
+                kind: "step_failed",
+                message: String::new(),
+            });
+            for nested_attempt in 1..=1 + nested.max_retries {
+                let attempt_context = StepContext {
+                    attempt: nested_attempt,
+                    ..nested_context.clone()
+                };
+                attempt_result =
+                    match nested.timeout {
+                        Some(limit) => tokio::time::timeout(
+                            limit,
+                            run_unit(&nested.unit, &text, &attempt_context),
+                        )
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(StepFailure {
+                                kind: "step_timeout",
+                                message: format!("timed out after {:.3} s", limit.as_secs_f64()),
+                            })
+                        }),
+                        None => run_unit(&nested.unit, &text, &attempt_context).await,
+                    };
+                if attempt_result.is_ok() {
+                    break;
+                }
+            }
+            match (attempt_result, nested.on_error) {
+                (Ok(output), _) => {
+                    input_tokens += output.input_tokens;
+                    output_tokens += output.output_tokens;
+                    text = output.text;
+                    NodeStatus::Completed
+                }
+                (Err(_), OnError::Continue) => NodeStatus::Failed,
+                (Err(failure), _) => {
+                    return Err(StepFailure {
+                        kind: failure.kind,
+                        message: format!(
+                            "nested workflow {}: step {}: {}",
+                            workflow.name, nested.id, failure.message
+                        ),
+                    });
+                }
+            }
+        };
+        position = match &workflow.graph {
+            Some(graph) => graph.route(index, &text, status).map(|route| route.to),
+            None => (index + 1 < workflow.steps.len()).then_some(index + 1),
+        };
+    }
+    Ok(StepOutput {
+        text,
+        input_tokens,
+        output_tokens,
+    })
+}
+
+/// Where a run pauses: a sequential step by index, or a graph node by id.
+#[derive(Debug, Clone, Copy)]
+enum PausePosition<'p> {
+    Step(usize),
+    Node(&'p str),
+}
+
+impl PausePosition<'_> {
+    fn key(&self) -> String {
+        match self {
+            PausePosition::Step(index) => index.to_string(),
+            PausePosition::Node(id) => format!("node:{id}"),
+        }
+    }
+}
+
 /// The continuation id of a pause: derived from the run and the boundary it pauses at, so a run
 /// re-executed after a crash rewrites the same continuation instead of leaving a second one.
-fn continuation_id_for(run_id: &str, step_index: usize, sequence: i64) -> String {
+fn continuation_id_for(run_id: &str, position: &str, sequence: i64) -> String {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(format!("{run_id}/{step_index}/{sequence}").as_bytes());
+    let digest = Sha256::digest(format!("{run_id}/{position}/{sequence}").as_bytes());
     let hex = hex::encode(&digest[..16]);
     format!(
         "{}-{}-{}-{}-{}",
@@ -880,13 +1055,21 @@ pub fn human_request(request_id: &str, step_id: &str, spec: &HumanSpec, input: &
 async fn pause_for_human(
     execution: &mut Execution<'_>,
     workflow: &WorkflowPlan,
-    index: usize,
+    position: PausePosition<'_>,
     step: &StepPlan,
     reference: &str,
     spec: &HumanSpec,
     current_input: &str,
 ) -> Result<Outcome, Interrupt> {
-    let continuation_id = continuation_id_for(&execution.run.id, index, execution.next_sequence());
+    let continuation_id = continuation_id_for(
+        &execution.run.id,
+        &position.key(),
+        execution.next_sequence(),
+    );
+    let (index, node) = match position {
+        PausePosition::Step(index) => (Some(index as i64), None),
+        PausePosition::Node(node) => (None, Some(node.to_string())),
+    };
     let request_id = crate::clock::new_id();
     let request = human_request(&request_id, &step.id, spec, current_input);
     let expires_at = spec.timeout_seconds.map(|seconds| {
@@ -897,11 +1080,13 @@ async fn pause_for_human(
         TraceEvent::new("human_intervention_requested", &execution.run.id, None)
             .with("workflow_name", workflow.name.clone())
             .with("step_id", step.id.clone())
+            .with("current_node_id", json!(node))
             .input(current_input)
             .metadata(json!({"continuation_id": continuation_id, "request": request})),
     );
     execution.run.status = RunStatus::Blocked;
-    execution.run.current_step_index = Some(index as i64);
+    execution.run.current_step_index = index;
+    execution.run.current_node_id = node.clone();
     execution.run.pending_human_request = Some(request.clone());
     execution.run.continuation_id = Some(continuation_id.clone());
     execution.run.output_text = Some("Human intervention required.".into());
@@ -923,16 +1108,19 @@ async fn pause_for_human(
     continuation_metadata.insert("step_id".into(), json!(step.id));
     continuation_metadata.insert("human_ref".into(), json!(reference));
     continuation_metadata.insert("step_index".into(), json!(index));
+    if let Some(node) = &node {
+        continuation_metadata.insert("node_id".into(), json!(node));
+    }
     let continuation = Continuation {
         id: continuation_id.clone(),
         run_id: execution.run.id.clone(),
         workflow_name: Some(workflow.name.clone()),
         workflow_kind: Some(workflow.kind.as_str().to_string()),
-        current_step_index: Some(index as i64),
-        current_node_id: None,
+        current_step_index: index,
+        current_node_id: node,
         current_input: Some(crate::redact::redacted_text(current_input)),
         visited_steps: execution.run.visited_steps.clone(),
-        visited_nodes: Vec::new(),
+        visited_nodes: execution.run.visited_nodes.clone(),
         messages: execution.run.messages.clone(),
         variables: Map::new(),
         pending_human_request_id: Some(request_id),

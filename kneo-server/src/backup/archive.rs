@@ -1,0 +1,698 @@
+//! Writing and reading the `tar.gz` container.
+//!
+//! Writing: a packer thread appends finished files with deterministic tar headers to a gzip
+//! stream with a fixed header, so compression overlaps the export of the next table.
+//! Reading: one streaming pass that trusts nothing: the gzip header, every tar header (regular
+//! files only, safe relative paths, no duplicates), every line of every table, the gzip
+//! checksum, and nothing after the end; each entry is hashed as it streams by.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread;
+
+use flate2::Compression;
+
+use super::BackupError;
+use super::files::{HashingReader, HashingWriter, file_name_of, parent_of};
+use super::format::{
+    self, GZIP_HEADER, KeyPart, MANIFEST_PATH, TableSpec, continuation_id_for_path,
+    is_safe_continuation_id,
+};
+use super::rows::{JsonMode, Row, decode_line};
+use super::verify::{Failure, FailureKind};
+use crate::store::Continuation;
+
+/// The largest `manifest.json` or continuation document read into memory.
+const MAX_DOCUMENT_BYTES: u64 = 256 * 1024 * 1024;
+/// The longest table line accepted (one row with its documents).
+const MAX_LINE_BYTES: u64 = 256 * 1024 * 1024;
+/// Bad rows described one by one per file; the rest are counted.
+const DESCRIBED_BAD_ROWS: u64 = 10;
+const READ_BUFFER: usize = 1 << 20;
+
+/// A gzip member written by hand around a raw deflate stream, so the header is exactly
+/// [`GZIP_HEADER`] whatever the compression level.
+struct GzipWriter<W: Write> {
+    deflate: flate2::write::DeflateEncoder<W>,
+    crc: flate2::Crc,
+}
+
+impl<W: Write> GzipWriter<W> {
+    fn new(mut inner: W, level: Compression) -> io::Result<GzipWriter<W>> {
+        inner.write_all(&GZIP_HEADER)?;
+        Ok(GzipWriter {
+            deflate: flate2::write::DeflateEncoder::new(inner, level),
+            crc: flate2::Crc::new(),
+        })
+    }
+
+    /// Ends the deflate stream and writes the gzip trailer (CRC-32 and length).
+    fn finish(self) -> io::Result<W> {
+        let mut inner = self.deflate.finish()?;
+        inner.write_all(&self.crc.sum().to_le_bytes())?;
+        inner.write_all(&self.crc.amount().to_le_bytes())?;
+        Ok(inner)
+    }
+}
+
+impl<W: Write> Write for GzipWriter<W> {
+    fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
+        let written = self.deflate.write(buffer)?;
+        self.crc.update(&buffer[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.deflate.flush()
+    }
+}
+
+enum PackCommand {
+    /// Append the file at `source` as `name`, then delete `source`.
+    File { name: String, source: PathBuf },
+    /// Append `manifest.json` and close the archive.
+    Finish { manifest: Vec<u8> },
+}
+
+/// The finished, fsynced archive in its temporary file.
+#[derive(Debug)]
+pub struct Packed {
+    pub temporary: PathBuf,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// Appends files to an archive from a thread of its own.
+pub struct Packer {
+    sender: mpsc::Sender<PackCommand>,
+    handle: thread::JoinHandle<Result<Packed, BackupError>>,
+}
+
+impl Packer {
+    /// Starts writing a temporary file beside `archive` (renamed into place by the caller).
+    pub fn start(archive: &Path, level: Compression) -> Result<Packer, BackupError> {
+        let temporary = parent_of(archive).join(format!(
+            ".{}.tmp-{}",
+            file_name_of(archive),
+            uuid::Uuid::new_v4().simple()
+        ));
+        let file = fs::File::create(&temporary)
+            .map_err(BackupError::io("creating the archive", &temporary))?;
+        let (sender, commands) = mpsc::channel();
+        let handle = thread::Builder::new()
+            .name("kneo-backup-pack".into())
+            .spawn(move || {
+                let result = pack(file, &temporary, level, commands);
+                if result.is_err() {
+                    let _ = fs::remove_file(&temporary);
+                }
+                result
+            })
+            .map_err(|error| {
+                BackupError::Internal(format!("cannot start the archive writer thread: {error}"))
+            })?;
+        Ok(Packer { sender, handle })
+    }
+
+    /// Queues a finished file; it is deleted once appended.
+    pub fn add(&self, name: String, source: PathBuf) {
+        // A send only fails when the thread has stopped on an error, which `finish` reports.
+        let _ = self.sender.send(PackCommand::File { name, source });
+    }
+
+    /// Appends the manifest, closes tar and gzip, fsyncs, and waits for the thread. Blocking.
+    pub fn finish(self, manifest: Vec<u8>) -> Result<Packed, BackupError> {
+        let _ = self.sender.send(PackCommand::Finish { manifest });
+        drop(self.sender);
+        self.handle
+            .join()
+            .map_err(|_| BackupError::Internal("the archive writer thread panicked".into()))?
+    }
+}
+
+fn pack(
+    file: fs::File,
+    temporary: &Path,
+    level: Compression,
+    commands: mpsc::Receiver<PackCommand>,
+) -> Result<Packed, BackupError> {
+    let failed = |action: &str| BackupError::io(action.to_string(), temporary);
+    let hashing = HashingWriter::new(io::BufWriter::with_capacity(READ_BUFFER, file));
+    let gzip = GzipWriter::new(hashing, level).map_err(failed("writing the archive"))?;
+    let mut builder = tar::Builder::new(gzip);
+    for command in commands {
+        match command {
+            PackCommand::File { name, source } => {
+                let mut input = fs::File::open(&source)
+                    .map_err(BackupError::io("reading the scratch file", &source))?;
+                let size = input
+                    .metadata()
+                    .map_err(BackupError::io("reading the scratch file", &source))?
+                    .len();
+                let mut header = entry_header(size);
+                builder
+                    .append_data(&mut header, &name, &mut input)
+                    .map_err(failed(&format!("appending {name} to the archive")))?;
+                drop(input);
+                let _ = fs::remove_file(&source);
+            }
+            PackCommand::Finish { manifest } => {
+                let mut header = entry_header(manifest.len() as u64);
+                builder
+                    .append_data(&mut header, MANIFEST_PATH, manifest.as_slice())
+                    .map_err(failed("appending manifest.json to the archive"))?;
+                // Finish both layers explicitly: dropping them would lose a late write error.
+                let gzip = builder
+                    .into_inner()
+                    .map_err(failed("finishing the tar stream"))?;
+                let hashing = gzip.finish().map_err(failed("finishing the gzip stream"))?;
+                let (buffered, sha256, bytes) = hashing.finish();
+                let file = buffered
+                    .into_inner()
+                    .map_err(|error| error.into_error())
+                    .map_err(failed("writing the archive"))?;
+                file.sync_all().map_err(failed("syncing the archive"))?;
+                return Ok(Packed {
+                    temporary: temporary.to_path_buf(),
+                    sha256,
+                    bytes,
+                });
+            }
+        }
+    }
+    Err(BackupError::Internal(
+        "the backup stopped before the archive was finished".into(),
+    ))
+}
+
+/// A tar header that says nothing about the machine: mode 0644, owner 0, mtime 0.
+fn entry_header(size: u64) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header
+}
+
+/// The digest of one archive entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digest {
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// What a reading pass found, whatever its visitor did with the rows.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub failures: Vec<Failure>,
+    /// Every regular entry read, in archive order.
+    pub entries: Vec<(String, Digest)>,
+    pub manifest: Option<Vec<u8>>,
+    /// Lines per table file (valid or not).
+    pub lines: BTreeMap<&'static str, u64>,
+    /// Continuation files that parsed.
+    pub continuations: u64,
+    pub archive_sha256: String,
+    pub archive_bytes: u64,
+    pub uncompressed_bytes: u64,
+}
+
+/// Receives the content of an archive as it streams by.
+pub trait Visitor {
+    /// How much of the documents to keep.
+    fn mode(&self) -> JsonMode;
+
+    /// A row that parsed, in file order. An error stops the pass.
+    fn row(&mut self, table: &'static TableSpec, row: Row) -> Result<(), BackupError>;
+
+    /// The end of a table file.
+    fn end_table(&mut self, _table: &'static TableSpec) -> Result<(), BackupError> {
+        Ok(())
+    }
+
+    /// A continuation document that parsed, with its bytes as stored.
+    fn continuation(&mut self, continuation: Continuation, raw: &[u8]) -> Result<(), BackupError>;
+}
+
+/// Counts the bytes read from the archive file, for progress.
+struct CountingReader<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        self.count.fetch_add(read as u64, Ordering::Relaxed);
+        Ok(read)
+    }
+}
+
+/// Reads an archive once, start to end. `Err` only when the file is not a readable tar.gz at all
+/// or the visitor stopped the pass; every other problem is a failure in the [`Scan`].
+pub fn scan(
+    path: &Path,
+    visitor: &mut dyn Visitor,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Scan, BackupError> {
+    let unreadable = |detail: String| BackupError::UnreadableArchive {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let file = fs::File::open(path).map_err(BackupError::io("opening the archive", path))?;
+    let total = file
+        .metadata()
+        .map_err(BackupError::io("reading the archive", path))?
+        .len();
+    let read_so_far = Arc::new(AtomicU64::new(0));
+    let counting = CountingReader {
+        inner: file,
+        count: read_so_far.clone(),
+    };
+    let mut raw = BufReader::with_capacity(READ_BUFFER, HashingReader::new(counting));
+    let mut scan = Scan::default();
+    let head = raw
+        .fill_buf()
+        .map_err(BackupError::io("reading the archive", path))?;
+    if head.len() < 2 || head[..2] != GZIP_HEADER[..2] {
+        return Err(unreadable(format!(
+            "it does not start with the gzip magic bytes 1f 8b (found {})",
+            hex::encode(&head[..head.len().min(2)])
+        )));
+    }
+    if head.len() < GZIP_HEADER.len() || head[..GZIP_HEADER.len()] != GZIP_HEADER {
+        scan.failures.push(Failure::new(
+            FailureKind::GzipHeader,
+            None,
+            format!(
+                "the gzip header is {} but kneo writes {}; the archive was altered or re-compressed",
+                hex::encode(&head[..head.len().min(GZIP_HEADER.len())]),
+                hex::encode(GZIP_HEADER)
+            ),
+        ));
+    }
+    let gzip = flate2::bufread::GzDecoder::new(raw);
+    let uncompressed = Arc::new(AtomicU64::new(0));
+    let mut tar = tar::Archive::new(CountingReader {
+        inner: gzip,
+        count: uncompressed.clone(),
+    });
+    let mut stream_broken = false;
+    {
+        let entries = tar
+            .entries()
+            .map_err(|error| unreadable(format!("it is not a tar archive: {error}")))?;
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut any = false;
+        for entry in entries {
+            let mut entry = match entry {
+                Ok(entry) => entry,
+                Err(error) if !any => {
+                    return Err(unreadable(format!(
+                        "no tar entry can be read from it: {error}"
+                    )));
+                }
+                Err(error) => {
+                    scan.failures.push(Failure::new(
+                        FailureKind::CorruptStream,
+                        None,
+                        format!(
+                            "the archive stream is corrupt after {} entries: {error}",
+                            scan.entries.len()
+                        ),
+                    ));
+                    stream_broken = true;
+                    break;
+                }
+            };
+            any = true;
+            let outcome = read_entry(&mut entry, &mut seen, visitor, &mut scan)?;
+            progress(read_so_far.load(Ordering::Relaxed), total);
+            if let Err(detail) = outcome {
+                scan.failures
+                    .push(Failure::new(FailureKind::CorruptStream, None, detail));
+                stream_broken = true;
+                break;
+            }
+        }
+    }
+    let counted = tar.into_inner();
+    let mut gzip = counted.inner;
+    if !stream_broken {
+        // The tar end marker is followed by zero blocks at most; reading to the end also makes the
+        // decoder check the gzip CRC-32 and length.
+        match drain_counting_nonzero(&mut gzip) {
+            Ok(0) => {}
+            Ok(nonzero) => scan.failures.push(Failure::new(
+                FailureKind::TrailingData,
+                None,
+                format!("{nonzero} non-zero byte(s) follow the end of the tar archive"),
+            )),
+            Err(error) => {
+                scan.failures.push(Failure::new(
+                    FailureKind::CorruptStream,
+                    None,
+                    format!("the gzip stream is corrupt: {error}"),
+                ));
+                stream_broken = true;
+            }
+        }
+    }
+    scan.uncompressed_bytes = uncompressed.load(Ordering::Relaxed);
+    let mut raw = gzip.into_inner();
+    if !stream_broken {
+        let rest = raw.fill_buf().map(|rest| rest.len()).unwrap_or(0);
+        if rest > 0 {
+            scan.failures.push(Failure::new(
+                FailureKind::TrailingData,
+                None,
+                "bytes follow the end of the gzip stream".into(),
+            ));
+        }
+    }
+    // Hash whatever was not read, so the whole-file checksum covers the whole file.
+    io::copy(&mut raw, &mut io::sink()).map_err(BackupError::io("reading the archive", path))?;
+    let (sha256, bytes) = raw.into_inner().finish();
+    scan.archive_sha256 = sha256;
+    scan.archive_bytes = bytes;
+    progress(total, total);
+    Ok(scan)
+}
+
+/// Reads to the end, returning how many non-zero bytes there were.
+fn drain_counting_nonzero(reader: &mut impl Read) -> io::Result<u64> {
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut nonzero = 0;
+    loop {
+        let read = reader.read(&mut buffer)?;
+        if read == 0 {
+            return Ok(nonzero);
+        }
+        nonzero += buffer[..read].iter().filter(|byte| **byte != 0).count() as u64;
+    }
+}
+
+/// Checks one entry and streams its content. `Ok(Err(detail))` when the stream broke inside it.
+fn read_entry<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    seen: &mut HashSet<String>,
+    visitor: &mut dyn Visitor,
+    scan: &mut Scan,
+) -> Result<Result<(), String>, BackupError> {
+    let path = match entry.path() {
+        Ok(path) => safe_path(&path),
+        Err(error) => Err(format!("its name cannot be read: {error}")),
+    };
+    let name = match path {
+        Ok(name) => name,
+        Err(detail) => {
+            let shown = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            scan.failures
+                .push(Failure::new(FailureKind::UnsafePath, Some(shown), detail));
+            return Ok(Ok(()));
+        }
+    };
+    let entry_type = entry.header().entry_type();
+    if !entry_type.is_file() {
+        scan.failures.push(Failure::new(
+            FailureKind::NotARegularFile,
+            Some(name),
+            format!(
+                "it is a {entry_type:?} entry; a kneo archive holds regular files only (no links, directories or devices)"
+            ),
+        ));
+        return Ok(Ok(()));
+    }
+    if !seen.insert(name.clone()) {
+        scan.failures.push(Failure::new(
+            FailureKind::DuplicateEntry,
+            Some(name),
+            "the archive holds this path more than once".into(),
+        ));
+        return Ok(Ok(()));
+    }
+    let mut hashing = HashingReader::new(&mut *entry);
+    let content = if name == MANIFEST_PATH {
+        match read_document(&mut hashing, &name) {
+            Ok(Ok(bytes)) => {
+                scan.manifest = Some(bytes);
+                Ok(())
+            }
+            Ok(Err(failure)) => {
+                scan.failures.push(failure);
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
+    } else if let Some(table) = format::table_for_path(&name) {
+        read_table(table, &name, &mut hashing, visitor, scan)?
+    } else if let Some(id) = continuation_id_for_path(&name) {
+        let id = id.to_string();
+        match read_document(&mut hashing, &name) {
+            Ok(Ok(bytes)) => {
+                read_continuation(&id, &name, &bytes, visitor, scan)?;
+                Ok(())
+            }
+            Ok(Err(failure)) => {
+                scan.failures.push(failure);
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
+    } else {
+        scan.failures.push(Failure::new(
+            FailureKind::UnexpectedEntry,
+            Some(name.clone()),
+            "a kneo archive holds only manifest.json, tables/<table>.jsonl and continuations/<id>.json".into(),
+        ));
+        Ok(())
+    };
+    if let Err(error) = content {
+        return Ok(Err(format!("reading {name}: {error}")));
+    }
+    if let Err(error) = io::copy(&mut hashing, &mut io::sink()) {
+        return Ok(Err(format!("reading {name}: {error}")));
+    }
+    let (sha256, bytes) = hashing.finish();
+    scan.entries.push((name, Digest { sha256, bytes }));
+    Ok(Ok(()))
+}
+
+/// The entry name as a relative path of plain components, or why it is refused.
+fn safe_path(path: &Path) -> Result<String, String> {
+    let mut parts = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => match part.to_str() {
+                Some(part) => parts.push(part),
+                None => return Err("its name is not UTF-8".into()),
+            },
+            Component::RootDir | Component::Prefix(_) => {
+                return Err("it is an absolute path".into());
+            }
+            Component::ParentDir => return Err("it contains `..`".into()),
+            Component::CurDir => return Err("it contains `.`".into()),
+        }
+    }
+    if parts.is_empty() {
+        return Err("its name is empty".into());
+    }
+    Ok(parts.join("/"))
+}
+
+/// Reads a whole small entry; `Ok(Err(failure))` when it is too large to be ours.
+fn read_document(reader: &mut impl Read, name: &str) -> io::Result<Result<Vec<u8>, Failure>> {
+    let mut bytes = Vec::new();
+    reader
+        .take(MAX_DOCUMENT_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_DOCUMENT_BYTES {
+        return Ok(Err(Failure::new(
+            FailureKind::BadFile,
+            Some(name.to_string()),
+            format!("it is larger than {MAX_DOCUMENT_BYTES} bytes"),
+        )));
+    }
+    Ok(Ok(bytes))
+}
+
+fn read_continuation(
+    id: &str,
+    name: &str,
+    bytes: &[u8],
+    visitor: &mut dyn Visitor,
+    scan: &mut Scan,
+) -> Result<(), BackupError> {
+    if !is_safe_continuation_id(id) {
+        scan.failures.push(Failure::new(
+            FailureKind::BadFile,
+            Some(name.to_string()),
+            "a continuation id is 1 to 128 letters, digits, `-` or `_`".into(),
+        ));
+        return Ok(());
+    }
+    match serde_json::from_slice::<Continuation>(bytes) {
+        Ok(continuation) if continuation.id == id => {
+            scan.continuations += 1;
+            visitor.continuation(continuation, bytes)
+        }
+        Ok(continuation) => {
+            scan.failures.push(Failure::new(
+                FailureKind::BadFile,
+                Some(name.to_string()),
+                format!(
+                    "the file is named {id} but holds continuation {:?}",
+                    continuation.id
+                ),
+            ));
+            Ok(())
+        }
+        Err(error) => {
+            scan.failures.push(Failure::new(
+                FailureKind::BadFile,
+                Some(name.to_string()),
+                format!("it is not a continuation document: {error}"),
+            ));
+            Ok(())
+        }
+    }
+}
+
+/// Streams a table file line by line. The outer error stops the pass (the visitor failed); the
+/// inner one means the stream broke.
+fn read_table(
+    table: &'static TableSpec,
+    name: &str,
+    reader: &mut impl Read,
+    visitor: &mut dyn Visitor,
+    scan: &mut Scan,
+) -> Result<io::Result<()>, BackupError> {
+    let mode = visitor.mode();
+    let mut reader = BufReader::with_capacity(256 * 1024, reader);
+    let mut line = Vec::with_capacity(8 * 1024);
+    let mut number: u64 = 0;
+    let mut bad: u64 = 0;
+    let mut previous: Option<Vec<KeyPart>> = None;
+    let mut bad_row = |scan: &mut Scan, detail: String| {
+        bad += 1;
+        if bad <= DESCRIBED_BAD_ROWS {
+            scan.failures.push(Failure::new(
+                FailureKind::BadRow,
+                Some(name.to_string()),
+                detail,
+            ));
+        }
+    };
+    loop {
+        line.clear();
+        let read = match (&mut reader)
+            .take(MAX_LINE_BYTES + 1)
+            .read_until(b'\n', &mut line)
+        {
+            Ok(read) => read,
+            Err(error) => return Ok(Err(error)),
+        };
+        if read == 0 {
+            break;
+        }
+        number += 1;
+        if line.last() != Some(&b'\n') {
+            if line.len() as u64 > MAX_LINE_BYTES {
+                bad_row(
+                    scan,
+                    format!("line {number} is longer than {MAX_LINE_BYTES} bytes"),
+                );
+                if let Err(error) = skip_line(&mut reader) {
+                    return Ok(Err(error));
+                }
+                continue;
+            }
+            bad_row(
+                scan,
+                format!("line {number} is not terminated by a newline: the file is truncated"),
+            );
+            break;
+        }
+        line.pop();
+        match decode_line(table, &line, mode) {
+            Ok(row) => {
+                let key = row.key(table);
+                if let Some(previous) = &previous
+                    && key <= *previous
+                {
+                    bad_row(
+                        scan,
+                        format!(
+                            "line {number}: key ({}) does not come after the previous row's ({}); rows are in primary-key order, each key once",
+                            join_key(&key),
+                            join_key(previous)
+                        ),
+                    );
+                }
+                previous = Some(key);
+                visitor.row(table, row)?;
+            }
+            Err(detail) => bad_row(scan, format!("line {number}: {detail}")),
+        }
+    }
+    if bad > DESCRIBED_BAD_ROWS {
+        scan.failures.push(Failure::new(
+            FailureKind::BadRow,
+            Some(name.to_string()),
+            format!("{} more bad row(s) not described", bad - DESCRIBED_BAD_ROWS),
+        ));
+    }
+    scan.lines.insert(table.name, number);
+    visitor.end_table(table)?;
+    Ok(Ok(()))
+}
+
+fn skip_line(reader: &mut impl BufRead) -> io::Result<()> {
+    loop {
+        let buffer = reader.fill_buf()?;
+        if buffer.is_empty() {
+            return Ok(());
+        }
+        match buffer.iter().position(|byte| *byte == b'\n') {
+            Some(at) => {
+                reader.consume(at + 1);
+                return Ok(());
+            }
+            None => {
+                let length = buffer.len();
+                reader.consume(length);
+            }
+        }
+    }
+}
+
+fn join_key(key: &[KeyPart]) -> String {
+    key.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_names_are_refused() {
+        assert_eq!(
+            safe_path(Path::new("tables/runs.jsonl")).as_deref(),
+            Ok("tables/runs.jsonl")
+        );
+        assert!(safe_path(Path::new("/etc/passwd")).is_err());
+        assert!(safe_path(Path::new("tables/../../x")).is_err());
+        assert!(safe_path(Path::new("")).is_err());
+    }
+}

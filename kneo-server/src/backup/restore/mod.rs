@@ -1,0 +1,258 @@
+//! `restore`: loads an archive into a state directory (SQLite) or a Postgres database.
+//!
+//! Refuses a target that holds data (unless `force`, and then a safety backup of it is written
+//! first) and an embedded store a service is serving (its state lock is held) before reading the
+//! archive. The archive is then verified in the same pass that loads it into the new store (a
+//! new file beside the live one, or one Postgres transaction), and the load is committed only
+//! when the verification passed, the schema version is this kneo's and the restored row counts
+//! are the manifest's; otherwise the target is left as it was. See [`sqlite`] and [`postgres`]
+//! for how each load is made atomic.
+//!
+//! The format is the same whichever store wrote it: an archive of a SQLite store restores into
+//! Postgres (continuation files become rows) and back (rows become files).
+
+mod postgres;
+mod sqlite;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::files::parent_of;
+use super::format::{Manifest, TableSpec};
+use super::rows::{Cell, Row};
+use super::snapshot::{BackupOptions, backup};
+use super::verify::{Checker, VerifyReport};
+use super::{BackupError, Progress, StoreLocation, run_blocking};
+use crate::store::SCHEMA_VERSION;
+
+/// How to restore.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Replace a target that holds data (after writing a safety backup of it).
+    pub force: bool,
+    /// Where the safety backup goes; by default beside the state directory (SQLite) or beside
+    /// the archive (Postgres).
+    pub safety_dir: Option<PathBuf>,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone)]
+pub struct RestoreReport {
+    /// The state directory, or `host:port/database`.
+    pub target: String,
+    pub archive: PathBuf,
+    pub archive_sha256: String,
+    /// The backup of what the target held before, when it held data.
+    pub safety_backup: Option<PathBuf>,
+    /// Rows (and `continuations`) the target held before, per table, non-zero ones only.
+    pub replaced: BTreeMap<String, u64>,
+    /// Rows restored per table, checked against the manifest.
+    pub restored: BTreeMap<String, u64>,
+    pub continuations: u64,
+    pub duration: Duration,
+}
+
+/// Restores `archive` into `target`. See the module documentation for what is refused.
+pub async fn restore(
+    archive: &Path,
+    target: &StoreLocation,
+    options: &RestoreOptions,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<RestoreReport, BackupError> {
+    let started = Instant::now();
+    let description = target.describe();
+    // Held for the whole restore, so no service can start on the state directory meanwhile.
+    let _lock = match target {
+        StoreLocation::Sqlite { state_dir } => Some(sqlite::lock(state_dir)?),
+        StoreLocation::Postgres { .. } => None,
+    };
+    let replaced = match target {
+        StoreLocation::Sqlite { state_dir } => {
+            let state_dir = state_dir.clone();
+            run_blocking(progress, move |_| sqlite::contents(&state_dir)).await?
+        }
+        StoreLocation::Postgres { url } => postgres::contents(url).await?,
+    };
+    let holds_data = replaced
+        .iter()
+        .any(|(table, rows)| *rows > 0 && !matches!(table.as_str(), "service_events" | "locks"));
+    if holds_data && !options.force {
+        return Err(BackupError::TargetNotEmpty {
+            target: description,
+            holds: describe_counts(&replaced),
+        });
+    }
+    let safety_backup = if holds_data {
+        let directory = options.safety_dir.clone().unwrap_or_else(|| match target {
+            StoreLocation::Sqlite { state_dir } => parent_of(state_dir),
+            StoreLocation::Postgres { .. } => parent_of(archive),
+        });
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
+        let name = match target {
+            StoreLocation::Sqlite { .. } => format!("kneo-safety-sqlite-{stamp}.tar.gz"),
+            StoreLocation::Postgres { .. } => format!("kneo-safety-postgres-{stamp}.tar.gz"),
+        };
+        let path = directory.join(name);
+        backup(target, &path, &BackupOptions::default(), progress).await?;
+        Some(path)
+    } else {
+        None
+    };
+    let loaded = load(archive, target, false, progress).await?;
+    let (Some(restored), Some(manifest)) = (loaded.restored, &loaded.report.manifest) else {
+        return Err(refusal(archive, loaded.report));
+    };
+    Ok(RestoreReport {
+        target: description,
+        archive: archive.to_path_buf(),
+        archive_sha256: loaded.report.archive_sha256.clone(),
+        safety_backup,
+        replaced,
+        restored,
+        continuations: manifest.continuations.count,
+        duration: started.elapsed(),
+    })
+}
+
+/// Whether a verified archive may be committed into a store of this kneo.
+fn acceptable(report: &VerifyReport) -> bool {
+    report.ok
+        && report
+            .manifest
+            .as_ref()
+            .is_some_and(|manifest| manifest.schema_version == SCHEMA_VERSION)
+}
+
+/// Why an archive was not restored.
+fn refusal(archive: &Path, report: VerifyReport) -> BackupError {
+    if let Some(manifest) = &report.manifest {
+        if manifest.schema_version > SCHEMA_VERSION {
+            return BackupError::SchemaTooNew {
+                what: format!("the archive {}", archive.display()),
+                found: manifest.schema_version,
+                known: SCHEMA_VERSION,
+            };
+        }
+        if report.ok && manifest.schema_version < SCHEMA_VERSION {
+            return BackupError::SchemaMismatch {
+                what: format!("the archive {}", archive.display()),
+                found: manifest.schema_version,
+                known: SCHEMA_VERSION,
+            };
+        }
+    }
+    BackupError::ArchiveInvalid {
+        path: archive.to_path_buf(),
+        failures: report.failures,
+    }
+}
+
+/// What one pass over an archive did.
+pub(crate) struct Loaded {
+    pub report: VerifyReport,
+    pub checker: Checker,
+    /// The restored row counts; `None` when the archive failed verification (or is of another
+    /// schema version) and nothing was committed.
+    pub restored: Option<BTreeMap<String, u64>>,
+}
+
+/// Verifies `archive` and loads it into `target` in the same pass, committing only when the
+/// verification passed; without the target checks of [`restore`] (deep verification uses it on
+/// a scratch store).
+pub(crate) async fn load(
+    archive: &Path,
+    target: &StoreLocation,
+    detailed: bool,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<Loaded, BackupError> {
+    match target {
+        StoreLocation::Sqlite { state_dir } => {
+            let (archive, state_dir) = (archive.to_path_buf(), state_dir.clone());
+            run_blocking(progress, move |report| {
+                sqlite::load(&archive, &state_dir, Checker::new(detailed), report)
+            })
+            .await
+        }
+        StoreLocation::Postgres { url } => {
+            postgres::load(archive, url, Checker::new(detailed), progress).await
+        }
+    }
+}
+
+/// The rows a restore must load, per table (the manifest's counts).
+fn expected_rows(manifest: &Manifest) -> BTreeMap<String, u64> {
+    manifest
+        .tables
+        .iter()
+        .filter(|entry| super::format::table(&entry.name).is_some_and(|table| table.restored))
+        .map(|entry| (entry.name.clone(), entry.rows))
+        .collect()
+}
+
+/// Fails unless the restored counts are the manifest's.
+fn check_counts(
+    manifest: &Manifest,
+    restored: &BTreeMap<String, u64>,
+    continuations: u64,
+) -> Result<(), BackupError> {
+    let mut differences = Vec::new();
+    for (table, expected) in expected_rows(manifest) {
+        let found = restored.get(&table).copied().unwrap_or(0);
+        if found != expected {
+            differences.push(format!(
+                "{table}: {found} restored, {expected} in the manifest"
+            ));
+        }
+    }
+    if continuations != manifest.continuations.count {
+        differences.push(format!(
+            "continuations: {continuations} restored, {} in the manifest",
+            manifest.continuations.count
+        ));
+    }
+    if differences.is_empty() {
+        Ok(())
+    } else {
+        Err(BackupError::RestoredCountsDiffer {
+            detail: differences.join("; "),
+        })
+    }
+}
+
+/// "12 runs, 3 continuations" for a refusal message.
+fn describe_counts(counts: &BTreeMap<String, u64>) -> String {
+    let parts: Vec<String> = counts
+        .iter()
+        .filter(|(_, rows)| **rows > 0)
+        .map(|(table, rows)| format!("{rows} {table}"))
+        .collect();
+    if parts.is_empty() {
+        "nothing".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// The text a SQLite `NOT NULL` column derived from a document gets when the archive has `null`
+/// (trace events and checkpoints without a timestamp): what the SQLite store itself writes.
+fn sqlite_derived_text(table: &TableSpec, column: &str, row: &Row) -> Option<String> {
+    let field = match (table.name, column) {
+        ("trace_events", "timestamp") => "timestamp",
+        ("checkpoints", "created_at") => "created_at",
+        _ => return None,
+    };
+    let text = match row.get(table, "document") {
+        Some(Cell::Json(document)) => serde_json::from_str::<serde_json::Value>(document.get())
+            .ok()
+            .and_then(|value| {
+                value
+                    .get(field)
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    Some(text)
+}

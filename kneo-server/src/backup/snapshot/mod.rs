@@ -1,0 +1,319 @@
+//! `backup`: one consistent snapshot of a running store, written as an archive atomically.
+//!
+//! - [`sqlite`]: the online backup API copies the live database at one point in time; the
+//!   continuation files are copied right after it and reconciled with the runs of the copy.
+//! - [`postgres`]: every table and the continuations in one `REPEATABLE READ READ ONLY`
+//!   transaction.
+//! - [`continuations`]: which continuations belong to the snapshot, and why the others do not.
+//!
+//! Rows stream from the store into per-table scratch files (hashed as they are written), and a
+//! packer thread compresses each finished file while the next table is exported; nothing holds
+//! more than one row at a time.
+
+mod continuations;
+mod postgres;
+mod sqlite;
+
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use flate2::Compression;
+use serde::Deserialize;
+
+use super::archive::Packer;
+use super::files::{
+    HashingWriter, ScratchDir, file_name_of, parent_of, sidecar_path, sync_directory,
+    write_atomically,
+};
+use super::format::{
+    ContinuationSummary, FORMAT_NAME, FORMAT_VERSION, FileEntry, Manifest, SourceInfo, TableEntry,
+    TableSpec,
+};
+use super::rows::LineEncoder;
+use super::{BackupError, Progress, Stage, StoreLocation, run_blocking};
+
+/// How to write the archive.
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// gzip level, 0 (store) to 9 (smallest). The default, 3, compresses JSON nearly as well as
+    /// 6 at about twice the speed.
+    pub compression_level: u32,
+    /// Replace an existing archive at the path instead of refusing.
+    pub overwrite: bool,
+}
+
+impl Default for BackupOptions {
+    fn default() -> Self {
+        BackupOptions {
+            compression_level: 3,
+            overwrite: false,
+        }
+    }
+}
+
+/// A finished backup.
+#[derive(Debug, Clone)]
+pub struct BackupSummary {
+    pub archive: PathBuf,
+    /// `<archive>.sha256`, in `sha256sum -c` format.
+    pub sidecar: PathBuf,
+    /// SHA-256 of the whole archive file.
+    pub sha256: String,
+    pub bytes: u64,
+    pub manifest: Manifest,
+    pub duration: Duration,
+}
+
+/// Takes a consistent snapshot of `source` and writes it to `archive` (a `.tar.gz`), atomically:
+/// the archive appears complete or not at all. The service may keep running.
+pub async fn backup(
+    source: &StoreLocation,
+    archive: &Path,
+    options: &BackupOptions,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<BackupSummary, BackupError> {
+    let started = Instant::now();
+    if archive.exists() && !options.overwrite {
+        return Err(BackupError::ArchiveExists {
+            path: archive.to_path_buf(),
+        });
+    }
+    let directory = parent_of(archive);
+    fs::create_dir_all(&directory).map_err(BackupError::io(
+        "creating the archive directory",
+        &directory,
+    ))?;
+    let scratch = ScratchDir::create_in(&directory, &file_name_of(archive))?;
+    let packer = Packer::start(archive, Compression::new(options.compression_level.min(9)))?;
+    let (captured, packer) = match source {
+        StoreLocation::Sqlite { state_dir } => {
+            let (state_dir, scratch) = (state_dir.clone(), scratch.path().to_path_buf());
+            run_blocking(progress, move |report| {
+                let captured = sqlite::capture(&state_dir, &scratch, &packer, report)?;
+                Ok((captured, packer))
+            })
+            .await?
+        }
+        StoreLocation::Postgres { url } => {
+            let captured = postgres::capture(url, scratch.path(), &packer, progress).await?;
+            (captured, packer)
+        }
+    };
+    let manifest = captured.into_manifest();
+    let bytes = manifest.to_bytes();
+    progress(Progress {
+        stage: Stage::Pack,
+        item: "manifest.json".into(),
+        done: 0,
+        total: 1,
+    });
+    let packed = run_blocking(progress, move |_| packer.finish(bytes)).await?;
+    fs::rename(&packed.temporary, archive).map_err(|source| {
+        let _ = fs::remove_file(&packed.temporary);
+        BackupError::Io {
+            action: "moving the finished archive into place".into(),
+            path: archive.to_path_buf(),
+            source,
+        }
+    })?;
+    sync_directory(&directory)?;
+    let sidecar = sidecar_path(archive);
+    write_atomically(
+        &sidecar,
+        format!("{}  {}\n", packed.sha256, file_name_of(archive)).as_bytes(),
+    )?;
+    progress(Progress {
+        stage: Stage::Pack,
+        item: "manifest.json".into(),
+        done: 1,
+        total: 1,
+    });
+    Ok(BackupSummary {
+        archive: archive.to_path_buf(),
+        sidecar,
+        sha256: packed.sha256,
+        bytes: packed.bytes,
+        manifest,
+        duration: started.elapsed(),
+    })
+}
+
+/// Everything a snapshot found, before it becomes the manifest.
+struct Captured {
+    created_at: String,
+    schema_version: i64,
+    server_version: Option<String>,
+    source: SourceInfo,
+    tables: Vec<TableEntry>,
+    files: Vec<FileEntry>,
+    continuations: ContinuationSummary,
+}
+
+impl Captured {
+    fn new(source: SourceInfo) -> Captured {
+        Captured {
+            created_at: String::new(),
+            schema_version: 0,
+            server_version: None,
+            source,
+            tables: Vec::new(),
+            files: Vec::new(),
+            continuations: ContinuationSummary::default(),
+        }
+    }
+
+    /// Records a finished table file and hands it to the packer.
+    fn add_table(&mut self, packer: &Packer, table: &TableSpec, file: FinishedFile) {
+        let path = table.path();
+        self.tables.push(TableEntry {
+            name: table.name.to_string(),
+            path: path.clone(),
+            rows: file.rows,
+            sha256: file.sha256.clone(),
+            bytes: file.bytes,
+        });
+        self.add_file(packer, path, file);
+    }
+
+    fn add_file(&mut self, packer: &Packer, path: String, file: FinishedFile) {
+        self.files.push(FileEntry {
+            path: path.clone(),
+            sha256: file.sha256,
+            bytes: file.bytes,
+        });
+        packer.add(path, file.path);
+    }
+
+    fn into_manifest(self) -> Manifest {
+        Manifest {
+            format: FORMAT_NAME.into(),
+            format_version: FORMAT_VERSION,
+            created_at: self.created_at,
+            tool_version: crate::VERSION.into(),
+            server_version: self.server_version,
+            schema_version: self.schema_version,
+            source: self.source,
+            tables: self.tables,
+            continuations: self.continuations,
+            files: self.files,
+            manifest_sha256: String::new(),
+        }
+    }
+}
+
+/// A scratch file ready for the archive.
+struct FinishedFile {
+    path: PathBuf,
+    sha256: String,
+    bytes: u64,
+    rows: u64,
+}
+
+/// Rows reported between two progress callbacks.
+const PROGRESS_EVERY: u64 = 4096;
+
+/// One table's JSONL scratch file, hashed as it is written.
+struct TableWriter {
+    table: &'static TableSpec,
+    path: PathBuf,
+    out: HashingWriter<BufWriter<fs::File>>,
+    rows: u64,
+    encoder: LineEncoder,
+}
+
+impl TableWriter {
+    fn create(scratch: &Path, table: &'static TableSpec) -> Result<TableWriter, BackupError> {
+        let path = scratch.join(format!("{}.jsonl", table.name));
+        let file =
+            fs::File::create(&path).map_err(BackupError::io("creating the scratch file", &path))?;
+        Ok(TableWriter {
+            table,
+            path,
+            out: HashingWriter::new(BufWriter::with_capacity(1 << 20, file)),
+            rows: 0,
+            encoder: LineEncoder::new(),
+        })
+    }
+
+    /// Writes the row the encoder holds.
+    fn write_row(&mut self) -> Result<(), BackupError> {
+        let line = self.encoder.finish();
+        self.out
+            .write_all(line)
+            .map_err(BackupError::io("writing the scratch file", &self.path))?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn finish(self) -> Result<FinishedFile, BackupError> {
+        let (buffered, sha256, bytes) = self.out.finish();
+        buffered
+            .into_inner()
+            .map_err(|error| error.into_error())
+            .map_err(BackupError::io("writing the scratch file", &self.path))?;
+        Ok(FinishedFile {
+            path: self.path,
+            sha256,
+            bytes,
+            rows: self.rows,
+        })
+    }
+
+    fn progress(&self, done_before: u64, total: u64) -> Option<Progress> {
+        (self.rows % PROGRESS_EVERY == 0).then(|| Progress {
+            stage: Stage::Export,
+            item: self.table.name.into(),
+            done: done_before + self.rows,
+            total,
+        })
+    }
+}
+
+/// The continuation a run's document says it is blocked on.
+pub(crate) fn continuation_of_run(document: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct RunContinuation {
+        #[serde(default)]
+        continuation_id: Option<String>,
+    }
+    serde_json::from_str::<RunContinuation>(document)
+        .ok()
+        .and_then(|run| run.continuation_id)
+}
+
+/// The `SELECT` of a table's columns in key order; `json` wraps JSON columns (Postgres casts
+/// them to text), `key_suffix` follows each text key (a collation).
+fn select_sql(table: &TableSpec, json: &dyn Fn(String) -> String, key_suffix: &str) -> String {
+    use super::format::ColumnType;
+    use super::postgres::quote;
+    let columns: Vec<String> = table
+        .columns
+        .iter()
+        .map(|column| match column.kind {
+            ColumnType::Json => json(quote(column.name)),
+            _ => quote(column.name),
+        })
+        .collect();
+    let order: Vec<String> = table
+        .key
+        .iter()
+        .map(|key| {
+            let text = table
+                .column_index(key)
+                .is_some_and(|i| table.columns[i].kind == ColumnType::Text);
+            if text {
+                format!("{}{key_suffix}", quote(key))
+            } else {
+                quote(key)
+            }
+        })
+        .collect();
+    format!(
+        "SELECT {} FROM {} ORDER BY {}",
+        columns.join(", "),
+        quote(table.name),
+        order.join(", ")
+    )
+}

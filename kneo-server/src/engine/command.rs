@@ -1,0 +1,309 @@
+//! `command:` functions and tools: an external program that reads one JSON document on stdin
+//! and writes one on stdout.
+//!
+//! The program runs in its own process group with a cleared environment (only `PATH` and the
+//! spec's `env`), and the whole group is killed when the step times out or the run is
+//! cancelled (dropping the future kills it). Its stderr is kept, bounded, for the trace.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+/// Largest stdout a command may write.
+const MAX_STDOUT_BYTES: usize = 4 * 1024 * 1024;
+/// Stderr kept for the trace (the end of it, where errors usually are).
+const MAX_STDERR_BYTES: usize = 8 * 1024;
+/// `PATH` when the service itself has none.
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// A program and its environment, as the spec declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandPlan {
+    /// Program first, then its arguments.
+    pub argv: Vec<String>,
+    pub env: BTreeMap<String, String>,
+}
+
+/// What a finished command produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandOutput {
+    /// The `text` of its answer (or the answer itself when it is a JSON string).
+    pub text: String,
+    /// The redacted end of its stderr.
+    pub stderr: String,
+    pub exit_code: Option<i32>,
+    pub duration_ms: f64,
+}
+
+/// Why a command failed; the message names the program and what it did.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CommandError {
+    pub message: String,
+    /// The redacted end of its stderr, when it wrote any.
+    pub stderr: String,
+}
+
+/// Kills the command's whole process group unless it was disarmed (the command finished).
+struct GroupKiller {
+    process_group: Option<i32>,
+}
+
+impl Drop for GroupKiller {
+    fn drop(&mut self) {
+        if let Some(group) = self.process_group.take() {
+            // SAFETY: signals a process group this module created (the child is its leader).
+            unsafe {
+                libc::kill(-group, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+async fn read_bounded(
+    mut reader: impl AsyncRead + Unpin,
+    limit: usize,
+    keep_tail: bool,
+) -> (Vec<u8>, bool) {
+    let mut kept = Vec::new();
+    let mut buffer = [0u8; 8192];
+    let mut overflowed = false;
+    loop {
+        match reader.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => {
+                kept.extend_from_slice(&buffer[..read]);
+                if kept.len() > limit {
+                    overflowed = true;
+                    if keep_tail {
+                        let excess = kept.len() - limit;
+                        kept.drain(..excess);
+                    } else {
+                        kept.truncate(limit);
+                    }
+                }
+            }
+        }
+    }
+    (kept, overflowed)
+}
+
+impl CommandPlan {
+    pub fn program(&self) -> &str {
+        self.argv.first().map(String::as_str).unwrap_or_default()
+    }
+
+    /// Runs the program with `input` on stdin and reads its JSON answer.
+    pub async fn run(&self, input: &Value) -> Result<CommandOutput, CommandError> {
+        let program = self.program().to_string();
+        let fail = |message: String, stderr: String| CommandError { message, stderr };
+        if program.is_empty() {
+            return Err(fail("the command names no program".into(), String::new()));
+        }
+        let started = Instant::now();
+        let mut command = tokio::process::Command::new(&program);
+        command
+            .args(&self.argv[1..])
+            .env_clear()
+            .env(
+                "PATH",
+                std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.into()),
+            )
+            .envs(&self.env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = command.spawn().map_err(|error| {
+            fail(
+                format!("command {program:?} could not be started: {error} (is it installed and on PATH?)"),
+                String::new(),
+            )
+        })?;
+        let killer = GroupKiller {
+            process_group: child.id().map(|pid| pid as i32),
+        };
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let payload = format!("{input}\n");
+        let write = async move {
+            if let Some(mut stdin) = stdin {
+                // A program that never reads its input is not an error by itself.
+                let _ = stdin.write_all(payload.as_bytes()).await;
+                let _ = stdin.shutdown().await;
+            }
+        };
+        let read_out = async move {
+            match stdout {
+                Some(out) => read_bounded(out, MAX_STDOUT_BYTES, false).await,
+                None => (Vec::new(), false),
+            }
+        };
+        let read_err = async move {
+            match stderr {
+                Some(err) => read_bounded(err, MAX_STDERR_BYTES, true).await.0,
+                None => Vec::new(),
+            }
+        };
+        let ((), (out, out_overflowed), err, status) =
+            tokio::join!(write, read_out, read_err, child.wait());
+        // The leader exited: whatever it left running in its group goes too.
+        drop(killer);
+        let stderr_text = crate::redact::redacted_text(String::from_utf8_lossy(&err).trim());
+        let status = status.map_err(|error| {
+            fail(
+                format!("command {program:?} could not be waited for: {error}"),
+                stderr_text.clone(),
+            )
+        })?;
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let stderr_note = if stderr_text.is_empty() {
+            String::new()
+        } else {
+            format!("; stderr: {}", tail(&stderr_text, 400))
+        };
+        if !status.success() {
+            let how = match status.code() {
+                Some(code) => format!("exited with status {code}"),
+                None => "was killed by a signal".to_string(),
+            };
+            return Err(fail(
+                format!("command {program:?} {how}{stderr_note}"),
+                stderr_text,
+            ));
+        }
+        if out_overflowed {
+            return Err(fail(
+                format!("command {program:?} wrote more than {MAX_STDOUT_BYTES} bytes to stdout"),
+                stderr_text,
+            ));
+        }
+        let text = String::from_utf8_lossy(&out);
+        let answer: Value = serde_json::from_str(text.trim()).map_err(|error| {
+            fail(
+                format!(
+                    "command {program:?} did not write JSON to stdout ({error}); write {{\"text\": \"...\"}} or a JSON string (docs/extending.md){stderr_note}"
+                ),
+                stderr_text.clone(),
+            )
+        })?;
+        let text = match answer {
+            Value::String(text) => text,
+            Value::Object(ref object) => match object.get("text") {
+                Some(Value::String(text)) => text.clone(),
+                Some(other) => other.to_string(),
+                None => {
+                    if let Some(Value::String(error)) = object.get("error") {
+                        return Err(fail(
+                            format!("command {program:?} reported an error: {error}"),
+                            stderr_text,
+                        ));
+                    }
+                    answer.to_string()
+                }
+            },
+            other => other.to_string(),
+        };
+        Ok(CommandOutput {
+            text,
+            stderr: stderr_text,
+            exit_code: status.code(),
+            duration_ms,
+        })
+    }
+
+    /// The input document of a `command:` function (docs/extending.md).
+    pub fn function_input(text: &str, run_id: &str, step_id: &str, attempt: u32) -> Value {
+        json!({"text": text, "run_id": run_id, "step_id": step_id, "attempt": attempt})
+    }
+}
+
+fn tail(text: &str, chars: usize) -> String {
+    let count = text.chars().count();
+    if count <= chars {
+        text.to_string()
+    } else {
+        let kept: String = text.chars().skip(count - chars).collect();
+        format!("…{kept}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn shell(script: &str) -> CommandPlan {
+        CommandPlan {
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+            env: BTreeMap::from([("GREETING".to_string(), "hello".to_string())]),
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_json_from_stdout_with_a_cleared_environment() {
+        let plan = shell(
+            r#"read line; printf '{"text": "%s %s %s"}' "$GREETING" "${HOME:-nohome}" "$(printf '%s' "$line" | wc -c | tr -d ' ')""#,
+        );
+        let output = plan
+            .run(&json!({"text": "x"}))
+            .await
+            .expect("the command answers");
+        assert!(output.text.starts_with("hello nohome "), "{}", output.text);
+    }
+
+    #[tokio::test]
+    async fn a_json_string_answer_is_the_text() {
+        let output = shell(r#"cat >/dev/null; echo '"plain"'"#)
+            .run(&json!({}))
+            .await
+            .expect("answer");
+        assert_eq!(output.text, "plain");
+    }
+
+    #[tokio::test]
+    async fn failures_name_the_program_status_and_stderr() {
+        let error = shell("echo 'boom token=abcdef' >&2; exit 3")
+            .run(&json!({}))
+            .await
+            .expect_err("fails");
+        assert!(error.message.contains("exited with status 3"), "{error}");
+        assert!(error.message.contains("boom token=[REDACTED]"), "{error}");
+        let error = shell("echo not-json")
+            .run(&json!({}))
+            .await
+            .expect_err("fails");
+        assert!(error.message.contains("did not write JSON"), "{error}");
+        let error = CommandPlan {
+            argv: vec!["/no/such/program".into()],
+            env: BTreeMap::new(),
+        }
+        .run(&json!({}))
+        .await
+        .expect_err("fails");
+        assert!(error.message.contains("could not be started"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn dropping_the_run_kills_the_whole_group() {
+        let marker = tempfile::NamedTempFile::new().expect("temp file");
+        let path = marker.path().display().to_string();
+        // A grandchild that would write the marker after one second.
+        let plan = shell(&format!("(sleep 1; echo late > {path}) & sleep 30"));
+        let started = Instant::now();
+        let result = tokio::time::timeout(Duration::from_millis(300), plan.run(&json!({}))).await;
+        assert!(result.is_err(), "the command should still be running");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let written = std::fs::read_to_string(marker.path()).unwrap_or_default();
+        assert!(
+            written.is_empty(),
+            "the grandchild survived the kill: {written:?}"
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! MCP tools over stdio on a real server: an agent calls a tool of the test MCP server
+//! (`examples/mcp_test_server.rs`) through the scriptable dummy provider; a server that dies or
+//! goes silent mid-call fails that step within its timeout, and the worker goes on to the next
+//! run, which gets a fresh server.
+
+mod engine_support;
+
+use std::time::{Duration, Instant};
+
+use engine_support::{Client, example_path, write_spec};
+use kneo_testkit::server::{KneoServer, ServerOptions};
+use serde_json::json;
+
+/// A spec whose agent calls `remote_tool` on the test server with `arguments`.
+fn mcp_spec(server_program: &str, log: &str, remote_tool: &str, arguments: &str) -> String {
+    format!(
+        r#"version: v1
+agent: {{name: root, model: {{provider: dummy, name: m}}}}
+workflow:
+  type: sequential
+  name: mcp-flow
+  steps:
+    - {{id: ask, kind: agent, ref: assistant}}
+components:
+  agents:
+    assistant:
+      name: assistant
+      system_prompt: |
+        Use the tool.
+        CALL_TOOL {remote_tool} {arguments}
+      model: {{provider: dummy, name: m}}
+      tools: {{include: [{remote_tool}], permissions: {{network: false, shell: false}}}}
+tools:
+  {remote_tool}:
+    description: A tool of the test MCP server.
+    parameters: {{type: object, properties: {{text: {{type: string}}}}}}
+    mcp: {{server: test_mcp, name: {remote_tool}}}
+mcp_servers:
+  test_mcp:
+    transport: stdio
+    command: {server_program}
+    env: {{MCP_TEST_SERVER_LOG: {log}}}
+"#
+    )
+}
+
+fn server_starts(log: &str) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.ends_with(" initialize"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_tools_are_called_and_a_dead_or_silent_server_fails_only_its_step() {
+    let program = example_path("mcp_test_server").display().to_string();
+    let log_file = tempfile::NamedTempFile::new().expect("log");
+    let log = log_file.path().display().to_string();
+    let server = KneoServer::start(
+        ServerOptions::default()
+            .env("KNEO_SERV_MCP_TIMEOUT_SECONDS", "2")
+            .env("KNEO_SERV_MCP_CONNECT_TIMEOUT_SECONDS", "10"),
+    );
+    let client = Client::new(&server);
+
+    let ready = client.get("/readyz").await;
+    let tools = ready.body["metadata"]["checks"]["tool_registry"]["names"].clone();
+    assert!(
+        tools.as_array().is_some_and(
+            |names| names.contains(&json!("word_count")) && names.contains(&json!("shout"))
+        ),
+        "built-in tools in /readyz: {}",
+        ready.text
+    );
+
+    let count = write_spec(
+        &server,
+        "mcp_count.yaml",
+        &mcp_spec(&program, &log, "word_count", r#"{"text": "one two three"}"#),
+    );
+    let result = client.run(&count, "how many words?").await;
+    assert_eq!(result["status"], "completed", "{result}");
+    assert_eq!(result["output_text"], "Final answer: 3");
+    let run_id = result["run_id"].as_str().expect("run id");
+    let trace = client.trace(run_id).await;
+    let started = trace
+        .iter()
+        .find(|event| event["type"] == "tool_call_started")
+        .expect("tool_call_started");
+    assert_eq!(started["tool_name"], "word_count");
+    assert!(
+        trace
+            .iter()
+            .any(|event| event["type"] == "tool_call_completed"
+                && event["tool_name"] == "word_count")
+    );
+    // The session is reused: a second run starts no second server.
+    let again = client.run(&count, "again").await;
+    assert_eq!(again["output_text"], "Final answer: 3");
+    assert_eq!(server_starts(&log), 1, "one server for both runs");
+
+    // The server exits in the middle of a call: that run fails fast, naming the server; the
+    // worker takes the next run, which gets a new server.
+    let crash = write_spec(
+        &server,
+        "mcp_crash.yaml",
+        &mcp_spec(&program, &log, "crash", "{}"),
+    );
+    let started_at = Instant::now();
+    let crashed = client.submit(&crash, "crash please", json!({})).await;
+    let after = client.submit(&count, "after the crash", json!({})).await;
+    let crashed = client.wait_for_end(&crashed, Duration::from_secs(20)).await;
+    assert_eq!(crashed["status"], "failed", "{crashed}");
+    assert_eq!(crashed["error"]["type"], "tool_unavailable", "{crashed}");
+    let message = crashed["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("MCP server 'test_mcp'"), "{message}");
+    assert!(message.contains("exit status 3"), "{message}");
+    let after = client.wait_for_end(&after, Duration::from_secs(20)).await;
+    assert_eq!(after["status"], "completed", "{after}");
+    assert_eq!(after["output_text"], "Final answer: 3");
+    assert!(started_at.elapsed() < Duration::from_secs(15));
+    assert_eq!(server_starts(&log), 2, "the dead server was replaced");
+
+    // The server goes silent: the call times out after KNEO_SERV_MCP_TIMEOUT_SECONDS.
+    let slow = write_spec(
+        &server,
+        "mcp_slow.yaml",
+        &mcp_spec(&program, &log, "slow", r#"{"seconds": 60}"#),
+    );
+    let started_at = Instant::now();
+    let silent = client.submit(&slow, "take your time", json!({})).await;
+    let next = client.submit(&count, "next", json!({})).await;
+    let silent = client.wait_for_end(&silent, Duration::from_secs(20)).await;
+    assert_eq!(silent["status"], "failed", "{silent}");
+    let message = silent["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("MCP server 'test_mcp'"), "{message}");
+    assert!(message.contains("within 2.0 s"), "{message}");
+    assert!(
+        message.contains("KNEO_SERV_MCP_TIMEOUT_SECONDS"),
+        "{message}"
+    );
+    let next = client.wait_for_end(&next, Duration::from_secs(20)).await;
+    assert_eq!(next["status"], "completed", "{next}");
+    assert!(
+        started_at.elapsed() < Duration::from_secs(12),
+        "the worker was held for {:?}",
+        started_at.elapsed()
+    );
+}
