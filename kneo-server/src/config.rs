@@ -147,6 +147,7 @@ impl Config {
             max_path_chars: env.positive("KNEO_SERV_MAX_PATH_CHARS", 4_096)?,
         };
         let log_level = env.log_level()?;
+        env.engine_settings()?;
         let spec_root = match env.text("KNEO_SERV_SPEC_ROOT") {
             Some(root) => PathBuf::from(root),
             None => std::env::current_dir().map_err(|error| ConfigError {
@@ -375,6 +376,66 @@ impl Env<'_> {
         }
     }
 
+    /// Checks the provider and MCP settings the engine reads, so a typo stops start-up here
+    /// instead of being ignored at the first run. With `KNEO_SERV_REQUIRE_PROVIDER_SECRETS`, the
+    /// secrets of the providers listed for readiness must be present too (runbook § 3.1).
+    fn engine_settings(&self) -> Result<(), ConfigError> {
+        for name in [
+            "KNEO_SERV_PROVIDER_TIMEOUT_SECONDS",
+            "KNEO_SERV_MCP_TIMEOUT_SECONDS",
+            "KNEO_SERV_MCP_CONNECT_TIMEOUT_SECONDS",
+        ] {
+            self.seconds(name, 1.0)?;
+        }
+        for name in [
+            "KNEO_SERV_PROVIDER_RETRY_BACKOFF_SECONDS",
+            "KNEO_SERV_MCP_RETRY_BACKOFF_SECONDS",
+        ] {
+            if let Some(value) = self.text(name) {
+                let valid = value
+                    .parse::<f64>()
+                    .is_ok_and(|s| s.is_finite() && s >= 0.0);
+                if !valid {
+                    return Err(self.invalid(
+                        name,
+                        &value,
+                        "is not a number of seconds",
+                        "seconds ≥ 0, e.g. 0.25",
+                    ));
+                }
+            }
+        }
+        for name in ["KNEO_SERV_PROVIDER_RETRIES", "KNEO_SERV_MCP_RETRIES"] {
+            self.bounded(name, 0, 20)?;
+        }
+        for name in [
+            "KNEO_SERV_PROVIDER_RETRY_ON_TIMEOUT",
+            "KNEO_SERV_WORKFLOW_RETRY_ON_TIMEOUT",
+        ] {
+            self.bool(name)?;
+        }
+        if self
+            .bool("KNEO_SERV_REQUIRE_PROVIDER_SECRETS")?
+            .unwrap_or(false)
+        {
+            for provider in self.list("KNEO_SERV_HEALTH_PROVIDERS") {
+                let env_var = crate::readiness::provider_env_var(&provider);
+                if self.text(&env_var).is_none() {
+                    return Err(ConfigError {
+                        variable: env_var.clone(),
+                        value: None,
+                        problem: format!(
+                            "is not set, and KNEO_SERV_REQUIRE_PROVIDER_SECRETS=true requires the secret of provider \
+                             {provider} (MissingSecretError; runbook § 3.1)"
+                        ),
+                        expected: format!("{env_var} to be exported in the service's environment"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn api_keys(&self) -> Result<Vec<ApiKey>, ConfigError> {
         let mut keys = match self.vars.get("KNEO_SERV_API_KEYS") {
             Some(raw) => parse_api_keys(raw).map_err(|error| key_config_error(&error))?,
@@ -475,6 +536,26 @@ mod tests {
             .expect_err("refused");
         assert_eq!(error.variable, "KNEO_SERV_API_KEYS");
         assert!(!error.to_string().contains("ops-secret-token"), "{error}");
+    }
+
+    #[test]
+    fn provider_and_mcp_settings_are_checked_at_start() {
+        let error = Config::from_vars(&vars(&[("KNEO_SERV_MCP_TIMEOUT_SECONDS", "fast")]))
+            .expect_err("refused");
+        assert_eq!(error.variable, "KNEO_SERV_MCP_TIMEOUT_SECONDS");
+        let error =
+            Config::from_vars(&vars(&[("KNEO_SERV_PROVIDER_RETRIES", "99")])).expect_err("refused");
+        assert_eq!(error.variable, "KNEO_SERV_PROVIDER_RETRIES");
+        let required = [
+            ("KNEO_SERV_REQUIRE_PROVIDER_SECRETS", "true"),
+            ("KNEO_SERV_HEALTH_PROVIDERS", "openai"),
+        ];
+        let error = Config::from_vars(&vars(&required)).expect_err("missing secret");
+        assert_eq!(error.variable, "OPENAI_API_KEY");
+        assert!(error.to_string().contains("§ 3.1"), "{error}");
+        let mut present = vars(&required);
+        present.insert("OPENAI_API_KEY".into(), "sk-test".into());
+        assert!(Config::from_vars(&present).is_ok());
     }
 
     #[test]
