@@ -47,18 +47,29 @@ impl Readiness {
 
 /// Where the runbook explains a failing check (the readiness matrix).
 pub fn runbook_section(check: &str, kind: Option<&str>) -> &'static str {
+    /// Kinds that mean the database cannot be reached or logged into.
+    const UNREACHABLE: [&str; 5] = [
+        "connection_refused",
+        "auth_failed",
+        "timeout",
+        "database_missing",
+        "unavailable",
+    ];
+    /// Kinds that mean the embedded store's files are missing, unwritable or damaged.
+    const FILES: [&str; 4] = ["not_found", "permission_denied", "io_error", "corrupt"];
     match (check, kind) {
         ("api", _) => "1.3",
-        ("run_state_store", Some("schema_missing")) => "2.4",
         (_, Some("schema_too_new")) => "2.7",
+        ("run_state_store", Some("schema_missing")) => "2.4",
         ("run_state_store", Some("locked")) => "2.3",
-        ("run_state_store", _) => "2.2",
         ("continuation_store", Some("corrupt")) => "8.3",
-        ("continuation_store", _) => "2",
-        // A queue check fails when its table cannot be read: a store problem first.
-        ("queue", Some("connection_refused" | "auth_failed" | "timeout" | "database_missing")) => {
+        ("run_state_store" | "continuation_store" | "queue", Some(kind))
+            if UNREACHABLE.contains(&kind) =>
+        {
             "2.2"
         }
+        ("run_state_store" | "continuation_store", Some(kind)) if FILES.contains(&kind) => "2.8",
+        ("run_state_store" | "continuation_store", _) => "2",
         ("queue", _) => "5.1",
         ("providers" | "mcp", _) => "3.2",
         _ => "extending",

@@ -41,21 +41,6 @@ impl ErrorKind {
             ErrorKind::Internal => "internal",
         }
     }
-
-    /// The runbook section that explains this failure.
-    pub fn runbook_section(self) -> &'static str {
-        match self {
-            ErrorKind::ConnectionRefused
-            | ErrorKind::AuthFailed
-            | ErrorKind::Timeout
-            | ErrorKind::DatabaseMissing => "2.2",
-            ErrorKind::SchemaMissing => "2.4",
-            ErrorKind::SchemaTooNew => "2.7",
-            ErrorKind::Locked => "2.3",
-            ErrorKind::Corrupt => "8.3",
-            _ => "2",
-        }
-    }
 }
 
 impl fmt::Display for ErrorKind {

@@ -1,0 +1,138 @@
+//! Runs a local command under a time bound; a command past its bound is killed.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+/// What a finished command printed.
+#[derive(Debug, Clone)]
+pub(crate) struct CommandOutput {
+    /// `None` when a signal ended it.
+    pub exit_code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum CommandError {
+    #[error("{program} is not installed or not on PATH")]
+    NotFound { program: String },
+    #[error("cannot start {program}: {reason}")]
+    Spawn { program: String, reason: String },
+    #[error("{program} did not finish within {} ms and was killed", after.as_millis())]
+    Timeout { program: String, after: Duration },
+}
+
+/// Runs `program args…` with `envs` added, stdin closed, killed when `timeout` passes.
+pub(crate) async fn run_command(
+    program: &Path,
+    args: &[&OsStr],
+    envs: &[(&str, String)],
+    timeout: Duration,
+) -> Result<CommandOutput, CommandError> {
+    let name = program.display().to_string();
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let child = command.spawn().map_err(|error| match error.kind() {
+        std::io::ErrorKind::NotFound => CommandError::NotFound {
+            program: name.clone(),
+        },
+        _ => CommandError::Spawn {
+            program: name.clone(),
+            reason: error.to_string(),
+        },
+    })?;
+    // Dropping the future on timeout drops the child, and kill_on_drop kills it.
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(Ok(output)) => Ok(CommandOutput {
+            exit_code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }),
+        Ok(Err(error)) => Err(CommandError::Spawn {
+            program: name,
+            reason: error.to_string(),
+        }),
+        Err(_) => Err(CommandError::Timeout {
+            program: name,
+            after: timeout,
+        }),
+    }
+}
+
+impl CommandOutput {
+    /// `exit code 2`, or `a signal` when there was no code.
+    pub(crate) fn exit_description(&self) -> String {
+        match self.exit_code {
+            Some(code) => format!("exit code {code}"),
+            None => "a signal".into(),
+        }
+    }
+}
+
+/// The first `name` on `PATH`.
+pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn output_and_exit_codes_are_kept() {
+        let sh = find_on_path("sh").expect("sh on PATH");
+        let args: Vec<&OsStr> = vec![
+            OsStr::new("-c"),
+            OsStr::new("echo out; echo err >&2; echo $KNEO_TEST_VALUE; exit 3"),
+        ];
+        let output = run_command(
+            &sh,
+            &args,
+            &[("KNEO_TEST_VALUE", "42".into())],
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("runs");
+        assert_eq!(output.exit_code, Some(3));
+        assert_eq!(output.stdout, "out\n42\n");
+        assert_eq!(output.stderr, "err\n");
+    }
+
+    #[tokio::test]
+    async fn a_slow_command_is_killed_at_its_bound() {
+        let sh = find_on_path("sh").expect("sh on PATH");
+        let started = std::time::Instant::now();
+        let args: Vec<&OsStr> = vec![OsStr::new("-c"), OsStr::new("sleep 30")];
+        let error = run_command(&sh, &args, &[], Duration::from_millis(200))
+            .await
+            .expect_err("times out");
+        assert!(matches!(error, CommandError::Timeout { .. }), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_says_so() {
+        let error = run_command(
+            Path::new("/nonexistent/kneo-no-such-tool"),
+            &[],
+            &[],
+            Duration::from_secs(1),
+        )
+        .await
+        .expect_err("missing");
+        assert!(error.to_string().contains("not installed"), "{error}");
+    }
+}

@@ -1,0 +1,257 @@
+//! Capture against the real kneo server with a blocked run and a failed run.
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_capture_of_a_real_server_holds_every_item_and_verifies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_specs(dir.path());
+    let server = KneoServer::start(dir.path(), &[]);
+
+    let (status, blocked) = post_json(
+        &server.url,
+        "/v1/runs",
+        json!({"spec_path": "specs/approval.yaml", "input": "Q3 numbers"}),
+    )
+    .await;
+    assert_eq!(
+        (status, blocked["status"].as_str()),
+        (200, Some("blocked")),
+        "{blocked}"
+    );
+    let (status, failed) = post_json(
+        &server.url,
+        "/v1/runs",
+        json!({"spec_path": "specs/failing.yaml", "input": "boom"}),
+    )
+    .await;
+    assert_eq!(
+        (status, failed["status"].as_str()),
+        (200, Some("failed")),
+        "{failed}"
+    );
+    let blocked_id = blocked["run_id"].as_str().expect("run id").to_string();
+    let failed_id = failed["run_id"].as_str().expect("run id").to_string();
+    // A resume with a wrong request id is refused and audited with that id.
+    let continuation = blocked["continuation_id"]
+        .as_str()
+        .expect("continuation id");
+    let request_id = "req-escalation-42";
+    let (status, _) = post_json(
+        &server.url,
+        &format!("/v1/human-tasks/{continuation}/resume"),
+        json!({"request_id": request_id, "decision": "approved"}),
+    )
+    .await;
+    assert_eq!(status, 409);
+
+    let cluster = kneo_testkit::postgres::shared_cluster();
+    let dsn = cluster
+        .create_database()
+        .replacen("postgres@", "postgres:Canary-Db-Passw0rd@", 1);
+    let state_dir = dir.path().join(".kneo");
+    let bundle = dir.path().join("bundle.tar.gz");
+    let (output, elapsed) = run_kneo_ops_async(
+        &[
+            "capture",
+            "--url",
+            &server.url,
+            "--run-id",
+            &blocked_id,
+            "--run-id",
+            &failed_id,
+            "--request-id",
+            request_id,
+            "--spec",
+            "specs/approval.yaml",
+            "--database-url",
+            &dsn,
+            "--state-dir",
+            state_dir.to_str().expect("utf-8 path"),
+            "-o",
+            bundle.to_str().expect("utf-8 path"),
+            "--json",
+        ],
+        &[("KNEO_SERV_API_KEY", KEY)],
+        dir.path(),
+    )
+    .await;
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "capture failed in {elapsed:?}\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(
+        !stdout.contains("Canary-Db-Passw0rd") && !stderr.contains("Canary-Db-Passw0rd"),
+        "the DSN password is never printed"
+    );
+    let summary: Value = serde_json::from_str(&stdout).expect("--json prints JSON");
+    assert_eq!(
+        summary["summary"]["ok"], summary["summary"]["items"],
+        "{summary:#}"
+    );
+
+    let files = read_bundle(&bundle);
+    let manifest = manifest(&files);
+    let mut expected = vec![
+        "tool/version.json".to_string(),
+        "host/uname.txt".into(),
+        "host/os-release.txt".into(),
+        "host/resources.json".into(),
+        "host/disk.json".into(),
+        "host/postgres-version.txt".into(),
+        "service/healthz.json".into(),
+        "service/readyz.json".into(),
+        "service/health.json".into(),
+        "service/metrics.txt".into(),
+        "service/service-events.json".into(),
+        "service/audit-events-recent.json".into(),
+        "queue/queued-runs.json".into(),
+        "queue/running-runs.json".into(),
+        "queue/human-tasks.json".into(),
+        "triage/verdicts.json".into(),
+        "triage/verdicts.txt".into(),
+        format!("requests/{request_id}/audit-events.json"),
+        "specs/1-approval.yaml.validate.json".into(),
+    ];
+    for run in [&blocked_id, &failed_id] {
+        for file in [
+            "run.json",
+            "trace.json",
+            "checkpoints.json",
+            "audit-events.json",
+        ] {
+            expected.push(format!("runs/{run}/{file}"));
+        }
+    }
+    for path in &expected {
+        let entry = item(&manifest, path);
+        assert_eq!(entry["status"], "ok", "{path}: {entry}");
+        assert!(
+            entry["sha256"].as_str().is_some_and(|s| s.len() == 64),
+            "{path}: {entry}"
+        );
+        assert!(
+            files.contains_key(path.as_str()),
+            "{path} is in the archive"
+        );
+    }
+    assert_eq!(
+        manifest["items"].as_array().map(Vec::len),
+        Some(expected.len()),
+        "no unexpected items"
+    );
+    assert_eq!(manifest["format"], "kneo-capture");
+    assert_eq!(manifest["service"]["service"], "kneo-serv-platform");
+    assert_eq!(manifest["target"], server.url.as_str());
+    assert_eq!(manifest["options"]["database_url_given"], true);
+
+    // The content is what was asked for.
+    let postgres = text(&files["host/postgres-version.txt"]);
+    assert!(postgres.contains("PostgreSQL"), "{postgres}");
+    let run: Value =
+        serde_json::from_slice(&files[&format!("runs/{blocked_id}/run.json")]).expect("run json");
+    assert_eq!(run["status"], "blocked");
+    let trace: Value = serde_json::from_slice(&files[&format!("runs/{failed_id}/trace.json")])
+        .expect("trace json");
+    assert_eq!(
+        trace["events"].as_array().map(Vec::len).map(|n| n as u64),
+        trace["total"].as_u64(),
+        "all trace pages"
+    );
+    let mentions: Value =
+        serde_json::from_slice(&files[&format!("requests/{request_id}/audit-events.json")])
+            .expect("audit json");
+    assert!(
+        mentions["events"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["event_type"] == "human.resume_rejected")),
+        "{mentions:#}"
+    );
+    let validation: Value = serde_json::from_slice(&files["specs/1-approval.yaml.validate.json"])
+        .expect("validate json");
+    assert_eq!(validation["output"]["valid"], true);
+    let verdicts: Value = serde_json::from_slice(&files["triage/verdicts.json"]).expect("verdicts");
+    assert_eq!(verdicts["health"], "healthy");
+    assert!(text(&files["service/readyz.json"]).contains("run_state_store"));
+    assert!(text(&files["service/metrics.txt"]).contains("kneo_worker_count"));
+
+    // Nothing secret in any byte: the key in use and the DSN password.
+    for (path, data) in &files {
+        let content = text(data);
+        assert!(!content.contains(KEY), "{path} holds the API key");
+        assert!(
+            !content.contains("Canary-Db-Passw0rd"),
+            "{path} holds the DSN password"
+        );
+        assert!(
+            !content.contains("reviewer@example.com"),
+            "{path} holds an email"
+        );
+    }
+
+    // A clean layout.
+    let listing = std::process::Command::new("tar")
+        .args(["-tzf", bundle.to_str().expect("utf-8")])
+        .output()
+        .expect("run tar");
+    assert!(listing.status.success(), "{}", text(&listing.stderr));
+    let names: Vec<String> = text(&listing.stdout).lines().map(str::to_string).collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.starts_with('/') && !n.split('/').any(|part| part == ".." || part == ".")),
+        "{names:?}"
+    );
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "entries are sorted");
+    for directory in [
+        "service/",
+        "host/",
+        "queue/",
+        "triage/",
+        "tool/",
+        "specs/",
+        &format!("runs/{blocked_id}/"),
+        &format!("runs/{failed_id}/"),
+    ] {
+        assert!(
+            names.iter().any(|n| n.starts_with(directory)),
+            "no {directory} in {names:?}"
+        );
+    }
+    assert!(names.contains(&"manifest.json".to_string()));
+
+    // The same tree walks offline from the bundle (what kneo-tui --bundle does).
+    let (_, probes) = kneo_ops::bundle::load_probes(&bundle).expect("probes from the bundle");
+    let offline = kneo_ops::triage::evaluate(&probes, &kneo_ops::triage::Thresholds::default());
+    assert_eq!(
+        serde_json::to_value(&offline.stages).expect("json"),
+        verdicts["stages"],
+        "offline verdicts equal the captured ones"
+    );
+
+    // bundle inspect verifies every checksum.
+    let (inspected, _) = run_kneo_ops_async(
+        &["bundle", "inspect", bundle.to_str().expect("utf-8")],
+        &[],
+        dir.path(),
+    )
+    .await;
+    let report = text(&inspected.stdout);
+    assert_eq!(
+        inspected.status.code(),
+        Some(0),
+        "{report}\n{}",
+        text(&inspected.stderr)
+    );
+    assert!(
+        report.contains(&format!("Intact: {} file(s) match", expected.len())),
+        "{report}"
+    );
+}

@@ -1,0 +1,12 @@
+//! Acceptance tests of kneo-ops against the real `kneo` server and small fake services.
+//!
+//! One test binary (faster to link); each module is one area.
+
+mod bundle_cli;
+mod capture_budget;
+mod capture_canary;
+mod capture_dead;
+mod capture_real;
+mod help;
+mod support;
+mod triage_real;
