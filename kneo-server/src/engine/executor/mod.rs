@@ -318,6 +318,43 @@ impl<'a> Execution<'a> {
 /// its last 20 messages and without the parts the run row or the checkpoint itself already hold
 /// (the frozen spec, the trace delta): [`expand_checkpoint`] puts them back when a checkpoint is
 /// read, so stored checkpoints stay small however long the run gets.
+/// Longest list a checkpoint's state snapshot keeps (its newest items), as kneo-serv's
+/// `KNEO_SERV_CHECKPOINT_MAX_LIST_ITEMS`; the full lists are on the run row.
+const PREVIEW_LIST_ITEMS: usize = 20;
+/// Most keys a snapshot's object keeps (`KNEO_SERV_CHECKPOINT_MAX_DICT_ITEMS`).
+const PREVIEW_DICT_ITEMS: usize = 50;
+
+/// Bounds every list and object in a snapshot, so a long run's checkpoints do not each repeat
+/// its whole history (which would make the run's checkpoints grow with the square of its
+/// length). True when anything was cut.
+fn bound_preview(object: &mut serde_json::Map<String, Value>) -> bool {
+    fn bound(value: &mut Value) -> bool {
+        match value {
+            Value::Array(items) => {
+                let mut cut = items.len() > PREVIEW_LIST_ITEMS;
+                if cut {
+                    items.drain(..items.len() - PREVIEW_LIST_ITEMS);
+                }
+                for item in items.iter_mut() {
+                    cut |= bound(item);
+                }
+                cut
+            }
+            Value::Object(fields) => bound_preview(fields),
+            _ => false,
+        }
+    }
+    let mut cut = object.len() > PREVIEW_DICT_ITEMS;
+    if cut {
+        let keep: Vec<String> = object.keys().take(PREVIEW_DICT_ITEMS).cloned().collect();
+        object.retain(|key, _| keep.contains(key));
+    }
+    for value in object.values_mut() {
+        cut |= bound(value);
+    }
+    cut
+}
+
 pub fn build_checkpoint(
     run: &RunRecord,
     checkpoint_type: &str,
@@ -340,6 +377,12 @@ pub fn build_checkpoint(
         if let Some(metadata) = state.get_mut("metadata").and_then(Value::as_object_mut) {
             metadata.remove("checkpoint_sequence");
             metadata.remove("frozen_spec");
+        }
+        if bound_preview(state) {
+            state.insert(
+                "preview".into(),
+                json!({"max_list_items": PREVIEW_LIST_ITEMS, "max_dict_items": PREVIEW_DICT_ITEMS}),
+            );
         }
     }
     json!({
@@ -1147,4 +1190,44 @@ pub fn remaining(run: &RunRecord) -> Option<Duration> {
             .to_std()
             .unwrap_or(Duration::ZERO),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_snapshots_keep_only_the_newest_list_items() {
+        let mut run = RunRecord::new("r".into(), "in".into(), crate::clock::now_text());
+        run.visited_steps = (0..500).map(|i| format!("s{i}")).collect();
+        let checkpoint = build_checkpoint(
+            &run,
+            "step_completed",
+            Some("s499"),
+            7,
+            &[],
+            json!({}),
+            "now",
+        );
+        let visited = checkpoint["state"]["visited_steps"]
+            .as_array()
+            .expect("a list");
+        assert_eq!(visited.len(), PREVIEW_LIST_ITEMS);
+        assert_eq!(
+            visited.last(),
+            Some(&json!("s499")),
+            "the newest items stay"
+        );
+        assert_eq!(
+            checkpoint["state"]["preview"]["max_list_items"],
+            PREVIEW_LIST_ITEMS
+        );
+    }
+
+    #[test]
+    fn small_snapshots_are_left_whole() {
+        let run = RunRecord::new("r".into(), "in".into(), crate::clock::now_text());
+        let checkpoint = build_checkpoint(&run, "run_started", None, 1, &[], json!({}), "now");
+        assert!(checkpoint["state"].get("preview").is_none());
+    }
 }
