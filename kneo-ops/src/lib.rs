@@ -18,6 +18,7 @@ pub mod capture;
 pub mod manifest;
 pub mod probe;
 pub mod redaction;
+pub mod rollback;
 pub mod runbook;
 pub mod triage;
 pub mod units;
