@@ -83,6 +83,9 @@ pub struct ReadinessCheck {
     /// Running records whose lease expired (kneo-server only).
     #[serde(default)]
     pub expired_leases: Option<i64>,
+    /// Age in seconds of the oldest queued run (kneo-server; absent from kneo-serv).
+    #[serde(default)]
+    pub oldest_queued_age_seconds: Option<f64>,
     /// Live workers in the answering process (kneo-server only).
     #[serde(default)]
     pub workers: Option<i64>,

@@ -1,0 +1,210 @@
+//! Ages, clock times, durations and truncation shared by the views: every one takes "now" as a
+//! parameter, so a snapshot renders the same text on every run.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+/// `3 s`, `12 min`, `3.5 h`, `2 d` (the same words as kneo-ops' verdicts).
+pub fn duration(duration: Duration) -> String {
+    kneo_ops::triage::human_duration(duration)
+}
+
+/// A refresh interval as given on the command line: `500ms`, `1s`, `2s`, `1m`.
+pub fn interval(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis.is_multiple_of(60_000) && millis >= 60_000 {
+        format!("{}m", millis / 60_000)
+    } else if millis.is_multiple_of(1000) {
+        format!("{}s", millis / 1000)
+    } else {
+        format!("{millis}ms")
+    }
+}
+
+/// A latency: `3 ms`, `1.2 s`.
+pub fn latency(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis < 1000 {
+        format!("{millis} ms")
+    } else {
+        format!("{:.1} s", duration.as_secs_f64())
+    }
+}
+
+/// How long before `now` the service timestamp `text` was; `None` when it does not parse.
+pub fn age_of(now: DateTime<Utc>, text: &str) -> Option<Duration> {
+    let then = kneo_ops::triage::parse_time(text)?;
+    Some((now - then).to_std().unwrap_or(Duration::ZERO))
+}
+
+/// `age_of` as text, `?` when unknown.
+pub fn age_text(now: DateTime<Utc>, text: Option<&str>) -> String {
+    text.and_then(|t| age_of(now, t))
+        .map(duration)
+        .unwrap_or_else(|| "?".into())
+}
+
+/// `HH:MM:SS` in UTC.
+pub fn clock(time: DateTime<Utc>) -> String {
+    time.format("%H:%M:%S").to_string()
+}
+
+/// `MM-DD HH:MM:SS` in UTC, for timelines that cross days.
+pub fn stamp(time: DateTime<Utc>) -> String {
+    time.format("%m-%d %H:%M:%S").to_string()
+}
+
+/// Seconds since the epoch (human tasks' `expires_at`) as a time.
+pub fn from_epoch(seconds: f64) -> Option<DateTime<Utc>> {
+    let millis = (seconds * 1000.0).round();
+    if !millis.is_finite() {
+        return None;
+    }
+    DateTime::from_timestamp_millis(millis as i64)
+}
+
+/// The first `width` characters of `text`, with `…` when it was cut.
+pub fn truncate(text: &str, width: usize) -> String {
+    if width == 0 {
+        return String::new();
+    }
+    let count = text.chars().count();
+    if count <= width {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// The first 8 characters of a UUID-like id (enough to tell runs apart on screen).
+pub fn short_id(id: &str) -> String {
+    id.chars().take(8).collect()
+}
+
+/// One line from a JSON error value: a string as is, an object's `message`/`type`, else JSON.
+pub fn error_text(error: &serde_json::Value) -> String {
+    match error {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(text) => text.clone(),
+        serde_json::Value::Object(map) => {
+            let kind = map
+                .get("type")
+                .or_else(|| map.get("error"))
+                .and_then(|v| v.as_str());
+            let message = map.get("message").and_then(|v| v.as_str());
+            match (kind, message) {
+                (Some(kind), Some(message)) => format!("{kind}: {message}"),
+                (None, Some(message)) => message.to_string(),
+                (Some(kind), None) => kind.to_string(),
+                (None, None) => error.to_string(),
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Markdown made readable in a narrow pane: soft-wrapped lines of a paragraph or list item are
+/// joined (the pane wraps them again at its own width), `**` emphasis markers are dropped, and
+/// fenced code is kept line by line.
+pub fn reflow_markdown(text: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut in_code = false;
+    let mut joinable = false;
+    for raw in text.lines() {
+        let trimmed = raw.trim();
+        if trimmed.starts_with("```") {
+            in_code = !in_code;
+            joinable = false;
+            continue;
+        }
+        if in_code {
+            out.push(format!("  {}", raw.trim_end()));
+            continue;
+        }
+        let line = trimmed.replace("**", "");
+        let starts_block = line.is_empty()
+            || line.starts_with("- ")
+            || line.starts_with("* ")
+            || line.starts_with('#')
+            || line.starts_with('|')
+            || line.starts_with('>')
+            || line
+                .split_once(". ")
+                .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+        match out.last_mut() {
+            Some(last) if joinable && !starts_block => {
+                last.push(' ');
+                last.push_str(&line);
+            }
+            _ => out.push(line.clone()),
+        }
+        joinable = !line.is_empty();
+    }
+    while out.last().is_some_and(|l| l.is_empty()) {
+        out.pop();
+    }
+    out.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    #[test]
+    fn intervals_read_like_the_flag() {
+        assert_eq!(interval(Duration::from_secs(2)), "2s");
+        assert_eq!(interval(Duration::from_millis(500)), "500ms");
+        assert_eq!(interval(Duration::from_secs(120)), "2m");
+        assert_eq!(latency(Duration::from_millis(12)), "12 ms");
+        assert_eq!(latency(Duration::from_millis(3400)), "3.4 s");
+    }
+
+    #[test]
+    fn ages_are_measured_from_the_given_now() {
+        let now = Utc
+            .with_ymd_and_hms(2026, 11, 28, 12, 0, 0)
+            .single()
+            .expect("time");
+        assert_eq!(
+            age_text(now, Some("2026-11-28T11:55:00+00:00")),
+            "5 min".to_string()
+        );
+        assert_eq!(age_text(now, Some("garbage")), "?");
+        assert_eq!(age_text(now, None), "?");
+        assert_eq!(
+            from_epoch(1_795_867_200.0).map(clock),
+            Some("12:00:00".to_string())
+        );
+    }
+
+    #[test]
+    fn truncation_marks_the_cut() {
+        assert_eq!(truncate("abcdef", 4), "abc…");
+        assert_eq!(truncate("abc", 4), "abc");
+        assert_eq!(truncate("abc", 0), "");
+        assert_eq!(short_id("0123456789abcdef"), "01234567");
+    }
+
+    #[test]
+    fn markdown_paragraphs_are_joined_and_code_kept() {
+        let text = "**Fix.** It depends:\n1. `a`: down. Fix\n   it now.\n2. `b`: other.\n\n```sh\ncurl -s x\n```\nlast";
+        assert_eq!(
+            reflow_markdown(text),
+            "Fix. It depends:\n1. `a`: down. Fix it now.\n2. `b`: other.\n\n  curl -s x\nlast"
+        );
+    }
+
+    #[test]
+    fn errors_read_as_one_line() {
+        assert_eq!(
+            error_text(&json!({"type": "ProviderError", "message": "boom"})),
+            "ProviderError: boom"
+        );
+        assert_eq!(error_text(&json!("plain")), "plain");
+        assert_eq!(error_text(&json!(null)), "");
+    }
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests: the real `kneo-tui` binary in a detached tmux session of fixed size,
+//! against a real `kneo` server (on Postgres where the test needs to stop the database), read
+//! back with `tmux capture-pane`. Every wait polls the screen against a deadline; no fixed sleeps.
+
+mod support;
+
+mod bundle;
+mod local;
+mod outage;
+mod restore;
