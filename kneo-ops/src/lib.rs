@@ -13,6 +13,7 @@
 //! - [`redaction`]: kneo-server's redaction rules plus the secrets this run knows about.
 //! - [`units`]: `60s`/`1h` durations and `50MB` sizes on the command line.
 
+pub mod archives;
 pub mod bundle;
 pub mod capture;
 pub mod manifest;

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-const ABOUT: &str = "Scripted operations for the kneo run service: triage, escalation bundles, and (soon) backup, verify, restore, rollback.";
+const ABOUT: &str = "Scripted operations for the kneo run service: triage, escalation bundles, backup, verify, restore, rollback.";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -37,6 +37,14 @@ enum Command {
     Triage(cmd::triage::TriageArgs),
     Capture(cmd::capture::CaptureArgs),
     Bundle(cmd::bundle::BundleArgs),
+    /// Back up all state into one archive; list and prune archives
+    Backup(cmd::backup::BackupArgs),
+    /// Check an archive (--deep: restore it into a scratch store)
+    Verify(cmd::verify::VerifyArgs),
+    /// Restore an archive into an empty store (atomic, refuses anything risky)
+    Restore(cmd::restore::RestoreArgs),
+    /// Roll back after a failed upgrade: plan, then run
+    Rollback(cmd::rollback::RollbackArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +63,11 @@ fn main() -> ExitCode {
         Command::Triage(args) => runtime.block_on(cmd::triage::run(args)),
         Command::Capture(args) => runtime.block_on(cmd::capture::run(args)),
         Command::Bundle(args) => cmd::bundle::run(args),
+        Command::Backup(args) => runtime.block_on(cmd::backup::run(args)),
+        Command::Verify(args) => runtime.block_on(cmd::verify::run(args)),
+        Command::Restore(args) => runtime.block_on(cmd::restore::run(args)),
+        // The rollback steps run their own runtimes (they block on commands in between).
+        Command::Rollback(args) => runtime.block_on(cmd::rollback::run(args)),
     };
     ExitCode::from(code)
 }

@@ -21,7 +21,7 @@ use crate::store::continuation_files::FileContinuationStore;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{ErrorKind, StoreError, Stores};
-use crate::{VERSION, readiness, worker};
+use crate::{readiness, worker};
 
 /// The commit this binary was built from, when the build knew it.
 pub const COMMIT: Option<&str> = option_env!("KNEO_BUILD_COMMIT");
@@ -130,7 +130,8 @@ pub fn build_state(config: Config, stores: Stores) -> AppState {
     let metrics = Arc::new(Metrics::default());
     let instance = Arc::new(Instance::current());
     let engine = Arc::new(Engine::with_builtins());
-    let service_events = ServiceEvents::new(stores.runs.clone(), VERSION, &instance.host);
+    let service_events =
+        ServiceEvents::new(stores.runs.clone(), crate::drill::version(), &instance.host);
     let platform = Arc::new(Platform::new(
         config.clone(),
         stores.clone(),
@@ -223,7 +224,7 @@ async fn record_start(state: &AppState) {
     state.service_events.record(
         "service.started",
         serde_json::json!({
-            "version": VERSION,
+            "version": crate::drill::version(),
             "commit": COMMIT,
             "schema_version": schema_version,
             "store_kind": state.stores.runs.kind().as_str(),

@@ -19,6 +19,7 @@ pub mod app;
 pub mod backup;
 pub mod clock;
 pub mod config;
+pub mod drill;
 pub mod engine;
 pub mod faults;
 pub mod metrics;

@@ -192,9 +192,12 @@ async fn serve(config: Config, host: &str, port: u16) -> Result<(), String> {
             })
         })?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(target: "kneo_serv.service", event = "listening", address = %bound, version = kneo_server::VERSION,
+    tracing::info!(target: "kneo_serv.service", event = "listening", address = %bound, version = kneo_server::drill::version(),
         store = state.stores.runs.kind().as_str());
-    println!("kneo {} listening on http://{bound}", kneo_server::VERSION);
+    println!(
+        "kneo {} listening on http://{bound}",
+        kneo_server::drill::version()
+    );
     app::serve_until(state, listener, shutdown_signal())
         .await
         .map_err(|e| e.to_string())

@@ -178,3 +178,99 @@ impl ServiceEvents {
             .len()
     }
 }
+
+/// Reads the recorded service events straight from a store, oldest first, without starting a
+/// service or migrating anything: for `kneo-ops rollback plan` when the API itself is down, or
+/// when its schema is from another version.
+pub mod history {
+    use serde_json::Value;
+
+    use crate::backup::StoreLocation;
+    use crate::store::{ServiceEvent, StoreError};
+
+    pub async fn read(location: &StoreLocation) -> Result<Vec<ServiceEvent>, StoreError> {
+        match location {
+            StoreLocation::Sqlite { state_dir } => {
+                let path = state_dir.join("kneo_runs.sqlite");
+                tokio::task::spawn_blocking(move || read_sqlite(&path))
+                    .await
+                    .map_err(|error| {
+                        StoreError::internal(format!("history task failed: {error}"))
+                    })?
+            }
+            StoreLocation::Postgres { url } => read_postgres(url).await,
+        }
+    }
+
+    fn read_sqlite(path: &std::path::Path) -> Result<Vec<ServiceEvent>, StoreError> {
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let classify = |error: rusqlite::Error| {
+            StoreError::internal(format!(
+                "reading service events from {}: {error}",
+                path.display()
+            ))
+        };
+        let connection = rusqlite::Connection::open_with_flags(path, flags).map_err(classify)?;
+        let mut statement = connection
+            .prepare("SELECT id, event_type, created_at, version, host, details FROM service_events ORDER BY position")
+            .map_err(classify)?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, String>(5)?,
+                ))
+            })
+            .map_err(classify)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, event_type, created_at, version, host, details)| ServiceEvent {
+                    id,
+                    event_type,
+                    created_at,
+                    version,
+                    host,
+                    details: serde_json::from_str(&details).unwrap_or(Value::Null),
+                },
+            )
+            .collect())
+    }
+
+    async fn read_postgres(url: &str) -> Result<Vec<ServiceEvent>, StoreError> {
+        let safe = crate::redact::redacted_text(url);
+        let failed = |what: &str, error: tokio_postgres::Error| {
+            StoreError::internal(format!("{what} ({safe}): {error}"))
+        };
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| failed("connecting", e))?;
+        let driver = tokio::spawn(connection);
+        let rows = client
+            .query(
+                "SELECT id, event_type, created_at, version, host, details FROM service_events ORDER BY position",
+                &[],
+            )
+            .await
+            .map_err(|e| failed("reading service events", e));
+        driver.abort();
+        Ok(rows?
+            .into_iter()
+            .map(|row| ServiceEvent {
+                id: row.get(0),
+                event_type: row.get(1),
+                created_at: crate::clock::format(row.get::<_, chrono::DateTime<chrono::Utc>>(2)),
+                version: row.get(3),
+                host: row.get(4),
+                details: row.get(5),
+            })
+            .collect())
+    }
+}

@@ -1,9 +1,15 @@
 //! The subcommands, and the target options they share.
 
+pub mod backup;
 pub mod bundle;
 pub mod capture;
 mod progress;
+pub mod restore;
+pub mod rollback;
+mod store;
+mod store_progress;
 pub mod triage;
+pub mod verify;
 
 use std::time::Duration;
 

@@ -2,11 +2,13 @@
 //!
 //! One test binary (faster to link); each module is one area.
 
+mod backup_cli;
 mod bundle_cli;
 mod capture_budget;
 mod capture_canary;
 mod capture_dead;
 mod capture_real;
 mod help;
+mod rollback_drill;
 mod support;
 mod triage_real;

@@ -8,12 +8,13 @@ use serde_json::{Value, json};
 
 use super::auth::Principal;
 use super::error::ApiError;
+use crate::SERVICE_NAME;
 use crate::app::AppState;
+use crate::drill::version;
 use crate::readiness::{self, Readiness};
-use crate::{SERVICE_NAME, VERSION};
 
 fn health_body(metadata: Value) -> Value {
-    json!({"ok": true, "service": SERVICE_NAME, "version": VERSION, "metadata": metadata})
+    json!({"ok": true, "service": SERVICE_NAME, "version": version(), "metadata": metadata})
 }
 
 /// Lightweight API health: the process answers.
@@ -70,7 +71,7 @@ pub async fn health_detail(
         "started_at": state.instance.started_at,
     });
     metadata["identity"] = json!({"name": principal.name, "scopes": principal.scopes()});
-    let body = json!({"ok": readiness.ready, "service": SERVICE_NAME, "version": VERSION, "metadata": metadata});
+    let body = json!({"ok": readiness.ready, "service": SERVICE_NAME, "version": version(), "metadata": metadata});
     let status = if readiness.ready {
         StatusCode::OK
     } else {

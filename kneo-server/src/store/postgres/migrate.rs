@@ -20,7 +20,8 @@ const MIGRATION_LOCK: i64 = 0x6b6e_656f;
 
 /// Applies pending migrations; refuses a schema newer than [`SCHEMA_VERSION`].
 pub(super) async fn migrate(client: &mut Client) -> Result<(), Failure> {
-    for (version, name, sql) in MIGRATIONS {
+    let drill = crate::drill::extra_migration();
+    for (version, name, sql) in MIGRATIONS.iter().copied().chain(drill) {
         let transaction = client
             .transaction()
             .await
@@ -31,10 +32,10 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), Failure> {
             .map_err(database("waiting for the migration lock"))?;
         ensure_ledger(&transaction).await?;
         let current = applied_version(&transaction).await?;
-        if current > SCHEMA_VERSION {
+        if current > crate::drill::known_schema_version() {
             return Err(schema_too_new(current).into());
         }
-        if *version <= current {
+        if version <= current {
             // Already applied, by us earlier or by another server a moment ago.
             transaction
                 .rollback()
@@ -49,7 +50,7 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), Failure> {
         transaction
             .execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, now())",
-                &[version, name],
+                &[&version, &name],
             )
             .await
             .map_err(database("recording a migration"))?;

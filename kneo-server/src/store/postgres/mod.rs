@@ -41,8 +41,8 @@ use self::sql::column;
 use super::{
     AuditEvent, AuditQuery, CheckpointQuery, ClaimRequest, ClaimResult, ErrorKind,
     IdempotencyBegin, IdempotencyRequest, Page, PageQuery, Progress, QueueCounts, QueueEntry,
-    QueueRecord, RunQuery, RunRecord, SCHEMA_VERSION, SaveOutcome, ServiceEvent, Store, StoreError,
-    StoreKind, TraceQuery,
+    QueueRecord, RunQuery, RunRecord, SaveOutcome, ServiceEvent, Store, StoreError, StoreKind,
+    TraceQuery,
 };
 use crate::redact::redacted_text;
 
@@ -310,7 +310,7 @@ impl Store for PostgresStore {
                 .await?;
                 let version: Option<i64> = column(&row, 1, operation)?;
                 match version {
-                    Some(version) if version > SCHEMA_VERSION => Err(migrate::schema_too_new(version).into()),
+                    Some(version) if version > crate::drill::known_schema_version() => Err(migrate::schema_too_new(version).into()),
                     _ => Ok(()),
                 }
             })

@@ -68,11 +68,14 @@ pub fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
         )
         .map_err(|e| classify(e, "creating schema_migrations"))?;
     let current = schema_version_of(connection)?;
-    if current > SCHEMA_VERSION {
+    if current > crate::drill::known_schema_version() {
         return Err(schema_too_new(current));
     }
+    let drill = crate::drill::extra_migration();
     for (version, name, sql) in MIGRATIONS
         .iter()
+        .copied()
+        .chain(drill)
         .filter(|(version, _, _)| *version > current)
     {
         let transaction = begin(connection)?;

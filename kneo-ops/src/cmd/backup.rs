@@ -1,0 +1,190 @@
+//! `kneo-ops backup`: a consistent snapshot of all state into one archive; `backup list` and
+//! `backup prune` for the local archive directory.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use kneo_ops::archives;
+use kneo_server::backup::{self, BackupOptions};
+
+use super::store::StoreArgs;
+use super::store_progress::StoreProgress;
+
+const AFTER_HELP: &str = "\
+Examples:
+  kneo-ops backup -o backups/kneo-$(date +%F-%H%M).tar.gz           # the embedded store in .kneo/
+  kneo-ops backup --database-url \"$KNEO_SERV_DATABASE_URL\" -o nightly.tar.gz --json
+  kneo-ops backup list --backups backups/
+  kneo-ops backup prune --backups backups/ --keep 14
+
+The service may keep running: SQLite is copied with its online backup API, Postgres is read in one
+REPEATABLE READ transaction, and continuation files are reconciled with the snapshot.
+Exit codes: 0 written, 1 refused or failed (the reason is printed), 2 bad usage.";
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, after_help = AFTER_HELP)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub command: Option<BackupCommand>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The archive to write (.tar.gz); refused if it exists
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Print a JSON summary instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum BackupCommand {
+    /// List the archives in a directory: when, which version, verified or not
+    List {
+        #[arg(long, value_name = "DIR")]
+        backups: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete all but the newest N archives of a directory
+    Prune {
+        #[arg(long, value_name = "DIR")]
+        backups: PathBuf,
+        #[arg(long, value_name = "N")]
+        keep: usize,
+        /// Only show what would be deleted
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+pub async fn run(args: BackupArgs) -> u8 {
+    match args.command {
+        Some(BackupCommand::List { backups, json }) => list(&backups, json),
+        Some(BackupCommand::Prune {
+            backups,
+            keep,
+            dry_run,
+        }) => prune(&backups, keep, dry_run),
+        None => create(args).await,
+    }
+}
+
+async fn create(args: BackupArgs) -> u8 {
+    let Some(output) = args.output else {
+        eprintln!("kneo-ops backup: name the archive to write with -o FILE");
+        return 2;
+    };
+    let location = args.store.location();
+    let progress = StoreProgress::new("backup");
+    let result = backup::backup(&location, &output, &BackupOptions::default(), &|step| {
+        progress.show(&step)
+    })
+    .await;
+    progress.finish();
+    match result {
+        Ok(summary) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "archive": summary.archive,
+                        "sha256": summary.sha256,
+                        "bytes": summary.bytes,
+                        "source": location.describe(),
+                        "manifest": archives::read_manifest(&summary.archive).ok(),
+                    })
+                );
+            } else {
+                println!(
+                    "wrote {} ({} bytes, sha256 {})",
+                    summary.archive.display(),
+                    summary.bytes,
+                    summary.sha256
+                );
+                println!("checksum file: {}", summary.sidecar.display());
+                println!("next: kneo-ops verify --deep {}", summary.archive.display());
+            }
+            0
+        }
+        Err(error) => {
+            eprintln!("kneo-ops backup: {error}");
+            1
+        }
+    }
+}
+
+fn list(directory: &std::path::Path, json: bool) -> u8 {
+    let archives = match archives::list(directory) {
+        Ok(archives) => archives,
+        Err(message) => {
+            eprintln!("kneo-ops backup list: {message}");
+            return 1;
+        }
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&archives).unwrap_or_default()
+        );
+        return 0;
+    }
+    if archives.is_empty() {
+        println!("no archives in {}", directory.display());
+    }
+    for archive in &archives {
+        match &archive.problem {
+            Some(problem) => println!("{}  UNREADABLE: {problem}", archive.path.display()),
+            None => println!(
+                "{}  {}  version {}  schema {}  {} runs  {}  {}",
+                archive.path.display(),
+                archive
+                    .created_at
+                    .map(|at| at.to_rfc3339())
+                    .unwrap_or_default(),
+                archive.server_version.as_deref().unwrap_or("?"),
+                archive.schema_version.unwrap_or_default(),
+                archive.runs.unwrap_or_default(),
+                archive.source.as_deref().unwrap_or("?"),
+                if archive.verified {
+                    "verified"
+                } else {
+                    "not verified (kneo-ops verify --deep)"
+                },
+            ),
+        }
+    }
+    0
+}
+
+fn prune(directory: &std::path::Path, keep: usize, dry_run: bool) -> u8 {
+    let archives = match archives::list(directory) {
+        Ok(archives) => archives,
+        Err(message) => {
+            eprintln!("kneo-ops backup prune: {message}");
+            return 1;
+        }
+    };
+    let doomed = archives::prune_plan(&archives, keep);
+    if doomed.is_empty() {
+        println!(
+            "nothing to prune: {} archive(s), keeping {keep}",
+            archives.len()
+        );
+        return 0;
+    }
+    let mut failed = false;
+    for archive in doomed {
+        if dry_run {
+            println!("would delete {}", archive.path.display());
+        } else if let Err(error) = archives::delete(archive) {
+            eprintln!(
+                "kneo-ops backup prune: cannot delete {}: {error}",
+                archive.path.display()
+            );
+            failed = true;
+        } else {
+            println!("deleted {}", archive.path.display());
+        }
+    }
+    u8::from(failed)
+}

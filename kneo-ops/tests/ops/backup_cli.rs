@@ -1,0 +1,205 @@
+//! `kneo-ops backup`, `verify`, `restore`, `backup list|prune` as a user runs them.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use kneo_testkit::bins::bin_path;
+use kneo_testkit::server::{KneoServer, OPERATOR_KEY, ServerOptions};
+use serde_json::{Value, json};
+
+pub fn ops(args: &[&str]) -> Output {
+    Command::new(bin_path("kneo-ops"))
+        .args(args)
+        .env_remove("KNEO_SERV_DATABASE_URL")
+        .env_remove("KNEO_SERV_URL")
+        .output()
+        .expect("run kneo-ops")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+pub fn make_runs(url: &str, count: usize) -> Vec<String> {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        let mut ids = Vec::new();
+        for index in 0..count {
+            let body: Value = client
+                .post(format!("{url}/v1/runs"))
+                .header("authorization", format!("Bearer {OPERATOR_KEY}"))
+                .json(&json!({"spec_path": "specs/hello.yaml", "input": format!("keep {index}")}))
+                .send()
+                .await
+                .expect("create")
+                .json()
+                .await
+                .expect("json");
+            ids.push(body["run_id"].as_str().expect("run id").to_string());
+        }
+        ids
+    })
+}
+
+fn state(dir: &Path) -> String {
+    dir.join(".kneo").display().to_string()
+}
+
+#[test]
+fn backup_verify_restore_round_trip_with_refusals() {
+    let mut server = KneoServer::start(ServerOptions::default());
+    make_runs(&server.url, 5);
+    let backups = tempfile::tempdir().expect("tempdir");
+    let archive = backups.path().join("one.tar.gz");
+    let archive_text = archive.display().to_string();
+
+    let made = ops(&[
+        "backup",
+        "--state-dir",
+        &state(&server.dir),
+        "-o",
+        &archive_text,
+        "--json",
+    ]);
+    assert!(made.status.success(), "{}", text(&made));
+    let summary: Value = serde_json::from_slice(&made.stdout).expect("JSON summary");
+    assert_eq!(
+        summary["manifest"]["tables"]
+            .as_array()
+            .expect("tables")
+            .iter()
+            .find(|t| t["name"] == "runs")
+            .expect("runs")["rows"],
+        5
+    );
+    let again = ops(&[
+        "backup",
+        "--state-dir",
+        &state(&server.dir),
+        "-o",
+        &archive_text,
+    ]);
+    assert!(
+        !again.status.success() && text(&again).contains("already exists"),
+        "{}",
+        text(&again)
+    );
+
+    let verified = ops(&["verify", &archive_text]);
+    assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
+    let deep = ops(&["verify", "--deep", &archive_text]);
+    assert_eq!(deep.status.code(), Some(0), "{}", text(&deep));
+    assert!(backups.path().join("one.tar.gz.verified.json").is_file());
+    let listed = ops(&[
+        "backup",
+        "list",
+        "--backups",
+        &backups.path().display().to_string(),
+    ]);
+    assert!(
+        text(&listed).contains("verified") && text(&listed).contains("5 runs"),
+        "{}",
+        text(&listed)
+    );
+
+    // Refused: restoring under a service that answers.
+    let target = tempfile::tempdir().expect("tempdir");
+    let target_state = target.path().join(".kneo").display().to_string();
+    let refused = ops(&[
+        "restore",
+        &archive_text,
+        "--state-dir",
+        &target_state,
+        "--url",
+        &server.url,
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(text(&refused).contains("answers at"), "{}", text(&refused));
+    assert!(
+        !target.path().join(".kneo/kneo_runs.sqlite").exists(),
+        "nothing changed"
+    );
+
+    server.stop();
+    let nobody = "http://127.0.0.1:9";
+    let restored = ops(&[
+        "restore",
+        &archive_text,
+        "--state-dir",
+        &target_state,
+        "--url",
+        nobody,
+    ]);
+    assert_eq!(restored.status.code(), Some(0), "{}", text(&restored));
+    // Refused: the target now holds data, and --force was not given.
+    let before =
+        std::fs::read(target.path().join(".kneo/kneo_runs.sqlite")).expect("restored file");
+    let refused = ops(&[
+        "restore",
+        &archive_text,
+        "--state-dir",
+        &target_state,
+        "--url",
+        nobody,
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(text(&refused).contains("--force"), "{}", text(&refused));
+    assert_eq!(
+        std::fs::read(target.path().join(".kneo/kneo_runs.sqlite")).expect("file"),
+        before,
+        "nothing changed"
+    );
+    let forced = ops(&[
+        "restore",
+        &archive_text,
+        "--state-dir",
+        &target_state,
+        "--url",
+        nobody,
+        "--force",
+    ]);
+    assert_eq!(forced.status.code(), Some(0), "{}", text(&forced));
+    assert!(
+        text(&forced).contains("previous contents were saved"),
+        "{}",
+        text(&forced)
+    );
+
+    // A flipped byte: verify fails naming the problem, restore refuses.
+    let mut bytes = std::fs::read(&archive).expect("archive");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    let broken = backups.path().join("broken.tar.gz");
+    std::fs::write(&broken, &bytes).expect("write");
+    let checked = ops(&["verify", &broken.display().to_string()]);
+    assert_ne!(checked.status.code(), Some(0), "{}", text(&checked));
+    let empty = tempfile::tempdir().expect("tempdir");
+    let refused = ops(&[
+        "restore",
+        &broken.display().to_string(),
+        "--state-dir",
+        &empty.path().join(".kneo").display().to_string(),
+        "--url",
+        nobody,
+    ]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+
+    let pruned = ops(&[
+        "backup",
+        "prune",
+        "--backups",
+        &backups.path().display().to_string(),
+        "--keep",
+        "0",
+        "--dry-run",
+    ]);
+    assert!(text(&pruned).contains("would delete"), "{}", text(&pruned));
+}
