@@ -5,7 +5,8 @@
 //! replicated by SQL to `KNEO_BENCH_RUNS` runs (default 100,000) with their queue records, trace
 //! events, checkpoints and audit events; then times our backup and `pg_dump -Fc` of the same
 //! database, each `KNEO_BENCH_ROUNDS` times (default 3), and prints the best of each, plus the
-//! speed of `verify` on our archive. Not a test: it only reports.
+//! speed of `verify` on our archive. `KNEO_BENCH_LEVEL` and `KNEO_BENCH_SESSIONS` set our gzip
+//! level and Postgres sessions (default: the backup defaults). Not a test: it only reports.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +28,14 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
+    let level: u32 = std::env::var("KNEO_BENCH_LEVEL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(BackupOptions::default().compression_level);
+    let sessions: usize = std::env::var("KNEO_BENCH_SESSIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(BackupOptions::default().postgres_sessions);
     let rounds: usize = std::env::var("KNEO_BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -35,10 +44,10 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    runtime.block_on(bench(runs, rounds));
+    runtime.block_on(bench(runs, rounds, level, sessions));
 }
 
-async fn bench(runs: usize, rounds: usize) {
+async fn bench(runs: usize, rounds: usize, level: u32, sessions: usize) {
     let cluster = shared_cluster();
     let url = cluster.create_database();
     let populated = Instant::now();
@@ -53,6 +62,7 @@ async fn bench(runs: usize, rounds: usize) {
         "database: {counts} (populated in {:.1?})",
         populated.elapsed()
     );
+    println!("our settings: gzip level {level}, {sessions} Postgres session(s)");
 
     let work = std::env::temp_dir().join(format!("kneo-bench-backup-{}", std::process::id()));
     std::fs::create_dir_all(&work).expect("a work directory");
@@ -67,7 +77,11 @@ async fn bench(runs: usize, rounds: usize) {
         let summary = backup::backup(
             &StoreLocation::postgres(&url),
             &archive,
-            &BackupOptions::default(),
+            &BackupOptions {
+                compression_level: level,
+                postgres_sessions: sessions,
+                ..BackupOptions::default()
+            },
             &no_progress,
         )
         .await
@@ -106,19 +120,21 @@ async fn bench(runs: usize, rounds: usize) {
     );
 
     let archive = work.join("ours-0.tar.gz");
-    let started = Instant::now();
-    let report = backup::verify(&archive, &no_progress)
-        .await
-        .expect("verify");
-    let elapsed = started.elapsed();
-    assert!(report.ok, "{:?}", report.failures);
-    println!(
-        "verify: {:.2?} for {} bytes uncompressed ({:.0} MB/s of table data, {:.0} MB/s of archive)",
-        elapsed,
-        report.stats.uncompressed_bytes,
-        report.stats.uncompressed_bytes as f64 / 1e6 / elapsed.as_secs_f64(),
-        report.stats.archive_bytes as f64 / 1e6 / elapsed.as_secs_f64()
-    );
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let report = backup::verify(&archive, &no_progress)
+            .await
+            .expect("verify");
+        let elapsed = started.elapsed();
+        assert!(report.ok, "{:?}", report.failures);
+        println!(
+            "verify: {:.2?} for {} bytes uncompressed ({:.0} MB/s of table data, {:.0} MB/s of archive)",
+            elapsed,
+            report.stats.uncompressed_bytes,
+            report.stats.uncompressed_bytes as f64 / 1e6 / elapsed.as_secs_f64(),
+            report.stats.archive_bytes as f64 / 1e6 / elapsed.as_secs_f64()
+        );
+    }
     let _ = std::fs::remove_dir_all(&work);
 }
 

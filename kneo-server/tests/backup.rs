@@ -169,7 +169,7 @@ async fn write_run(store: &dyn Store, continuations: &dyn ContinuationStore, ind
     let blocked = index % BLOCKED_EVERY == 7;
     run.status = if blocked {
         RunStatus::Blocked
-    } else if index % 13 == 0 {
+    } else if index.is_multiple_of(13) {
         RunStatus::Failed
     } else {
         RunStatus::Completed
@@ -200,11 +200,7 @@ async fn write_run(store: &dyn Store, continuations: &dyn ContinuationStore, ind
     }
     progress.audit.push(audit("run.finished", &id));
     progress.queue = Some(QueueTransition::Finish {
-        status: if blocked {
-            QueueStatus::Completed
-        } else {
-            QueueStatus::Completed
-        },
+        status: QueueStatus::Completed,
         error: None,
     });
     if blocked {

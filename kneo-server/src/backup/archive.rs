@@ -4,7 +4,8 @@
 //! stream with a fixed header, so compression overlaps the export of the next table.
 //! Reading: one streaming pass that trusts nothing: the gzip header, every tar header (regular
 //! files only, safe relative paths, no duplicates), every line of every table, the gzip
-//! checksum, and nothing after the end; each entry is hashed as it streams by.
+//! checksum, and nothing after the end; each entry is hashed as it streams by. Decompression
+//! (and the whole-file hash) runs on a thread of its own, overlapping the checks.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
@@ -299,10 +300,11 @@ pub fn scan(
             ),
         ));
     }
-    let gzip = flate2::bufread::GzDecoder::new(raw);
+    // Decompression runs on a thread of its own, so it overlaps the checks of what it produced.
+    let inflater = Inflater::start(raw)?;
     let uncompressed = Arc::new(AtomicU64::new(0));
     let mut tar = tar::Archive::new(CountingReader {
-        inner: gzip,
+        inner: inflater,
         count: uncompressed.clone(),
     });
     let mut stream_broken = false;
@@ -344,12 +346,11 @@ pub fn scan(
             }
         }
     }
-    let counted = tar.into_inner();
-    let mut gzip = counted.inner;
+    let mut inflater = tar.into_inner().inner;
     if !stream_broken {
         // The tar end marker is followed by zero blocks at most; reading to the end also makes the
         // decoder check the gzip CRC-32 and length.
-        match drain_counting_nonzero(&mut gzip) {
+        match drain_counting_nonzero(&mut inflater) {
             Ok(0) => {}
             Ok(nonzero) => scan.failures.push(Failure::new(
                 FailureKind::TrailingData,
@@ -367,24 +368,129 @@ pub fn scan(
         }
     }
     scan.uncompressed_bytes = uncompressed.load(Ordering::Relaxed);
-    let mut raw = gzip.into_inner();
-    if !stream_broken {
-        let rest = raw.fill_buf().map(|rest| rest.len()).unwrap_or(0);
-        if rest > 0 {
-            scan.failures.push(Failure::new(
-                FailureKind::TrailingData,
-                None,
-                "bytes follow the end of the gzip stream".into(),
-            ));
-        }
+    let file = inflater.finish()?;
+    if !stream_broken && file.trailing_bytes {
+        scan.failures.push(Failure::new(
+            FailureKind::TrailingData,
+            None,
+            "bytes follow the end of the gzip stream".into(),
+        ));
     }
-    // Hash whatever was not read, so the whole-file checksum covers the whole file.
-    io::copy(&mut raw, &mut io::sink()).map_err(BackupError::io("reading the archive", path))?;
-    let (sha256, bytes) = raw.into_inner().finish();
+    let (sha256, bytes) = (file.sha256, file.bytes);
     scan.archive_sha256 = sha256;
     scan.archive_bytes = bytes;
     progress(total, total);
     Ok(scan)
+}
+
+/// What the decompression thread saw of the whole file.
+struct RawFile {
+    sha256: String,
+    bytes: u64,
+    /// Bytes after the end of the gzip stream.
+    trailing_bytes: bool,
+}
+
+enum Inflated {
+    Data(Vec<u8>),
+    Failed(String),
+}
+
+/// The decompressed stream, produced by a thread that also hashes the whole file.
+struct Inflater {
+    chunks: Option<mpsc::Receiver<Inflated>>,
+    current: Vec<u8>,
+    position: usize,
+    thread: Option<thread::JoinHandle<RawFile>>,
+}
+
+type RawReader = BufReader<HashingReader<CountingReader<fs::File>>>;
+
+impl Inflater {
+    fn start(raw: RawReader) -> Result<Inflater, BackupError> {
+        let (sender, chunks) = mpsc::sync_channel(8);
+        let thread = thread::Builder::new()
+            .name("kneo-backup-inflate".into())
+            .spawn(move || inflate(raw, sender))
+            .map_err(|error| {
+                BackupError::Internal(format!("cannot start the decompression thread: {error}"))
+            })?;
+        Ok(Inflater {
+            chunks: Some(chunks),
+            current: Vec::new(),
+            position: 0,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops reading (if the reader stopped early) and returns what the thread saw.
+    fn finish(mut self) -> Result<RawFile, BackupError> {
+        drop(self.chunks.take());
+        self.thread
+            .take()
+            .ok_or_else(|| BackupError::Internal("the decompression thread is gone".into()))?
+            .join()
+            .map_err(|_| BackupError::Internal("the decompression thread panicked".into()))
+    }
+}
+
+impl Read for Inflater {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        while self.position == self.current.len() {
+            let Some(chunks) = &self.chunks else {
+                return Ok(0);
+            };
+            match chunks.recv() {
+                Ok(Inflated::Data(data)) => {
+                    self.current = data;
+                    self.position = 0;
+                }
+                Ok(Inflated::Failed(error)) => {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, error));
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let length = buffer.len().min(self.current.len() - self.position);
+        buffer[..length].copy_from_slice(&self.current[self.position..self.position + length]);
+        self.position += length;
+        Ok(length)
+    }
+}
+
+fn inflate(raw: RawReader, chunks: mpsc::SyncSender<Inflated>) -> RawFile {
+    let mut gzip = flate2::bufread::GzDecoder::new(raw);
+    let mut complete = false;
+    loop {
+        let mut buffer = vec![0u8; 256 * 1024];
+        match gzip.read(&mut buffer) {
+            Ok(0) => {
+                complete = true;
+                break;
+            }
+            Ok(read) => {
+                buffer.truncate(read);
+                if chunks.send(Inflated::Data(buffer)).is_err() {
+                    break;
+                }
+            }
+            Err(error) => {
+                let _ = chunks.send(Inflated::Failed(error.to_string()));
+                break;
+            }
+        }
+    }
+    drop(chunks);
+    let mut raw = gzip.into_inner();
+    let trailing_bytes = complete && raw.fill_buf().is_ok_and(|rest| !rest.is_empty());
+    // Hash whatever was not read, so the whole-file checksum covers the whole file.
+    let _ = io::copy(&mut raw, &mut io::sink());
+    let (sha256, bytes) = raw.into_inner().finish();
+    RawFile {
+        sha256,
+        bytes,
+        trailing_bytes,
+    }
 }
 
 /// Reads to the end, returning how many non-zero bytes there were.

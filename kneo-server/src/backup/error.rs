@@ -24,7 +24,7 @@ pub enum BackupError {
     SchemaMissing { target: String },
 
     #[error(
-        "{what} is at schema version {found} but this kneo knows versions up to {known}; use the kneo version that wrote it (runbook § 2.4)"
+        "{what} is at schema version {found} but this kneo knows versions up to {known}; use the kneo version that wrote it (runbook § 2.7)"
     )]
     SchemaTooNew {
         what: String,
@@ -33,7 +33,7 @@ pub enum BackupError {
     },
 
     #[error(
-        "{what} is at schema version {found} and this kneo is at {known}; no conversion between them is known. Restore it with the kneo version that wrote it, then upgrade (runbook § 2.4)"
+        "{what} is at schema version {found} and this kneo is at {known}; no conversion between them is known. Restore it with the kneo version that wrote it, then upgrade (runbook § 2.5)"
     )]
     SchemaMismatch {
         what: String,
@@ -61,23 +61,25 @@ pub enum BackupError {
     TargetNotEmpty { target: String, holds: String },
 
     #[error(
-        "a kneo service is serving the store in {state_dir} (it holds {lock}); stop the service before restoring into it (runbook § 2.3)"
+        "a kneo service is serving the store in {state_dir} (it holds {lock}); stop the service before restoring into it (runbook § 2.6)"
     )]
     ServiceRunning { state_dir: PathBuf, lock: PathBuf },
 
     #[error(
-        "a previous restore into {state_dir} was interrupted (found {leftover}); the state before it is in the *.pre-restore files. Move them back into place, or remove them and restore again"
+        "a previous restore into {state_dir} was interrupted (found {leftover}); the state before it is in the *.pre-restore files. Move them back into place, or remove them and restore again (runbook § 2.5)"
     )]
     InterruptedRestore {
         state_dir: PathBuf,
         leftover: PathBuf,
     },
 
-    #[error("the restored store does not match the archive's manifest: {detail}")]
+    #[error(
+        "the restored store does not match the archive's manifest: {detail}; nothing was committed (runbook § 2.5)"
+    )]
     RestoredCountsDiffer { detail: String },
 
     #[error(
-        "the source store holds a row that cannot be backed up: {table} {key}: {detail} (runbook § 8.2)"
+        "the source store holds a row that cannot be backed up: {table} {key}: {detail} (runbook § 2.8)"
     )]
     CorruptSource {
         table: String,

@@ -93,7 +93,7 @@ fn restored_tables() -> impl Iterator<Item = &'static str> {
 enum Message {
     Rows(&'static TableSpec, Vec<Row>),
     EndTable(&'static TableSpec),
-    Continuation(Continuation, Value),
+    Continuation(Box<(Continuation, Value)>),
 }
 
 /// Forwards rows from the reader thread in batches. When the loader has stopped (it failed), the
@@ -156,7 +156,7 @@ impl Visitor for Forwarder {
         // It parsed as a continuation, so it is JSON.
         let document: Value = serde_json::from_slice(raw).unwrap_or(Value::Null);
         self.flush()?;
-        self.send(Message::Continuation(continuation, document))
+        self.send(Message::Continuation(Box::new((continuation, document))))
     }
 }
 
@@ -247,7 +247,8 @@ pub(super) async fn load(
                         }
                     }
                 }
-                Message::Continuation(continuation, document) => {
+                Message::Continuation(boxed) => {
+                    let (continuation, document) = *boxed;
                     if let Some((current, writer)) = copy.take() {
                         finish_copy(current, writer, &target).await?;
                     }

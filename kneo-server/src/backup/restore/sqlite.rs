@@ -1,8 +1,10 @@
 //! Restoring into a state directory.
 //!
 //! The new store is built beside the live one: `kneo_runs.sqlite.restore-<id>` (migrated by
-//! `SqliteStore::open` itself, every row inserted in one transaction, then switched out of WAL so
-//! it is one self-contained file) and `continuations.restore-<id>/`. Then it is swapped in:
+//! `SqliteStore::open` itself, every row inserted in one transaction while the archive is
+//! verified in the same pass, committed only if it verified, switched out of WAL so it is one
+//! self-contained file, its counts checked against the manifest) and
+//! `continuations.restore-<id>/`. Then it is swapped in:
 //!
 //! 1. the live database is hard-linked to `kneo_runs.sqlite.pre-restore` and its `-wal`/`-shm`
 //!    files are moved beside that name (a stale WAL must never meet the new file);
@@ -12,11 +14,12 @@
 //!    `continuations`;
 //! 4. the directory is fsynced and the `.pre-restore` copies are removed.
 //!
-//! The crash window is between step 2 and the end of step 3 (three renames, microseconds): the
-//! new database may then sit beside the old continuations, or beside none. The state lock keeps a
-//! service from starting meanwhile, and the next restore refuses while `.pre-restore` files
-//! exist, naming them ([`BackupError::InterruptedRestore`]). Before step 1 a crash leaves the
-//! live store untouched (only `*.restore-<id>` leftovers).
+//! A failure or crash before step 1 leaves the live store untouched (at most `*.restore-<id>`
+//! leftovers). The crash window is from step 2 to the end of step 3 (three renames,
+//! microseconds): the new database may then sit beside the old continuations, or beside none.
+//! The state lock keeps a service out while the restore runs; after a crash the `.pre-restore`
+//! copies stay, and the next restore refuses until they are dealt with, naming them
+//! ([`BackupError::InterruptedRestore`]).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -69,11 +72,19 @@ pub(super) fn contents(state_dir: &Path) -> Result<BTreeMap<String, u64>, Backup
             });
         }
     }
+    counts_in(
+        &StoreLocation::sqlite_file(state_dir),
+        &StoreLocation::continuations_dir(state_dir),
+    )
+}
+
+/// Rows per table of the database at `database` (when it exists) and the continuation files in
+/// `continuations`, non-zero ones only.
+fn counts_in(database: &Path, continuations: &Path) -> Result<BTreeMap<String, u64>, BackupError> {
     let mut counts = BTreeMap::new();
-    let database = StoreLocation::sqlite_file(state_dir);
     if database.is_file() {
         let connection = Connection::open_with_flags(
-            &database,
+            database,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(BackupError::sqlite(format!(
@@ -105,7 +116,7 @@ pub(super) fn contents(state_dir: &Path) -> Result<BTreeMap<String, u64>, Backup
             }
         }
     }
-    let files = continuation_files(&StoreLocation::continuations_dir(state_dir))?;
+    let files = continuation_files(continuations)?;
     if files > 0 {
         counts.insert("continuations".into(), files);
     }
@@ -227,19 +238,18 @@ pub(super) fn load(
         .and_then(|file| file.sync_all())
         .map_err(BackupError::io("syncing the new store", &new_database))?;
     sync_directory(&new_continuations)?;
-    swap_into_place(state_dir, &new_database, &new_continuations)?;
-    leftovers.armed = false;
+    // The counts are checked on the new store before it replaces anything.
     report(Progress {
         stage: Stage::Check,
         item: "restored counts".into(),
         done: 0,
         total: 0,
     });
-    let restored = contents(state_dir)?;
-    let continuations = restored.get("continuations").copied().unwrap_or(0);
-    let mut tables: BTreeMap<String, u64> = restored;
-    tables.remove("continuations");
+    let mut tables = counts_in(&new_database, &new_continuations)?;
+    let continuations = tables.remove("continuations").unwrap_or(0);
     check_counts(&manifest, &tables, continuations)?;
+    swap_into_place(state_dir, &new_database, &new_continuations)?;
+    leftovers.armed = false;
     Ok(Loaded {
         report: verified,
         checker,
@@ -378,7 +388,7 @@ impl Loader<'_> {
             .execute(rusqlite::params_from_iter(values))
             .map_err(failed())?;
         self.rows += 1;
-        if self.rows % 4096 == 0 {
+        if self.rows.is_multiple_of(4096) {
             (self.report)(Progress {
                 stage: Stage::Restore,
                 item: table.name.into(),

@@ -1,21 +1,30 @@
-//! Snapshot of a Postgres store: every table and the continuations read in one
-//! `REPEATABLE READ READ ONLY` transaction, so they all see the same committed state while the
-//! service keeps writing.
+//! Snapshot of a Postgres store: every table and the continuations read at one point in time
+//! while the service keeps writing.
+//!
+//! One `REPEATABLE READ READ ONLY` transaction fixes the snapshot and exports it
+//! (`pg_export_snapshot`). With `sessions: 1` it reads every table itself. With more, that many
+//! other sessions import the same snapshot (`SET TRANSACTION SNAPSHOT`, as `pg_dump -j` does)
+//! and export the tables in parallel, largest first: they all see exactly the same committed
+//! state, and the tables reach the packer in archive order as soon as each is done. The first
+//! transaction stays open until the end and reads the continuations itself.
 
+use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
+use tokio::sync::mpsc;
 use tokio_postgres::IsolationLevel;
 use tokio_postgres::types::ToSql;
 
 use super::continuations::{Decision, Reconciler, RunState};
-use super::{Captured, FinishedFile, TableWriter, continuation_of_run, select_sql};
+use super::{Captured, FinishedFile, PROGRESS_EVERY, TableWriter, continuation_of_run, select_sql};
 use crate::backup::archive::Packer;
 use crate::backup::files::HashingWriter;
 use crate::backup::format::{ColumnType, SourceInfo, TABLES, TableSpec, continuation_path};
-use crate::backup::postgres::{connect, has_schema};
-use crate::backup::rows::one_line_json;
+use crate::backup::postgres::{Session, connect, has_schema};
+use crate::backup::rows::{LineEncoder, one_line_json};
 use crate::backup::{BackupError, Progress, Stage};
 use crate::store::SCHEMA_VERSION;
 
@@ -29,6 +38,7 @@ pub(super) async fn capture(
     url: &str,
     scratch: &Path,
     packer: &Packer,
+    sessions: usize,
     report: &(dyn Fn(Progress) + Sync),
 ) -> Result<Captured, BackupError> {
     let mut session = connect(url, "kneo-backup").await?;
@@ -54,7 +64,17 @@ pub(super) async fn capture(
         .await
         .map_err(failed("starting the snapshot transaction"))?;
     // The first statement fixes the snapshot.
-    let schema_version: i64 = transaction
+    let snapshot: String = transaction
+        .query_one("SELECT pg_export_snapshot()", &[])
+        .await
+        .and_then(|row| row.try_get(0))
+        .map_err(failed("exporting the snapshot"))?;
+    let mut captured = Captured::new(SourceInfo {
+        kind: "postgres".into(),
+        location: target.clone(),
+    });
+    captured.created_at = crate::clock::now_text();
+    captured.schema_version = transaction
         .query_one(
             "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
             &[],
@@ -62,16 +82,10 @@ pub(super) async fn capture(
         .await
         .and_then(|row| row.try_get(0))
         .map_err(failed("reading the schema version"))?;
-    let mut captured = Captured::new(SourceInfo {
-        kind: "postgres".into(),
-        location: target.clone(),
-    });
-    captured.created_at = crate::clock::now_text();
-    captured.schema_version = schema_version;
-    if schema_version > SCHEMA_VERSION {
+    if captured.schema_version > SCHEMA_VERSION {
         return Err(BackupError::SchemaTooNew {
             what: format!("the database {target}"),
-            found: schema_version,
+            found: captured.schema_version,
             known: SCHEMA_VERSION,
         });
     }
@@ -98,24 +112,40 @@ pub(super) async fn capture(
     } else {
         " COLLATE \"C\""
     };
-    let total = count_rows(&transaction, &target).await?;
+    let counts = count_rows(&transaction, &target).await?;
+    let total: u64 = counts.iter().sum();
 
     let mut reconciler = Reconciler::default();
-    let mut done = 0;
-    for table in TABLES {
-        let file = export_table(
-            &transaction,
-            &target,
-            table,
+    if sessions <= 1 {
+        let mut done = 0;
+        for (index, table) in TABLES.iter().enumerate() {
+            let exported =
+                export_table(&transaction, &target, table, scratch, key_suffix, &|rows| {
+                    report(Progress {
+                        stage: Stage::Export,
+                        item: table.name.into(),
+                        done: done + rows,
+                        total,
+                    })
+                })
+                .await?;
+            done += counts[index];
+            observe(&mut reconciler, &exported.blocked_runs);
+            captured.add_table(packer, table, exported.file);
+        }
+    } else {
+        let parallel = ParallelExport {
+            url,
+            target: &target,
+            snapshot: &snapshot,
             scratch,
             key_suffix,
-            &mut reconciler,
-            (done, total),
-            report,
-        )
-        .await?;
-        done += file.rows;
-        captured.add_table(packer, table, file);
+            sessions,
+            counts: &counts,
+        };
+        parallel
+            .run(packer, &mut captured, &mut reconciler, total, report)
+            .await?;
     }
     export_continuations(
         &transaction,
@@ -133,31 +163,204 @@ pub(super) async fn capture(
     Ok(captured)
 }
 
-async fn count_rows(transaction: &Transaction<'_>, target: &str) -> Result<u64, BackupError> {
+fn observe(reconciler: &mut Reconciler, blocked_runs: &[(String, Option<String>)]) {
+    for (run_id, continuation) in blocked_runs {
+        reconciler.observe_run(run_id, "blocked", continuation.clone());
+    }
+}
+
+/// Rows per table (in [`TABLES`] order), counted in the snapshot.
+async fn count_rows(transaction: &Transaction<'_>, target: &str) -> Result<Vec<u64>, BackupError> {
     let counts: Vec<String> = TABLES
         .iter()
         .map(|table| format!("(SELECT COUNT(*) FROM \"{}\")", table.name))
         .collect();
-    let sql = format!("SELECT {}", counts.join(" + "));
-    let total: i64 = transaction
-        .query_one(&sql, &[])
+    let row = transaction
+        .query_one(&format!("SELECT {}", counts.join(", ")), &[])
         .await
-        .and_then(|row| row.try_get(0))
         .map_err(BackupError::postgres("counting rows", target))?;
-    Ok(total.max(0) as u64)
+    (0..TABLES.len())
+        .map(|index| {
+            row.try_get::<_, i64>(index)
+                .map(|count| count.max(0) as u64)
+                .map_err(BackupError::postgres("counting rows", target))
+        })
+        .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Several sessions exporting tables in the one exported snapshot.
+struct ParallelExport<'a> {
+    url: &'a str,
+    target: &'a str,
+    snapshot: &'a str,
+    scratch: &'a Path,
+    key_suffix: &'a str,
+    sessions: usize,
+    counts: &'a [u64],
+}
+
+enum ExportEvent {
+    Rows(u64),
+    Done(usize, Box<Result<Exported, BackupError>>),
+}
+
+impl ParallelExport<'_> {
+    async fn run(
+        &self,
+        packer: &Packer,
+        captured: &mut Captured,
+        reconciler: &mut Reconciler,
+        total: u64,
+        report: &(dyn Fn(Progress) + Sync),
+    ) -> Result<(), BackupError> {
+        // Largest tables first, so the long ones start at once.
+        let mut order: Vec<usize> = (0..TABLES.len()).collect();
+        order.sort_by_key(|index| std::cmp::Reverse(self.counts[*index]));
+        let queue = Arc::new(Mutex::new(VecDeque::from(order)));
+        let (events, mut received) = mpsc::unbounded_channel();
+        let mut workers = AbortAll(Vec::new());
+        for _ in 0..self.sessions.min(TABLES.len()) {
+            let session = connect(self.url, "kneo-backup").await?;
+            let job = ExportJob {
+                target: self.target.to_string(),
+                snapshot: self.snapshot.to_string(),
+                scratch: self.scratch.to_path_buf(),
+                key_suffix: self.key_suffix.to_string(),
+                queue: queue.clone(),
+                events: events.clone(),
+            };
+            workers.0.push(tokio::spawn(async move {
+                if let Err(error) = job.run(session).await {
+                    let _ = job
+                        .events
+                        .send(ExportEvent::Done(usize::MAX, Box::new(Err(error))));
+                }
+            }));
+        }
+        drop(events);
+        let mut finished: Vec<Option<Exported>> = TABLES.iter().map(|_| None).collect();
+        let (mut next, mut done) = (0, 0);
+        while let Some(event) = received.recv().await {
+            match event {
+                ExportEvent::Rows(rows) => {
+                    done += rows;
+                    report(Progress {
+                        stage: Stage::Export,
+                        item: "tables".into(),
+                        done,
+                        total,
+                    });
+                }
+                ExportEvent::Done(index, outcome) => {
+                    let exported = (*outcome)?;
+                    if let Some(slot) = finished.get_mut(index) {
+                        *slot = Some(exported);
+                    }
+                    // Files go to the packer in archive order, each as soon as it can.
+                    while let Some(exported) = finished.get_mut(next).and_then(Option::take) {
+                        observe(reconciler, &exported.blocked_runs);
+                        captured.add_table(packer, &TABLES[next], exported.file);
+                        next += 1;
+                    }
+                }
+            }
+        }
+        match TABLES.get(next) {
+            Some(table) => Err(BackupError::Internal(format!(
+                "the export of {} stopped without an answer",
+                table.name
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Aborts the export tasks when the backup ends early.
+struct AbortAll(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortAll {
+    fn drop(&mut self) {
+        for handle in &self.0 {
+            handle.abort();
+        }
+    }
+}
+
+/// One export session: imports the snapshot, then exports tables from the queue until it is empty.
+struct ExportJob {
+    target: String,
+    snapshot: String,
+    scratch: std::path::PathBuf,
+    key_suffix: String,
+    queue: Arc<Mutex<VecDeque<usize>>>,
+    events: mpsc::UnboundedSender<ExportEvent>,
+}
+
+impl ExportJob {
+    async fn run(&self, mut session: Session) -> Result<(), BackupError> {
+        let failed = |action: &str| BackupError::postgres(action.to_string(), &self.target);
+        let transaction = session
+            .client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(failed("starting an export transaction"))?;
+        transaction
+            .batch_execute(&format!("SET TRANSACTION SNAPSHOT '{}'", self.snapshot))
+            .await
+            .map_err(failed("importing the snapshot"))?;
+        loop {
+            let next = self
+                .queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop_front();
+            let Some(index) = next else {
+                break;
+            };
+            let reported = std::sync::atomic::AtomicU64::new(0);
+            let exported = export_table(
+                &transaction,
+                &self.target,
+                &TABLES[index],
+                &self.scratch,
+                &self.key_suffix,
+                &|rows| {
+                    let before = reported.swap(rows, std::sync::atomic::Ordering::Relaxed);
+                    let _ = self
+                        .events
+                        .send(ExportEvent::Rows(rows.saturating_sub(before)));
+                },
+            )
+            .await;
+            let _ = self
+                .events
+                .send(ExportEvent::Done(index, Box::new(exported)));
+        }
+        transaction
+            .commit()
+            .await
+            .map_err(failed("ending an export transaction"))
+    }
+}
+
+/// A table written to its scratch file, with the blocked runs seen in it (runs only).
+struct Exported {
+    file: FinishedFile,
+    blocked_runs: Vec<(String, Option<String>)>,
+}
+
+/// Streams one table into its scratch file; `rows_done` hears the running row count.
 async fn export_table(
     transaction: &Transaction<'_>,
     target: &str,
     table: &'static TableSpec,
     scratch: &Path,
     key_suffix: &str,
-    reconciler: &mut Reconciler,
-    (done_before, total): (u64, u64),
-    report: &(dyn Fn(Progress) + Sync),
-) -> Result<FinishedFile, BackupError> {
+    rows_done: &(dyn Fn(u64) + Sync),
+) -> Result<Exported, BackupError> {
     let reading = || BackupError::postgres(format!("reading {}", table.name), target);
     let sql = select_sql(table, &|column| format!("{column}::text"), key_suffix);
     let statement = transaction.prepare(&sql).await.map_err(reading())?;
@@ -167,78 +370,84 @@ async fn export_table(
         .map_err(reading())?;
     futures_util::pin_mut!(rows);
     let mut out = TableWriter::create(scratch, table)?;
+    let mut blocked_runs = Vec::new();
     let is_runs = table.name == "runs";
     while let Some(row) = rows.try_next().await.map_err(reading())? {
-        out.encoder.begin();
-        for (index, column) in table.columns.iter().enumerate() {
-            let corrupt = |detail: String| BackupError::CorruptSource {
-                table: table.name.into(),
-                key: describe_key(table, &row),
-                detail: format!("column {}: {detail}", column.name),
-            };
-            let null = |encoder: &mut crate::backup::rows::LineEncoder| {
-                if column.nullable {
-                    encoder.null(column.name);
-                    Ok(())
-                } else {
-                    Err(corrupt("NULL in a column the archive requires".into()))
-                }
-            };
-            match column.kind {
-                ColumnType::Text => match row.try_get::<_, Option<&str>>(index).map_err(reading())?
-                {
-                    Some(text) => out.encoder.text(column.name, text),
-                    None => null(&mut out.encoder)?,
-                },
-                ColumnType::Int => match row.try_get::<_, Option<i64>>(index).map_err(reading())? {
-                    Some(number) => out.encoder.int(column.name, number),
-                    None => null(&mut out.encoder)?,
-                },
-                ColumnType::Timestamp => {
-                    match row
-                        .try_get::<_, Option<DateTime<Utc>>>(index)
-                        .map_err(reading())?
-                    {
-                        Some(at) => out.encoder.timestamp(column.name, at),
-                        None => null(&mut out.encoder)?,
-                    }
-                }
-                ColumnType::Json => match row.try_get::<_, Option<&str>>(index).map_err(reading())?
-                {
-                    // jsonb prints on one line; only a document with a raw newline (impossible
-                    // from jsonb, possible from json) is re-serialized.
-                    Some(text) if !text.contains('\n') => out.encoder.raw_json(column.name, text),
-                    Some(text) => {
-                        let json = one_line_json(text).map_err(corrupt)?;
-                        out.encoder.raw_json(column.name, &json);
-                    }
-                    None => null(&mut out.encoder)?,
-                },
+        encode_row(table, &row, &mut out.encoder, target)?;
+        if is_runs {
+            let status: &str = row.try_get(1).map_err(reading())?;
+            if status == "blocked" {
+                let id: &str = row.try_get(0).map_err(reading())?;
+                let document: &str = row.try_get(6).map_err(reading())?;
+                blocked_runs.push((id.to_string(), continuation_of_run(document)));
             }
         }
-        if is_runs {
-            let id: &str = row.try_get(0).map_err(reading())?;
-            let status: &str = row.try_get(1).map_err(reading())?;
-            let continuation = if status == "blocked" {
-                let document: &str = row.try_get(6).map_err(reading())?;
-                continuation_of_run(document)
-            } else {
-                None
-            };
-            reconciler.observe_run(id, status, continuation);
-        }
         out.write_row()?;
-        if let Some(step) = out.progress(done_before, total) {
-            report(step);
+        if out.rows.is_multiple_of(PROGRESS_EVERY) {
+            rows_done(out.rows);
         }
     }
-    report(Progress {
-        stage: Stage::Export,
-        item: table.name.into(),
-        done: done_before + out.rows,
-        total,
-    });
-    out.finish()
+    rows_done(out.rows);
+    Ok(Exported {
+        file: out.finish()?,
+        blocked_runs,
+    })
+}
+
+/// Puts one row, as a JSONL line, in the encoder.
+fn encode_row(
+    table: &'static TableSpec,
+    row: &tokio_postgres::Row,
+    encoder: &mut LineEncoder,
+    target: &str,
+) -> Result<(), BackupError> {
+    let reading = || BackupError::postgres(format!("reading {}", table.name), target);
+    encoder.begin();
+    for (index, column) in table.columns.iter().enumerate() {
+        let corrupt = |detail: String| BackupError::CorruptSource {
+            table: table.name.into(),
+            key: describe_key(table, row),
+            detail: format!("column {}: {detail}", column.name),
+        };
+        let null = |encoder: &mut LineEncoder| {
+            if column.nullable {
+                encoder.null(column.name);
+                Ok(())
+            } else {
+                Err(corrupt("NULL in a column the archive requires".into()))
+            }
+        };
+        match column.kind {
+            ColumnType::Text => match row.try_get::<_, Option<&str>>(index).map_err(reading())? {
+                Some(text) => encoder.text(column.name, text),
+                None => null(encoder)?,
+            },
+            ColumnType::Int => match row.try_get::<_, Option<i64>>(index).map_err(reading())? {
+                Some(number) => encoder.int(column.name, number),
+                None => null(encoder)?,
+            },
+            ColumnType::Timestamp => {
+                match row
+                    .try_get::<_, Option<DateTime<Utc>>>(index)
+                    .map_err(reading())?
+                {
+                    Some(at) => encoder.timestamp(column.name, at),
+                    None => null(encoder)?,
+                }
+            }
+            ColumnType::Json => match row.try_get::<_, Option<&str>>(index).map_err(reading())? {
+                // jsonb prints on one line; only a document with a raw newline (impossible from
+                // jsonb, possible from json) is re-serialized.
+                Some(text) if !text.contains('\n') => encoder.raw_json(column.name, text),
+                Some(text) => {
+                    let json = one_line_json(text).map_err(corrupt)?;
+                    encoder.raw_json(column.name, &json);
+                }
+                None => null(encoder)?,
+            },
+        }
+    }
+    Ok(())
 }
 
 /// The `continuations` table, joined to the runs of the same snapshot for the reconciliation.

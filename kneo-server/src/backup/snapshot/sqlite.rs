@@ -359,7 +359,7 @@ fn export_table(
                 }
                 (ColumnType::Json, ValueRef::Text(bytes)) => {
                     let value = text(bytes)?;
-                    let json = one_line_json(&value).map_err(|detail| corrupt(detail))?;
+                    let json = one_line_json(&value).map_err(&corrupt)?;
                     out.encoder.raw_json(column.name, &json);
                 }
                 (kind, value) => {
