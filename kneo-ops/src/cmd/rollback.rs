@@ -79,6 +79,9 @@ pub enum RollbackCommand {
         /// How long the restarted service has to answer /readyz 200
         #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = kneo_ops::units::parse_duration)]
         ready_timeout: Duration,
+        /// How long the stop and start commands may run before they are killed
+        #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = kneo_ops::units::parse_duration)]
+        step_timeout: Duration,
     },
 }
 
@@ -248,6 +251,7 @@ pub async fn run(args: RollbackArgs) -> u8 {
             force,
             log,
             ready_timeout,
+            step_timeout,
         } => {
             let url = plan_args.target.url.clone().unwrap_or_else(|| {
                 std::env::var("KNEO_SERV_URL").unwrap_or_else(|_| "http://127.0.0.1:8000".into())
@@ -306,7 +310,9 @@ pub async fn run(args: RollbackArgs) -> u8 {
             let mut runner = runner;
             let outcome = async {
                 runner
-                    .step("stop the service", || blocking_shell(stop_cmd.clone()))
+                    .step("stop the service", || {
+                        blocking_shell(stop_cmd.clone(), step_timeout)
+                    })
                     .await?;
                 let archive = PathBuf::from(&backup.path);
                 let location = plan_args.store.location();
@@ -317,7 +323,7 @@ pub async fn run(args: RollbackArgs) -> u8 {
                     .await?;
                 runner
                     .step("start the previous version", || {
-                        blocking_shell(start_cmd.clone())
+                        blocking_shell(start_cmd.clone(), step_timeout)
                     })
                     .await?;
                 runner
@@ -371,39 +377,72 @@ async fn restore_step(
 }
 
 /// Runs a shell command off the async runtime.
-async fn blocking_shell(command: String) -> Result<String, String> {
-    tokio::task::spawn_blocking(move || shell(&command))
+async fn blocking_shell(command: String, limit: Duration) -> Result<String, String> {
+    tokio::task::spawn_blocking(move || shell(&command, limit))
         .await
         .map_err(|e| format!("the command task failed: {e}"))?
 }
 
-/// Runs a command with `sh -c`, failing on a non-zero exit. Its output goes to a file, not a
-/// pipe: a start command leaves a server running in the background, and a server that inherited
-/// a pipe would keep it open and make us wait forever.
-fn shell(command: &str) -> Result<String, String> {
+/// Runs a command with `sh -c`, failing on a non-zero exit or when it outlives `limit`. Its
+/// output goes to a file, not a pipe: a start command that leaves the service running in the
+/// background would otherwise hold the pipe open and never let the step end. The command gets
+/// its own process group, so a command past its bound is killed with everything it started, and
+/// a service it starts does not share the operator's Ctrl-C.
+fn shell(command: &str, limit: Duration) -> Result<String, String> {
+    use std::io::{Read, Seek};
+    use std::os::unix::process::CommandExt;
+
     let capture =
         tempfile::tempfile().map_err(|e| format!("cannot create a temporary file: {e}"))?;
-    let stderr = capture
-        .try_clone()
-        .map_err(|e| format!("cannot share the temporary file: {e}"))?;
-    let status = std::process::Command::new("sh")
+    let share = |file: &std::fs::File| {
+        file.try_clone()
+            .map_err(|e| format!("cannot share the temporary file: {e}"))
+    };
+    let mut child = std::process::Command::new("sh")
         .args(["-c", command])
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::from(
-            capture.try_clone().map_err(|e| e.to_string())?,
-        ))
-        .stderr(std::process::Stdio::from(stderr))
-        .status()
+        .stdout(share(&capture)?)
+        .stderr(share(&capture)?)
+        .process_group(0)
+        .spawn()
         .map_err(|e| format!("cannot run `{command}`: {e}"))?;
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() >= deadline => break None,
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(error) => return Err(format!("cannot wait for `{command}`: {error}")),
+        }
+    };
     let mut text = String::new();
     let mut file = capture;
-    use std::io::{Read, Seek};
     let _ = file.seek(std::io::SeekFrom::Start(0));
     let _ = file.take(64 * 1024).read_to_string(&mut text);
-    if status.success() {
-        Ok(text)
-    } else {
-        Err(format!("`{command}` exited with {status}: {}", text.trim()))
+    match status {
+        Some(status) if status.success() => Ok(text),
+        Some(status) => Err(format!("`{command}` exited with {status}: {}", text.trim())),
+        None => {
+            kill_group(child.id());
+            let _ = child.wait();
+            Err(format!(
+                "`{command}` did not finish within {} s and was killed (raise --step-timeout if it \
+                 needs longer): {}",
+                limit.as_secs(),
+                text.trim()
+            ))
+        }
+    }
+}
+
+/// Kills the process group led by `leader`.
+fn kill_group(leader: u32) {
+    let Ok(pid) = libc::pid_t::try_from(leader) else {
+        return;
+    };
+    // SAFETY: kill(2) with a negative pid signals that process group; it touches no memory.
+    unsafe {
+        libc::kill(-pid, libc::SIGKILL);
     }
 }
 
@@ -503,6 +542,56 @@ impl StepRunner {
                 self.note(&format!("step {}: {title}: FAILED {message}", self.number));
                 Err(format!("step {} ({title}) failed: {message}", self.number))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_keeps_its_output_and_fails_on_a_non_zero_exit() {
+        assert_eq!(
+            shell("echo stopped", Duration::from_secs(5)).as_deref(),
+            Ok("stopped\n")
+        );
+        let error = shell("echo no such unit >&2; exit 5", Duration::from_secs(5))
+            .expect_err("exit 5 fails");
+        assert!(
+            error.contains("exit status: 5") && error.contains("no such unit"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_step_past_its_bound_is_killed_with_what_it_started() {
+        let marker = tempfile::tempdir().expect("tempdir");
+        let pid_file = marker.path().join("child.pid");
+        let started = Instant::now();
+        let error = shell(
+            &format!("sleep 60 & echo $! > {}; wait", pid_file.display()),
+            Duration::from_millis(300),
+        )
+        .expect_err("times out");
+        assert!(error.contains("--step-timeout"), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let child: u32 = std::fs::read_to_string(&pid_file)
+            .expect("pid written")
+            .trim()
+            .parse()
+            .expect("a pid");
+        // The background sleep was in the step's process group, so it is gone too (or a zombie
+        // waiting for init to reap it).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let status = std::fs::read_to_string(format!("/proc/{child}/status"));
+            match status {
+                Err(_) => break,
+                Ok(text) if text.contains("zombie") => break,
+                Ok(_) => assert!(Instant::now() < deadline, "pid {child} still runs"),
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 }

@@ -126,7 +126,7 @@ fn a_failed_upgrade_is_rolled_back_to_the_verified_backup_of_the_previous_versio
     // The test process is the server's parent, so the killed server stays a zombie until the
     // test reaps it: wait for it to stop running, not to disappear.
     let stop = format!(
-        "kill {pid}; while grep -qs '^State:[[:space:]]*[^Z]' /proc/{pid}/status; do sleep 0.1; done"
+        "kill {pid}; while [ -e /proc/{pid} ] && ! grep -qs zombie /proc/{pid}/status; do sleep 0.1; done"
     );
     let pid_file = dir.join("old.pid");
     let _cleanup = PidFile(pid_file.clone());
@@ -153,6 +153,8 @@ fn a_failed_upgrade_is_rolled_back_to_the_verified_backup_of_the_previous_versio
         "--start-cmd",
         &start,
         "--yes",
+        "--step-timeout",
+        "30s",
         "--log",
         &log,
     ]);

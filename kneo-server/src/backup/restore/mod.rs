@@ -1,8 +1,9 @@
 //! `restore`: loads an archive into a state directory (SQLite) or a Postgres database.
 //!
 //! Refuses a target that holds data (unless `force`, and then a safety backup of it is written
-//! first) and an embedded store a service is serving (its state lock is held) before reading the
-//! archive. The archive is then verified in the same pass that loads it into the new store (a
+//! first: an archive, or a plain copy of the state directory when its schema is newer than this
+//! kneo knows, as after a failed upgrade) and an embedded store a service is serving (its state
+//! lock is held) before reading the archive. The archive is then verified in the same pass that loads it into the new store (a
 //! new file beside the live one, or one Postgres transaction), and the load is committed only
 //! when the verification passed, the schema version is this kneo's and the restored row counts
 //! are the manifest's; otherwise the target is left as it was. See [`sqlite`] and [`postgres`]
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 use super::files::parent_of;
 use super::format::{Manifest, TableSpec};
 use super::rows::{Cell, Row};
-use super::snapshot::{BackupOptions, backup};
+use super::snapshot::{BackupOptions, backup, copy_sqlite_state};
 use super::verify::{Checker, VerifyReport};
 use super::{BackupError, Progress, StoreLocation, run_blocking};
 use crate::store::SCHEMA_VERSION;
@@ -94,8 +95,21 @@ pub async fn restore(
             StoreLocation::Postgres { .. } => format!("kneo-safety-postgres-{stamp}.tar.gz"),
         };
         let path = directory.join(name);
-        backup(target, &path, &BackupOptions::default(), progress).await?;
-        Some(path)
+        match (
+            backup(target, &path, &BackupOptions::default(), progress).await,
+            target,
+        ) {
+            (Ok(_), _) => Some(path),
+            // A rollback after an upgrade that migrated the store: this kneo cannot export the
+            // newer schema row by row, so the safety copy is the state directory's files.
+            (Err(BackupError::SchemaTooNew { .. }), StoreLocation::Sqlite { state_dir }) => {
+                let copy = directory.join(format!("kneo-safety-sqlite-{stamp}"));
+                let (source, destination) = (state_dir.clone(), copy.clone());
+                run_blocking(progress, move |_| copy_sqlite_state(&source, &destination)).await?;
+                Some(copy)
+            }
+            (Err(error), _) => return Err(error),
+        }
     } else {
         None
     };

@@ -284,6 +284,12 @@ impl TableWriter {
     }
 }
 
+/// Copies an embedded store's state directory file by file into `destination` (a new
+/// directory): the safety copy of a store whose schema this kneo cannot export.
+pub(crate) fn copy_sqlite_state(state_dir: &Path, destination: &Path) -> Result<(), BackupError> {
+    sqlite::copy_state(state_dir, destination)
+}
+
 /// The continuation a run's document says it is blocked on.
 pub(crate) fn continuation_of_run(document: &str) -> Option<String> {
     #[derive(Deserialize)]

@@ -180,6 +180,26 @@ pub(super) fn capture(
     Ok(captured)
 }
 
+/// Copies a state directory as it is (the database through SQLite's online backup, then the
+/// continuation files) into the new directory `destination`. For a store whose schema is newer
+/// than this kneo knows, which it cannot export row by row: the copy keeps it whole, to be put
+/// back by copying the files into a state directory.
+pub(super) fn copy_state(state_dir: &Path, destination: &Path) -> Result<(), BackupError> {
+    fs::create_dir_all(destination).map_err(BackupError::io(
+        "creating the safety copy directory",
+        destination,
+    ))?;
+    let database = StoreLocation::sqlite_file(state_dir);
+    if database.is_file() {
+        let file_name = database.file_name().unwrap_or_default();
+        online_backup(&database, &destination.join(file_name))?;
+    }
+    let continuations = StoreLocation::continuations_dir(state_dir);
+    let directory_name = continuations.file_name().unwrap_or_default();
+    copy_directory(&continuations, &destination.join(directory_name))?;
+    crate::backup::files::sync_directory(destination)
+}
+
 /// Copies the regular files of `source` into `destination`; returns their names, sorted. A
 /// missing source directory is an empty one; a file that vanishes mid-copy is skipped.
 fn copy_directory(source: &Path, destination: &Path) -> Result<Vec<String>, BackupError> {
