@@ -185,30 +185,42 @@ fn print_plan(plan: &Plan, source: &str) {
     for (path, reason) in &plan.rejected_backups {
         println!("not using {path}: {reason}");
     }
-    match &plan.verdict {
-        Verdict::RollBack => {
-            if let Some(backup) = &plan.backup {
-                println!(
-                    "roll back to {} (taken {}, verified)",
-                    backup.path,
-                    backup.created_at.to_rfc3339()
-                );
-            }
-            println!("steps:");
-            for (index, step) in plan.steps.iter().enumerate() {
-                match &step.command {
-                    Some(command) => println!("  {}. {} — {command}", index + 1, step.title),
-                    None => println!("  {}. {}", index + 1, step.title),
-                }
+    let print_steps = |plan: &Plan| {
+        if let Some(backup) = &plan.backup {
+            println!(
+                "roll back to {} (taken {}, verified)",
+                backup.path,
+                backup.created_at.to_rfc3339()
+            );
+        }
+        println!("steps:");
+        for (index, step) in plan.steps.iter().enumerate() {
+            match &step.command {
+                Some(command) => println!("  {}. {} — {command}", index + 1, step.title),
+                None => println!("  {}. {}", index + 1, step.title),
             }
         }
+    };
+    match &plan.verdict {
+        Verdict::RollBack => print_steps(plan),
         Verdict::NoDeploy { reason }
         | Verdict::NoFailureSinceDeploy { reason }
         | Verdict::DeployNotTheTrigger { reason }
         | Verdict::NoBackup { reason } => {
             println!("no rollback: {reason}");
+            if plan.backup.is_some() {
+                println!("what `rollback run --force` would do anyway:");
+                print_steps(plan);
+            }
         }
     }
+}
+
+/// The URL the restarted service is checked on: --url, else $KNEO_SERV_URL, else the default.
+fn service_url(args: &PlanArgs) -> String {
+    args.target.url.clone().unwrap_or_else(|| {
+        std::env::var("KNEO_SERV_URL").unwrap_or_else(|_| "http://127.0.0.1:8000".into())
+    })
 }
 
 pub async fn run(args: RollbackArgs) -> u8 {
@@ -218,11 +230,7 @@ pub async fn run(args: RollbackArgs) -> u8 {
                 stop: None,
                 start: None,
                 restore_target: plan_args.store.as_flags(),
-                url: plan_args
-                    .target
-                    .url
-                    .clone()
-                    .unwrap_or_else(|| "the service".into()),
+                url: service_url(&plan_args),
             };
             match make_plan(&plan_args, commands).await {
                 Ok((plan, source)) => {
@@ -253,9 +261,7 @@ pub async fn run(args: RollbackArgs) -> u8 {
             ready_timeout,
             step_timeout,
         } => {
-            let url = plan_args.target.url.clone().unwrap_or_else(|| {
-                std::env::var("KNEO_SERV_URL").unwrap_or_else(|_| "http://127.0.0.1:8000".into())
-            });
+            let url = service_url(&plan_args);
             let commands = StepCommands {
                 stop: Some(stop_cmd.clone()),
                 start: Some(start_cmd.clone()),

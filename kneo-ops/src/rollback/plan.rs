@@ -184,12 +184,18 @@ pub fn plan(
     };
     plan.deploy = Some(deploy.clone());
 
-    // Was the service already in trouble when the deploy happened?
+    // Was the service already in trouble when the deploy happened? Then the deploy is probably
+    // not the trigger. The plan still names a backup and the steps, for `run --force`.
     let before: Vec<&HistoryEvent> = events.iter().filter(|e| e.at < deploy.at).collect();
     let last_readiness = before
         .iter()
         .rev()
         .find(|e| e.event_type == "readiness.changed");
+    let quiet_since = deploy.at - Duration::minutes(QUIET_BEFORE_DEPLOY);
+    let burst_before = before
+        .iter()
+        .rev()
+        .find(|e| e.event_type == "http.5xx_burst" && e.at >= quiet_since);
     if let Some(event) =
         last_readiness.filter(|e| e.details.get("ready") == Some(&Value::Bool(false)))
     {
@@ -202,14 +208,7 @@ pub fn plan(
                 event.at.to_rfc3339()
             ),
         };
-        return plan;
-    }
-    let quiet_since = deploy.at - Duration::minutes(QUIET_BEFORE_DEPLOY);
-    if let Some(event) = before
-        .iter()
-        .rev()
-        .find(|e| e.event_type == "http.5xx_burst" && e.at >= quiet_since)
-    {
+    } else if let Some(event) = burst_before {
         plan.verdict = Verdict::DeployNotTheTrigger {
             reason: format!(
                 "{} at {}, within {QUIET_BEFORE_DEPLOY} minutes before the deploy at {}: the deploy is probably not the trigger",
@@ -218,27 +217,30 @@ pub fn plan(
                 deploy.at.to_rfc3339()
             ),
         };
-        return plan;
     }
-    let Some((at, what)) = events
+    match events
         .iter()
         .filter(|e| e.at >= deploy.at)
         .find_map(|e| failure(e).map(|what| (e.at, what)))
-    else {
-        plan.verdict = Verdict::NoFailureSinceDeploy {
-            reason: format!(
-                "no readiness failure or 5xx burst is recorded since the deploy of {} at {}",
-                deploy.running_version,
-                deploy.at.to_rfc3339()
-            ),
-        };
-        return plan;
-    };
-    plan.first_failure = Some(FailureSeen {
-        at,
-        what,
-        after_deploy_seconds: (at - deploy.at).num_seconds(),
-    });
+    {
+        Some((at, what)) => {
+            plan.first_failure = Some(FailureSeen {
+                at,
+                what,
+                after_deploy_seconds: (at - deploy.at).num_seconds(),
+            });
+        }
+        None if plan.verdict == Verdict::RollBack => {
+            plan.verdict = Verdict::NoFailureSinceDeploy {
+                reason: format!(
+                    "no readiness failure or 5xx burst is recorded since the deploy of {} at {}",
+                    deploy.running_version,
+                    deploy.at.to_rfc3339()
+                ),
+            };
+        }
+        None => {}
+    }
 
     let mut usable: Vec<&BackupCandidate> = Vec::new();
     for backup in backups {
@@ -266,6 +268,9 @@ pub fn plan(
         }
     }
     let Some(chosen) = usable.into_iter().max_by_key(|backup| backup.created_at) else {
+        if plan.verdict != Verdict::RollBack {
+            return plan;
+        }
         plan.verdict = Verdict::NoBackup {
             reason: format!(
                 "no verified backup taken on version {} before the deploy at {} was found",
@@ -420,7 +425,12 @@ mod tests {
             "{:?}",
             plan.verdict
         );
-        assert!(plan.steps.is_empty());
+        // Refused, but `run --force` still has a backup and steps to carry out.
+        assert_eq!(
+            plan.backup.as_ref().map(|b| b.path.as_str()),
+            Some("b.tar.gz")
+        );
+        assert_eq!(plan.steps.len(), 4);
     }
 
     #[test]
@@ -457,6 +467,16 @@ mod tests {
             plan(&history, &[], &StepCommands::default()).verdict,
             Verdict::NoFailureSinceDeploy { .. }
         ));
+        let with_backup = plan(
+            &history,
+            &[backup("b.tar.gz", 20, "1.0.0", true)],
+            &StepCommands::default(),
+        );
+        assert!(matches!(
+            with_backup.verdict,
+            Verdict::NoFailureSinceDeploy { .. }
+        ));
+        assert!(with_backup.backup.is_some(), "--force can still use it");
     }
 
     #[test]
