@@ -98,6 +98,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// Threads for blocking work; see [`with_runtime`].
+const MAX_BLOCKING_THREADS: usize = 12;
+
 /// Reads the configuration, starts logging and a runtime, and runs `command` on it.
 fn with_runtime<F, Fut>(command: F) -> ExitCode
 where
@@ -112,8 +115,12 @@ where
         }
     };
     kneo_server::telemetry::init(&config.log_level);
+    // Blocking work is short (SQLite reads on a pool of 4 connections, small file operations),
+    // so a few threads serve it. Tokio's default of 512 lets a burst of requests start dozens of
+    // threads, each keeping its own allocator heap: resident memory tripled under load.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()
     {
         Ok(runtime) => runtime,

@@ -17,10 +17,10 @@ use kneo_server::store::continuation_files::FileContinuationStore;
 use kneo_server::store::postgres::PostgresStore;
 use kneo_server::store::sqlite::SqliteStore;
 use kneo_server::store::{
-    AuditEvent, AuditQuery, CheckpointQuery, ClaimRequest, Continuation, ContinuationStore,
-    ErrorKind, Expect, IdempotencyBegin, IdempotencyRequest, PageQuery, Progress, QueueEntry,
-    QueueStatus, QueueTransition, RunQuery, RunRecord, RunSort, RunStatus, SaveOutcome,
-    ServiceEvent, SortOrder, Store, StoreError, StoreKind, TraceQuery,
+    AuditEvent, AuditQuery, CheckpointQuery, ClaimRequest, ClaimResult, Continuation,
+    ContinuationStore, ErrorKind, Expect, IdempotencyBegin, IdempotencyRequest, PageQuery,
+    Progress, QueueEntry, QueueStatus, QueueTransition, RunQuery, RunRecord, RunSort, RunStatus,
+    SaveOutcome, ServiceEvent, SortOrder, Store, StoreError, StoreKind, TraceQuery,
 };
 use kneo_testkit::postgres::{PgCluster, shared_cluster};
 use serde_json::{Value, json};
@@ -760,6 +760,32 @@ async fn claims_are_fifo_and_skip_finished_runs(fixture: &Fixture) {
     assert!(third.claimed.is_empty() && third.dead_lettered.is_empty());
 }
 
+async fn an_expired_lease_is_reclaimed_before_queued_runs(fixture: &Fixture) {
+    let store = fixture.store.as_ref();
+    // The queued run waited longer, but the run whose worker died goes first: it was started
+    // once already, and re-claiming it promptly bounds how long a crash delays it.
+    create_queued(store, "run-waiting", &ago(600.0)).await;
+    create_leased(store, "run-crashed", "worker-dead", SHORT_LEASE).await;
+    tokio::time::sleep(PAST_SHORT_LEASE).await;
+    let claimed_ids = |result: &ClaimResult| -> Vec<(String, i64)> {
+        result
+            .claimed
+            .iter()
+            .map(|claim| (claim.run.id.clone(), claim.attempt))
+            .collect()
+    };
+    let first = store
+        .claim_runs(&claim_request("worker-1", LONG_LEASE, 3, 1))
+        .await
+        .expect("claim");
+    assert_eq!(claimed_ids(&first), [("run-crashed".to_string(), 2)]);
+    let second = store
+        .claim_runs(&claim_request("worker-1", LONG_LEASE, 3, 5))
+        .await
+        .expect("claim");
+    assert_eq!(claimed_ids(&second), [("run-waiting".to_string(), 1)]);
+}
+
 async fn concurrent_claimers_take_each_run_exactly_once(fixture: &Fixture) {
     const RUNS: usize = 200;
     const CLAIMERS: usize = 50;
@@ -1050,7 +1076,7 @@ async fn leases_are_renewed_and_released(fixture: &Fixture) {
     );
 }
 
-async fn queue_counts_cover_every_status(fixture: &Fixture) {
+async fn queue_counts_cover_the_live_queue(fixture: &Fixture) {
     let store = fixture.store.as_ref();
     assert_eq!(
         store.queue_counts().await.expect("counts"),
@@ -1086,11 +1112,11 @@ async fn queue_counts_cover_every_status(fixture: &Fixture) {
         (
             counts.queued,
             counts.running,
-            counts.completed,
             counts.failed,
             counts.expired_leases
         ),
-        (2, 2, 1, 1, 1)
+        // The completed record is not counted: the live queue only.
+        (2, 2, 1, 1)
     );
     let age = counts
         .oldest_queued_age_seconds
@@ -1857,9 +1883,10 @@ scenarios!(
     progress_is_fenced_by_status_and_lease,
     claims_are_fifo_and_skip_finished_runs,
     concurrent_claimers_take_each_run_exactly_once,
+    an_expired_lease_is_reclaimed_before_queued_runs,
     expired_leases_are_reclaimed_then_dead_lettered,
     leases_are_renewed_and_released,
-    queue_counts_cover_every_status,
+    queue_counts_cover_the_live_queue,
     orphaned_runs_are_requeued_only_by_the_embedded_store,
     overdue_runs_are_the_unfinished_ones_past_their_deadline,
     trace_events_are_appended_paged_and_deduplicated,

@@ -330,7 +330,6 @@ pub struct QueueCounts {
     pub queued: i64,
     pub running: i64,
     pub failed: i64,
-    pub completed: i64,
     /// Running records whose lease has expired (their worker probably died).
     pub expired_leases: i64,
     /// Age in seconds of the oldest queued record.
