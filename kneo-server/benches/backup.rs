@@ -6,7 +6,8 @@
 //! events, checkpoints and audit events; then times our backup and `pg_dump -Fc` of the same
 //! database, each `KNEO_BENCH_ROUNDS` times (default 3), and prints the best of each, plus the
 //! speed of `verify` on our archive. `KNEO_BENCH_LEVEL` and `KNEO_BENCH_SESSIONS` set our gzip
-//! level and Postgres sessions (default: the backup defaults). Not a test: it only reports.
+//! level and Postgres sessions (default: the backup defaults); `KNEO_BENCH_KEEP=FILE` keeps a copy
+//! of our archive for profiling. Not a test: it only reports.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +23,10 @@ use kneo_testkit::postgres::{server_bin_dir, shared_cluster};
 use serde_json::json;
 
 const SEED_RUNS: usize = 1_000;
+
+/// The allocator of the `kneo` and `kneo-ops` binaries, so the figures are theirs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let runs: usize = std::env::var("KNEO_BENCH_RUNS")
@@ -120,6 +125,11 @@ async fn bench(runs: usize, rounds: usize, level: u32, sessions: usize) {
     );
 
     let archive = work.join("ours-0.tar.gz");
+    if let Ok(keep) = std::env::var("KNEO_BENCH_KEEP") {
+        // For profiling verify on its own: `kneo-ops verify $KNEO_BENCH_KEEP`.
+        std::fs::copy(&archive, &keep).expect("copy the archive to KNEO_BENCH_KEEP");
+        println!("archive kept at {keep}");
+    }
     for _ in 0..rounds {
         let started = Instant::now();
         let report = backup::verify(&archive, &no_progress)
