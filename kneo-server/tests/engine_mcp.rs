@@ -1,7 +1,7 @@
 //! MCP tools over stdio on a real server: an agent calls a tool of the test MCP server
 //! (`examples/mcp_test_server.rs`) through the scriptable dummy provider; a server that dies or
-//! goes silent mid-call fails that step within its timeout, and the worker goes on to the next
-//! run, which gets a fresh server.
+//! goes silent mid-call, or is killed with `kill -9`, fails that step within its timeout, and the
+//! worker goes on to the next run, which gets a fresh server.
 
 mod engine_support;
 
@@ -147,4 +147,46 @@ async fn mcp_tools_are_called_and_a_dead_or_silent_server_fails_only_its_step() 
         "the worker was held for {:?}",
         started_at.elapsed()
     );
+
+    // Killed from outside (kill -9) while it works on a call: the step fails on the death, not
+    // at the call's timeout, and the worker goes on.
+    let calls_before = calls(&log).len();
+    let victim = client.submit(&slow, "kill it", json!({})).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pid = loop {
+        if let Some(pid) = calls(&log).get(calls_before) {
+            break pid.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the call never reached the server"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -9 {pid}");
+    let after_kill = client.submit(&count, "after the kill", json!({})).await;
+    let victim = client.wait_for_end(&victim, Duration::from_secs(20)).await;
+    assert_eq!(victim["status"], "failed", "{victim}");
+    assert_eq!(victim["error"]["type"], "tool_unavailable", "{victim}");
+    let message = victim["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("MCP server 'test_mcp'"), "{message}");
+    assert!(message.contains("killed by a signal"), "{message}");
+    let after_kill = client
+        .wait_for_end(&after_kill, Duration::from_secs(20))
+        .await;
+    assert_eq!(after_kill["status"], "completed", "{after_kill}");
+}
+
+/// The pids of the test servers that received a `tools/call`, in order.
+fn calls(log: &str) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.ends_with(" tools/call"))
+        .filter_map(|line| line.split(' ').next().map(str::to_string))
+        .collect()
 }

@@ -1,9 +1,12 @@
 //! Durability under `kill -9` and dependency outages: nothing accepted is lost, nothing that
 //! completed runs twice, and the service recovers by itself.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use kneo_testkit::postgres::PgCluster;
 use kneo_testkit::server::{KneoServer, OPERATOR_KEY, ServerOptions};
 use kneo_tests::Api;
@@ -40,37 +43,71 @@ async fn data_written_survives_kill_9_and_a_restart() {
     }
 }
 
-/// `kill -9` while 500 accepted async runs are queued or running: after a restart every one of
-/// them ends terminal, and no step that completed before the kill ran again. (A step that was
-/// executing at the kill may run again: it never completed. At most one per worker.)
+/// `kill -9` while 500 accepted async runs are queued or running. The store as the kill left it
+/// says which steps had completed (each has a `step_completed` checkpoint, written after the step
+/// ran); after the restart every accepted run completes, every step ran, and none of those
+/// completed steps ran again. Only a step in flight at the kill (logged, not checkpointed) may run
+/// a second time: it never completed, and there is at most one per worker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_500_async_runs_loses_nothing_and_repeats_no_completed_step() {
+    const RUNS: usize = 500;
+    // specs/counted.yaml: steps `one`, `two` and `three`, each logging its invocation.
+    const STEPS_PER_RUN: usize = 3;
+    const WORKERS: usize = 2;
     let log = tempfile::NamedTempFile::new().expect("log");
     let log_path = log.path().to_str().expect("utf-8").to_string();
     let options = ServerOptions::default()
         .env("KNEO_INVOCATION_LOG", &log_path)
-        .env("KNEO_SERV_WORKER_CONCURRENCY", "2");
+        .env("KNEO_SERV_WORKER_CONCURRENCY", &WORKERS.to_string());
     let mut server = KneoServer::start(options);
     let api = Api::new(&server.url);
     let body = json!({"spec_path": "specs/counted.yaml", "input": "x", "async_mode": true});
-    let mut accepted = Vec::new();
-    for _ in 0..500 {
-        let answer = api.post("/v1/runs", OPERATOR_KEY, &body).await;
+    // Submitted 32 at a time, so the queue fills much faster than two workers drain it.
+    let submissions = futures_util::stream::iter(0..RUNS).map(|_| {
+        let (api, body) = (api.clone(), body.clone());
+        async move { api.post("/v1/runs", OPERATOR_KEY, &body).await }
+    });
+    let answers: Vec<kneo_tests::Answer> = submissions.buffer_unordered(32).collect().await;
+    let mut accepted = HashSet::new();
+    for answer in answers {
         assert_eq!(answer.status, 202, "{}", answer.text);
-        accepted.push(answer.body["run_id"].as_str().expect("id").to_string());
+        accepted.insert(answer.body["run_id"].as_str().expect("id").to_string());
     }
-    // Let the workers get going, then kill the process mid-stream.
+    assert_eq!(accepted.len(), RUNS, "every submission created its own run");
+    // Let the workers complete some steps, then kill the process mid-stream.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while std::fs::read_to_string(&log_path)
-        .map(|t| t.lines().count())
-        .unwrap_or(0)
-        < 150
-    {
+    // Counts whole lines only: a line being appended may be read half-written.
+    let logged =
+        || std::fs::read_to_string(log.path()).map_or(0, |text| text.matches('\n').count());
+    while logged() < 150 {
         assert!(Instant::now() < deadline, "the workers never started");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     server.kill();
-    let before_restart = std::fs::read_to_string(&log_path).expect("log");
+
+    let before_kill = invocations(log.path());
+    assert!(
+        before_kill.len() < RUNS * STEPS_PER_RUN,
+        "the kill came after every step had run ({} invocations): it must come mid-way",
+        before_kill.len()
+    );
+    let ran_before_kill = distinct(&before_kill, "before the kill");
+    let completed_at_kill = completed_steps_in_store(&server.dir);
+    assert!(
+        !completed_at_kill.is_empty(),
+        "no step had completed at the kill"
+    );
+    let never_ran: Vec<_> = completed_at_kill.difference(&ran_before_kill).collect();
+    assert!(
+        never_ran.is_empty(),
+        "checkpointed as completed but never invoked: {never_ran:?}"
+    );
+    let in_flight: HashSet<_> = ran_before_kill.difference(&completed_at_kill).collect();
+    assert!(
+        in_flight.len() <= WORKERS,
+        "more steps in flight at the kill than workers: {in_flight:?}"
+    );
+
     server.restart();
     let api = Api::new(&server.url);
     for id in &accepted {
@@ -79,36 +116,37 @@ async fn kill_9_during_500_async_runs_loses_nothing_and_repeats_no_completed_ste
             .await;
         assert_eq!(run["status"], "completed", "run {id}: {run}");
     }
-    let mut runs_per_step: HashMap<(String, String), usize> = HashMap::new();
-    for line in std::fs::read_to_string(&log_path).expect("log").lines() {
-        let mut fields = line.split_whitespace();
-        let key = (
-            fields.next().unwrap_or_default().to_string(),
-            fields.next().unwrap_or_default().to_string(),
-        );
-        *runs_per_step.entry(key).or_default() += 1;
-    }
+    let listed = api.get("/v1/runs?limit=1", OPERATOR_KEY).await;
+    assert_eq!(listed.body["total"], RUNS, "{}", listed.text);
+
+    let all = invocations(log.path());
     assert_eq!(
-        runs_per_step.len(),
-        500 * 3,
-        "every step of every accepted run ran"
+        all[..before_kill.len()],
+        before_kill[..],
+        "the log before the kill changed"
     );
-    let repeated: Vec<_> = runs_per_step
+    let after_restart = &all[before_kill.len()..];
+    let repeated: Vec<_> = after_restart
         .iter()
-        .filter(|(_, count)| **count > 1)
+        .filter(|step| completed_at_kill.contains(*step))
         .collect();
     assert!(
-        repeated.len() <= 2,
-        "only steps in flight at the kill may repeat (2 workers): {repeated:?}"
+        repeated.is_empty(),
+        "steps that had completed before the kill ran again after the restart: {repeated:?}"
     );
-    for ((run_id, step), _) in &repeated {
-        // A repeated step had not completed before the kill: its run did not move past it.
-        let checkpoints_before = before_restart
-            .lines()
-            .filter(|l| l.starts_with(run_id.as_str()))
-            .count();
-        assert!(checkpoints_before >= 1, "{run_id}/{step}");
-    }
+    let ran_after_restart = distinct(after_restart, "after the restart");
+    let ran_twice: HashSet<_> = ran_after_restart.intersection(&ran_before_kill).collect();
+    assert!(
+        ran_twice.iter().all(|step| in_flight.contains(step)),
+        "only steps in flight at the kill may run again: {ran_twice:?} (in flight: {in_flight:?})"
+    );
+    let ran: HashSet<_> = ran_before_kill.union(&ran_after_restart).collect();
+    assert_eq!(
+        ran.len(),
+        RUNS * STEPS_PER_RUN,
+        "every step of every accepted run ran"
+    );
+    assert!(ran.iter().all(|(run_id, _)| accepted.contains(run_id)));
 }
 
 /// Postgres down at start: the service starts, `/readyz` answers 503 fast naming
@@ -240,4 +278,67 @@ async fn a_newer_schema_is_refused_at_start_naming_both_versions() {
         "{stderr}"
     );
     assert!(stderr.contains("schema_too_new"), "{stderr}");
+}
+
+/// `(run_id, step_id)` of each line of an invocation log (`run_id step_id attempt`), in order.
+fn invocations(log: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(log)
+        .unwrap_or_else(|error| panic!("cannot read the invocation log {log:?}: {error}"));
+    text.lines()
+        .map(|line| {
+            let mut fields = line.split_whitespace();
+            match (fields.next(), fields.next()) {
+                (Some(run_id), Some(step_id)) => (run_id.to_string(), step_id.to_string()),
+                _ => panic!("malformed invocation log line {line:?}"),
+            }
+        })
+        .collect()
+}
+
+/// The steps of `invocations` as a set; a step invoked twice within one process lifetime fails.
+fn distinct(invocations: &[(String, String)], when: &str) -> HashSet<(String, String)> {
+    let mut seen = HashSet::new();
+    for step in invocations {
+        assert!(seen.insert(step.clone()), "step {step:?} ran twice {when}");
+    }
+    seen
+}
+
+/// `(run_id, step_id)` of every `step_completed` checkpoint in the embedded store of a stopped
+/// server in `dir`. Reads a copy of the database and its WAL, so the restarted server still
+/// recovers the files exactly as the kill left them.
+fn completed_steps_in_store(dir: &Path) -> HashSet<(String, String)> {
+    let copy = tempfile::tempdir().expect("a directory for the store copy");
+    let database = copy.path().join("kneo_runs.sqlite");
+    for suffix in ["", "-wal"] {
+        let source = dir.join(format!(".kneo/kneo_runs.sqlite{suffix}"));
+        if suffix.is_empty() || source.exists() {
+            let target = copy.path().join(format!("kneo_runs.sqlite{suffix}"));
+            std::fs::copy(&source, &target)
+                .unwrap_or_else(|error| panic!("cannot copy {source:?}: {error}"));
+        }
+    }
+    let output = Command::new("sqlite3")
+        .args(["-batch", "-noheader", "-separator", " "])
+        .arg(&database)
+        .arg(
+            "SELECT run_id, json_extract(document, '$.step_id') FROM checkpoints \
+             WHERE checkpoint_type = 'step_completed'",
+        )
+        .output()
+        .unwrap_or_else(|error| {
+            panic!("this test reads the store with the sqlite3 CLI, which did not run: {error}")
+        });
+    assert!(
+        output.status.success(),
+        "sqlite3 failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| match line.split_once(' ') {
+            Some((run_id, step_id)) => (run_id.to_string(), step_id.to_string()),
+            None => panic!("unexpected sqlite3 output line {line:?}"),
+        })
+        .collect()
 }

@@ -152,7 +152,41 @@ fn check(golden: &Golden, answer: &Answer) {
                 );
             }
         }
-        body => assert_shape(&context, body, &answer.body),
+        body => {
+            assert_shape(&context, body, &answer.body);
+            assert_same_error_codes(&context, body, &answer.body);
+        }
+    }
+}
+
+/// The contract's identifiers are exact: an error body's `detail.error`, and the `type` of each
+/// item of a validation error list, must be the recorded ones, not just strings.
+fn assert_same_error_codes(context: &str, recorded: &Value, ours: &Value) {
+    let detail = |body: &Value| body.get("detail").cloned().unwrap_or(Value::Null);
+    match (detail(recorded), detail(ours)) {
+        (Value::Object(recorded), ours) => {
+            if let Some(code) = recorded.get("error").and_then(Value::as_str) {
+                assert_eq!(
+                    ours.get("error").and_then(Value::as_str),
+                    Some(code),
+                    "{context}: error code; ours {ours}"
+                );
+            }
+        }
+        (Value::Array(recorded), Value::Array(ours)) => {
+            let types = |items: &[Value]| -> Vec<Option<String>> {
+                items
+                    .iter()
+                    .map(|item| item.get("type").and_then(Value::as_str).map(str::to_string))
+                    .collect()
+            };
+            assert_eq!(
+                types(&ours),
+                types(&recorded),
+                "{context}: validation error types"
+            );
+        }
+        _ => {}
     }
 }
 
@@ -162,7 +196,14 @@ const LEARN_FROM: [&str; 7] = ["08", "13", "22", "26", "28", "39", "09"];
 async fn replay_all(server: &KneoServer) {
     let api = Api::new(&server.url);
     let mut ids = IdMap::default();
-    for golden in golden::all() {
+    let recordings = golden::all();
+    // An empty or partial golden directory would make this replay prove nothing.
+    assert!(
+        recordings.len() >= 47,
+        "only {} golden recordings found",
+        recordings.len()
+    );
+    for golden in recordings {
         let prefix = &golden.name[..2];
         match prefix {
             "47" => continue, // needs a server started with missing secrets: see below

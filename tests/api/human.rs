@@ -48,7 +48,20 @@ async fn resume(api: &Api, continuation_id: &str, request_id: &str) -> Answer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_hundred_concurrent_resumes_give_one_200_and_409s() {
-    let server = KneoServer::start(ServerOptions::default());
+    one_hundred_concurrent_resumes(ServerOptions::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_hundred_concurrent_resumes_on_postgres() {
+    let url = kneo_testkit::postgres::shared_cluster().create_database();
+    one_hundred_concurrent_resumes(ServerOptions::default().postgres(&url)).await;
+}
+
+/// 100 resumes at once: one wins. A loser that meets the winner's lock gets 409
+/// `resource_locked` naming it; one that comes after the winner consumed the continuation finds
+/// nothing to resume (404, as golden 34 records for a second resume).
+async fn one_hundred_concurrent_resumes(options: ServerOptions) {
+    let server = KneoServer::start(options);
     let api = Api::new(&server.url);
     let (run_id, continuation_id) = start_approval(&api, "race").await;
     let request_id = request_id(&api, &continuation_id).await;
@@ -64,19 +77,30 @@ async fn one_hundred_concurrent_resumes_give_one_200_and_409s() {
         .collect();
     let ok = answers.iter().filter(|a| a.status == 200).count();
     assert_eq!(ok, 1, "exactly one resume wins");
+    let lock = format!("continuation:{continuation_id}");
+    let mut locked = 0;
     for answer in answers.iter().filter(|a| a.status != 200) {
-        // A loser either hit the lock, or came after the winner and found the run no longer
-        // blocked; once the continuation is consumed, it is gone (404 is golden 31–34).
-        assert!([409, 404].contains(&answer.status), "{}", answer.text);
-        if answer.status == 409 {
-            assert!(
-                ["resource_locked", "run_state_conflict"]
-                    .contains(&answer.error_code().unwrap_or_default()),
-                "{}",
-                answer.text
-            );
+        match answer.status {
+            409 => {
+                let code = answer.error_code().unwrap_or_default();
+                assert!(
+                    ["resource_locked", "run_state_conflict"].contains(&code),
+                    "{}",
+                    answer.text
+                );
+                if code == "resource_locked" {
+                    assert_eq!(answer.body["detail"]["resource"], lock.as_str());
+                    locked += 1;
+                }
+            }
+            404 => assert_eq!(answer.error_code(), Some("not_found"), "{}", answer.text),
+            _ => panic!("a losing resume answered {}", answer.text),
         }
     }
+    assert!(
+        locked > 0,
+        "no loser met the winner's lock: the race did not happen"
+    );
     let run = api.get(&format!("/v1/runs/{run_id}"), OPERATOR_KEY).await;
     assert_eq!(run.body["status"], "completed");
     let decisions = api
@@ -99,8 +123,6 @@ async fn one_hundred_concurrent_resumes_give_one_200_and_409s() {
     assert_eq!(published, 1, "the run completed once");
 }
 
-/// A 404/409 mix is acceptable only as 409 while the continuation exists; make sure losers that
-/// raced the lock saw `resource_locked` naming the lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_request_id_is_rejected_and_changes_nothing() {
     let server = KneoServer::start(ServerOptions::default());

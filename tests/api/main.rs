@@ -3,6 +3,7 @@
 
 mod cli;
 mod crashes;
+mod degraded;
 mod golden;
 mod human;
 mod inputs;

@@ -1,7 +1,9 @@
 //! Concurrency at scale: one idempotency key raced 1,000 times, and several API and worker
 //! processes sharing one Postgres.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -56,56 +58,56 @@ async fn one_thousand_concurrent_requests_with_one_key_create_one_run() {
     );
 }
 
-/// Two API processes and two worker processes on one Postgres: 2,000 async runs, each executed
-/// exactly once (every step records its invocation in a shared log).
+/// Two API processes and two `kneo service worker` processes on one Postgres: 2,000 async runs,
+/// each executed exactly once, and only by the worker processes. The API processes have no
+/// in-process workers (`KNEO_SERV_WORKER_CONCURRENCY=0`), and every process writes its own
+/// invocation log, so a logged step names the process that ran it: both worker processes take a
+/// share, the API processes run nothing, and both workers are still up at the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_api_and_two_worker_processes_execute_each_run_once() {
+    const RUNS: usize = 2000;
+    // specs/counted.yaml: steps `one`, `two` and `three`, each logging its invocation.
+    const STEPS_PER_RUN: usize = 3;
     let url = shared_cluster().create_database();
-    let log = tempfile::NamedTempFile::new().expect("log");
-    let log_path = log.path().to_str().expect("utf-8").to_string();
+    let logs = tempfile::tempdir().expect("a directory for the invocation logs");
+    let api_invocations = logs.path().join("api-invocations.log");
     let options = ServerOptions::default()
         .postgres(&url)
-        .env("KNEO_INVOCATION_LOG", &log_path)
-        .env("KNEO_SERV_WORKER_CONCURRENCY", "2")
-        .env("KNEO_SERV_WORKER_POLL_SECONDS", "0.05");
+        .env("KNEO_INVOCATION_LOG", path_text(&api_invocations))
+        .env("KNEO_SERV_WORKER_CONCURRENCY", "0");
     let first = KneoServer::start(options.clone());
-    let second = KneoServer::start(options.clone());
-    let workers: Vec<std::process::Child> = (0..2)
-        .map(|_| {
-            std::process::Command::new(kneo_testkit::bins::bin_path("kneo"))
-                .args(["service", "worker", "--concurrency", "2"])
-                .current_dir(&first.dir)
-                .env("KNEO_SERV_DATABASE_URL", &url)
-                .env("KNEO_INVOCATION_LOG", &log_path)
-                .env("KNEO_SERV_WORKER_POLL_SECONDS", "0.05")
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("start a worker process")
-        })
+    let second = KneoServer::start(options);
+    let mut workers: Vec<WorkerProcess> = (0..2)
+        .map(|index| WorkerProcess::start(&url, &first.dir, logs.path(), index))
         .collect();
-    let _reaper = Reaper(workers);
+    for worker in &mut workers {
+        worker.wait_until_claiming().await;
+    }
     // Both API processes need the spec: the second one's spec root is its own directory.
     let apis = [Api::new(&first.url), Api::new(&second.url)];
     let body = json!({"spec_path": "specs/counted.yaml", "input": "x", "async_mode": true});
     // Clients submit with bounded concurrency (64 in flight), as a real client pool would.
-    let submissions = futures_util::stream::iter(0..2000).map(|index| {
+    let submissions = futures_util::stream::iter(0..RUNS).map(|index| {
         let (api, body) = (apis[index % 2].clone(), body.clone());
         async move { api.post("/v1/runs", OPERATOR_KEY, &body).await }
     });
     let answers: Vec<kneo_tests::Answer> = submissions.buffer_unordered(64).collect().await;
-    let mut accepted = Vec::new();
+    let mut accepted = HashSet::new();
     for answer in answers {
         assert_eq!(answer.status, 202, "{}", answer.text);
-        accepted.push(answer.body["run_id"].as_str().expect("run id").to_string());
+        accepted.insert(answer.body["run_id"].as_str().expect("run id").to_string());
     }
+    assert_eq!(accepted.len(), RUNS, "every submission created its own run");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
     loop {
         let completed = apis[0]
             .get("/v1/runs?status=completed&limit=1", OPERATOR_KEY)
             .await;
-        if completed.body["total"] == 2000 {
+        if completed.body["total"] == RUNS {
             break;
+        }
+        for worker in &mut workers {
+            worker.assert_running();
         }
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -114,29 +116,171 @@ async fn two_api_and_two_worker_processes_execute_each_run_once() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let invocations = std::fs::read_to_string(&log_path).expect("log");
-    let mut seen = HashSet::new();
-    for line in invocations.lines() {
-        let mut fields = line.split_whitespace();
-        let key = (
-            fields.next().unwrap_or_default().to_string(),
-            fields.next().unwrap_or_default().to_string(),
-        );
-        assert!(seen.insert(key.clone()), "step ran twice: {key:?}");
+    let listed = apis[1].get("/v1/runs?limit=1", OPERATOR_KEY).await;
+    assert_eq!(listed.body["total"], RUNS, "no other runs: {}", listed.text);
+
+    // Which process ran each step, and how often.
+    let mut executor_of_step: HashMap<(String, String), usize> = HashMap::new();
+    let mut executors_of_run: HashMap<String, HashSet<usize>> = HashMap::new();
+    let mut runs_per_worker = Vec::new();
+    for (index, worker) in workers.iter().enumerate() {
+        let steps = invocations(&worker.invocations);
+        let mut runs = HashSet::new();
+        for (run_id, step_id) in steps {
+            assert!(
+                accepted.contains(&run_id),
+                "worker {index} ran a step of unknown run {run_id}"
+            );
+            runs.insert(run_id.clone());
+            executors_of_run
+                .entry(run_id.clone())
+                .or_default()
+                .insert(index);
+            let key = (run_id, step_id);
+            if let Some(earlier) = executor_of_step.insert(key.clone(), index) {
+                panic!("step {key:?} ran twice: in worker process {earlier} and {index}");
+            }
+        }
+        runs_per_worker.push(runs.len());
     }
-    assert_eq!(seen.len(), 2000 * 3, "every step of every run ran once");
-    let accepted: HashSet<String> = accepted.into_iter().collect();
-    assert!(seen.iter().all(|(run_id, _)| accepted.contains(run_id)));
+    assert_eq!(
+        executor_of_step.len(),
+        RUNS * STEPS_PER_RUN,
+        "every step of every run ran once"
+    );
+    assert!(
+        runs_per_worker.iter().all(|&runs| runs > 0),
+        "both worker processes executed runs (runs per worker process: {runs_per_worker:?})"
+    );
+    let split: Vec<_> = executors_of_run
+        .iter()
+        .filter(|(_, executors)| executors.len() > 1)
+        .collect();
+    assert!(
+        split.is_empty(),
+        "each run was executed by one worker process: {split:?}"
+    );
+    assert!(
+        invocations(&api_invocations).is_empty(),
+        "the API processes have no workers, yet ran steps"
+    );
+    for worker in &mut workers {
+        worker.assert_running();
+    }
 }
 
-/// Kills leftover worker processes when a test ends, pass or fail.
-struct Reaper(Vec<std::process::Child>);
+/// The text of a path handed to a child process's environment.
+fn path_text(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 temporary path")
+}
 
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
+/// The `(run_id, step_id)` of each line of an invocation log (`run_id step_id attempt`), in
+/// order; none when the log was never written.
+fn invocations(log: &Path) -> Vec<(String, String)> {
+    let text = match std::fs::read_to_string(log) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(error) => panic!("cannot read the invocation log {log:?}: {error}"),
+    };
+    text.lines()
+        .map(|line| {
+            let mut fields = line.split_whitespace();
+            match (fields.next(), fields.next()) {
+                (Some(run_id), Some(step_id)) => (run_id.to_string(), step_id.to_string()),
+                _ => panic!("malformed invocation log line in {log:?}: {line:?}"),
+            }
+        })
+        .collect()
+}
+
+/// A `kneo service worker` process with its own invocation log and its output kept in files;
+/// killed when dropped, pass or fail.
+struct WorkerProcess {
+    index: usize,
+    child: Child,
+    /// The steps this process ran (its `KNEO_INVOCATION_LOG`).
+    invocations: PathBuf,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl WorkerProcess {
+    fn start(database_url: &str, dir: &Path, logs: &Path, index: usize) -> WorkerProcess {
+        let invocations = logs.join(format!("worker-{index}-invocations.log"));
+        let stdout = logs.join(format!("worker-{index}.stdout"));
+        let stderr = logs.join(format!("worker-{index}.stderr"));
+        let create =
+            |path: &Path| std::fs::File::create(path).expect("create a worker output file");
+        let mut command = Command::new(kneo_testkit::bins::bin_path("kneo"));
+        command
+            .args(["service", "worker", "--concurrency", "2"])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(create(&stdout))
+            .stderr(create(&stderr));
+        // The parent's kneo settings must not leak into a test process (as for the servers).
+        for (key, _) in std::env::vars() {
+            if key.starts_with("KNEO_SERV_") {
+                command.env_remove(&key);
+            }
         }
+        let child = command
+            .env("KNEO_SERV_DATABASE_URL", database_url)
+            .env("KNEO_INVOCATION_LOG", path_text(&invocations))
+            .env("KNEO_SERV_WORKER_POLL_SECONDS", "0.05")
+            .spawn()
+            .expect("start a worker process");
+        WorkerProcess {
+            index,
+            child,
+            invocations,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Waits for the process to announce its workers (`kneo worker: 2 worker(s) claiming runs`).
+    async fn wait_until_claiming(&mut self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let stdout = std::fs::read_to_string(&self.stdout).unwrap_or_default();
+            if stdout.contains("2 worker(s) claiming runs") {
+                return;
+            }
+            self.assert_running();
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "worker process {} did not start within 30 s: {}",
+                self.index,
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn assert_running(&mut self) {
+        let state = self.child.try_wait();
+        assert!(
+            matches!(state, Ok(None)),
+            "worker process {} is not running ({state:?}): {}",
+            self.index,
+            self.output()
+        );
+    }
+
+    fn output(&self) -> String {
+        let read = |path: &Path| std::fs::read_to_string(path).unwrap_or_default();
+        format!(
+            "stdout:\n{}\nstderr:\n{}",
+            read(&self.stdout),
+            read(&self.stderr)
+        )
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
