@@ -54,9 +54,9 @@ enum ServiceCommand {
     },
     /// Run queue workers without the HTTP API (needs KNEO_SERV_DATABASE_URL).
     Worker {
-        /// Workers in this process (default: KNEO_SERV_WORKER_CONCURRENCY).
-        #[arg(long)]
-        concurrency: Option<usize>,
+        /// Workers in this process, at least 1 (default: KNEO_SERV_WORKER_CONCURRENCY).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        concurrency: Option<u16>,
     },
 }
 
@@ -210,14 +210,22 @@ async fn serve(config: Config, host: &str, port: u16) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-async fn worker(mut config: Config, concurrency: Option<usize>) -> Result<(), String> {
+async fn worker(mut config: Config, concurrency: Option<u16>) -> Result<(), String> {
     if config.database_url.is_none() {
         return Err("separate worker processes need Postgres (KNEO_SERV_DATABASE_URL); the embedded store runs its workers \
                     inside `kneo service serve` (runbook § 2.3)"
             .into());
     }
     if let Some(count) = concurrency {
-        config.worker.concurrency = count.max(1);
+        config.worker.concurrency = usize::from(count);
+    }
+    if config.worker.concurrency == 0 {
+        // A worker process with no workers would run, look healthy and never claim a run.
+        return Err(
+            "KNEO_SERV_WORKER_CONCURRENCY is 0, so this worker process would claim nothing; \
+             set it (or --concurrency) to 1 or more"
+                .into(),
+        );
     }
     let stores = app::open_stores(&config).await.map_err(describe)?;
     let state = app::build_state(config, stores);

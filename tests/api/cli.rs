@@ -103,6 +103,34 @@ fn a_bad_setting_stops_start_up_naming_the_variable_and_the_form() {
     );
 }
 
+/// A worker process that would claim nothing is refused rather than left running idle.
+#[test]
+fn a_worker_process_without_workers_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let worker = |flags: &[&str], concurrency: &str| {
+        Command::new(bin_path("kneo"))
+            .args(["service", "worker"])
+            .args(flags)
+            .current_dir(dir.path())
+            // Never reached: the refusal comes before any connection.
+            .env("KNEO_SERV_DATABASE_URL", "postgres://kneo@127.0.0.1:1/kneo")
+            .env("KNEO_SERV_WORKER_CONCURRENCY", concurrency)
+            .output()
+            .expect("run kneo")
+    };
+    let output = worker(&[], "0");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("KNEO_SERV_WORKER_CONCURRENCY is 0") && stderr.contains("1 or more"),
+        "{stderr}"
+    );
+    let output = worker(&["--concurrency", "0"], "2");
+    assert_eq!(output.status.code(), Some(2), "bad usage");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--concurrency"), "{stderr}");
+}
+
 #[test]
 fn a_second_server_on_the_same_state_directory_is_refused() {
     let server =
