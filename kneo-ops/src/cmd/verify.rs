@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use kneo_server::backup::{self, BackupError, ScratchTarget};
+use kneo_server::backup::{self, ScratchTarget};
 
 use super::store_progress::StoreProgress;
 
@@ -17,7 +17,9 @@ Examples:
 Checks: the manifest's own checksum, every file present and matching (sha256, size), no extra
 files, row counts and a parse of every row, a schema version this binary knows. --deep also
 writes <archive>.verified.json, which `kneo-ops rollback plan` looks for.
-Exit codes: 0 ok, 1 failed (each failure named), 2 unreadable.";
+Exit codes: 0 ok; 1 failed, each failure named (any damage, down to a file that is not a kneo
+archive at all: not_an_archive); 2 no verdict: the archive cannot be read (missing, permission
+denied, a directory, an I/O error), or --deep cannot use its scratch store or write its record.";
 
 #[derive(Args)]
 #[command(after_help = AFTER_HELP)]
@@ -105,12 +107,10 @@ pub async fn run(args: VerifyArgs) -> u8 {
             }
             if ok { 0 } else { 1 }
         }
-        Err(error @ BackupError::UnreadableArchive { .. }) => {
-            eprintln!("kneo-ops verify: {error}");
-            2
-        }
+        // The library reports every problem of a file it could read, not being a kneo archive
+        // included; an error means there is no verdict.
         Err(error) => {
-            eprintln!("kneo-ops verify: {error}");
+            eprintln!("kneo-ops verify: no verdict: {error}");
             2
         }
     }

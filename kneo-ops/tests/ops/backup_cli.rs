@@ -24,6 +24,15 @@ fn text(output: &Output) -> String {
     )
 }
 
+/// The failure kinds `kneo-ops verify` printed (`FAIL <kind>: <detail> (<entry>)`), in order.
+fn failure_kinds(output: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.strip_prefix("FAIL "))
+        .map(|rest| rest.split(':').next().unwrap_or_default().to_string())
+        .collect()
+}
+
 pub fn make_runs(url: &str, count: usize) -> Vec<String> {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
@@ -173,24 +182,90 @@ fn backup_verify_restore_round_trip_with_refusals() {
         text(&forced)
     );
 
-    // A flipped byte: verify fails naming the problem, restore refuses.
+    // A flipped byte, and no sidecar to compare the whole file with: the content checks name
+    // the problem, the JSON report names the same, restore refuses.
     let mut bytes = std::fs::read(&archive).expect("archive");
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x01;
     let broken = backups.path().join("broken.tar.gz");
+    let broken_text = broken.display().to_string();
     std::fs::write(&broken, &bytes).expect("write");
-    let checked = ops(&["verify", &broken.display().to_string()]);
-    assert_ne!(checked.status.code(), Some(0), "{}", text(&checked));
+    let checked = ops(&["verify", &broken_text]);
+    assert_eq!(checked.status.code(), Some(1), "{}", text(&checked));
+    let named = failure_kinds(&checked);
+    assert!(!named.is_empty(), "no failure named:\n{}", text(&checked));
+    let as_json = ops(&["verify", "--json", &broken_text]);
+    assert_eq!(as_json.status.code(), Some(1), "{}", text(&as_json));
+    let report: Value = serde_json::from_slice(&as_json.stdout).expect("JSON report");
+    assert_eq!(report["ok"], false);
+    let in_json: Vec<String> = report["failures"]
+        .as_array()
+        .expect("failures")
+        .iter()
+        .map(|failure| failure["kind"].as_str().expect("kind").to_string())
+        .collect();
+    assert_eq!(named, in_json, "{}", text(&checked));
     let empty = tempfile::tempdir().expect("tempdir");
     let refused = ops(&[
         "restore",
-        &broken.display().to_string(),
+        &broken_text,
         "--state-dir",
         &empty.path().join(".kneo").display().to_string(),
         "--url",
         nobody,
     ]);
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(!empty.path().join(".kneo/kneo_runs.sqlite").exists());
+
+    // A flipped gzip magic byte: the file is read but is not a kneo archive; that is a named
+    // failure (1), not "no verdict" (2).
+    let mut bytes = std::fs::read(&archive).expect("archive");
+    bytes[0] ^= 0x04;
+    let not_gzip = backups.path().join("not-gzip.tar.gz");
+    let not_gzip_text = not_gzip.display().to_string();
+    std::fs::write(&not_gzip, &bytes).expect("write");
+    let checked = ops(&["verify", &not_gzip_text]);
+    assert_eq!(checked.status.code(), Some(1), "{}", text(&checked));
+    assert_eq!(failure_kinds(&checked), ["not_an_archive"]);
+    assert!(
+        text(&checked).contains("gzip magic bytes 1f 8b (found 1b8b)"),
+        "{}",
+        text(&checked)
+    );
+    let as_json = ops(&["verify", "--json", &not_gzip_text]);
+    assert_eq!(as_json.status.code(), Some(1), "{}", text(&as_json));
+    let report: Value = serde_json::from_slice(&as_json.stdout).expect("JSON report");
+    assert_eq!(report["failures"][0]["kind"], "not_an_archive", "{report}");
+    let deep = ops(&["verify", "--deep", &not_gzip_text]);
+    assert_eq!(deep.status.code(), Some(1), "{}", text(&deep));
+    assert_eq!(failure_kinds(&deep), ["not_an_archive"]);
+    let refused = ops(&[
+        "restore",
+        &not_gzip_text,
+        "--state-dir",
+        &empty.path().join(".kneo").display().to_string(),
+        "--url",
+        nobody,
+    ]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(!empty.path().join(".kneo/kneo_runs.sqlite").exists());
+
+    // No verdict (2): a file that cannot be read at all.
+    let missing = backups.path().join("missing.tar.gz");
+    let checked = ops(&["verify", &missing.display().to_string()]);
+    assert_eq!(checked.status.code(), Some(2), "{}", text(&checked));
+    assert!(
+        text(&checked).contains("no verdict") && text(&checked).contains("missing.tar.gz"),
+        "{}",
+        text(&checked)
+    );
+    let checked = ops(&["verify", &backups.path().display().to_string()]);
+    assert_eq!(
+        checked.status.code(),
+        Some(2),
+        "a directory: {}",
+        text(&checked)
+    );
 
     let pruned = ops(&[
         "backup",

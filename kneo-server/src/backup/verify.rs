@@ -3,7 +3,9 @@
 //! (its self-checksum, format and schema version), every file against the manifest (present,
 //! SHA-256, size, nothing extra), every row (valid JSON with exactly the table's columns and
 //! types, in key order) and the row counts. Each problem is a named [`Failure`]; relations
-//! between tables that do not add up are warnings.
+//! between tables that do not add up are warnings. A file that can be read but is not a kneo
+//! archive at all (no gzip magic, no tar entry) is a failure too ([`FailureKind::NotAnArchive`]):
+//! an error means only that the file could not be read, so there is no verdict.
 //!
 //! `verify_deep` then restores the archive into a scratch store and runs the server's own store
 //! queries there, and records the outcome beside the archive (`<archive>.verified.json`).
@@ -17,12 +19,13 @@ use serde::Serialize;
 
 use super::archive::{Scan, Visitor, scan};
 use super::files::{
-    ScratchDir, parent_of, sidecar_path, verification_record_path, write_atomically,
+    ScratchDir, parent_of, sha256_of_file, sidecar_path, verification_record_path, write_atomically,
 };
 use super::format::{
     self, FORMAT_NAME, FORMAT_VERSION, MANIFEST_PATH, Manifest, TABLES, TableSpec,
     check_manifest_checksum,
 };
+use super::restore::Loaded;
 use super::rows::{Cell, JsonMode, Row};
 use super::{BackupError, Progress, Stage, StoreLocation, run_blocking};
 use crate::store::{
@@ -34,6 +37,10 @@ use crate::store::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
+    /// The file is not a gzip-compressed tar at all: it lacks the gzip magic bytes, or no tar
+    /// entry can be read from it (damaged at the start, truncated to almost nothing, or another
+    /// kind of file). Nothing else is checked then.
+    NotAnArchive,
     /// The gzip header is not the one kneo writes.
     GzipHeader,
     /// The compressed stream or a tar header is damaged (bad deflate data, CRC, truncation).
@@ -80,6 +87,7 @@ impl FailureKind {
     pub fn as_str(self) -> &'static str {
         // The serde names (rename_all = snake_case); a unit test keeps them in step.
         match self {
+            FailureKind::NotAnArchive => "not_an_archive",
             FailureKind::GzipHeader => "gzip_header",
             FailureKind::CorruptStream => "corrupt_stream",
             FailureKind::TrailingData => "trailing_data",
@@ -166,18 +174,67 @@ pub struct VerifyReport {
     pub stats: VerifyStats,
 }
 
-/// Checks an archive. `Err` only when it is not a readable tar.gz at all
-/// ([`BackupError::UnreadableArchive`]) or cannot be opened; every problem inside is a failure in
-/// the report.
+/// Checks an archive. `Err` only when the file cannot be read (missing, no permission, a
+/// directory, an I/O error): then there is no verdict. Every problem of a file that can be read,
+/// down to it not being a kneo archive at all, is a failure in the report.
 pub async fn verify(
     archive: &Path,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<VerifyReport, BackupError> {
     let archive = archive.to_path_buf();
     run_blocking(progress, move |report| {
-        verify_blocking(&archive, &mut Checker::new(false), None, report).map(|(report, _)| report)
+        let started = Instant::now();
+        match verify_blocking(&archive, &mut Checker::new(false), None, report) {
+            Ok((report, _)) => Ok(report),
+            Err(BackupError::UnreadableArchive { detail, .. }) => {
+                not_an_archive(&archive, detail, started)
+            }
+            Err(error) => Err(error),
+        }
     })
     .await
+}
+
+/// The report on a file that can be read but is not a kneo archive at all (the reading pass
+/// stopped with [`BackupError::UnreadableArchive`]): one [`FailureKind::NotAnArchive`] failure,
+/// plus the sidecar check, which still applies to the whole file.
+fn not_an_archive(
+    archive: &Path,
+    detail: String,
+    started: Instant,
+) -> Result<VerifyReport, BackupError> {
+    let (archive_sha256, archive_bytes) = sha256_of_file(archive)?;
+    let scan = Scan {
+        archive_sha256,
+        archive_bytes,
+        ..Scan::default()
+    };
+    // The reading pass's words for an empty file ("found" nothing) say less than this.
+    let detail = if archive_bytes == 0 {
+        "the file is empty (0 bytes)".to_string()
+    } else {
+        detail
+    };
+    let mut failures = vec![Failure::new(
+        FailureKind::NotAnArchive,
+        None,
+        format!("{detail}; a kneo backup is a gzip-compressed tar written by `kneo-ops backup`"),
+    )];
+    let mut warnings = Vec::new();
+    check_sidecar(archive, &scan, &mut failures, &mut warnings);
+    Ok(VerifyReport {
+        ok: false,
+        archive: archive.to_path_buf(),
+        archive_sha256: scan.archive_sha256,
+        manifest: None,
+        failures,
+        warnings,
+        stats: VerifyStats {
+            archive_bytes: scan.archive_bytes,
+            duration: started.elapsed(),
+            ..VerifyStats::default()
+        },
+    })
 }
 
 /// The verification itself, on the calling thread. `extra` sees every valid row too (a restore
@@ -733,9 +790,13 @@ pub async fn verify_deep(
         ScratchTarget::TemporarySqlite => {
             let directory = ScratchDir::create_in(&parent_of(archive), "deep-verify")?;
             let state_dir = directory.path().to_path_buf();
-            let loaded =
+            let loaded = loaded_or_not_an_archive(
+                archive,
                 super::restore::load(archive, &StoreLocation::sqlite(&state_dir), true, progress)
-                    .await?;
+                    .await,
+                progress,
+            )
+            .await?;
             let mut checks = Vec::new();
             if let (Some(_), Some(manifest)) = (&loaded.restored, &loaded.report.manifest) {
                 let store = crate::store::sqlite::SqliteStore::open(&StoreLocation::sqlite_file(
@@ -767,10 +828,15 @@ pub async fn verify_deep(
                 ))?;
             let scratch_url = with_search_path(url, &schema);
             let outcome = async {
-                let loaded = super::restore::load(
+                let loaded = loaded_or_not_an_archive(
                     archive,
-                    &StoreLocation::postgres(&scratch_url),
-                    true,
+                    super::restore::load(
+                        archive,
+                        &StoreLocation::postgres(&scratch_url),
+                        true,
+                        progress,
+                    )
+                    .await,
                     progress,
                 )
                 .await?;
@@ -835,6 +901,30 @@ pub async fn verify_deep(
     })?;
     write_atomically(&record, &bytes)?;
     Ok(deep)
+}
+
+/// A load that stopped because the file is not a kneo archive at all, turned into a load that
+/// failed verification: the deep report names the failure, and its record is written, as for
+/// any other damage.
+async fn loaded_or_not_an_archive(
+    archive: &Path,
+    loaded: Result<Loaded, BackupError>,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<Loaded, BackupError> {
+    match loaded {
+        Err(BackupError::UnreadableArchive { detail, .. }) => {
+            let archive = archive.to_path_buf();
+            let started = Instant::now();
+            let report =
+                run_blocking(progress, move |_| not_an_archive(&archive, detail, started)).await?;
+            Ok(Loaded {
+                report,
+                checker: Checker::new(true),
+                restored: None,
+            })
+        }
+        other => other,
+    }
 }
 
 /// The URL with `search_path` set to `schema`, so every unqualified name lands in it.
@@ -1089,6 +1179,7 @@ mod tests {
     #[test]
     fn failure_kinds_have_their_serde_names() {
         for kind in [
+            FailureKind::NotAnArchive,
             FailureKind::GzipHeader,
             FailureKind::RowCountMismatch,
             FailureKind::NoSidecar,
