@@ -171,16 +171,24 @@ impl Platform {
                 .await;
             return Err(ApiError::resource_locked(&lock_name));
         }
-        let accepted = self.accept_resume(continuation_id, &decision, actor).await;
+        // The lock is held until the winning resume has answered, not only until it was
+        // accepted: a resume that races it then always meets the lock (409 `resource_locked`),
+        // rather than sometimes finding the consumed task gone (404). A resume sent after the
+        // winner answered finds no task, as kneo-serv answers a second resume (404).
+        let finished = match self.accept_resume(continuation_id, &decision, actor).await {
+            Ok((run, plan)) => {
+                let holder = self.request_holder.clone();
+                let platform = self.clone();
+                tokio::spawn(async move { platform.execute(run, plan, holder).await })
+                    .await
+                    .map_err(|_| ApiError::internal())
+            }
+            Err(error) => Err(error),
+        };
         if let Err(error) = self.stores.runs.unlock(&lock_name, &owner).await {
             tracing::warn!(target: "kneo_serv.platform", %error, lock = %lock_name, "lock release failed; it expires by itself");
         }
-        let (run, plan) = accepted?;
-        let holder = self.request_holder.clone();
-        let platform = self.clone();
-        let finished = tokio::spawn(async move { platform.execute(run, plan, holder).await })
-            .await
-            .map_err(|_| ApiError::internal())?;
+        let finished = finished?;
         self.metrics
             .human_tasks_resumed
             .fetch_add(1, Ordering::Relaxed);
