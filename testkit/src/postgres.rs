@@ -24,7 +24,8 @@ use std::sync::OnceLock;
 
 use tempfile::TempDir;
 
-const MISSING_BINARIES: &str = "PostgreSQL server binaries (initdb, pg_ctl) not found; \
+const MISSING_BINARIES: &str = "PostgreSQL server binaries (initdb, pg_ctl) not found in `pg_config --bindir`, \
+     /usr/lib/postgresql/*/bin or PATH; \
      install the `postgresql` package (apt-get install -y postgresql)";
 const HOST: &str = "127.0.0.1";
 const SUPERUSER: &str = "postgres";
@@ -381,7 +382,15 @@ fn locate_bin_dir() -> Result<PathBuf, String> {
     pg_config_bin_dir()
         .filter(|dir| has_server_binaries(dir))
         .or_else(newest_packaged_bin_dir)
+        .or_else(pg_ctl_on_path_dir)
         .ok_or_else(|| MISSING_BINARIES.to_string())
+}
+
+/// The directory of a `pg_ctl` on `PATH` that has `initdb` beside it (a source build, a
+/// distribution that installs into /usr/bin): what `.ci/run` accepts as "installed".
+fn pg_ctl_on_path_dir() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).find(|dir| has_server_binaries(dir))
 }
 
 fn pg_config_bin_dir() -> Option<PathBuf> {
