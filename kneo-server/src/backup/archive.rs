@@ -7,7 +7,7 @@
 //! checksum, and nothing after the end; each entry is hashed as it streams by. Decompression
 //! (and the whole-file hash) runs on a thread of its own, overlapping the checks.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Component, Path, PathBuf};
@@ -35,6 +35,9 @@ const MAX_LINE_BYTES: u64 = 256 * 1024 * 1024;
 /// Bad rows described one by one per file; the rest are counted.
 const DESCRIBED_BAD_ROWS: u64 = 10;
 const READ_BUFFER: usize = 1 << 20;
+/// Decompressed chunks: their size, and how many may wait for the reader.
+const INFLATED_CHUNK_BYTES: usize = 256 * 1024;
+const INFLATED_CHUNKS: usize = 8;
 
 /// A gzip member written by hand around a raw deflate stream, so the header is exactly
 /// [`GZIP_HEADER`] whatever the compression level.
@@ -399,6 +402,8 @@ enum Inflated {
 /// The decompressed stream, produced by a thread that also hashes the whole file.
 struct Inflater {
     chunks: Option<mpsc::Receiver<Inflated>>,
+    /// Chunks read, sent back for the thread to fill again.
+    spare: mpsc::Sender<Vec<u8>>,
     current: Vec<u8>,
     position: usize,
     thread: Option<thread::JoinHandle<RawFile>>,
@@ -408,15 +413,17 @@ type RawReader = BufReader<HashingReader<CountingReader<fs::File>>>;
 
 impl Inflater {
     fn start(raw: RawReader) -> Result<Inflater, BackupError> {
-        let (sender, chunks) = mpsc::sync_channel(8);
+        let (sender, chunks) = mpsc::sync_channel(INFLATED_CHUNKS);
+        let (spare, spare_chunks) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("kneo-backup-inflate".into())
-            .spawn(move || inflate(raw, sender))
+            .spawn(move || inflate(raw, sender, spare_chunks))
             .map_err(|error| {
                 BackupError::Internal(format!("cannot start the decompression thread: {error}"))
             })?;
         Ok(Inflater {
             chunks: Some(chunks),
+            spare,
             current: Vec::new(),
             position: 0,
             thread: Some(thread),
@@ -442,7 +449,9 @@ impl Read for Inflater {
             };
             match chunks.recv() {
                 Ok(Inflated::Data(data)) => {
-                    self.current = data;
+                    let read = std::mem::replace(&mut self.current, data);
+                    // The thread may be gone already; the chunk is then simply freed.
+                    let _ = self.spare.send(read);
                     self.position = 0;
                 }
                 Ok(Inflated::Failed(error)) => {
@@ -458,11 +467,17 @@ impl Read for Inflater {
     }
 }
 
-fn inflate(raw: RawReader, chunks: mpsc::SyncSender<Inflated>) -> RawFile {
+fn inflate(
+    raw: RawReader,
+    chunks: mpsc::SyncSender<Inflated>,
+    spare: mpsc::Receiver<Vec<u8>>,
+) -> RawFile {
     let mut gzip = flate2::bufread::GzDecoder::new(raw);
     let mut complete = false;
     loop {
-        let mut buffer = vec![0u8; 256 * 1024];
+        // A chunk sent back keeps its length, so resizing it writes zeros only past what was read.
+        let mut buffer = spare.try_recv().unwrap_or_default();
+        buffer.resize(INFLATED_CHUNK_BYTES, 0);
         match gzip.read(&mut buffer) {
             Ok(0) => {
                 complete = true;
@@ -674,6 +689,9 @@ fn read_continuation(
 
 /// Streams a table file line by line. The outer error stops the pass (the visitor failed); the
 /// inner one means the stream broke.
+///
+/// This thread reads, hashes and splits the lines into batches; decoder threads parse them; the
+/// rows come back here in file order for the key-order check and the visitor.
 fn read_table(
     table: &'static TableSpec,
     name: &str,
@@ -682,37 +700,80 @@ fn read_table(
     scan: &mut Scan,
 ) -> Result<io::Result<()>, BackupError> {
     let mode = visitor.mode();
-    let mut reader = BufReader::with_capacity(256 * 1024, reader);
-    let mut line = Vec::with_capacity(8 * 1024);
-    let mut number: u64 = 0;
-    let mut bad: u64 = 0;
-    let mut previous: Option<Vec<KeyPart>> = None;
-    let mut bad_row = |scan: &mut Scan, detail: String| {
-        bad += 1;
-        if bad <= DESCRIBED_BAD_ROWS {
-            scan.failures.push(Failure::new(
-                FailureKind::BadRow,
-                Some(name.to_string()),
-                detail,
-            ));
-        }
+    let mut lines = TableLines {
+        table,
+        name,
+        bad: 0,
+        key_indexes: table.key_indexes(),
+        key: Vec::new(),
+        previous: Vec::new(),
+        first: true,
     };
+    let number = thread::scope(|scope| {
+        let mut decoders = Decoders::start(scope, table, mode)?;
+        let split = split_lines(reader, &mut decoders, &mut lines, visitor, scan);
+        let stopped = decoders.stop();
+        let number = split?;
+        stopped?;
+        Ok::<_, BackupError>(number)
+    })?;
+    let number = match number {
+        Ok(number) => number,
+        Err(error) => return Ok(Err(error)),
+    };
+    if lines.bad > DESCRIBED_BAD_ROWS {
+        scan.failures.push(Failure::new(
+            FailureKind::BadRow,
+            Some(name.to_string()),
+            format!(
+                "{} more bad row(s) not described",
+                lines.bad - DESCRIBED_BAD_ROWS
+            ),
+        ));
+    }
+    scan.lines.insert(table.name, number);
+    visitor.end_table(table)?;
+    Ok(Ok(()))
+}
+
+/// Reads the lines of a table into batches for the decoders, and visits what they decoded. Returns
+/// the number of lines, or the read error that broke the stream.
+fn split_lines(
+    reader: &mut impl Read,
+    decoders: &mut Decoders<'_>,
+    lines: &mut TableLines<'_>,
+    visitor: &mut dyn Visitor,
+    scan: &mut Scan,
+) -> Result<io::Result<u64>, BackupError> {
+    let mut reader = BufReader::with_capacity(256 * 1024, reader);
+    let mut batch = decoders.empty_batch(1);
+    let mut number: u64 = 0;
     loop {
-        line.clear();
+        let start = batch.text.len();
         let read = match (&mut reader)
             .take(MAX_LINE_BYTES + 1)
-            .read_until(b'\n', &mut line)
+            .read_until(b'\n', &mut batch.text)
         {
             Ok(read) => read,
-            Err(error) => return Ok(Err(error)),
+            Err(error) => {
+                batch.text.truncate(start);
+                decoders.submit(batch, lines, visitor, scan)?;
+                decoders.visit_all(lines, visitor, scan)?;
+                return Ok(Err(error));
+            }
         };
         if read == 0 {
             break;
         }
         number += 1;
-        if line.last() != Some(&b'\n') {
-            if line.len() as u64 > MAX_LINE_BYTES {
-                bad_row(
+        if batch.text.last() != Some(&b'\n') {
+            // Rare: the lines before this one are visited first, so failures stay in line order.
+            batch.text.truncate(start);
+            decoders.submit(batch, lines, visitor, scan)?;
+            decoders.visit_all(lines, visitor, scan)?;
+            batch = decoders.empty_batch(number + 1);
+            if read as u64 > MAX_LINE_BYTES {
+                lines.bad_row(
                     scan,
                     format!("line {number} is longer than {MAX_LINE_BYTES} bytes"),
                 );
@@ -721,44 +782,272 @@ fn read_table(
                 }
                 continue;
             }
-            bad_row(
+            lines.bad_row(
                 scan,
                 format!("line {number} is not terminated by a newline: the file is truncated"),
             );
             break;
         }
-        line.pop();
-        match decode_line(table, &line, mode) {
-            Ok(row) => {
-                let key = row.key(table);
-                if let Some(previous) = &previous
-                    && key <= *previous
-                {
-                    bad_row(
-                        scan,
-                        format!(
-                            "line {number}: key ({}) does not come after the previous row's ({}); rows are in primary-key order, each key once",
-                            join_key(&key),
-                            join_key(previous)
-                        ),
-                    );
-                }
-                previous = Some(key);
-                visitor.row(table, row)?;
-            }
-            Err(detail) => bad_row(scan, format!("line {number}: {detail}")),
+        batch.ends.push(batch.text.len() - 1);
+        if batch.text.len() >= BATCH_BYTES {
+            decoders.submit(batch, lines, visitor, scan)?;
+            batch = decoders.empty_batch(number + 1);
         }
     }
-    if bad > DESCRIBED_BAD_ROWS {
-        scan.failures.push(Failure::new(
-            FailureKind::BadRow,
-            Some(name.to_string()),
-            format!("{} more bad row(s) not described", bad - DESCRIBED_BAD_ROWS),
-        ));
+    decoders.submit(batch, lines, visitor, scan)?;
+    decoders.visit_all(lines, visitor, scan)?;
+    Ok(Ok(number))
+}
+
+/// Table lines are handed to the decoders in batches of about this many bytes.
+const BATCH_BYTES: usize = 128 * 1024;
+
+/// Complete lines of a table on their way to a decoder and, decoded, back.
+#[derive(Default)]
+struct Batch {
+    /// The number of the first line.
+    first_line: u64,
+    /// The lines, each with its newline.
+    text: Vec<u8>,
+    /// Where each line's newline is in `text`.
+    ends: Vec<usize>,
+    /// Filled by the decoder: each line's row, or why it is not a row.
+    rows: Vec<Result<Row, String>>,
+}
+
+/// The threads that decode a table's lines (one per core, at most 4), each fed its batches in
+/// turn, so the reading thread gets the rows back in file order by asking the threads in the same
+/// turn. At most [`Decoders::BATCHES_PER_DECODER`] batches per thread are out, holding at most as
+/// many times [`BATCH_BYTES`] in all, or a single longer line.
+struct Decoders<'scope> {
+    jobs: Vec<mpsc::SyncSender<Batch>>,
+    results: Vec<mpsc::Receiver<Batch>>,
+    threads: Vec<thread::ScopedJoinHandle<'scope, ()>>,
+    /// The decoder and size of each batch submitted and not yet visited, oldest first.
+    in_flight: VecDeque<(usize, usize)>,
+    in_flight_bytes: usize,
+    next_decoder: usize,
+    /// Visited batches, their buffers kept for the next ones.
+    spare: Vec<Batch>,
+}
+
+impl<'scope> Decoders<'scope> {
+    /// Batches submitted and not yet visited, per decoder: enough that a decoder finds the next
+    /// batch waiting while the reading thread is busy hashing.
+    const BATCHES_PER_DECODER: usize = 4;
+
+    fn start(
+        scope: &'scope thread::Scope<'scope, '_>,
+        table: &'static TableSpec,
+        mode: JsonMode,
+    ) -> Result<Decoders<'scope>, BackupError> {
+        let count = thread::available_parallelism().map_or(1, |cores| cores.get().min(4));
+        let mut decoders = Decoders {
+            jobs: Vec::with_capacity(count),
+            results: Vec::with_capacity(count),
+            threads: Vec::with_capacity(count),
+            in_flight: VecDeque::new(),
+            in_flight_bytes: 0,
+            next_decoder: 0,
+            spare: Vec::new(),
+        };
+        for _ in 0..count {
+            // Room for every batch a decoder can have in flight: no send ever waits, so a decoder
+            // and the reading thread cannot wait on each other.
+            let (job_sender, jobs) = mpsc::sync_channel::<Batch>(Self::BATCHES_PER_DECODER);
+            let (result_sender, results) = mpsc::sync_channel(Self::BATCHES_PER_DECODER);
+            let started = thread::Builder::new()
+                .name("kneo-backup-decode".into())
+                .spawn_scoped(scope, move || {
+                    decode_batches(table, mode, jobs, result_sender)
+                });
+            match started {
+                Ok(handle) => decoders.threads.push(handle),
+                Err(error) => {
+                    let _ = decoders.stop();
+                    return Err(BackupError::Internal(format!(
+                        "cannot start a row decoder thread: {error}"
+                    )));
+                }
+            }
+            decoders.jobs.push(job_sender);
+            decoders.results.push(results);
+        }
+        Ok(decoders)
     }
-    scan.lines.insert(table.name, number);
-    visitor.end_table(table)?;
-    Ok(Ok(()))
+
+    fn empty_batch(&mut self, first_line: u64) -> Batch {
+        let mut batch = self.spare.pop().unwrap_or_else(|| Batch {
+            text: Vec::with_capacity(BATCH_BYTES + 64 * 1024),
+            ..Batch::default()
+        });
+        batch.first_line = first_line;
+        batch
+    }
+
+    /// Hands a batch to the next decoder, first visiting the oldest batches while too many are out.
+    fn submit(
+        &mut self,
+        batch: Batch,
+        lines: &mut TableLines<'_>,
+        visitor: &mut dyn Visitor,
+        scan: &mut Scan,
+    ) -> Result<(), BackupError> {
+        if batch.ends.is_empty() {
+            self.keep_spare(batch);
+            return Ok(());
+        }
+        let size = batch.text.len();
+        while !self.in_flight.is_empty()
+            && (self.in_flight.len() >= self.jobs.len() * Self::BATCHES_PER_DECODER
+                || self.in_flight_bytes + size
+                    > self.jobs.len() * Self::BATCHES_PER_DECODER * BATCH_BYTES)
+        {
+            self.visit_oldest(lines, visitor, scan)?;
+        }
+        let decoder = self.next_decoder;
+        self.next_decoder = (decoder + 1) % self.jobs.len();
+        self.jobs[decoder]
+            .send(batch)
+            .map_err(|_| BackupError::Internal("a row decoder thread stopped".into()))?;
+        self.in_flight.push_back((decoder, size));
+        self.in_flight_bytes += size;
+        Ok(())
+    }
+
+    fn visit_all(
+        &mut self,
+        lines: &mut TableLines<'_>,
+        visitor: &mut dyn Visitor,
+        scan: &mut Scan,
+    ) -> Result<(), BackupError> {
+        while !self.in_flight.is_empty() {
+            self.visit_oldest(lines, visitor, scan)?;
+        }
+        Ok(())
+    }
+
+    fn visit_oldest(
+        &mut self,
+        lines: &mut TableLines<'_>,
+        visitor: &mut dyn Visitor,
+        scan: &mut Scan,
+    ) -> Result<(), BackupError> {
+        let Some((decoder, size)) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        self.in_flight_bytes -= size;
+        let mut batch = self.results[decoder]
+            .recv()
+            .map_err(|_| BackupError::Internal("a row decoder thread stopped".into()))?;
+        for (number, decoded) in (batch.first_line..).zip(batch.rows.drain(..)) {
+            lines.visit(number, decoded, visitor, scan)?;
+        }
+        self.keep_spare(batch);
+        Ok(())
+    }
+
+    fn keep_spare(&mut self, mut batch: Batch) {
+        // A batch that held a huge line gives its memory back.
+        if batch.text.capacity() <= 2 * BATCH_BYTES {
+            batch.text.clear();
+            batch.ends.clear();
+            batch.rows.clear();
+            self.spare.push(batch);
+        }
+    }
+
+    /// Ends the decoder threads and waits for them.
+    fn stop(&mut self) -> Result<(), BackupError> {
+        self.jobs.clear();
+        self.results.clear();
+        let mut outcome = Ok(());
+        for thread in self.threads.drain(..) {
+            if thread.join().is_err() {
+                outcome = Err(BackupError::Internal(
+                    "a row decoder thread panicked".into(),
+                ));
+            }
+        }
+        outcome
+    }
+}
+
+/// A decoder thread: parses each batch's lines and sends the batch back, until the reading thread
+/// hangs up.
+fn decode_batches(
+    table: &'static TableSpec,
+    mode: JsonMode,
+    jobs: mpsc::Receiver<Batch>,
+    results: mpsc::SyncSender<Batch>,
+) {
+    for mut batch in jobs {
+        let mut start = 0;
+        for end in &batch.ends {
+            let decoded = decode_line(table, &batch.text[start..*end], mode);
+            batch.rows.push(decoded);
+            start = end + 1;
+        }
+        if results.send(batch).is_err() {
+            return;
+        }
+    }
+}
+
+/// The checks of a table made in line order: key order, bad rows, and the visitor.
+struct TableLines<'a> {
+    table: &'static TableSpec,
+    name: &'a str,
+    bad: u64,
+    key_indexes: Vec<usize>,
+    /// The key of the row being checked and of the one before it; two buffers that swap, so
+    /// keeping a key costs no allocation.
+    key: Vec<KeyPart>,
+    previous: Vec<KeyPart>,
+    /// No row has been read yet.
+    first: bool,
+}
+
+impl TableLines<'_> {
+    fn bad_row(&mut self, scan: &mut Scan, detail: String) {
+        self.bad += 1;
+        if self.bad <= DESCRIBED_BAD_ROWS {
+            scan.failures.push(Failure::new(
+                FailureKind::BadRow,
+                Some(self.name.to_string()),
+                detail,
+            ));
+        }
+    }
+
+    fn visit(
+        &mut self,
+        number: u64,
+        decoded: Result<Row, String>,
+        visitor: &mut dyn Visitor,
+        scan: &mut Scan,
+    ) -> Result<(), BackupError> {
+        match decoded {
+            Ok(row) => {
+                row.key_into(&self.key_indexes, &mut self.key);
+                if !self.first && self.key <= self.previous {
+                    let detail = format!(
+                        "line {number}: key ({}) does not come after the previous row's ({}); rows are in primary-key order, each key once",
+                        join_key(&self.key),
+                        join_key(&self.previous)
+                    );
+                    self.bad_row(scan, detail);
+                }
+                self.first = false;
+                std::mem::swap(&mut self.key, &mut self.previous);
+                visitor.row(self.table, row)
+            }
+            Err(detail) => {
+                self.bad_row(scan, format!("line {number}: {detail}"));
+                Ok(())
+            }
+        }
+    }
 }
 
 fn skip_line(reader: &mut impl BufRead) -> io::Result<()> {
@@ -790,6 +1079,111 @@ fn join_key(key: &[KeyPart]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backup::rows::Cell;
+
+    /// Keeps the key of every row it is given.
+    struct Versions(Vec<i64>);
+
+    impl Visitor for Versions {
+        fn mode(&self) -> JsonMode {
+            JsonMode::Validate
+        }
+
+        fn row(&mut self, _: &'static TableSpec, row: Row) -> Result<(), BackupError> {
+            match row.cells.first() {
+                Some(Cell::Int(version)) => self.0.push(*version),
+                other => panic!("not a version: {other:?}"),
+            }
+            Ok(())
+        }
+
+        fn continuation(&mut self, _: Continuation, _: &[u8]) -> Result<(), BackupError> {
+            Ok(())
+        }
+    }
+
+    fn migration(version: i64) -> String {
+        format!(
+            "{{\"version\":{version},\"name\":\"{}\",\"applied_at\":\"2026-11-28T04:38:11.312209+00:00\"}}\n",
+            "m".repeat(100)
+        )
+    }
+
+    fn read(text: &str) -> (Scan, Vec<i64>) {
+        let table = format::table("schema_migrations").expect("table");
+        let mut visitor = Versions(Vec::new());
+        let mut scan = Scan::default();
+        read_table(
+            table,
+            "tables/schema_migrations.jsonl",
+            &mut text.as_bytes(),
+            &mut visitor,
+            &mut scan,
+        )
+        .expect("visitor")
+        .expect("read");
+        (scan, visitor.0)
+    }
+
+    #[test]
+    fn rows_spanning_many_batches_keep_their_order_and_line_numbers() {
+        let mut text = String::new();
+        let mut expected = Vec::new();
+        for line in 1..=5000 {
+            match line {
+                1000 => text.push_str("not json\n"),
+                2000 => {
+                    text.push_str(&migration(1999));
+                    expected.push(1999);
+                }
+                3000..=3007 => text.push_str("{}\n"),
+                5000 => text.push_str(migration(5000).trim_end()),
+                _ => {
+                    text.push_str(&migration(line));
+                    expected.push(line);
+                }
+            }
+        }
+        assert!(text.len() > 4 * BATCH_BYTES);
+        let (scan, versions) = read(&text);
+        assert_eq!(versions, expected);
+        assert_eq!(scan.lines.get("schema_migrations"), Some(&5000));
+        let details: Vec<&str> = scan
+            .failures
+            .iter()
+            .map(|failure| failure.detail.as_str())
+            .collect();
+        assert_eq!(details.len(), 11, "{details:#?}");
+        assert!(
+            details[0].starts_with("line 1000: expected ident"),
+            "{}",
+            details[0]
+        );
+        assert_eq!(
+            details[1],
+            "line 2000: key (1999) does not come after the previous row's (1999); rows are in primary-key order, each key once"
+        );
+        assert!(
+            details[2].starts_with("line 3000: missing column(s)"),
+            "{}",
+            details[2]
+        );
+        assert!(details[9].starts_with("line 3007: "), "{}", details[9]);
+        assert_eq!(details[10], "1 more bad row(s) not described");
+    }
+
+    #[test]
+    fn a_truncated_last_line_is_named_after_the_rows_before_it() {
+        let text = format!("{}{}", migration(1), migration(2).trim_end());
+        let (scan, versions) = read(&text);
+        assert_eq!(versions, [1]);
+        assert_eq!(scan.lines.get("schema_migrations"), Some(&2));
+        assert_eq!(scan.failures.len(), 1);
+        assert_eq!(
+            scan.failures[0].detail,
+            "line 2 is not terminated by a newline: the file is truncated"
+        );
+    }
 
     #[test]
     fn unsafe_names_are_refused() {

@@ -162,14 +162,6 @@ impl Cell {
             _ => None,
         }
     }
-
-    pub fn key_part(&self) -> KeyPart {
-        match self {
-            Cell::Text(text) => KeyPart::Text(text.clone()),
-            Cell::Int(value) => KeyPart::Int(*value),
-            _ => KeyPart::Null,
-        }
-    }
 }
 
 /// A row read from a line: its cells in the table's column order.
@@ -187,18 +179,38 @@ impl Row {
         self.get(table, column).and_then(Cell::as_text)
     }
 
-    pub fn key(&self, table: &TableSpec) -> Vec<KeyPart> {
-        table
-            .key_indexes()
-            .into_iter()
-            .map(|i| self.cells.get(i).map_or(KeyPart::Null, Cell::key_part))
-            .collect()
+    /// Writes the row's primary key over `key`, reusing its memory. `indexes` are the table's
+    /// [`TableSpec::key_indexes`].
+    pub fn key_into(&self, indexes: &[usize], key: &mut Vec<KeyPart>) {
+        key.resize(indexes.len(), KeyPart::Null);
+        for (part, index) in key.iter_mut().zip(indexes) {
+            match self.cells.get(*index) {
+                Some(Cell::Text(text)) => match part {
+                    KeyPart::Text(kept) => kept.clone_from(text),
+                    _ => *part = KeyPart::Text(text.clone()),
+                },
+                Some(Cell::Int(value)) => *part = KeyPart::Int(*value),
+                _ => *part = KeyPart::Null,
+            }
+        }
     }
 }
 
 /// Reads one line (without its newline) as a row of `table`.
 pub fn decode_line(table: &'static TableSpec, line: &[u8], mode: JsonMode) -> Result<Row, String> {
-    let mut deserializer = serde_json::Deserializer::from_slice(line);
+    // One UTF-8 check of the whole line spares the parser one per string. A line that fails it is
+    // parsed from its bytes, which finds the same error at the same place as always.
+    match std::str::from_utf8(line) {
+        Ok(text) => decode_row(table, serde_json::Deserializer::from_str(text), mode),
+        Err(_) => decode_row(table, serde_json::Deserializer::from_slice(line), mode),
+    }
+}
+
+fn decode_row<'de, R: serde_json::de::Read<'de>>(
+    table: &'static TableSpec,
+    mut deserializer: serde_json::Deserializer<R>,
+    mode: JsonMode,
+) -> Result<Row, String> {
     let cells = RowSeed { table, mode }
         .deserialize(&mut deserializer)
         .map_err(|error| error.to_string())?;
@@ -231,14 +243,22 @@ impl<'de> Visitor<'de> for RowSeed {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<Cell>, A::Error> {
         let columns = self.table.columns;
         let mut cells: Vec<Option<Cell>> = vec![None; columns.len()];
-        while let Some(name) = map.next_key::<Cow<'de, str>>()? {
-            let Some(index) = self.table.column_index(&name) else {
-                return Err(de::Error::custom(format!(
-                    "unexpected column {name:?} (the {} columns are {})",
-                    self.table.name,
-                    column_names(self.table)
-                )));
+        let mut next_index = 0;
+        while let Some(key) = map.next_key_seed(ColumnKeySeed {
+            table: self.table,
+            expected: next_index,
+        })? {
+            let index = match key {
+                ColumnKey::Known(index) => index,
+                ColumnKey::Unknown(name) => {
+                    return Err(de::Error::custom(format!(
+                        "unexpected column {name:?} (the {} columns are {})",
+                        self.table.name,
+                        column_names(self.table)
+                    )));
+                }
             };
+            let name = columns[index].name;
             if cells[index].is_some() {
                 return Err(de::Error::custom(format!("column {name:?} appears twice")));
             }
@@ -251,6 +271,7 @@ impl<'de> Visitor<'de> for RowSeed {
                 })
                 .map_err(|error| de::Error::custom(format!("column {name:?}: {error}")))?;
             cells[index] = Some(cell);
+            next_index = index + 1;
         }
         let missing: Vec<&str> = columns
             .iter()
@@ -264,7 +285,51 @@ impl<'de> Visitor<'de> for RowSeed {
                 missing.join(", ")
             )));
         }
-        Ok(cells.into_iter().flatten().collect())
+        // Every cell is set by now. `map` (unlike `flatten`) lets the cells stay where they are
+        // instead of moving to a second allocation.
+        Ok(cells
+            .into_iter()
+            .map(|cell| cell.unwrap_or(Cell::Null))
+            .collect())
+    }
+}
+
+/// A key of a row object, read without copying it: the column it names, or the unknown name.
+enum ColumnKey {
+    Known(usize),
+    Unknown(String),
+}
+
+struct ColumnKeySeed {
+    table: &'static TableSpec,
+    /// The column after the previous key's: in every archive kneo writes, the next key.
+    expected: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for ColumnKeySeed {
+    type Value = ColumnKey;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<ColumnKey, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ColumnKeySeed {
+    type Value = ColumnKey;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<ColumnKey, E> {
+        let index = match self.table.columns.get(self.expected) {
+            Some(column) if column.name == name => Some(self.expected),
+            _ => self.table.column_index(name),
+        };
+        Ok(match index {
+            Some(index) => ColumnKey::Known(index),
+            None => ColumnKey::Unknown(name.to_string()),
+        })
     }
 }
 
@@ -303,27 +368,15 @@ impl<'de> DeserializeSeed<'de> for CellSeed {
                 Some(value) => Ok(Cell::Int(value)),
                 None => null(self.nullable),
             },
-            ColumnType::Timestamp => match Option::<Cow<'de, str>>::deserialize(deserializer)? {
-                // Verification needs only to know the text is a valid time in the one format.
-                Some(text) if self.mode == JsonMode::Validate && is_canonical_timestamp(&text) => {
-                    Ok(Cell::Checked {
-                        continuation_id: None,
-                    })
+            ColumnType::Timestamp => {
+                match deserializer.deserialize_option(TimestampVisitor { mode: self.mode })? {
+                    Some(Ok(cell)) => Ok(cell),
+                    // Raised here, not while the text is read, so the message has no position of its
+                    // own: the column's error gets one.
+                    Some(Err(detail)) => Err(de::Error::custom(detail)),
+                    None => null(self.nullable),
                 }
-                Some(text) => {
-                    let at = clock::parse(&text).ok_or_else(|| {
-                        de::Error::custom(format!("{text:?} is not an RFC 3339 timestamp"))
-                    })?;
-                    if clock::format(at) != text {
-                        return Err(de::Error::custom(format!(
-                            "{text:?} is not in the archive's timestamp format ({})",
-                            clock::format(at)
-                        )));
-                    }
-                    Ok(Cell::Time(at))
-                }
-                None => null(self.nullable),
-            },
+            }
             ColumnType::Json => match self.mode {
                 JsonMode::Keep => {
                     let raw = Box::<RawValue>::deserialize(deserializer)?;
@@ -339,6 +392,87 @@ impl<'de> DeserializeSeed<'de> for CellSeed {
     }
 }
 
+/// Reads a timestamp column without copying its text: `None` for `null`, else the cell or what is
+/// wrong with the text.
+struct TimestampVisitor {
+    mode: JsonMode,
+}
+
+impl<'de> Visitor<'de> for TimestampVisitor {
+    type Value = Option<Result<Cell, String>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("option")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer
+            .deserialize_string(TimestampText { mode: self.mode })
+            .map(Some)
+    }
+}
+
+struct TimestampText {
+    mode: JsonMode,
+}
+
+impl<'de> Visitor<'de> for TimestampText {
+    type Value = Result<Cell, String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+        // Verification needs only to know the text is a valid time in the one format.
+        if self.mode == JsonMode::Validate && is_canonical_timestamp(text) {
+            return Ok(Ok(Cell::Checked {
+                continuation_id: None,
+            }));
+        }
+        let Some(at) = clock::parse(text) else {
+            return Ok(Err(format!("{text:?} is not an RFC 3339 timestamp")));
+        };
+        if clock::format(at) != text {
+            return Ok(Err(format!(
+                "{text:?} is not in the archive's timestamp format ({})",
+                clock::format(at)
+            )));
+        }
+        Ok(Ok(Cell::Time(at)))
+    }
+}
+
+/// A key of a document, read without copying it: whether it is `continuation_id`.
+struct ContinuationIdKey;
+
+impl<'de> DeserializeSeed<'de> for ContinuationIdKey {
+    type Value = bool;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ContinuationIdKey {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<bool, E> {
+        Ok(key == "continuation_id")
+    }
+}
+
 /// Walks a document without keeping it, noting a top-level string `continuation_id`.
 struct ProbeVisitor;
 
@@ -351,8 +485,8 @@ impl<'de> Visitor<'de> for ProbeVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Cell, A::Error> {
         let mut continuation_id = None;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            if key == "continuation_id" {
+        while let Some(is_continuation_id) = map.next_key_seed(ContinuationIdKey)? {
+            if is_continuation_id {
                 continuation_id = match map.next_value::<Value>()? {
                     Value::String(text) => Some(text),
                     _ => None,
