@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -140,25 +140,8 @@ impl KneoServer {
         }
         let mut child = command.spawn().expect("start the kneo binary");
         let stdout = child.stdout.take().expect("piped stdout");
-        let (sender, receiver) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = sender.send(line);
-            // Keep draining so the server never blocks on a full pipe.
-            let mut sink = String::new();
-            while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
-                sink.clear();
-            }
-        });
-        let line = receiver
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_default();
-        let Some(url) = line
-            .split_whitespace()
-            .find(|word| word.starts_with("http://"))
-        else {
+        let line = first_line(stdout, Duration::from_secs(30));
+        let Some(url) = listening_url(&line) else {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
@@ -252,4 +235,27 @@ impl Drop for KneoServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The first line `stdout` prints within `limit` (empty if none). The rest of the stream keeps
+/// being drained in the background, so the process never blocks on a full pipe.
+pub fn first_line(stdout: ChildStdout, limit: Duration) -> String {
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line);
+        let _ = sender.send(line);
+        let mut sink = String::new();
+        while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+            sink.clear();
+        }
+    });
+    receiver.recv_timeout(limit).unwrap_or_default()
+}
+
+/// The URL in kneo's first line, `kneo <version> listening on http://ADDR`.
+pub fn listening_url(line: &str) -> Option<&str> {
+    line.split_whitespace()
+        .find(|word| word.starts_with("http://"))
 }

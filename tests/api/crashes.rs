@@ -284,15 +284,7 @@ async fn a_newer_schema_is_refused_at_start_naming_both_versions() {
 fn invocations(log: &Path) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(log)
         .unwrap_or_else(|error| panic!("cannot read the invocation log {log:?}: {error}"));
-    text.lines()
-        .map(|line| {
-            let mut fields = line.split_whitespace();
-            match (fields.next(), fields.next()) {
-                (Some(run_id), Some(step_id)) => (run_id.to_string(), step_id.to_string()),
-                _ => panic!("malformed invocation log line {line:?}"),
-            }
-        })
-        .collect()
+    kneo_tests::parse_invocations(log, &text)
 }
 
 /// The steps of `invocations` as a set; a step invoked twice within one process lifetime fails.

@@ -2,16 +2,14 @@
 //! answers `/healthz`, `/readyz` names the failing check with a stable kind within its time bound,
 //! and readiness comes back by itself.
 
-use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use kneo_testkit::bins::bin_path;
 use kneo_testkit::fixtures;
-use kneo_testkit::server::{KneoServer, ServerOptions};
+use kneo_testkit::server::{self, KneoServer, ServerOptions};
 use kneo_tests::{Answer, Api};
 use serde_json::json;
 
@@ -41,34 +39,18 @@ impl Drop for ChildGuard {
     }
 }
 
-/// Waits (bounded) for the first stdout line, `kneo <version> listening on http://ADDR`, and
-/// returns the URL. Keeps draining stdout so the server never blocks on a full pipe.
+/// The URL of the `listening on` line, or a failure naming what kneo printed instead.
 fn listening_url(child: &mut Child, stderr_path: &Path) -> String {
     let stdout = child.stdout.take().expect("piped stdout");
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        let _ = reader.read_line(&mut line);
-        let _ = sender.send(line);
-        let mut sink = String::new();
-        while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
-            sink.clear();
-        }
-    });
-    let line = receiver
-        .recv_timeout(Duration::from_secs(20))
-        .unwrap_or_default();
-    line.split_whitespace()
-        .find(|word| word.starts_with("http://"))
-        .unwrap_or_else(|| {
-            panic!(
-                "kneo did not start (first stdout line {line:?}, exit {:?}); stderr:\n{}",
-                child.try_wait(),
-                std::fs::read_to_string(stderr_path).unwrap_or_default()
-            )
-        })
-        .to_string()
+    let line = server::first_line(stdout, Duration::from_secs(20));
+    match server::listening_url(&line) {
+        Some(url) => url.to_string(),
+        None => panic!(
+            "kneo did not start (first stdout line {line:?}, exit {:?}); stderr:\n{}",
+            child.try_wait(),
+            std::fs::read_to_string(stderr_path).unwrap_or_default()
+        ),
+    }
 }
 
 /// Polls `/healthz` until it answers 200, for at most `limit`.

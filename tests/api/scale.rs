@@ -182,15 +182,7 @@ fn invocations(log: &Path) -> Vec<(String, String)> {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
         Err(error) => panic!("cannot read the invocation log {log:?}: {error}"),
     };
-    text.lines()
-        .map(|line| {
-            let mut fields = line.split_whitespace();
-            match (fields.next(), fields.next()) {
-                (Some(run_id), Some(step_id)) => (run_id.to_string(), step_id.to_string()),
-                _ => panic!("malformed invocation log line in {log:?}: {line:?}"),
-            }
-        })
-        .collect()
+    kneo_tests::parse_invocations(log, &text)
 }
 
 /// A `kneo service worker` process with its own invocation log and its output kept in files;

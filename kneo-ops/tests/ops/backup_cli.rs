@@ -16,6 +16,22 @@ pub fn ops(args: &[&str]) -> Output {
         .expect("run kneo-ops")
 }
 
+/// `restore` of `archive` into an empty state directory exits 1 and creates no store.
+fn assert_restore_refused(archive: &str, url: &str) {
+    let empty = tempfile::tempdir().expect("tempdir");
+    let state_dir = empty.path().join(".kneo");
+    let refused = ops(&[
+        "restore",
+        archive,
+        "--state-dir",
+        &state_dir.display().to_string(),
+        "--url",
+        url,
+    ]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(!state_dir.join("kneo_runs.sqlite").exists());
+}
+
 fn text(output: &Output) -> String {
     format!(
         "{}{}",
@@ -205,17 +221,7 @@ fn backup_verify_restore_round_trip_with_refusals() {
         .map(|failure| failure["kind"].as_str().expect("kind").to_string())
         .collect();
     assert_eq!(named, in_json, "{}", text(&checked));
-    let empty = tempfile::tempdir().expect("tempdir");
-    let refused = ops(&[
-        "restore",
-        &broken_text,
-        "--state-dir",
-        &empty.path().join(".kneo").display().to_string(),
-        "--url",
-        nobody,
-    ]);
-    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
-    assert!(!empty.path().join(".kneo/kneo_runs.sqlite").exists());
+    assert_restore_refused(&broken_text, nobody);
 
     // A flipped gzip magic byte: the file is read but is not a kneo archive; that is a named
     // failure (1), not "no verdict" (2).
@@ -239,16 +245,7 @@ fn backup_verify_restore_round_trip_with_refusals() {
     let deep = ops(&["verify", "--deep", &not_gzip_text]);
     assert_eq!(deep.status.code(), Some(1), "{}", text(&deep));
     assert_eq!(failure_kinds(&deep), ["not_an_archive"]);
-    let refused = ops(&[
-        "restore",
-        &not_gzip_text,
-        "--state-dir",
-        &empty.path().join(".kneo").display().to_string(),
-        "--url",
-        nobody,
-    ]);
-    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
-    assert!(!empty.path().join(".kneo/kneo_runs.sqlite").exists());
+    assert_restore_refused(&not_gzip_text, nobody);
 
     // No verdict (2): a file that cannot be read at all.
     let missing = backups.path().join("missing.tar.gz");

@@ -757,8 +757,7 @@ fn split_lines(
             Ok(read) => read,
             Err(error) => {
                 batch.text.truncate(start);
-                decoders.submit(batch, lines, visitor, scan)?;
-                decoders.visit_all(lines, visitor, scan)?;
+                decoders.submit_and_visit_all(batch, lines, visitor, scan)?;
                 return Ok(Err(error));
             }
         };
@@ -769,8 +768,7 @@ fn split_lines(
         if batch.text.last() != Some(&b'\n') {
             // Rare: the lines before this one are visited first, so failures stay in line order.
             batch.text.truncate(start);
-            decoders.submit(batch, lines, visitor, scan)?;
-            decoders.visit_all(lines, visitor, scan)?;
+            decoders.submit_and_visit_all(batch, lines, visitor, scan)?;
             batch = decoders.empty_batch(number + 1);
             if read as u64 > MAX_LINE_BYTES {
                 lines.bad_row(
@@ -794,8 +792,7 @@ fn split_lines(
             batch = decoders.empty_batch(number + 1);
         }
     }
-    decoders.submit(batch, lines, visitor, scan)?;
-    decoders.visit_all(lines, visitor, scan)?;
+    decoders.submit_and_visit_all(batch, lines, visitor, scan)?;
     Ok(Ok(number))
 }
 
@@ -913,6 +910,18 @@ impl<'scope> Decoders<'scope> {
         self.in_flight.push_back((decoder, size));
         self.in_flight_bytes += size;
         Ok(())
+    }
+
+    /// Hands over `batch`, then visits every batch out: the lines so far are all visited.
+    fn submit_and_visit_all(
+        &mut self,
+        batch: Batch,
+        lines: &mut TableLines<'_>,
+        visitor: &mut dyn Visitor,
+        scan: &mut Scan,
+    ) -> Result<(), BackupError> {
+        self.submit(batch, lines, visitor, scan)?;
+        self.visit_all(lines, visitor, scan)
     }
 
     fn visit_all(
