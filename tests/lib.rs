@@ -42,7 +42,7 @@ impl Api {
             .no_proxy()
             .timeout(Duration::from_secs(60))
             .build()
-            .expect("build an HTTP client");
+            .unwrap_or_else(|error| panic!("cannot build the test HTTP client: {error}"));
         Api {
             base: base.trim_end_matches('/').to_string(),
             client,
@@ -57,7 +57,8 @@ impl Api {
         headers: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Answer {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a valid method");
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .unwrap_or_else(|error| panic!("{method:?} is not an HTTP method: {error}"));
         let mut request = self.client.request(method, format!("{}{path}", self.base));
         for (name, value) in headers {
             request = request.header(*name, *value);
@@ -82,7 +83,8 @@ impl Api {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Answer {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a valid method");
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .unwrap_or_else(|error| panic!("{method:?} is not an HTTP method: {error}"));
         let mut request = self
             .client
             .request(method, format!("{}{path}", self.base))

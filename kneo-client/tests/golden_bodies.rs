@@ -1,5 +1,8 @@
 //! Every recorded kneo-serv 1.2.0 answer parses into its wire type (the compatibility contract).
 
+// A test target: a failed unwrap fails the test with its message, which is what it should do.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use kneo_client::wire::{
     AuditEventList, CheckpointPage, ErrorBody, HealthBody, HumanTaskDetail, HumanTaskList,
     MetricsSnapshot, Readiness, Run, RunList, TracePage,

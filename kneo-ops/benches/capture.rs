@@ -6,6 +6,9 @@
 //! creates one sequential run of 500 `kneo.builtin.echo` steps, then times the `kneo-ops
 //! capture --run-id` command end to end, several times, and prints the figures.
 
+// A benchmark: it runs only under `cargo bench`, where a failed unwrap stops the run with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -9,6 +9,9 @@
 //! level and Postgres sessions (default: the backup defaults); `KNEO_BENCH_KEEP=FILE` keeps a copy
 //! of our archive for profiling. Not a test: it only reports.
 
+// A benchmark: it runs only under `cargo bench`, where a failed unwrap stops the run with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

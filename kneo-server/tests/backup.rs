@@ -2,6 +2,9 @@
 //! servers: round trips on both stores compared row by row, migrations between the stores, a
 //! backup taken under load, damaged archives, and the refusals of restore.
 
+// A test target: a failed unwrap fails the test with its message, which is what it should do.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -2,6 +2,9 @@
 //! branches), § 6.3, `status_is: failed` routing, `max_steps`, a human node whose answer routes
 //! through the edges, and a graph run that survives `kill -9` without re-running a completed node.
 
+// A test target: a failed unwrap fails the test with its message, which is what it should do.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod engine_support;
 
 use std::time::{Duration, Instant};

@@ -3,6 +3,9 @@
 //! goes silent mid-call, or is killed with `kill -9`, fails that step within its timeout, and the
 //! worker goes on to the next run, which gets a fresh server.
 
+// A test target: a failed unwrap fails the test with its message, which is what it should do.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod engine_support;
 
 use std::time::{Duration, Instant};

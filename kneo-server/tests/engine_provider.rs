@@ -3,6 +3,9 @@
 //! `timeout_seconds` while `/readyz` stays fast), 429 then 200 (retried), 500 forever (fails
 //! after the retries naming the status), and a missing key (`MissingSecretError`).
 
+// A test target: a failed unwrap fails the test with its message, which is what it should do.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod engine_support;
 
 use std::collections::HashMap;

@@ -2,6 +2,9 @@
 //! `command:` functions and MCP tools validate, and broken graphs and tools are reported with
 //! their codes.
 
+// A test target: a failed unwrap fails the test with its message, which is what it should do.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 
 use serde_json::Value;

@@ -8,6 +8,9 @@
 //! A few Postgres-only tests at the end cover what SQLite has no counterpart for: degraded start
 //! and recovery, error kinds, and concurrent migrations.
 
+// A test target: a failed unwrap fails the test with its message, which is what it should do.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

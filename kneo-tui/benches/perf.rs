@@ -9,6 +9,9 @@
 //! Run: `cargo bench -p kneo-tui --bench perf` (release binaries; the server is started by
 //! `kneo_testkit`, the dashboard with the operator key).
 
+// A benchmark: it runs only under `cargo bench`, where a failed unwrap stops the run with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../tests/tmux/support.rs"]
 #[allow(dead_code)]
 mod support;

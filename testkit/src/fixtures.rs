@@ -85,7 +85,9 @@ components:
 /// Writes every fixture under `<dir>/specs/`.
 pub fn write_specs(dir: &Path) {
     let specs = dir.join("specs");
-    std::fs::create_dir_all(&specs).expect("create the specs directory");
+    std::fs::create_dir_all(&specs).unwrap_or_else(|error| {
+        panic!("cannot create the spec fixture directory {specs:?}: {error}")
+    });
     for (name, text) in [
         ("hello.yaml", HELLO),
         ("approval.yaml", APPROVAL),
@@ -93,6 +95,8 @@ pub fn write_specs(dir: &Path) {
         ("counted.yaml", COUNTED),
         ("sleepy.yaml", SLEEPY),
     ] {
-        std::fs::write(specs.join(name), text).expect("write a spec fixture");
+        let path = specs.join(name);
+        std::fs::write(&path, text)
+            .unwrap_or_else(|error| panic!("cannot write the spec fixture {path:?}: {error}"));
     }
 }

@@ -65,7 +65,9 @@ impl KneoServer {
         let tempdir = tempfile::Builder::new()
             .prefix("kneo-server-")
             .tempdir()
-            .expect("create a temp dir for the server");
+            .unwrap_or_else(|error| {
+                panic!("cannot create a temp dir for the kneo server: {error}")
+            });
         let dir = tempdir.path().to_path_buf();
         fixtures::write_specs(&dir);
         let mut server = KneoServer {
@@ -108,7 +110,9 @@ impl KneoServer {
             .create(true)
             .append(true)
             .open(self.log_path())
-            .expect("open the server log file");
+            .unwrap_or_else(|error| {
+                panic!("cannot open the server log {:?}: {error}", self.log_path())
+            });
         let mut command = Command::new(bin_path("kneo"));
         command
             .args([
@@ -138,9 +142,13 @@ impl KneoServer {
         for (key, value) in &self.options.env {
             command.env(key, value);
         }
-        let mut child = command.spawn().expect("start the kneo binary");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let line = first_line(stdout, Duration::from_secs(30));
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {:?}: {error}", bin_path("kneo")));
+        let line = match child.stdout.take() {
+            Some(stdout) => first_line(stdout, Duration::from_secs(30)),
+            None => String::new(),
+        };
         let Some(url) = listening_url(&line) else {
             let _ = child.kill();
             let _ = child.wait();
@@ -149,12 +157,13 @@ impl KneoServer {
                 self.log()
             );
         };
+        let Some(port) = url.rsplit(':').next().and_then(|p| p.parse().ok()) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kneo's listening line {line:?} names no port");
+        };
         self.url = url.to_string();
-        self.port = url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("a port in the listening line");
+        self.port = port;
         self.child = Some(child);
     }
 

@@ -1,5 +1,8 @@
 //! Checks the PostgreSQL harness against the real server binaries on this machine.
 
+// A test target: a failed unwrap fails the test with its message, which is what it should do.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 
 use kneo_testkit::postgres::{PgCluster, shared_cluster};

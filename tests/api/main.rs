@@ -1,6 +1,9 @@
 //! Black-box API tests: the real `kneo` binary on loopback, on the embedded store and on a real
 //! throwaway Postgres.
 
+// A test target: a failed unwrap fails the test with its message, which is what it should do.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod cli;
 mod crashes;
 mod degraded;

@@ -102,12 +102,18 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let client = reqwest::Client::builder()
+    let client = match reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(options.concurrency + 4)
         .timeout(Duration::from_secs(60))
         .build()
-        .expect("an HTTP client");
+    {
+        Ok(client) => client,
+        Err(error) => {
+            eprintln!("kneo-load: cannot build the HTTP client: {error}");
+            std::process::exit(2);
+        }
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let readiness = tokio::spawn(sample_readiness(
         client.clone(),

@@ -2,6 +2,9 @@
 //!
 //! One test binary (faster to link); each module is one area.
 
+// A test target: a failed unwrap fails the test with its message, which is what it should do.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod backup_cli;
 mod bundle_cli;
 mod capture_budget;

@@ -11,7 +11,7 @@ use crate::strings;
 use crate::theme::Theme;
 use crate::view::EventsView;
 
-pub fn render(frame: &mut Frame, area: Rect, view: &EventsView, theme: Theme) {
+pub fn render(frame: &mut Frame<'_>, area: Rect, view: &EventsView, theme: Theme) {
     let wide = area.width >= WIDE;
     let header = if wide {
         Row::new(vec!["time (UTC)", "age", "event", "what"])
@@ -19,7 +19,7 @@ pub fn render(frame: &mut Frame, area: Rect, view: &EventsView, theme: Theme) {
         Row::new(vec!["time (UTC)", "event", "what"])
     }
     .style(theme.dim());
-    let rows: Vec<Row> = view
+    let rows: Vec<Row<'_>> = view
         .rows
         .iter()
         .map(|row| {

@@ -34,7 +34,7 @@ use crate::view::{Body, FooterKind, ViewModel};
 pub const WIDE: u16 = 120;
 
 /// Draws the whole frame.
-pub fn render(frame: &mut Frame, view: &ViewModel) {
+pub fn render(frame: &mut Frame<'_>, view: &ViewModel) {
     let theme = Theme { color: view.color };
     let area = frame.area();
     let [header, body, status, footer] = Layout::vertical([
@@ -71,7 +71,7 @@ pub fn render(frame: &mut Frame, view: &ViewModel) {
     }
 }
 
-fn render_header(frame: &mut Frame, area: Rect, view: &ViewModel, theme: Theme) {
+fn render_header(frame: &mut Frame<'_>, area: Rect, view: &ViewModel, theme: Theme) {
     let health = view.header.health;
     let badge = match health {
         Some(kneo_ops::triage::Health::Healthy) => strings::BADGE_HEALTHY,
@@ -115,7 +115,7 @@ fn render_header(frame: &mut Frame, area: Rect, view: &ViewModel, theme: Theme) 
     frame.render_widget(Paragraph::new(Line::from(right)), right_area);
 }
 
-fn render_status(frame: &mut Frame, area: Rect, view: &ViewModel, theme: Theme) {
+fn render_status(frame: &mut Frame<'_>, area: Rect, view: &ViewModel, theme: Theme) {
     let status = &view.status;
     let separator = " │ ";
     let mut parts: Vec<(String, Style)> = Vec::new();
@@ -167,7 +167,7 @@ fn render_status(frame: &mut Frame, area: Rect, view: &ViewModel, theme: Theme) 
     );
 }
 
-fn render_footer(frame: &mut Frame, area: Rect, view: &ViewModel, theme: Theme) {
+fn render_footer(frame: &mut Frame<'_>, area: Rect, view: &ViewModel, theme: Theme) {
     let style = match view.footer.kind {
         FooterKind::Hints => theme.dim(),
         FooterKind::Command | FooterKind::Search => theme.bold(),

@@ -10,7 +10,7 @@ use crate::strings;
 use crate::theme::Theme;
 use crate::view::Overlay;
 
-pub fn render(frame: &mut Frame, area: Rect, overlay: &Overlay, theme: Theme) {
+pub fn render(frame: &mut Frame<'_>, area: Rect, overlay: &Overlay, theme: Theme) {
     match overlay {
         Overlay::Help(rows) => {
             let label_width = rows
@@ -18,7 +18,7 @@ pub fn render(frame: &mut Frame, area: Rect, overlay: &Overlay, theme: Theme) {
                 .map(|(k, _)| k.chars().count())
                 .max()
                 .unwrap_or(0);
-            let lines: Vec<Line> = rows
+            let lines: Vec<Line<'_>> = rows
                 .iter()
                 .map(|(keys, help)| {
                     Line::from(vec![
@@ -50,7 +50,7 @@ pub fn render(frame: &mut Frame, area: Rect, overlay: &Overlay, theme: Theme) {
             );
         }
         Overlay::Log(entries) => {
-            let lines: Vec<Line> = if entries.is_empty() {
+            let lines: Vec<Line<'_>> = if entries.is_empty() {
                 vec![Line::styled(strings::LOG_EMPTY, theme.dim())]
             } else {
                 entries

@@ -11,7 +11,7 @@ use crate::strings;
 use crate::theme::Theme;
 use crate::view::QueueView;
 
-pub fn render(frame: &mut Frame, area: Rect, view: &QueueView, theme: Theme) {
+pub fn render(frame: &mut Frame<'_>, area: Rect, view: &QueueView, theme: Theme) {
     let spark_height = if area.height >= 30 { 6 } else { 4 };
     let [counts_area, spark_area, table_area] = Layout::vertical([
         Constraint::Length(if area.width >= WIDE { 1 } else { 2 }),
@@ -63,7 +63,7 @@ pub fn render(frame: &mut Frame, area: Rect, view: &QueueView, theme: Theme) {
         Cell::from("why / what"),
     ])
     .style(theme.dim());
-    let rows: Vec<Row> = view
+    let rows: Vec<Row<'_>> = view
         .rows
         .iter()
         .map(|row| {

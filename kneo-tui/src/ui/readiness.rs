@@ -13,7 +13,7 @@ use crate::strings;
 use crate::theme::Theme;
 use crate::view::ReadinessView;
 
-pub fn render(frame: &mut Frame, area: Rect, view: &ReadinessView, theme: Theme) {
+pub fn render(frame: &mut Frame<'_>, area: Rect, view: &ReadinessView, theme: Theme) {
     let [note, main] = Layout::vertical([Constraint::Length(1), Constraint::Min(3)]).areas(area);
     let note_text = format!(" {} · {}", view.source_note, view.strip);
     frame.render_widget(
@@ -49,7 +49,7 @@ pub fn render(frame: &mut Frame, area: Rect, view: &ReadinessView, theme: Theme)
         Cell::from(strings::LABEL_MESSAGE),
     ])
     .style(theme.dim());
-    let rows: Vec<Row> = view
+    let rows: Vec<Row<'_>> = view
         .rows
         .iter()
         .map(|row| {
@@ -92,7 +92,7 @@ pub fn render(frame: &mut Frame, area: Rect, view: &ReadinessView, theme: Theme)
     let mut state = TableState::default().with_selected(Some(view.selected));
     frame.render_stateful_widget(table, table_area, &mut state);
 
-    let lines: Vec<Line> = view
+    let lines: Vec<Line<'_>> = view
         .detail
         .iter()
         .map(|(label, value)| {

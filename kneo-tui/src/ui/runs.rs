@@ -13,7 +13,7 @@ use crate::strings;
 use crate::theme::Theme;
 use crate::view::{DrillView, RunsView};
 
-pub fn render(frame: &mut Frame, area: Rect, view: &RunsView, theme: Theme) {
+pub fn render(frame: &mut Frame<'_>, area: Rect, view: &RunsView, theme: Theme) {
     match &view.drill {
         Some(drill) if area.width >= WIDE => {
             let [list, detail] =
@@ -27,7 +27,7 @@ pub fn render(frame: &mut Frame, area: Rect, view: &RunsView, theme: Theme) {
     }
 }
 
-fn render_list(frame: &mut Frame, area: Rect, view: &RunsView, theme: Theme) {
+fn render_list(frame: &mut Frame<'_>, area: Rect, view: &RunsView, theme: Theme) {
     let id_width = if view.drill.is_some() {
         8
     } else {
@@ -41,7 +41,7 @@ fn render_list(frame: &mut Frame, area: Rect, view: &RunsView, theme: Theme) {
         Cell::from(strings::LABEL_UPDATED),
     ])
     .style(theme.dim());
-    let rows: Vec<Row> = view
+    let rows: Vec<Row<'_>> = view
         .rows
         .iter()
         .map(|row| {
@@ -98,7 +98,7 @@ fn render_list(frame: &mut Frame, area: Rect, view: &RunsView, theme: Theme) {
     }
 }
 
-fn render_drill(frame: &mut Frame, area: Rect, drill: &DrillView, theme: Theme) {
+fn render_drill(frame: &mut Frame<'_>, area: Rect, drill: &DrillView, theme: Theme) {
     let summary_height = (drill.summary.len() as u16 + 2).clamp(3, area.height / 2 + 1);
     let [crumbs, summary_area, list_area] = Layout::vertical([
         Constraint::Length(1),
@@ -122,7 +122,7 @@ fn render_drill(frame: &mut Frame, area: Rect, drill: &DrillView, theme: Theme) 
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), crumbs);
 
-    let lines: Vec<Line> = drill
+    let lines: Vec<Line<'_>> = drill
         .summary
         .iter()
         .map(|(label, value)| {
@@ -163,7 +163,7 @@ fn render_drill(frame: &mut Frame, area: Rect, drill: &DrillView, theme: Theme) 
         frame.render_widget(Paragraph::new(hint).block(block), list_area);
         return;
     }
-    let items: Vec<ListItem> = if drill.rows.is_empty() {
+    let items: Vec<ListItem<'_>> = if drill.rows.is_empty() {
         vec![ListItem::new(Line::styled(
             strings::NOTHING_LISTED,
             theme.dim(),

@@ -12,7 +12,7 @@ use crate::strings;
 use crate::theme::Theme;
 use crate::view::{TaskState, TasksView};
 
-pub fn render(frame: &mut Frame, area: Rect, view: &TasksView, theme: Theme) {
+pub fn render(frame: &mut Frame<'_>, area: Rect, view: &TasksView, theme: Theme) {
     let [summary, table_area] =
         Layout::vertical([Constraint::Length(1), Constraint::Min(3)]).areas(area);
     let text = match &view.note {
@@ -36,7 +36,7 @@ pub fn render(frame: &mut Frame, area: Rect, view: &TasksView, theme: Theme) {
         Cell::from("request"),
     ])
     .style(theme.dim());
-    let rows: Vec<Row> = view
+    let rows: Vec<Row<'_>> = view
         .rows
         .iter()
         .map(|row| {

@@ -12,7 +12,7 @@ use crate::strings;
 use crate::theme::Theme;
 use crate::view::{TreeRow, TriageView};
 
-pub fn render(frame: &mut Frame, area: Rect, view: &TriageView, theme: Theme) {
+pub fn render(frame: &mut Frame<'_>, area: Rect, view: &TriageView, theme: Theme) {
     let [headline, panes] =
         Layout::vertical([Constraint::Length(1), Constraint::Min(3)]).areas(area);
     let style = theme.level(match view.health {
@@ -37,10 +37,10 @@ pub fn render(frame: &mut Frame, area: Rect, view: &TriageView, theme: Theme) {
     render_detail(frame, detail_area, view, theme);
 }
 
-fn render_tree(frame: &mut Frame, area: Rect, view: &TriageView, theme: Theme) {
+fn render_tree(frame: &mut Frame<'_>, area: Rect, view: &TriageView, theme: Theme) {
     // Borders, and the column the selection marker takes.
     let inner_width = area.width.saturating_sub(3) as usize;
-    let items: Vec<ListItem> = view
+    let items: Vec<ListItem<'_>> = view
         .rows
         .iter()
         .map(|row| ListItem::new(tree_line(row, inner_width, theme)))
@@ -88,9 +88,9 @@ fn tree_line(row: &TreeRow, width: usize, theme: Theme) -> Line<'static> {
     Line::from(spans)
 }
 
-fn render_detail(frame: &mut Frame, area: Rect, view: &TriageView, theme: Theme) {
+fn render_detail(frame: &mut Frame<'_>, area: Rect, view: &TriageView, theme: Theme) {
     let detail = &view.detail;
-    let mut lines: Vec<Line> = Vec::new();
+    let mut lines: Vec<Line<'_>> = Vec::new();
     lines.push(Line::from(vec![
         Span::styled(
             format!("{} ", detail.level.symbol()),

@@ -2,6 +2,9 @@
 //! against a real `kneo` server (on Postgres where the test needs to stop the database), read
 //! back with `tmux capture-pane`. Every wait polls the screen against a deadline; no fixed sleeps.
 
+// A test target: a failed unwrap fails the test with its message, which is what it should do.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 mod bundle;

@@ -33,7 +33,7 @@ type Edges<'s> = BTreeMap<Node<'s>, Vec<(Node<'s>, String)>>;
 
 pub(super) fn check(spec: &Spec, out: &mut Vec<Diagnostic>) {
     let edges = build_edges(spec);
-    let mut reported: BTreeSet<Node> = BTreeSet::new();
+    let mut reported: BTreeSet<Node<'_>> = BTreeSet::new();
     for &start in edges.keys() {
         if reported.contains(&start) {
             continue;
@@ -65,7 +65,7 @@ fn resolve_agent<'s>(spec: &'s Spec, reference: &'s str) -> Option<Node<'s>> {
 }
 
 fn build_edges(spec: &Spec) -> Edges<'_> {
-    let mut edges: Edges = BTreeMap::new();
+    let mut edges: Edges<'_> = BTreeMap::new();
     let component_agents = spec
         .components
         .agents
@@ -127,7 +127,7 @@ fn build_edges(spec: &Spec) -> Edges<'_> {
 /// The shortest cycle through `start` (breadth-first) as `[start, ..., start]`, with the path
 /// of the reference leaving `start`, which is where the user closed the loop.
 fn shortest_cycle<'s>(start: Node<'s>, edges: &Edges<'s>) -> Option<(Vec<Node<'s>>, String)> {
-    let mut previous: BTreeMap<Node, Node> = BTreeMap::new();
+    let mut previous: BTreeMap<Node<'_>, Node<'_>> = BTreeMap::new();
     let mut queue = VecDeque::from([start]);
     while let Some(node) = queue.pop_front() {
         for (next, _) in edges.get(&node).map(Vec::as_slice).unwrap_or_default() {
