@@ -17,6 +17,9 @@
 //! `/proc/<pid>/cwd`), deployment examples (`/srv/kneo`, `/var/backups/kneo`), scratch files
 //! (`/tmp/bench`), and URLs (`http://127.0.0.1:8800/v1/runs` is not a path on disk).
 
+// A test target: a failing check panics with what was expected.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
