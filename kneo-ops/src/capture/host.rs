@@ -383,7 +383,12 @@ mod tests {
 
     #[tokio::test]
     async fn disk_reports_a_missing_state_dir_with_the_fix() {
-        let item = disk(Path::new("/nonexistent/kneo-state"), Duration::from_secs(2)).await;
+        // A bound generous enough that only a hung statvfs would reach it.
+        let item = disk(
+            Path::new("/nonexistent/kneo-state"),
+            Duration::from_secs(60),
+        )
+        .await;
         assert_eq!(item.status, ItemStatus::Error);
         assert!(
             item.error
@@ -393,7 +398,7 @@ mod tests {
             item.error
         );
         let dir = tempfile::tempdir().expect("tempdir");
-        let item = disk(dir.path(), Duration::from_secs(2)).await;
+        let item = disk(dir.path(), Duration::from_secs(60)).await;
         assert_eq!(item.status, ItemStatus::Ok, "{:?}", item.error);
     }
 }

@@ -102,7 +102,7 @@ mod tests {
             &sh,
             &args,
             &[("KNEO_TEST_VALUE", "42".into())],
-            Duration::from_secs(5),
+            Duration::from_secs(60),
         )
         .await
         .expect("runs");
@@ -114,13 +114,25 @@ mod tests {
     #[tokio::test]
     async fn a_slow_command_is_killed_at_its_bound() {
         let sh = find_on_path("sh").expect("sh on PATH");
-        let started = std::time::Instant::now();
-        let args: Vec<&OsStr> = vec![OsStr::new("-c"), OsStr::new("sleep 30")];
-        let error = run_command(&sh, &args, &[], Duration::from_millis(200))
-            .await
-            .expect_err("times out");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pid_file = dir.path().join("command.pid");
+        let script = format!("echo $$ > {}; exec sleep 600", pid_file.display());
+        let args: Vec<&OsStr> = vec![OsStr::new("-c"), OsStr::new(&script)];
+        // The outer bound only turns a missing kill into a failure instead of a 600 s wait.
+        let error = tokio::time::timeout(
+            Duration::from_secs(60),
+            run_command(&sh, &args, &[], Duration::from_millis(200)),
+        )
+        .await
+        .expect("the 200 ms bound never fired")
+        .expect_err("times out");
         assert!(matches!(error, CommandError::Timeout { .. }), "{error}");
-        assert!(started.elapsed() < Duration::from_secs(5));
+        let pid = kneo_testkit::process::wait_for_pid_file(&pid_file, Duration::from_secs(60))
+            .expect("the command wrote its pid");
+        assert!(
+            kneo_testkit::process::wait_until_stopped(pid, Duration::from_secs(60)),
+            "the command {pid} still runs after its bound"
+        );
     }
 
     #[tokio::test]
@@ -129,7 +141,7 @@ mod tests {
             Path::new("/nonexistent/kneo-no-such-tool"),
             &[],
             &[],
-            Duration::from_secs(1),
+            Duration::from_secs(60),
         )
         .await
         .expect_err("missing");

@@ -291,19 +291,32 @@ mod tests {
 
     #[tokio::test]
     async fn dropping_the_run_kills_the_whole_group() {
-        let marker = tempfile::NamedTempFile::new().expect("temp file");
-        let path = marker.path().display().to_string();
-        // A grandchild that would write the marker after one second.
-        let plan = shell(&format!("(sleep 1; echo late > {path}) & sleep 30"));
-        let started = Instant::now();
-        let result = tokio::time::timeout(Duration::from_millis(300), plan.run(&json!({}))).await;
-        assert!(result.is_err(), "the command should still be running");
-        assert!(started.elapsed() < Duration::from_secs(5));
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        let written = std::fs::read_to_string(marker.path()).unwrap_or_default();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pid_file = dir.path().join("grandchild.pid");
+        // A grandchild in the command's process group that would outlive the test by far.
+        let plan = shell(&format!(
+            "sh -c 'echo $$ > {}; exec sleep 600' & sleep 600",
+            pid_file.display()
+        ));
+        let running = tokio::spawn(async move { plan.run(&json!({})).await });
+        let grandchild = tokio::task::spawn_blocking(move || {
+            kneo_testkit::process::wait_for_pid_file(&pid_file, Duration::from_secs(60))
+        })
+        .await
+        .expect("wait for the pid file")
+        .expect("the grandchild never started");
         assert!(
-            written.is_empty(),
-            "the grandchild survived the kill: {written:?}"
+            !running.is_finished(),
+            "the command should still be running"
         );
+        running.abort();
+        assert!(running.await.is_err_and(|error| error.is_cancelled()));
+        // Bounded only so that a surviving grandchild fails the test instead of hanging it.
+        let stopped = tokio::task::spawn_blocking(move || {
+            kneo_testkit::process::wait_until_stopped(grandchild, Duration::from_secs(60))
+        })
+        .await
+        .expect("wait for the grandchild");
+        assert!(stopped, "the grandchild {grandchild} survived the kill");
     }
 }

@@ -628,19 +628,22 @@ mod tests {
             connect_timeout: Duration::from_millis(300),
             ..McpSettings::default()
         };
-        let plan = shell_server("sleep 30", settings);
-        let started = std::time::Instant::now();
-        let error = McpSessions::default()
-            .call_tool(&plan, "anything", &json!({}))
-            .await
-            .expect_err("no handshake");
-        assert!(started.elapsed() < Duration::from_secs(5));
+        // Never answers: only the connect timeout can end the handshake.
+        let plan = shell_server("exec sleep 600", settings);
+        // The outer bound only turns a missing connect timeout into a failure instead of a hang.
+        let error = tokio::time::timeout(
+            Duration::from_secs(60),
+            McpSessions::default().call_tool(&plan, "anything", &json!({})),
+        )
+        .await
+        .expect("the 300 ms connect timeout never fired")
+        .expect_err("no handshake");
         let ToolError::Unavailable(message) = error else {
             panic!("expected Unavailable, got {error:?}")
         };
         assert!(message.contains("MCP server 'test'"), "{message}");
         assert!(
-            message.contains("KNEO_SERV_MCP_CONNECT_TIMEOUT_SECONDS"),
+            message.contains("within 0.3 s (KNEO_SERV_MCP_CONNECT_TIMEOUT_SECONDS)"),
             "{message}"
         );
     }
