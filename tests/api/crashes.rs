@@ -7,9 +7,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use kneo_testkit::http::Api;
 use kneo_testkit::postgres::PgCluster;
 use kneo_testkit::server::{KneoServer, OPERATOR_KEY, ServerOptions};
-use kneo_tests::Api;
 use serde_json::json;
 
 /// How long a test waits for readiness after Postgres returns: far beyond the second or so it
@@ -71,7 +71,7 @@ async fn kill_9_during_500_async_runs_loses_nothing_and_repeats_no_completed_ste
         let (api, body) = (api.clone(), body.clone());
         async move { api.post("/v1/runs", OPERATOR_KEY, &body).await }
     });
-    let answers: Vec<kneo_tests::Answer> = submissions.buffer_unordered(32).collect().await;
+    let answers: Vec<kneo_testkit::http::Answer> = submissions.buffer_unordered(32).collect().await;
     let mut accepted = HashSet::new();
     for answer in answers {
         assert_eq!(answer.status, 202, "{}", answer.text);

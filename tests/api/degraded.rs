@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use kneo_testkit::bins::bin_path;
 use kneo_testkit::fixtures;
+use kneo_testkit::http::{Answer, Api};
 use kneo_testkit::server::{self, KneoServer, ServerOptions};
-use kneo_tests::{Answer, Api};
 use serde_json::json;
 
 /// The eight checks `/readyz` reports (readiness.rs `CHECK_NAMES`).
@@ -57,17 +57,18 @@ fn listening_url(child: &mut Child, stderr_path: &Path) -> String {
     }
 }
 
-/// Polls `/healthz` until it answers 200, for at most `limit`.
-async fn wait_for_healthz(api: &Api, limit: Duration) -> Answer {
-    let deadline = Instant::now() + limit;
+/// Polls unauthenticated `GET path` until it answers `status`, for at most [`WAIT_BOUND`];
+/// that answer. `what` says in a failure what the test was waiting for.
+async fn wait_for(api: &Api, path: &str, status: u16, what: &str) -> Answer {
+    let deadline = Instant::now() + WAIT_BOUND;
     loop {
-        let answer = api.send("GET", "/healthz", &[], None).await;
-        if answer.status == 200 {
+        let answer = api.send("GET", path, &[], None).await;
+        if answer.status == status {
             return answer;
         }
         assert!(
             Instant::now() < deadline,
-            "/healthz not 200 within {limit:?}: {} {}",
+            "{path} not {status} {what} within {WAIT_BOUND:?}: {} {}",
             answer.status,
             answer.text
         );
@@ -77,24 +78,6 @@ async fn wait_for_healthz(api: &Api, limit: Duration) -> Answer {
 
 async fn readyz(api: &Api) -> Answer {
     api.send("GET", "/readyz", &[], None).await
-}
-
-/// Polls `/readyz` until it answers `status`, for at most [`WAIT_BOUND`]; the last answer.
-async fn wait_for_readyz(api: &Api, status: u16, what: &str) -> Answer {
-    let deadline = Instant::now() + WAIT_BOUND;
-    loop {
-        let answer = readyz(api).await;
-        if answer.status == status {
-            return answer;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/readyz not {status} {what} within {WAIT_BOUND:?}: {} {}",
-            answer.status,
-            answer.text
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// With no environment at all (only `PATH` and `HOME`), `kneo service serve` starts on the
@@ -127,7 +110,7 @@ async fn a_start_with_no_environment_serves_on_the_embedded_store() {
     );
     let api = Api::new(&url);
 
-    let health = wait_for_healthz(&api, WAIT_BOUND).await;
+    let health = wait_for(&api, "/healthz", 200, "after the start").await;
     assert_eq!(health.body["ok"], true, "{}", health.text);
     assert_eq!(
         health.body["service"], "kneo-serv-platform",
@@ -228,7 +211,7 @@ async fn readyz_answers_503_timeout_when_postgres_hangs() {
     let api = Api::new(&server.url);
     // The listening line comes before the start is recorded in the (hanging) store, so the
     // first answer may take a few seconds; it must come.
-    let health = wait_for_healthz(&api, WAIT_BOUND).await;
+    let health = wait_for(&api, "/healthz", 200, "after the start").await;
     assert_eq!(health.body["metadata"]["status"], "healthy");
 
     // Several times: a probe left hanging by one request must not keep the next from answering.
@@ -278,7 +261,7 @@ async fn a_missing_continuation_directory_fails_readiness_and_recovers_without_r
     let moved = server.dir.join("continuations-moved-away");
     std::fs::rename(&directory, &moved).expect("move the continuation directory away");
 
-    let ready = wait_for_readyz(&api, 503, "after the directory went away").await;
+    let ready = wait_for(&api, "/readyz", 503, "after the directory went away").await;
     assert_eq!(ready.error_code(), Some("not_ready"), "{}", ready.text);
     let checks = &ready.body["detail"]["metadata"]["checks"];
     let continuations = &checks["continuation_store"];
@@ -292,7 +275,7 @@ async fn a_missing_continuation_directory_fails_readiness_and_recovers_without_r
     );
 
     std::fs::rename(&moved, &directory).expect("put the continuation directory back");
-    wait_for_readyz(&api, 200, "after the directory returned").await;
+    wait_for(&api, "/readyz", 200, "after the directory returned").await;
     let after = api.send("GET", "/healthz", &[], None).await;
     assert_eq!(
         after.body["metadata"]["instance_id"], instance,

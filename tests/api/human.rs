@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use kneo_testkit::http::{Answer, Api};
 use kneo_testkit::server::{KneoServer, OPERATOR_KEY, REVIEWER_KEY, ServerOptions};
-use kneo_tests::{Answer, Api};
 use serde_json::{Value, json};
 
 use super::write_spec;

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use kneo_testkit::http::Api;
 use kneo_testkit::server::{KneoServer, OPERATOR_KEY, ServerOptions};
-use kneo_tests::Api;
 use serde_json::json;
 
 use super::write_spec;

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use kneo_testkit::http::Api;
 use kneo_testkit::server::{KneoServer, OPERATOR_KEY, ServerOptions, VIEWER_KEY};
-use kneo_tests::Api;
 use serde_json::{Value, json};
 
 use super::write_spec;
