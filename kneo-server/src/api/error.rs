@@ -9,6 +9,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use crate::platform::error::PlatformError;
+use crate::spec::diagnostic::Diagnostic;
 use crate::store::StoreError;
 
 /// One entry of a native 422 validation list.
@@ -18,6 +20,8 @@ pub struct ValidationIssue {
     pub loc: Vec<Value>,
     pub msg: String,
     pub input: Option<Value>,
+    /// The constraint that failed (`{"ge": 1}`, `{"max_length": 128}`), as kneo-serv reports it.
+    pub ctx: Option<Value>,
 }
 
 impl ValidationIssue {
@@ -28,6 +32,9 @@ impl ValidationIssue {
         entry.insert("msg".into(), json!(self.msg));
         if let Some(input) = &self.input {
             entry.insert("input".into(), input.clone());
+        }
+        if let Some(ctx) = &self.ctx {
+            entry.insert("ctx".into(), ctx.clone());
         }
         Value::Object(entry)
     }
@@ -229,6 +236,51 @@ impl From<StoreError> for ApiError {
             }
         }
     }
+}
+
+/// The one mapping of platform failures to the envelope.
+impl From<PlatformError> for ApiError {
+    fn from(error: PlatformError) -> ApiError {
+        match error {
+            PlatformError::NotFound => ApiError::not_found(),
+            PlatformError::InvalidRequest(message) => ApiError::invalid_request(message),
+            PlatformError::SpecInvalid(diagnostics) => spec_invalid(diagnostics),
+            PlatformError::PathConfined { what } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "spec_path_confined",
+                format!("{what} resolves outside the configured spec root."),
+            ),
+            PlatformError::FileNotReadable => {
+                ApiError::invalid_request("A referenced file could not be read.")
+            }
+            PlatformError::EnvironmentPolicyBlocked {
+                message,
+                diagnostics,
+            } => ApiError::new(StatusCode::FORBIDDEN, "environment_policy_blocked", message)
+                .with("diagnostics", json!(diagnostics)),
+            PlatformError::Locked(resource) => ApiError::resource_locked(&resource),
+            PlatformError::Store(error) => error.into(),
+            PlatformError::Internal(cause) => {
+                tracing::error!(target: "kneo_serv.service", error = %crate::redact::redacted_text(&cause), "internal error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+/// `400 spec_invalid` carrying the diagnostics (runbook § 6.1).
+pub fn spec_invalid(diagnostics: Vec<Diagnostic>) -> ApiError {
+    let first = diagnostics
+        .iter()
+        .find(|d| d.is_error())
+        .map(|d| format!(" First error: {} at {}: {}", d.code, d.path, d.message))
+        .unwrap_or_default();
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "spec_invalid",
+        format!("The spec is invalid (runbook § 6.1).{first}"),
+    )
+    .with("diagnostics", json!(diagnostics))
 }
 
 impl IntoResponse for ApiError {

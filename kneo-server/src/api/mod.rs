@@ -16,9 +16,15 @@ pub mod human_tasks;
 pub mod input;
 pub mod limits;
 pub mod metrics;
+pub mod policies;
 pub mod request_log;
+pub mod run_filters;
+pub mod run_inspection;
 pub mod runs;
+pub mod security;
 pub mod service_events;
+pub mod skills;
+pub mod spec_request;
 pub mod specs;
 
 use std::any::Any;
@@ -45,14 +51,39 @@ fn versioned_routes() -> Router<AppState> {
         .route("/runs/{run_id}/continue", post(runs::continue_run))
         .route("/runs/{run_id}/trace", get(runs::trace))
         .route("/runs/{run_id}/checkpoints", get(runs::checkpoints))
-        .route("/runs/{run_id}/recovery", get(runs::recovery))
+        .route("/runs/{run_id}/recovery", get(run_inspection::recovery))
+        .route("/runs/{run_id}/replay", get(run_inspection::replay))
+        .route("/runs/{run_id}/graph", get(run_inspection::graph))
+        .route(
+            "/runs/{run_id}/policy-report",
+            get(run_inspection::policy_report),
+        )
+        .route(
+            "/runs/{run_id}/checkpoints/diff",
+            get(run_inspection::checkpoints_diff),
+        )
         .route("/specs/validate", post(specs::validate))
+        .route("/specs/compile", post(specs::compile))
+        .route("/specs/explain", post(specs::explain))
+        .route("/specs/graph", post(specs::graph))
+        .route("/specs/policy-report", post(specs::policy_report))
         .route("/specs/run", post(runs::create_from_specs_run))
         .route("/human-tasks", get(human_tasks::list))
         .route("/human-tasks/{continuation_id}", get(human_tasks::get))
         .route(
             "/human-tasks/{continuation_id}/resume",
             post(human_tasks::resume),
+        )
+        .route("/skills", get(skills::list))
+        .route("/security/credentials", get(security::credentials))
+        .route("/policies/environment", get(policies::list))
+        .route(
+            "/policies/environment/{environment}",
+            get(policies::get).put(policies::put),
+        )
+        .route(
+            "/policies/environment/{environment}/preview",
+            post(policies::preview),
         )
         .route("/audit-events", get(audit::list))
         .route("/service/events", get(service_events::list))

@@ -105,7 +105,7 @@ const fn column(name: &'static str, kind: ColumnType, nullable: bool) -> Column 
 
 use ColumnType::{Int, Json, Text, Timestamp};
 
-/// Every table, in archive order. The columns are those of schema version 1 on both backends; a
+/// Every table, in archive order. The columns are those of schema version 2 on both backends; a
 /// migration that changes a table must change this list and bump [`FORMAT_VERSION`] or add a
 /// conversion for older archives.
 pub const TABLES: &[TableSpec] = &[
@@ -130,6 +130,8 @@ pub const TABLES: &[TableSpec] = &[
             column("deadline_at", Timestamp, true),
             column("workflow_name", Text, true),
             column("document", Json, false),
+            column("workflow_kind", Text, true),
+            column("session_id", Text, true),
         ],
         key: &["id"],
         identity: None,
@@ -239,6 +241,17 @@ pub const TABLES: &[TableSpec] = &[
         ],
         key: &["position"],
         identity: Some("position"),
+        restored: true,
+    },
+    TableSpec {
+        name: "environment_policies",
+        columns: &[
+            column("environment", Text, false),
+            column("policy", Json, false),
+            column("updated_at", Timestamp, false),
+        ],
+        key: &["environment"],
+        identity: None,
         restored: true,
     },
     TableSpec {

@@ -562,6 +562,8 @@ mod tests {
         encoder.null("deadline_at");
         encoder.text("workflow_name", "w\n\"x\"");
         encoder.raw_json("document", document);
+        encoder.text("workflow_kind", "workflow");
+        encoder.null("session_id");
         encoder.finish().to_vec()
     }
 

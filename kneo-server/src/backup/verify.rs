@@ -984,6 +984,7 @@ async fn store_checks(
         page: page(1),
         status: None,
         sort: RunSort::CreatedAt,
+        filter: Default::default(),
     };
     match store.list_runs(&all_runs).await {
         Ok(listed) => check(

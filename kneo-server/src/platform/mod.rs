@@ -8,11 +8,19 @@
 //! - [`specs`]: loading and validating specs from a path or inline.
 
 pub mod audit;
+pub mod credentials;
+pub mod environment_policy;
+pub mod error;
 pub mod execution;
 pub mod human;
 pub mod idempotency;
+pub mod layering;
+pub mod policy_report;
 pub mod responses;
+pub mod run_inspection;
+pub mod skills_catalog;
 pub mod spec_cache;
+pub mod spec_inspection;
 pub mod specs;
 
 use std::collections::HashMap;
@@ -32,20 +40,23 @@ use crate::store::{
     AuditEvent, Expect, Progress, QueueEntry, QueueStatus, QueueTransition, RunRecord, RunStatus,
     SaveOutcome, Stores, TraceQuery,
 };
-use specs::SpecSource;
+use error::PlatformError;
+use layering::SkillsOverlay;
+use specs::SpecRequest;
 
-/// The validated body of `POST /v1/runs`.
+/// The validated body of `POST /v1/runs` (and `POST /v1/specs/run`).
 #[derive(Debug, Clone)]
 pub struct CreateRun {
     pub input: String,
-    pub source: SpecSource,
+    /// The spec and its layers (`environment`, `overlays`, `overrides`).
+    pub spec: SpecRequest,
     pub target: String,
-    pub environment: Option<String>,
-    pub overlays: Vec<String>,
-    pub overrides: Map<String, Value>,
     pub metadata: Map<String, Value>,
     pub async_mode: bool,
-    pub skills: Option<Value>,
+    pub skills: Option<SkillsOverlay>,
+    pub session_id: Option<String>,
+    /// Created through `POST /v1/specs/run`: audited as `spec.run` instead of `run.created`.
+    pub via_specs_run: bool,
 }
 
 /// Shared run-lifecycle logic.
@@ -129,14 +140,27 @@ impl Platform {
             .unwrap_or_default()
     }
 
-    /// Compiles the spec frozen in a run's metadata.
+    /// Compiles the spec frozen in a run's metadata for the run's own target.
     pub fn plan_for(&self, run: &RunRecord) -> Result<Plan, String> {
+        let target = run
+            .metadata
+            .get("target")
+            .and_then(Value::as_str)
+            .unwrap_or("workflow")
+            .to_string();
+        self.plan_for_target(run, &target)
+    }
+
+    /// Compiles the spec frozen in a run's metadata (with its layers) for `target`.
+    pub fn plan_for_target(&self, run: &RunRecord, target: &str) -> Result<Plan, String> {
         let frozen = run
             .metadata
             .get("frozen_spec")
             .and_then(|frozen| frozen.get("base"))
             .ok_or_else(|| format!("run {} has no frozen spec", run.id))?;
-        let validation = crate::spec::validate::validate(frozen, self.engine.as_ref());
+        let document = layering::layered(frozen, &layering::frozen_layers(&run.metadata))
+            .map_err(|error| format!("run {}: {error}", run.id))?;
+        let validation = crate::spec::validate::validate(&document, self.engine.as_ref());
         let spec = validation.spec.ok_or_else(|| {
             let errors: Vec<String> = validation
                 .diagnostics
@@ -149,11 +173,6 @@ impl Platform {
                 errors.join("; ")
             )
         })?;
-        let target = run
-            .metadata
-            .get("target")
-            .and_then(Value::as_str)
-            .unwrap_or("workflow");
         crate::engine::plan::compile(&spec, target, self.engine.as_ref())
             .map_err(|error| error.to_string())
     }
@@ -164,10 +183,20 @@ impl Platform {
         request: CreateRun,
         actor: &str,
     ) -> Result<(StatusCode, Value), ApiError> {
-        let loaded = self.load_run_spec(&request.source).await?;
+        let loaded = self
+            .load_run_spec(&request.spec, request.skills.as_ref())
+            .await?;
+        self.enforce_environment_policy(
+            request.spec.environment.as_deref(),
+            &loaded.document,
+            &loaded.diagnostics,
+        )
+        .await?;
         let plan =
             crate::engine::plan::compile(&loaded.spec, &request.target, self.engine.as_ref())
-                .map_err(|error| specs::spec_invalid(vec![specs::compile_diagnostic(&error)]))?;
+                .map_err(|error| {
+                    PlatformError::SpecInvalid(vec![specs::compile_diagnostic(&error)])
+                })?;
         let now = crate::clock::now_text();
         let mut run = RunRecord::new(
             crate::clock::new_id(),
@@ -201,41 +230,33 @@ impl Platform {
                 Value::Null
             },
         );
+        let layers = &request.spec;
         metadata.insert("target".into(), json!(request.target));
-        metadata.insert("environment".into(), json!(request.environment));
-        metadata.insert("overlays".into(), json!(request.overlays));
+        metadata.insert("environment".into(), json!(layers.environment));
+        metadata.insert("overlays".into(), json!(layers.overlays));
         metadata.insert(
             "overrides".into(),
-            crate::redact::redacted(&Value::Object(request.overrides.clone())),
+            crate::redact::redacted(&Value::Object(layers.overrides.clone())),
         );
         metadata.insert(
             "skills_overlay".into(),
-            request.skills.clone().unwrap_or(Value::Null),
+            request
+                .skills
+                .as_ref()
+                .map(SkillsOverlay::to_json)
+                .unwrap_or(Value::Null),
         );
         metadata.insert("timeout_seconds".into(), json!(timeout_seconds));
         metadata.insert(
             "frozen_spec".into(),
-            json!({"base": loaded.value, "overlays": []}),
+            json!({"base": loaded.value, "overlays": loaded.overlays}),
         );
         metadata.insert(
             "caller_metadata".into(),
             crate::redact::redacted(&Value::Object(request.metadata.clone())),
         );
-        let created = audit::event(
-            "run.created",
-            actor,
-            Some(&run.id),
-            None,
-            json!({
-                "async_mode": request.async_mode,
-                "target": request.target,
-                "spec_path": loaded.spec_path,
-                "inline_spec": loaded.spec_path.is_none(),
-                "environment": request.environment,
-                "session_id": null,
-                "metadata": request.metadata,
-            }),
-        );
+        run.session_id = request.session_id.clone();
+        let created = audit::run_created(actor, &request, &loaded, &run);
         if request.async_mode {
             self.enqueue(run, created).await
         } else {
@@ -397,7 +418,8 @@ impl Platform {
                         "Only failed runs (or running runs whose lease expired) can be continued; this run is {status}."
                     ),
                     status.as_str(),
-                ));
+                )
+                .with("run_id", run_id));
             }
         };
         if !is_sequential_workflow(&run) {

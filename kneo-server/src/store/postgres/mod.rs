@@ -19,6 +19,7 @@ mod columns;
 mod continuations;
 mod errors;
 mod migrate;
+mod policies;
 mod records;
 mod runs;
 mod sql;
@@ -39,10 +40,10 @@ pub use continuations::PostgresContinuationStore;
 use self::errors::Failure;
 use self::sql::column;
 use super::{
-    AuditEvent, AuditQuery, CheckpointQuery, ClaimRequest, ClaimResult, ErrorKind,
-    IdempotencyBegin, IdempotencyRequest, Page, PageQuery, Progress, QueueCounts, QueueEntry,
-    QueueRecord, RunQuery, RunRecord, SaveOutcome, ServiceEvent, Store, StoreError, StoreKind,
-    TraceQuery,
+    AuditEvent, AuditQuery, CheckpointQuery, ClaimRequest, ClaimResult, EnvironmentPolicyRecord,
+    ErrorKind, IdempotencyBegin, IdempotencyRequest, Page, PageQuery, Progress, QueueCounts,
+    QueueEntry, QueueRecord, RunQuery, RunRecord, SaveOutcome, ServiceEvent, Store, StoreError,
+    StoreKind, TraceQuery,
 };
 use crate::redact::redacted_text;
 
@@ -564,6 +565,38 @@ impl Store for PostgresStore {
         self.inner
             .run("finding overdue runs", async move |client| {
                 runs::overdue_runs(&*client, &now, limit).await
+            })
+            .await
+    }
+
+    async fn list_environment_policies(&self) -> Result<Vec<EnvironmentPolicyRecord>, StoreError> {
+        self.inner
+            .run("listing environment policies", async move |client| {
+                policies::list(&*client).await
+            })
+            .await
+    }
+
+    async fn get_environment_policy(
+        &self,
+        environment: &str,
+    ) -> Result<Option<EnvironmentPolicyRecord>, StoreError> {
+        let environment = environment.to_string();
+        self.inner
+            .run("reading an environment policy", async move |client| {
+                policies::get(&*client, &environment).await
+            })
+            .await
+    }
+
+    async fn put_environment_policy(
+        &self,
+        record: &EnvironmentPolicyRecord,
+    ) -> Result<(), StoreError> {
+        let record = record.clone();
+        self.inner
+            .run("storing an environment policy", async move |client| {
+                policies::put(&*client, &record).await
             })
             .await
     }
