@@ -8,6 +8,7 @@ mod cli;
 mod crashes;
 mod degraded;
 mod golden;
+mod golden_routes;
 mod human;
 mod inputs;
 mod runs;

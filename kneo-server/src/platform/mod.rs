@@ -224,8 +224,9 @@ impl Platform {
         metadata.insert("spec_path".into(), json!(loaded.spec_path));
         metadata.insert(
             "spec".into(),
+            // An inline spec is recorded as sent (redacted), as kneo-serv records it.
             if loaded.spec_path.is_none() {
-                json!("<inline>")
+                crate::redact::redacted(&loaded.value)
             } else {
                 Value::Null
             },

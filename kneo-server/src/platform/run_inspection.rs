@@ -152,6 +152,15 @@ impl History {
                 None
             }
         });
+        if failed_step.is_null() && failed_node.is_null() {
+            // A failure the checkpoints do not name is found on the run's error.
+            failed_step = run
+                .error
+                .as_ref()
+                .and_then(|error| error.get("step_id"))
+                .cloned()
+                .unwrap_or(Value::Null);
+        }
         let can_continue = is_sequential_workflow(run)
             && (run.status == RunStatus::Failed
                 || (run.status == RunStatus::Running && !self.lease_live()));
