@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
+mod conformance;
 mod crashes;
 mod degraded;
 mod golden;
