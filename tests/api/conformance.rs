@@ -4,9 +4,9 @@
 //! serves, with the reference's schemas and their fields.
 
 use kneo_testkit::golden::reference_openapi;
+use kneo_testkit::http::Api;
 use kneo_testkit::postgres::shared_cluster;
 use kneo_testkit::server::{KneoServer, ServerOptions};
-use kneo_tests::Api;
 use serde_json::{Value, json};
 
 /// The scope of each kneo-serv operation (path without `/v1`), from `require_scope(...)` in its

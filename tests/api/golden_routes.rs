@@ -10,9 +10,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
 use kneo_testkit::golden::{Golden, ext};
+use kneo_testkit::http::Api;
 use kneo_testkit::postgres::shared_cluster;
 use kneo_testkit::server::{KneoServer, ServerOptions};
-use kneo_tests::Api;
 use kneo_tests::replay::{IdMap, check, replay};
 use serde_json::Value;
 

@@ -1,48 +1,41 @@
 //! An environment policy put through the API blocks runs in its environment, on both stores,
 //! and keeps doing so after a restart and after `kneo-ops backup` → `kneo-ops restore`.
 
+use kneo_testkit::http::Api;
 use kneo_testkit::postgres::shared_cluster;
 use kneo_testkit::server::{KneoServer, OPERATOR_KEY, ServerOptions};
 use serde_json::{Value, json};
 
 use crate::backup_cli::ops;
 
-/// Requests a blocking call path needs, on one runtime.
-struct Api {
+/// The calls of these tests, made from a blocking test through testkit's client.
+struct Calls {
     runtime: tokio::runtime::Runtime,
-    client: reqwest::Client,
 }
 
-impl Api {
-    fn new() -> Api {
-        Api {
+impl Calls {
+    fn new() -> Calls {
+        Calls {
             runtime: tokio::runtime::Runtime::new().expect("runtime"),
-            client: reqwest::Client::builder()
-                .no_proxy()
-                .build()
-                .expect("client"),
         }
     }
 
-    fn send(&self, method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
-        self.runtime.block_on(async {
-            let mut request = self
-                .client
-                .request(method, url)
-                .header("authorization", format!("Bearer {OPERATOR_KEY}"));
-            if let Some(body) = body {
-                request = request.json(&body);
-            }
-            let response = request.send().await.expect("request");
-            let status = response.status().as_u16();
-            (status, response.json().await.unwrap_or(Value::Null))
-        })
+    fn send(&self, method: &str, url: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let bearer = format!("Bearer {OPERATOR_KEY}");
+        let answer = self.runtime.block_on(Api::new(url).send(
+            method,
+            path,
+            &[("authorization", &bearer)],
+            body.as_ref(),
+        ));
+        (answer.status, answer.body)
     }
 
     fn put_policy(&self, server: &KneoServer) {
         let (status, body) = self.send(
-            reqwest::Method::PUT,
-            format!("{}/v1/policies/environment/staging", server.url),
+            "PUT",
+            &server.url,
+            "/v1/policies/environment/staging",
             Some(json!({"require_human_review": true})),
         );
         assert_eq!(status, 200, "{body}");
@@ -51,11 +44,8 @@ impl Api {
 
     /// The stored policy of `staging`.
     fn policy(&self, server: &KneoServer) -> Value {
-        let (status, body) = self.send(
-            reqwest::Method::GET,
-            format!("{}/v1/policies/environment/staging", server.url),
-            None,
-        );
+        let (status, body) =
+            self.send("GET", &server.url, "/v1/policies/environment/staging", None);
         assert_eq!(status, 200, "{body}");
         body["policy"].clone()
     }
@@ -102,7 +92,7 @@ fn text(output: &std::process::Output) -> String {
 
 #[test]
 fn a_policy_blocks_runs_across_a_restart_and_a_restore_on_the_embedded_store() {
-    let api = Api::new();
+    let api = Calls::new();
     let mut server = KneoServer::start(ServerOptions::default());
     assert_eq!(api.run_in(&server, "staging").0, 200, "no policy yet");
     api.put_policy(&server);
@@ -135,7 +125,7 @@ fn a_policy_blocks_runs_across_a_restart_and_a_restore_on_the_embedded_store() {
 
 #[test]
 fn a_policy_blocks_runs_across_a_restart_and_a_restore_on_postgres() {
-    let api = Api::new();
+    let api = Calls::new();
     let url = shared_cluster().create_database();
     let mut server = KneoServer::start(ServerOptions::default().postgres(&url));
     api.put_policy(&server);
