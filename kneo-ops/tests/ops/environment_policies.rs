@@ -53,8 +53,9 @@ impl Calls {
     /// A run of the spec without a human step in `environment`: status and error code.
     fn run_in(&self, server: &KneoServer, environment: &str) -> (u16, Option<String>) {
         let (status, body) = self.send(
-            reqwest::Method::POST,
-            format!("{}/v1/runs", server.url),
+            "POST",
+            &server.url,
+            "/v1/runs",
             Some(
                 json!({"input": "hi", "spec_path": "specs/hello.yaml", "environment": environment}),
             ),
