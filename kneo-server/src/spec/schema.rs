@@ -31,6 +31,7 @@ const SPEC_KEYS: &[&str] = &[
     "mcp_servers",
     "skills",
     "policy_defaults",
+    "metadata",
 ];
 const COMPONENT_KEYS: &[&str] = &["agents", "workflows", "functions", "humans"];
 const AGENT_KEYS: &[&str] = &[
@@ -582,6 +583,8 @@ impl Reader {
             return Spec::default();
         };
         self.version(map);
+        // Free-form labels, as kneo-serv takes them; a run's `environment` is stamped here.
+        self.open_mapping(map, "", "metadata");
         let agent = match get(map, "agent") {
             Some(agent) => self.agent(agent, "agent").unwrap_or_default(),
             None => {
@@ -1181,6 +1184,20 @@ mod tests {
         let outcome = read(json!({"version": "v1", "agent": {"name": "a"}}));
         assert!(outcome.diagnostics.is_empty(), "{:#?}", outcome.diagnostics);
         assert_eq!(outcome.spec.unwrap().agent.name, "a");
+    }
+
+    #[test]
+    fn metadata_is_a_free_mapping() {
+        let outcome = read(
+            json!({"version": "v1", "agent": {"name": "a"}, "metadata": {"environment": "qa", "team": 1}}),
+        );
+        assert!(outcome.diagnostics.is_empty(), "{:#?}", outcome.diagnostics);
+        let outcome = read(json!({"version": "v1", "agent": {"name": "a"}, "metadata": "qa"}));
+        let diagnostic = only(&outcome);
+        assert_eq!(
+            (diagnostic.code.as_str(), diagnostic.path.as_str()),
+            ("E_SCHEMA", "metadata")
+        );
     }
 
     #[test]
