@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use kneo_client::Reply;
 use kneo_client::wire::{AuditEventList, CheckpointPage, Run, RunList, TracePage};
-use kneo_ops::triage::{self, Health, Level, Probes, Report, Thresholds, Verdict};
+use kneo_triage::triage::{self, Health, Level, Probes, Report, Thresholds, Verdict};
 
 use crate::history::{History, Sample};
 use crate::strings;

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 /// `3 s`, `12 min`, `3.5 h`, `2 d` (the same words as kneo-ops' verdicts).
 pub fn duration(duration: Duration) -> String {
-    kneo_ops::triage::human_duration(duration)
+    kneo_triage::triage::human_duration(duration)
 }
 
 /// A refresh interval as given on the command line: `500ms`, `1s`, `2s`, `1m`.
@@ -34,7 +34,7 @@ pub fn latency(duration: Duration) -> String {
 
 /// How long before `now` the service timestamp `text` was; `None` when it does not parse.
 pub fn age_of(now: DateTime<Utc>, text: &str) -> Option<Duration> {
-    let then = kneo_ops::triage::parse_time(text)?;
+    let then = kneo_triage::triage::parse_time(text)?;
     Some((now - then).to_std().unwrap_or(Duration::ZERO))
 }
 

@@ -2,7 +2,7 @@
 //! result into the event channel. The UI never awaits the network, and every call is bounded by
 //! `--timeout`, so a hung service shows up as a timeout verdict, not a frozen screen.
 //!
-//! - [`spawn_probes`]: every `--refresh`, `kneo_ops::probe::collect` (health, readiness, queue,
+//! - [`spawn_probes`]: every `--refresh`, `kneo_triage::probe::collect` (health, readiness, queue,
 //!   human tasks, service events, metrics, leases) plus the recent failed runs.
 //! - [`spawn_details`]: the Runs screen's list (with its status filter) and the open
 //!   drill-down (run, trace, checkpoints, audit events), refetched each refresh and at once when
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use kneo_client::client::{AuditQuery, PageRequest, RunQuery};
 use kneo_client::{Client, Reply};
-use kneo_ops::probe::{self, ProbeOptions};
+use kneo_triage::probe::{self, ProbeOptions};
 use tokio::sync::{Notify, watch};
 
 use crate::app::{Action, DrillData, Fetched, PollOutcome, RunsWatch};

@@ -321,7 +321,7 @@ async fn run(cli: Cli, started: Instant) -> anyhow::Result<()> {
 
 fn bundle_status(bundle: &Bundle) -> String {
     let (items, failed) = bundle.item_counts();
-    let created = kneo_ops::triage::parse_time(&bundle.manifest.created_at)
+    let created = kneo_triage::triage::parse_time(&bundle.manifest.created_at)
         .map(crate::format::stamp)
         .unwrap_or_else(|| bundle.manifest.created_at.clone());
     crate::strings::status_bundle(&created, items, failed)

@@ -9,7 +9,7 @@ use kneo_client::wire::{
     ServiceEventList,
 };
 use kneo_client::{CallError, Reply};
-use kneo_ops::triage::Probes;
+use kneo_triage::triage::Probes;
 use serde_json::{Value, json};
 
 use crate::app::{Action, App, DrillData, PollOutcome, Settings, Source, SourceKind};

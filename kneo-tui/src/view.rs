@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use kneo_client::CallError;
 use kneo_client::wire::{ReadinessCheck, ServiceEvent};
-use kneo_ops::runbook;
-use kneo_ops::triage::{Health, Level, Verdict};
+use kneo_triage::runbook;
+use kneo_triage::triage::{Health, Level, Verdict};
 
 use crate::app::{App, DrillLevel, Latest, Mode, Pending, Screen, SourceKind};
 use crate::format;
@@ -539,26 +539,16 @@ fn check_section(check: &ReadinessCheck) -> String {
     if check.ok {
         return String::new();
     }
-    let section = kneo_server_section(check);
+    let section = matrix_section(check);
     match runbook::normalize_number(&section) {
         Some(number) => format!("§ {number}"),
         None => section,
     }
 }
 
-/// The readiness matrix (the server's own mapping, through kneo-ops' verdicts).
-fn kneo_server_section(check: &ReadinessCheck) -> String {
-    check
-        .runbook
-        .clone()
-        .unwrap_or_else(|| match check.name.as_str() {
-            "api" => "1.3".into(),
-            "run_state_store" => "2.2".into(),
-            "continuation_store" => "2".into(),
-            "queue" => "5.1".into(),
-            "providers" | "mcp" => "3.2".into(),
-            _ => "extending".into(),
-        })
+/// The readiness matrix: the same table the triage tree and the server's `runbook` field use.
+fn matrix_section(check: &ReadinessCheck) -> String {
+    kneo_triage::matrix::runbook_section(&check.name, check.error.as_deref()).to_string()
 }
 
 fn check_row(check: &ReadinessCheck) -> CheckRow {
@@ -616,7 +606,7 @@ fn check_detail(check: &ReadinessCheck) -> Vec<(String, String)> {
         if !missing.is_empty() {
             lines.push((strings::LABEL_MISSING.into(), missing.join(", ")));
         }
-        let section = kneo_server_section(check);
+        let section = matrix_section(check);
         let heading = runbook::section(&section)
             .map(|s| strings::runbook_heading(&s.number, &s.title))
             .unwrap_or(section);
@@ -765,7 +755,7 @@ fn runs(app: &App, now: DateTime<Utc>) -> RunsView {
                         let when = event
                             .timestamp
                             .as_deref()
-                            .and_then(kneo_ops::triage::parse_time)
+                            .and_then(kneo_triage::triage::parse_time)
                             .map(format::clock)
                             .unwrap_or_else(|| "--:--:--".into());
                         let what = event
@@ -1057,7 +1047,7 @@ fn service_event_item(event: &ServiceEvent) -> EventItem {
         at: event
             .created_at
             .as_deref()
-            .and_then(kneo_ops::triage::parse_time),
+            .and_then(kneo_triage::triage::parse_time),
         id: event.id.clone(),
         kind: event.event_type.clone(),
         summary,

@@ -33,13 +33,13 @@ use sha2::Digest;
 pub use archive::ArchiveError;
 use items::{Collected, Content, PagedList, from_reply, safe_component};
 
-use crate::manifest::{
+use crate::redaction::{Redactor, RuleCounts};
+use kneo_triage::manifest::{
     self, Item, ItemStatus, Manifest, RecordedOptions, RedactionReport, RuleReport, ServiceInfo,
     Summary, ToolInfo,
 };
-use crate::probe::{self, ProbeOptions};
-use crate::redaction::{Redactor, RuleCounts};
-use crate::triage::{self, Probes, Thresholds};
+use kneo_triage::probe::{self, ProbeOptions};
+use kneo_triage::triage::{self, Probes, Thresholds};
 
 /// Time caps per kind of collector (each also bounded by the time left in the budget).
 #[derive(Debug, Clone)]
@@ -365,17 +365,7 @@ pub async fn capture(
     })
 }
 
-/// Where the probe answers are stored in a bundle (read back by [`crate::bundle::load_probes`]).
-pub mod probe_paths {
-    pub const HEALTHZ: &str = "service/healthz.json";
-    pub const READYZ: &str = "service/readyz.json";
-    pub const HEALTH_DETAIL: &str = "service/health.json";
-    pub const METRICS: &str = "service/metrics.txt";
-    pub const SERVICE_EVENTS: &str = "service/service-events.json";
-    pub const QUEUED_RUNS: &str = "queue/queued-runs.json";
-    pub const RUNNING_RUNS: &str = "queue/running-runs.json";
-    pub const HUMAN_TASKS: &str = "queue/human-tasks.json";
-}
+pub use kneo_triage::manifest::probe_paths;
 
 /// Items derived from the probes, in this order.
 const PROBE_ITEMS: [&str; 8] = [
@@ -600,7 +590,7 @@ fn plan<'a>(
 }
 
 fn triage_duration(duration: Duration) -> String {
-    crate::triage::human_duration(duration)
+    kneo_triage::triage::human_duration(duration)
 }
 
 /// `kneo` next to this program, else on PATH.
@@ -917,9 +907,9 @@ fn store(
                 item.status = ItemStatus::Skipped;
                 item.error = Some(format!(
                     "not stored: its {} would pass --max-bytes {} ({} already stored)",
-                    crate::units::format_size(size),
-                    crate::units::format_size(max_bytes),
-                    crate::units::format_size(total)
+                    kneo_triage::units::format_size(size),
+                    kneo_triage::units::format_size(max_bytes),
+                    kneo_triage::units::format_size(total)
                 ));
             } else {
                 note_counts(&mut redaction, &counts, &path);

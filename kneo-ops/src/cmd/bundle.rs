@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use kneo_ops::bundle::{self, Inspection};
-use kneo_ops::units::format_size;
+use kneo_triage::bundle::{self, Inspection};
+use kneo_triage::units::format_size;
 
 const INSPECT_EXAMPLES: &str = "\
 Exit codes: 0 intact, 1 damaged (each checksum mismatch, missing, extra or unsafe entry is

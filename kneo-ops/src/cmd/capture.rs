@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use clap::Args;
 use kneo_ops::capture::{self, CaptureOptions, Captured};
-use kneo_ops::manifest::ItemStatus;
 use kneo_ops::redaction::Redactor;
-use kneo_ops::units::{format_size, parse_duration, parse_size};
+use kneo_triage::manifest::ItemStatus;
+use kneo_triage::units::{format_size, parse_duration, parse_size};
 use serde_json::json;
 
 use super::TargetArgs;

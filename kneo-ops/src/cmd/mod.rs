@@ -18,7 +18,7 @@ use clap::Args;
 use kneo_client::profile::{TargetOverrides, resolve_target};
 use kneo_client::{Client, ClientConfig};
 
-use kneo_ops::units::parse_duration;
+use kneo_triage::units::parse_duration;
 
 /// Which service to talk to, and how long to wait for it.
 /// (No `Debug`: it holds the API key.)

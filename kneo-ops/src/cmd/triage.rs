@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use clap::Args;
-use kneo_ops::probe::{self, ProbeOptions};
-use kneo_ops::triage::render::{RenderOptions, render_text};
-use kneo_ops::triage::{self, Thresholds};
-use kneo_ops::units::parse_duration;
+use kneo_triage::probe::{self, ProbeOptions};
+use kneo_triage::triage::render::{RenderOptions, render_text};
+use kneo_triage::triage::{self, Thresholds};
+use kneo_triage::units::parse_duration;
 
 use super::TargetArgs;
 

@@ -83,10 +83,11 @@ async fn a_hanging_readyz_is_cut_at_the_budget_and_marked_timeout() {
         verdicts["health"], "down",
         "a /readyz timeout is handled like a /healthz timeout"
     );
-    let (_, probes) = kneo_ops::bundle::load_probes(&dir.path().join("slow.tar.gz"))
+    let (_, probes) = kneo_triage::bundle::load_probes(&dir.path().join("slow.tar.gz"))
         .expect("probes from the bundle");
-    let offline = kneo_ops::triage::evaluate(&probes, &kneo_ops::triage::Thresholds::default());
-    assert_eq!(offline.health, kneo_ops::triage::Health::Down);
+    let offline =
+        kneo_triage::triage::evaluate(&probes, &kneo_triage::triage::Thresholds::default());
+    assert_eq!(offline.health, kneo_triage::triage::Health::Down);
     assert_eq!(
         offline.stages[1].title,
         "/readyz: no answer (treat as down)"

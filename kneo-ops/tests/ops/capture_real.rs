@@ -228,8 +228,9 @@ async fn a_capture_of_a_real_server_holds_every_item_and_verifies() {
     assert!(names.contains(&"manifest.json".to_string()));
 
     // The same tree walks offline from the bundle (what kneo-tui --bundle does).
-    let (_, probes) = kneo_ops::bundle::load_probes(&bundle).expect("probes from the bundle");
-    let offline = kneo_ops::triage::evaluate(&probes, &kneo_ops::triage::Thresholds::default());
+    let (_, probes) = kneo_triage::bundle::load_probes(&bundle).expect("probes from the bundle");
+    let offline =
+        kneo_triage::triage::evaluate(&probes, &kneo_triage::triage::Thresholds::default());
     assert_eq!(
         serde_json::to_value(&offline.stages).expect("json"),
         verdicts["stages"],

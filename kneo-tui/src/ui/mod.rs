@@ -74,9 +74,9 @@ pub fn render(frame: &mut Frame<'_>, view: &ViewModel) {
 fn render_header(frame: &mut Frame<'_>, area: Rect, view: &ViewModel, theme: Theme) {
     let health = view.header.health;
     let badge = match health {
-        Some(kneo_ops::triage::Health::Healthy) => strings::BADGE_HEALTHY,
-        Some(kneo_ops::triage::Health::Degraded) => strings::BADGE_DEGRADED,
-        Some(kneo_ops::triage::Health::Down) => strings::BADGE_DOWN,
+        Some(kneo_triage::triage::Health::Healthy) => strings::BADGE_HEALTHY,
+        Some(kneo_triage::triage::Health::Degraded) => strings::BADGE_DEGRADED,
+        Some(kneo_triage::triage::Health::Down) => strings::BADGE_DOWN,
         None => strings::BADGE_WAITING,
     };
     let mut right = vec![

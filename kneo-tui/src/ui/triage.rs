@@ -16,9 +16,9 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, view: &TriageView, theme: Theme
     let [headline, panes] =
         Layout::vertical([Constraint::Length(1), Constraint::Min(3)]).areas(area);
     let style = theme.level(match view.health {
-        kneo_ops::triage::Health::Healthy => kneo_ops::triage::Level::Ok,
-        kneo_ops::triage::Health::Degraded => kneo_ops::triage::Level::Warn,
-        kneo_ops::triage::Health::Down => kneo_ops::triage::Level::Fail,
+        kneo_triage::triage::Health::Healthy => kneo_triage::triage::Level::Ok,
+        kneo_triage::triage::Health::Degraded => kneo_triage::triage::Level::Warn,
+        kneo_triage::triage::Health::Down => kneo_triage::triage::Level::Fail,
     });
     frame.render_widget(
         Paragraph::new(Span::styled(

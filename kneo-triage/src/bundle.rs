@@ -284,7 +284,7 @@ const MAX_PROBE_FILE_BYTES: u64 = 256 * 1024 * 1024;
 /// capture saw. `observed_at` is the capture's `created_at`. Unsafe entries are ignored (use
 /// [`inspect`] to report them); lease look-ups are not stored, so that rule uses the counts.
 pub fn load_probes(path: &Path) -> Result<(Manifest, crate::triage::Probes), BundleError> {
-    use crate::capture::probe_paths as paths;
+    use crate::manifest::probe_paths as paths;
     use kneo_client::wire::{HealthBody, Readiness};
 
     let wanted = [

@@ -6,7 +6,7 @@
 //!
 //! 1. `/healthz` — alive, or down/unreachable/crashed (§ 1).
 //! 2. `/readyz` — each failing check mapped to its runbook section with the same mapping the
-//!    server uses (`kneo_server::readiness::runbook_section`); a timeout counts as down.
+//!    server uses (`crate::matrix::runbook_section`); a timeout counts as down.
 //! 3. Queue and runs — stuck-run rules (§ 5.1, § 5.3, § 8.2).
 //! 4. Symptoms — error answers looked up in [`symptoms`], plus 5xx bursts and restart loops from
 //!    the service events.

@@ -173,7 +173,7 @@ fn check_verdict(check: &ReadinessCheck, detailed: Option<&ReadinessCheck>) -> V
             .with_detail(check_summary(check));
     }
     let kind = check.error.as_deref();
-    let section = kneo_server::readiness::runbook_section(&check.name, kind);
+    let section = crate::matrix::runbook_section(&check.name, kind);
     let mut parts = Vec::new();
     parts.push(match (&check.error, &check.message) {
         (Some(error), Some(message)) => format!("{error}: {message}"),
@@ -533,7 +533,7 @@ fn symptom_of(status: u16, error: Option<&ErrorBody>, path: &str) -> Option<symp
         .and_then(|e| e.extra.get("kind"))
         .and_then(|kind| kind.as_str());
     if symptom.code == Some("store_unavailable") && kind.is_some() {
-        symptom.section = kneo_server::readiness::runbook_section("run_state_store", kind);
+        symptom.section = crate::matrix::runbook_section("run_state_store", kind);
     }
     Some(symptom)
 }

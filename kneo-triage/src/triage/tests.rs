@@ -334,7 +334,7 @@ fn failing_checks_map_to_the_servers_matrix() {
         );
         assert!(stage.title.contains(check), "{}", stage.title);
         let verdict = find(&report, &format!("readyz.{check}"));
-        let expected = kneo_server::readiness::runbook_section(check, kind);
+        let expected = crate::matrix::runbook_section(check, kind);
         assert_eq!(
             (verdict.level, verdict.section.as_deref()),
             (Level::Fail, Some(expected)),
