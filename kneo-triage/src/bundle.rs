@@ -406,6 +406,8 @@ impl StoredAnswers<'_> {
                 method,
                 url,
                 after: std::time::Duration::from_millis(item.duration_ms),
+                // The recorded error says which (the client's own words).
+                connected: !reason.contains("could not connect"),
             },
             (_, Some(status)) => kneo_client::CallError::Status {
                 method,

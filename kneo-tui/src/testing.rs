@@ -397,6 +397,7 @@ pub fn slow() -> Probes {
         method: "GET".into(),
         url: format!("{BASE}{path}"),
         after: Duration::from_secs(3),
+        connected: true,
     };
     let mut probes = Probes::new(
         BASE,

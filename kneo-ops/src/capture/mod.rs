@@ -671,6 +671,8 @@ fn probes_cut_at_budget(client: &Client, observed_at: chrono::DateTime<Utc>) -> 
         method: "GET".into(),
         url: format!("{}/healthz", client.base_url()),
         after: Duration::ZERO,
+        // The probes did not finish within the budget: the service was too slow to answer.
+        connected: true,
     };
     Probes::new(client.base_url(), observed_at, Reply::failed(timeout))
 }

@@ -162,6 +162,7 @@ fn timeout(path: &str) -> CallError {
         method: "GET".into(),
         url: format!("{BASE}{path}"),
         after: Duration::from_millis(1500),
+        connected: true,
     }
 }
 
