@@ -231,8 +231,14 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The envelope's `error` code of an answer, kept in the response's extensions for the access
+/// log and the answer counters ([`crate::answers`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode(pub &'static str);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let code = ErrorCode(self.code());
         let ErrorParts {
             status,
             body,
@@ -255,6 +261,7 @@ impl IntoResponse for ApiError {
             }
         };
         let mut response = (status, Json(body)).into_response();
+        response.extensions_mut().insert(code);
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
