@@ -14,6 +14,7 @@ use crate::store::{ErrorKind, StoreError};
 
 /// The check names, in the order kneo-serv reports them.
 pub use kneo_triage::matrix::CHECK_NAMES;
+use kneo_triage::matrix::Store;
 /// Where the runbook explains a failing check: the readiness matrix shared with the tools.
 pub use kneo_triage::matrix::runbook_section;
 
@@ -81,6 +82,7 @@ async fn bounded<T>(
 fn failed(
     name: &str,
     error: &StoreError,
+    store: Store,
     mut entry: Map<String, Value>,
     details: &mut Map<String, Value>,
 ) -> Value {
@@ -91,7 +93,7 @@ fn failed(
         "runbook".into(),
         json!(format!(
             "§ {}",
-            runbook_section(name, Some(error.kind.as_str()))
+            runbook_section(name, Some(error.kind.as_str()), store)
         )),
     );
     details.insert(name.into(), json!({"error": error.kind.as_str(), "message": crate::redact::redacted_text(&error.message)}));
@@ -169,6 +171,10 @@ pub async fn evaluate(state: &AppState) -> Readiness {
     );
     let mut checks = Map::new();
     let mut details = Map::new();
+    let store = match stores.runs.kind() {
+        crate::store::StoreKind::Sqlite => Store::Embedded,
+        crate::store::StoreKind::Postgres => Store::Postgres,
+    };
 
     let mut api = entry("api");
     api.insert("status".into(), json!("ready"));
@@ -179,6 +185,7 @@ pub async fn evaluate(state: &AppState) -> Readiness {
         Err(error) => failed(
             "run_state_store",
             error,
+            store,
             entry("run_state_store"),
             &mut details,
         ),
@@ -192,6 +199,7 @@ pub async fn evaluate(state: &AppState) -> Readiness {
         Err(error) => failed(
             "continuation_store",
             error,
+            store,
             continuation_entry,
             &mut details,
         ),
@@ -222,7 +230,7 @@ pub async fn evaluate(state: &AppState) -> Readiness {
             );
             Value::Object(queue_entry)
         }
-        Err(error) => failed("queue", error, queue_entry, &mut details),
+        Err(error) => failed("queue", error, store, queue_entry, &mut details),
     };
     checks.insert("queue".into(), queue_check);
 

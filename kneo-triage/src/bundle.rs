@@ -353,6 +353,7 @@ pub fn load_probes(path: &Path) -> Result<(Manifest, crate::triage::Probes), Bun
         })
         .unwrap_or_else(|| kneo_client::Reply::failed(stored.missing(paths::HEALTHZ)));
     let mut probes = crate::triage::Probes::new(manifest.target.clone(), observed_at, healthz);
+    probes.key_given = manifest.options.api_key_given;
     probes.readyz = stored.reply(paths::READYZ, |value| Readiness::from_value(&value));
     probes.health_detail =
         stored.reply(paths::HEALTH_DETAIL, |value| Readiness::from_value(&value));

@@ -105,49 +105,6 @@ pub fn error_text(error: &serde_json::Value) -> String {
     }
 }
 
-/// Markdown made readable in a narrow pane: soft-wrapped lines of a paragraph or list item are
-/// joined (the pane wraps them again at its own width), `**` emphasis markers are dropped, and
-/// fenced code is kept line by line.
-pub fn reflow_markdown(text: &str) -> String {
-    let mut out: Vec<String> = Vec::new();
-    let mut in_code = false;
-    let mut joinable = false;
-    for raw in text.lines() {
-        let trimmed = raw.trim();
-        if trimmed.starts_with("```") {
-            in_code = !in_code;
-            joinable = false;
-            continue;
-        }
-        if in_code {
-            out.push(format!("  {}", raw.trim_end()));
-            continue;
-        }
-        let line = trimmed.replace("**", "");
-        let starts_block = line.is_empty()
-            || line.starts_with("- ")
-            || line.starts_with("* ")
-            || line.starts_with('#')
-            || line.starts_with('|')
-            || line.starts_with('>')
-            || line
-                .split_once(". ")
-                .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
-        match out.last_mut() {
-            Some(last) if joinable && !starts_block => {
-                last.push(' ');
-                last.push_str(&line);
-            }
-            _ => out.push(line.clone()),
-        }
-        joinable = !line.is_empty();
-    }
-    while out.last().is_some_and(|l| l.is_empty()) {
-        out.pop();
-    }
-    out.join("\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,15 +144,6 @@ mod tests {
         assert_eq!(truncate("abc", 4), "abc");
         assert_eq!(truncate("abc", 0), "");
         assert_eq!(short_id("0123456789abcdef"), "01234567");
-    }
-
-    #[test]
-    fn markdown_paragraphs_are_joined_and_code_kept() {
-        let text = "**Fix.** It depends:\n1. `a`: down. Fix\n   it now.\n2. `b`: other.\n\n```sh\ncurl -s x\n```\nlast";
-        assert_eq!(
-            reflow_markdown(text),
-            "Fix. It depends:\n1. `a`: down. Fix it now.\n2. `b`: other.\n\n  curl -s x\nlast"
-        );
     }
 
     #[test]

@@ -80,6 +80,7 @@ pub async fn poll_once(client: &Client, config: &PollConfig) -> PollOutcome {
         list_limit: config.list_limit,
         lease_checks: 10,
         service_event_limit: 200,
+        known_absent: Default::default(),
     };
     let bounded = client.with_request_timeout(config.timeout);
     let failed_query = RunQuery {

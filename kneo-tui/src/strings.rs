@@ -19,6 +19,9 @@ pub const SCREEN_EVENTS: &str = "Events";
 pub const BADGE_HEALTHY: &str = "HEALTHY";
 pub const BADGE_DEGRADED: &str = "DEGRADED";
 pub const BADGE_DOWN: &str = "DOWN";
+pub const BADGE_HUNG: &str = "HUNG";
+/// The tool could not reach the service: its state is not known from here.
+pub const BADGE_UNKNOWN: &str = "NOT JUDGED";
 pub const BADGE_WAITING: &str = "WAITING";
 pub const BADGE_LIVE: &str = "LIVE";
 pub const BADGE_LOCAL: &str = "LOCAL";

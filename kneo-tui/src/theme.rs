@@ -76,7 +76,8 @@ impl Theme {
         match health {
             Some(Health::Healthy) => base.fg(Color::Green),
             Some(Health::Degraded) => base.fg(Color::Yellow),
-            Some(Health::Down) => base.fg(Color::Red),
+            Some(Health::Down | Health::Hung) => base.fg(Color::Red),
+            Some(Health::Unknown) => base.fg(Color::Magenta),
             None => base.fg(Color::Gray),
         }
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use kneo_client::CallError;
 use kneo_client::wire::{ReadinessCheck, ServiceEvent};
+use kneo_triage::matrix::Store;
 use kneo_triage::runbook;
 use kneo_triage::triage::{Health, Level, Verdict};
 
@@ -452,7 +453,7 @@ fn verdict_detail(verdict: &Verdict) -> VerdictDetail {
     let (heading, text) = match (&verdict.runbook, verdict.section.as_deref()) {
         (Some(section), _) => (
             Some(strings::runbook_heading(&section.number, &section.title)),
-            format::reflow_markdown(&section.fix_steps()),
+            runbook::reflow_markdown(&section.fix_steps()),
         ),
         (None, Some("extending")) => (None, strings::EXTENDING.to_string()),
         (None, Some(_)) if !runbook::is_embedded() => (None, strings::RUNBOOK_MISSING.into()),
@@ -502,12 +503,17 @@ fn readiness(app: &App, latest: &Latest) -> ReadinessView {
             unavailable: Some(strings::readiness_unavailable(&reason)),
         };
     };
-    let rows: Vec<CheckRow> = readiness.checks.iter().map(check_row).collect();
+    let store = Store::of(readiness);
+    let rows: Vec<CheckRow> = readiness
+        .checks
+        .iter()
+        .map(|check| check_row(check, store))
+        .collect();
     let selected = app.readiness_selected.min(rows.len().saturating_sub(1));
     let detail = readiness
         .checks
         .get(selected)
-        .map(check_detail)
+        .map(|check| check_detail(check, store))
         .unwrap_or_default();
     ReadinessView {
         ready: Some(readiness.ready),
@@ -535,11 +541,11 @@ fn short_error(error: Option<&CallError>) -> String {
     }
 }
 
-fn check_section(check: &ReadinessCheck) -> String {
+fn check_section(check: &ReadinessCheck, store: Store) -> String {
     if check.ok {
         return String::new();
     }
-    let section = matrix_section(check);
+    let section = matrix_section(check, store);
     match runbook::normalize_number(&section) {
         Some(number) => format!("§ {number}"),
         None => section,
@@ -547,11 +553,11 @@ fn check_section(check: &ReadinessCheck) -> String {
 }
 
 /// The readiness matrix: the same table the triage tree and the server's `runbook` field use.
-fn matrix_section(check: &ReadinessCheck) -> String {
-    kneo_triage::matrix::runbook_section(&check.name, check.error.as_deref()).to_string()
+fn matrix_section(check: &ReadinessCheck, store: Store) -> String {
+    kneo_triage::matrix::runbook_section(&check.name, check.error.as_deref(), store).to_string()
 }
 
-fn check_row(check: &ReadinessCheck) -> CheckRow {
+fn check_row(check: &ReadinessCheck, store: Store) -> CheckRow {
     let state = if check.ok {
         check_summary(check)
     } else {
@@ -561,7 +567,7 @@ fn check_row(check: &ReadinessCheck) -> CheckRow {
         ok: check.ok,
         name: check.name.clone(),
         state,
-        section: check_section(check),
+        section: check_section(check, store),
         message: if check.ok {
             String::new()
         } else {
@@ -587,7 +593,7 @@ fn check_summary(check: &ReadinessCheck) -> String {
     }
 }
 
-fn check_detail(check: &ReadinessCheck) -> Vec<(String, String)> {
+fn check_detail(check: &ReadinessCheck, store: Store) -> Vec<(String, String)> {
     let mut lines = vec![(strings::LABEL_CHECK.to_string(), check.name.clone())];
     if check.ok {
         lines.push((strings::LABEL_STATE.into(), check_summary(check)));
@@ -606,7 +612,7 @@ fn check_detail(check: &ReadinessCheck) -> Vec<(String, String)> {
         if !missing.is_empty() {
             lines.push((strings::LABEL_MISSING.into(), missing.join(", ")));
         }
-        let section = matrix_section(check);
+        let section = matrix_section(check, store);
         let heading = runbook::section(&section)
             .map(|s| strings::runbook_heading(&s.number, &s.title))
             .unwrap_or(section);
@@ -973,7 +979,7 @@ pub fn event_items(app: &App) -> Vec<EventItem> {
         level: Some(match observed.health {
             Health::Healthy => Level::Ok,
             Health::Degraded => Level::Warn,
-            Health::Down => Level::Fail,
+            Health::Down | Health::Hung | Health::Unknown => Level::Fail,
         }),
         local: true,
     }));

@@ -13,6 +13,12 @@ use kneo_triage::manifest::ItemStatus;
 pub(crate) enum Content {
     Json(Value),
     Text(String),
+    /// Bytes the caller already redacted (with what it removed), stored as they are: the
+    /// verdicts, whose runbook text is the tool's own and must not be mangled by the rules.
+    Redacted {
+        bytes: Vec<u8>,
+        counts: crate::redaction::RuleCounts,
+    },
 }
 
 impl Content {

@@ -63,9 +63,9 @@ pub struct CaptureArgs {
     /// Bytes stored before compression; items beyond it are recorded as skipped
     #[arg(long, value_name = "SIZE", default_value = "50MB", value_parser = parse_size)]
     pub max_bytes: u64,
-    /// The service's state directory (for its free disk space)
-    #[arg(long, value_name = "DIR", default_value = ".kneo")]
-    pub state_dir: PathBuf,
+    /// The service's state directory, for its free disk space [default: .kneo, when it exists here]
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// The kneo binary for spec validation [default: next to kneo-ops, else on PATH]
     #[arg(long, value_name = "PATH")]
     pub kneo_bin: Option<PathBuf>,
@@ -106,7 +106,10 @@ pub async fn run(args: CaptureArgs) -> u8 {
     options.since = args.since;
     options.budget = args.budget;
     options.max_bytes = args.max_bytes;
-    options.state_dir = args.state_dir;
+    if let Some(state_dir) = args.state_dir {
+        options.state_dir = state_dir;
+        options.state_dir_given = true;
+    }
     options.kneo_binary = args.kneo_bin;
 
     let progress = StderrProgress::new();

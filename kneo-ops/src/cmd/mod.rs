@@ -58,7 +58,10 @@ impl TargetArgs {
         for warning in &target.warnings {
             eprintln!("kneo-ops: warning: {warning}");
         }
-        let mut config = ClientConfig::new(target.url.clone()).api_key(target.api_key.clone());
+        // The name lets the service's answer counters tell the tool's probes from its callers.
+        let mut config = ClientConfig::new(target.url.clone())
+            .api_key(target.api_key.clone())
+            .user_agent(concat!("kneo-ops/", env!("CARGO_PKG_VERSION")));
         config.connect_timeout = self.connect_timeout;
         config.request_timeout = call_timeout;
         let client = Client::new(config)

@@ -91,7 +91,7 @@ async fn a_stopped_service_still_gives_a_bundle_that_records_each_failure() {
     assert_eq!(Some(offline.health.as_str()), stored.health.as_deref());
     assert_eq!(
         offline.stages[0].title,
-        "/healthz: process down or unreachable"
+        "/healthz: process down (connection refused)"
     );
 
     let (inspected, _) =

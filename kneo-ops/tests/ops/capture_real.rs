@@ -176,7 +176,22 @@ async fn a_capture_of_a_real_server_holds_every_item_and_verifies() {
         .expect("validate json");
     assert_eq!(validation["output"]["valid"], true);
     let verdicts: Value = serde_json::from_slice(&files["triage/verdicts.json"]).expect("verdicts");
-    assert_eq!(verdicts["health"], "healthy");
+    assert_eq!(
+        verdicts["health"], "degraded",
+        "the refused resume above is a caller's symptom the service counted"
+    );
+    assert_eq!(
+        verdicts["start_with"],
+        "key ops got HTTP 409 run_state_conflict on POST /v1/human-tasks/{continuation_id}/resume (§ 8.4)"
+    );
+    // The runbook's own text is the tool's, not the service's: redaction leaves it whole.
+    let stored = text(&files["triage/verdicts.json"]);
+    assert!(
+        stored.contains("X-Kneo-Api-Key: $KEY") && !stored.contains("[REDACTED]"),
+        "the verdicts keep the runbook's examples:\n{stored}"
+    );
+    let rendered = text(&files["triage/verdicts.txt"]);
+    assert!(!rendered.contains("[REDACTED]"), "{rendered}");
     assert!(text(&files["service/readyz.json"]).contains("run_state_store"));
     assert!(text(&files["service/metrics.txt"]).contains("kneo_worker_count"));
 

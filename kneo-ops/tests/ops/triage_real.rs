@@ -44,7 +44,7 @@ fn triage_exit_codes_follow_the_service() {
     let report = text(&down.stdout);
     assert_eq!(down.status.code(), Some(2), "{report}");
     assert!(
-        report.contains("Overall: DOWN") && report.contains("process down or unreachable"),
+        report.contains("Overall: DOWN") && report.contains("process down (connection refused)"),
         "{report}"
     );
 }

@@ -177,7 +177,10 @@ impl ApiError {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
-            "The run state store is unavailable; retry shortly (runbook § 2).",
+            // Runs and continuations share this answer: it names no store it cannot be sure of.
+            format!(
+                "A store the service needs is unavailable ({kind}); retry shortly (runbook § 2)."
+            ),
         )
         .with("kind", kind)
         .retry_after(2)

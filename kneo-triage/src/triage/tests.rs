@@ -29,8 +29,9 @@ fn ago(seconds: i64) -> String {
 }
 
 fn healthz_ok() -> Reply<HealthBody> {
-    let body = serde_json::from_value(json!({"ok": true, "service": "kneo-serv-platform", "version": "0.1.0", "metadata": {"status": "healthy", "commit": "abc"}}))
-        .expect("health body");
+    let body = serde_json::from_value(json!({"ok": true, "service": "kneo-serv-platform", "version": "0.1.0",
+        "metadata": {"status": "healthy", "commit": "abc", "started_at": ago(600), "instance_id": "i-1"}}))
+    .expect("health body");
     Reply::answered(format!("{BASE}/healthz"), 200, body).with_latency(Duration::from_millis(3))
 }
 
@@ -110,6 +111,7 @@ fn status_error<T>(path: &str, status: u16, body: Value) -> Reply<T> {
 
 fn healthy() -> Probes {
     let mut probes = Probes::new(BASE, now(), healthz_ok());
+    probes.key_given = true;
     probes.readyz = Some(readiness(json!({})));
     probes.queued_runs = Some(runs("/v1/runs?status=queued", json!([])));
     probes.running_runs = Some(runs("/v1/runs?status=running", json!([])));
@@ -127,21 +129,18 @@ fn run_triage(probes: &Probes) -> Report {
 
 fn find<'a>(report: &'a Report, id: &str) -> &'a Verdict {
     report
-        .stages
-        .iter()
-        .flat_map(Verdict::walk)
+        .all()
+        .into_iter()
         .find(|verdict| verdict.id == id)
-        .unwrap_or_else(|| {
-            panic!(
-                "no verdict {id} in {:#?}",
-                report
-                    .stages
-                    .iter()
-                    .flat_map(Verdict::walk)
-                    .map(|v| &v.id)
-                    .collect::<Vec<_>>()
-            )
-        })
+        .unwrap_or_else(|| panic!("no verdict {id} in {:#?}", ids(report)))
+}
+
+fn ids(report: &Report) -> Vec<String> {
+    report.all().iter().map(|v| v.id.clone()).collect()
+}
+
+fn has(report: &Report, id: &str) -> bool {
+    report.all().iter().any(|v| v.id == id)
 }
 
 fn unreachable(path: &str, refused: bool) -> CallError {
@@ -166,10 +165,84 @@ fn timeout(path: &str) -> CallError {
     }
 }
 
+fn connect_timeout(path: &str) -> CallError {
+    CallError::Timeout {
+        method: "GET".into(),
+        url: format!("{BASE}{path}"),
+        after: Duration::from_millis(1500),
+        connected: false,
+    }
+}
+
+/// A kneo-serv 1.2 that is fine: its `/healthz` has only `status`, and it has neither
+/// `/v1/health` nor service events.
+fn kneo_serv_1_2() -> Probes {
+    let mut probes = healthy();
+    let body = serde_json::from_value(json!({"ok": true, "service": "kneo-serv-platform", "version": "1.2.0", "metadata": {"status": "healthy"}}))
+        .expect("health body");
+    probes.healthz = Reply::answered(format!("{BASE}/healthz"), 200, body);
+    probes.health_detail = Some(status_error(
+        "/v1/health",
+        404,
+        json!({"detail": "Not Found"}),
+    ));
+    probes.service_events = Some(status_error(
+        "/v1/service/events",
+        404,
+        json!({"detail": "Not Found"}),
+    ));
+    probes
+}
+
+/// Every call that carries the key answered `status` with `body`.
+fn key_refused(mut probes: Probes, status: u16, body: Value) -> Probes {
+    probes.health_detail = Some(status_error("/v1/health", status, body.clone()));
+    probes.queued_runs = Some(status_error("/v1/runs?status=queued", status, body.clone()));
+    probes.running_runs = Some(status_error(
+        "/v1/runs?status=running",
+        status,
+        body.clone(),
+    ));
+    probes.human_tasks = Some(status_error("/v1/human-tasks", status, body.clone()));
+    probes.service_events = Some(status_error("/v1/service/events", status, body));
+    probes
+}
+
+fn unauthorized() -> Value {
+    json!({"detail": {"error": "unauthorized", "message": "A valid Kneo service API key is required."}})
+}
+
+/// The answer counters of a kneo-server whose callers got `series` (labels, count, seconds ago).
+fn answers(series: &[(&str, f64, i64)]) -> Reply<MetricsSnapshot> {
+    let now = now().timestamp() as f64;
+    let mut text = String::from("kneo_worker_count 1\nkneo_runs_queued 0\n");
+    for (labels, count, seconds_ago) in series {
+        text.push_str(&format!(
+            "kneo_http_error_answers_total{{{labels}}} {count}\n"
+        ));
+        text.push_str(&format!(
+            "kneo_http_error_answer_last_seconds{{{labels}}} {}\n",
+            now - *seconds_ago as f64
+        ));
+    }
+    metrics(&text)
+}
+
+/// Everything the text rendering says, for the "no `!` when healthy" checks.
+fn text_of(report: &Report) -> String {
+    render_text(
+        report,
+        &RenderOptions {
+            show_ok_children: true,
+            ..RenderOptions::default()
+        },
+    )
+}
+
 // ---- overall ----
 
 #[test]
-fn a_healthy_service_is_healthy_at_every_stage() {
+fn a_healthy_service_is_healthy_at_every_stage_with_no_warning_anywhere() {
     let report = run_triage(&healthy());
     assert_eq!(report.health, Health::Healthy);
     assert_eq!(report.exit_code(), 0);
@@ -181,49 +254,148 @@ fn a_healthy_service_is_healthy_at_every_stage() {
         report.stages.iter().map(|s| s.stage).collect::<Vec<_>>(),
         [1, 2, 3, 4]
     );
+    assert_eq!(report.service.flavor, Flavor::KneoServer);
     assert_eq!(find(&report, "queue").title, "Queue and runs: flowing");
     assert!(report.findings().is_empty());
+    assert_eq!(report.start_with, None);
+    assert!(report.access.children.is_empty());
+    let text = text_of(&report);
+    assert!(!text.contains('!') && !text.contains('✗'), "{text}");
+    assert!(
+        text.contains("· the service started 10 min ago, its first start on this store"),
+        "a start is a note: {text}"
+    );
+}
+
+#[test]
+fn a_healthy_kneo_serv_1_2_is_healthy_and_its_missing_routes_are_notes() {
+    let report = run_triage(&kneo_serv_1_2());
+    assert_eq!(report.service.flavor, Flavor::KneoServ);
+    assert_eq!(
+        (report.health, report.exit_code()),
+        (Health::Healthy, 0),
+        "{:#?}",
+        report.findings()
+    );
+    assert!(report.findings().is_empty(), "{:#?}", report.findings());
+    assert_eq!(
+        report.service.absent_routes,
+        [OptionalRoute::HealthDetail, OptionalRoute::ServiceEvents]
+    );
+    let note = find(&report, "note.kneo_serv");
+    assert_eq!(note.kind, Kind::Note);
+    assert!(note.title.contains("kneo-serv 1.2.0"), "{}", note.title);
+    let text = text_of(&report);
+    assert!(!text.contains('!') && !text.contains("404"), "{text}");
+    assert_eq!(
+        find(&report, "symptoms").title,
+        "Symptoms: none in what kneo-serv records"
+    );
+}
+
+#[test]
+fn a_route_the_target_lacks_is_not_asked_again_and_stays_a_note() {
+    let mut probes = healthy();
+    probes.metrics = None;
+    probes.known_absent.insert(OptionalRoute::Metrics);
+    let report = run_triage(&probes);
+    assert_eq!(report.exit_code(), 0);
+    assert!(
+        find(&report, "note.absent.metrics")
+            .title
+            .contains("was not asked")
+    );
+    assert_eq!(
+        crate::triage::capabilities::absent_routes(&kneo_serv_1_2())
+            .into_iter()
+            .collect::<Vec<_>>(),
+        [OptionalRoute::HealthDetail, OptionalRoute::ServiceEvents]
+    );
 }
 
 // ---- stage 1 ----
 
 #[test]
-fn healthz_timeout_is_down_with_section_1() {
+fn a_service_that_connects_and_never_answers_is_hung_with_section_1_5() {
     let mut probes = healthy();
     probes.healthz = Reply::failed(timeout("/healthz"));
+    probes.readyz = Some(Reply::failed(timeout("/readyz")));
+    probes.queued_runs = Some(Reply::failed(timeout("/v1/runs")));
     let report = run_triage(&probes);
-    assert_eq!(report.health, Health::Down);
-    assert_eq!(report.exit_code(), 2);
+    assert_eq!((report.health, report.exit_code()), (Health::Hung, 2));
     let stage = find(&report, "healthz");
     assert_eq!(
         (stage.level, stage.section.as_deref()),
-        (Level::Fail, Some("1"))
+        (Level::Fail, Some("1.5"))
     );
-    assert!(stage.title.contains("process down or unreachable"));
+    assert!(stage.title.contains("hung"), "{}", stage.title);
     assert!(stage.detail.contains("1500 ms"));
+    assert_eq!(
+        report.findings().len(),
+        1,
+        "one finding, not four: {:#?}",
+        report.findings()
+    );
+    for id in ["readyz", "queue", "symptoms"] {
+        let stage = find(&report, id);
+        assert!(
+            !stage.judged
+                && stage
+                    .title
+                    .contains("not judged: the service is not answering"),
+            "{stage:?}"
+        );
+        assert_eq!(stage.symbol(), "–");
+    }
 }
 
 #[test]
-fn healthz_refused_and_unreachable_say_which() {
+fn connection_refused_is_down_with_section_1_3_and_one_finding() {
     let mut probes = healthy();
     probes.healthz = Reply::failed(unreachable("/healthz", true));
-    let refused = run_triage(&probes);
-    assert_eq!(refused.health, Health::Down);
+    probes.readyz = Some(Reply::failed(unreachable("/readyz", true)));
+    probes.queued_runs = Some(Reply::failed(unreachable("/v1/runs", true)));
+    probes.running_runs = Some(Reply::failed(unreachable("/v1/runs", true)));
+    probes.human_tasks = Some(Reply::failed(unreachable("/v1/human-tasks", true)));
+    let report = run_triage(&probes);
+    assert_eq!((report.health, report.exit_code()), (Health::Down, 2));
+    let stage = find(&report, "healthz");
+    assert_eq!(stage.section.as_deref(), Some("1.3"));
+    assert!(stage.detail.contains("nothing listens there"));
+    assert_eq!(report.findings().len(), 1, "{:#?}", report.findings());
     assert!(
-        find(&refused, "healthz")
-            .detail
-            .contains("nothing listens there")
+        !text_of(&report).contains("stuck work"),
+        "a silent service has no stuck work"
     );
-    probes.healthz = Reply::failed(unreachable("/healthz", false));
-    assert!(
-        find(&run_triage(&probes), "healthz")
-            .detail
-            .contains("cannot be reached")
+    assert_eq!(
+        report.start_with.as_deref(),
+        Some("/healthz: process down (connection refused) (§ 1.3)")
     );
 }
 
 #[test]
-fn healthz_5xx_is_a_crash_and_other_answers_are_unexpected() {
+fn a_service_not_reached_from_here_is_the_tools_problem_exit_3() {
+    for error in [unreachable("/healthz", false), connect_timeout("/healthz")] {
+        let mut probes = healthy();
+        probes.healthz = Reply::failed(error);
+        let report = run_triage(&probes);
+        assert_eq!((report.health, report.exit_code()), (Health::Unknown, 3));
+        let access = find(&report, "access.unreachable");
+        assert_eq!(
+            (access.kind, access.section.as_deref()),
+            (Kind::Access, Some("1.3"))
+        );
+        assert!(
+            access.detail.contains("may be fine elsewhere"),
+            "{}",
+            access.detail
+        );
+        assert!(!find(&report, "healthz").judged);
+    }
+}
+
+#[test]
+fn healthz_5xx_is_a_crash_and_other_answers_are_not_kneo() {
     let mut probes = healthy();
     probes.healthz = status_error(
         "/healthz",
@@ -253,10 +425,9 @@ fn healthz_5xx_is_a_crash_and_other_answers_are_unexpected() {
     );
 
     probes.healthz = status_error("/healthz", 404, json!({"detail": "Not Found"}));
-    assert_eq!(
-        find(&run_triage(&probes), "healthz").title,
-        "/healthz: unexpected answer"
-    );
+    let report = run_triage(&probes);
+    assert!(has(&report, "access.not_kneo"));
+    assert_eq!(report.exit_code(), 3);
 
     probes.healthz = Reply::failed(CallError::BadBody {
         method: "GET".into(),
@@ -264,40 +435,37 @@ fn healthz_5xx_is_a_crash_and_other_answers_are_unexpected() {
         status: 200,
         reason: "expected value".into(),
     });
-    assert_eq!(
-        find(&run_triage(&probes), "healthz").title,
-        "/healthz: not a kneo health answer"
-    );
+    assert!(has(&run_triage(&probes), "access.not_kneo"));
 
     probes.healthz = Reply::failed(CallError::InvalidRequest {
         method: "GET".into(),
         url: BASE.into(),
         reason: "bad header".into(),
     });
-    assert_eq!(find(&run_triage(&probes), "healthz").level, Level::Fail);
+    let report = run_triage(&probes);
+    assert_eq!(find(&report, "access.invalid_request").level, Level::Fail);
+    assert_eq!(report.health, Health::Unknown);
 }
 
 // ---- stage 2 ----
 
 #[test]
-fn readyz_without_an_answer_counts_as_down() {
+fn readyz_without_an_answer_is_hung_or_down() {
     let mut probes = healthy();
     probes.readyz = Some(Reply::failed(timeout("/readyz")));
     let report = run_triage(&probes);
-    assert_eq!(
-        report.health,
-        Health::Down,
-        "a /readyz timeout is handled like a /healthz timeout"
-    );
-    assert_eq!(find(&report, "readyz").section.as_deref(), Some("1"));
+    assert_eq!(report.health, Health::Hung);
+    assert_eq!(find(&report, "readyz").section.as_deref(), Some("1.5"));
     probes.readyz = Some(Reply::failed(unreachable("/readyz", true)));
-    assert_eq!(run_triage(&probes).health, Health::Down);
+    let report = run_triage(&probes);
+    assert_eq!(report.health, Health::Down);
+    assert_eq!(find(&report, "readyz").section.as_deref(), Some("1.3"));
 }
 
 #[test]
-fn failing_checks_map_to_the_servers_matrix() {
-    // (check, error kind); the section must be the one kneo-server's own matrix names, and the
-    // ones the runbook contract fixes are checked by value too.
+fn failing_checks_map_to_the_readiness_matrix() {
+    // (check, error kind); the section must be the matrix's, and the ones the runbook contract
+    // fixes are checked by value too.
     let cases = [
         ("run_state_store", Some("connection_refused")),
         ("run_state_store", Some("auth_failed")),
@@ -314,6 +482,7 @@ fn failing_checks_map_to_the_servers_matrix() {
     ];
     let fixed = [
         ("run_state_store", Some("connection_refused"), "2.2"),
+        ("run_state_store", Some("schema_missing"), "2.4"),
         ("providers", Some("missing_secret"), "3.2"),
         ("mcp", Some("missing_secret"), "3.2"),
         ("runtime_registry", None, "extending"),
@@ -335,7 +504,7 @@ fn failing_checks_map_to_the_servers_matrix() {
         );
         assert!(stage.title.contains(check), "{}", stage.title);
         let verdict = find(&report, &format!("readyz.{check}"));
-        let expected = crate::matrix::runbook_section(check, kind);
+        let expected = crate::matrix::runbook_section(check, kind, crate::matrix::Store::Unknown);
         assert_eq!(
             (verdict.level, verdict.section.as_deref()),
             (Level::Fail, Some(expected)),
@@ -348,6 +517,26 @@ fn failing_checks_map_to_the_servers_matrix() {
                 "{check} {kind:?}"
             );
         }
+    }
+}
+
+#[test]
+fn permission_denied_is_section_2_2_on_postgres_and_2_8_on_the_embedded_store() {
+    for (queue_kind, expected) in [
+        ("PostgresRunStateStore", "2.2"),
+        ("SQLiteRunStateStore", "2.8"),
+    ] {
+        let mut probes = healthy();
+        probes.readyz = Some(readiness(json!({
+            "run_state_store": {"ok": false, "error": "permission_denied"},
+            "queue": {"name": "queue", "ok": true, "kind": queue_kind, "queued": 0, "running": 0, "workers": 1}
+        })));
+        let report = run_triage(&probes);
+        assert_eq!(
+            find(&report, "readyz.run_state_store").section.as_deref(),
+            Some(expected),
+            "{queue_kind}"
+        );
     }
 }
 
@@ -368,6 +557,7 @@ fn missing_provider_secrets_are_named_with_section_3_2() {
         verdict.detail
     );
     assert_eq!(report.exit_code(), 1);
+    assert_eq!(report.start_with.as_deref(), Some("providers (§ 3.2)"));
 }
 
 #[test]
@@ -413,10 +603,13 @@ fn odd_readyz_answers_have_their_own_verdicts() {
         401,
         json!({"detail": {"error": "unauthorized"}}),
     ));
+    let report = run_triage(&probes);
+    assert!(!find(&report, "readyz").judged);
     assert_eq!(
-        find(&run_triage(&probes), "readyz").section.as_deref(),
+        find(&report, "access.readyz_auth").section.as_deref(),
         Some("4.3")
     );
+    assert_eq!(report.exit_code(), 3);
 
     probes.readyz = Some(status_error("/readyz", 502, json!({})));
     let report = run_triage(&probes);
@@ -550,13 +743,7 @@ fn a_rising_backlog_with_no_worker_fails_and_a_flat_one_does_not() {
         workers: Some(0),
     }];
     let report = run_triage(&probes);
-    assert!(
-        report
-            .stages
-            .iter()
-            .flat_map(Verdict::walk)
-            .all(|v| v.id != "queue.backlog_rising")
-    );
+    assert!(!has(&report, "queue.backlog_rising"));
     assert_eq!(
         find(&report, "queue.no_worker").level,
         Level::Warn,
@@ -578,33 +765,47 @@ fn recovery(run_id: &str, lease_expires_at: &str) -> Reply<RunRecovery> {
 }
 
 #[test]
-fn an_expired_lease_fails_5_3_naming_the_run() {
-    let mut probes = with_queue(healthy(), 0, 2, 1);
-    probes.running_runs = Some(runs(
-        "/v1/runs?status=running",
-        json!([
+fn an_expired_lease_fails_5_1_naming_the_run_and_who_can_reclaim_it() {
+    let running = json!([
         {"id": "r-dead", "status": "running", "updated_at": ago(900)},
-        {"id": "r-live", "status": "running", "updated_at": ago(1)}]),
-    ));
-    probes.recoveries = vec![recovery("r-dead", &ago(60)), recovery("r-live", &ago(-240))];
-    let report = run_triage(&probes);
-    let verdict = find(&report, "queue.lease_expired.r-dead");
-    assert_eq!(
-        (verdict.level, verdict.section.as_deref()),
-        (Level::Fail, Some("5.3"))
-    );
-    assert!(verdict.detail.contains("worker-a-0"));
-    let ids: Vec<_> = report
-        .stages
-        .iter()
-        .flat_map(Verdict::walk)
-        .map(|v| v.id.as_str())
-        .collect();
-    assert!(!ids.contains(&"queue.lease_expired.r-live"));
-    assert!(
-        !ids.contains(&"queue.silent.r-dead"),
-        "a run with an expired lease is not reported twice"
-    );
+        {"id": "r-live", "status": "running", "updated_at": ago(1)}]);
+    for (workers, words) in [
+        (1, "a live worker re-claims it"),
+        (0, "no worker runs in the probed process"),
+    ] {
+        let mut probes = with_queue(healthy(), 0, 2, workers);
+        probes.running_runs = Some(runs("/v1/runs?status=running", running.clone()));
+        probes.recoveries = vec![recovery("r-dead", &ago(60)), recovery("r-live", &ago(-240))];
+        let report = run_triage(&probes);
+        let verdict = find(&report, "queue.lease_expired.r-dead");
+        assert_eq!(
+            (verdict.level, verdict.section.as_deref()),
+            (Level::Fail, Some("5.1"))
+        );
+        assert!(verdict.detail.contains("worker-a-0"));
+        assert!(
+            verdict.detail.contains(words),
+            "{workers} worker(s): {}",
+            verdict.detail
+        );
+        if workers == 0 {
+            assert!(
+                !verdict
+                    .detail
+                    .contains("another worker re-claims it on the next poll")
+            );
+            assert!(
+                verdict.detail.contains("/v1/runs/r-dead/continue"),
+                "{}",
+                verdict.detail
+            );
+        }
+        assert!(!has(&report, "queue.lease_expired.r-live"));
+        assert!(
+            !has(&report, "queue.silent.r-dead"),
+            "a run with an expired lease is not reported twice"
+        );
+    }
 }
 
 #[test]
@@ -616,7 +817,7 @@ fn expired_leases_counted_by_the_server_fail_without_run_details() {
     let verdict = find(&run_triage(&probes), "queue.lease_expired").clone();
     assert_eq!(
         (verdict.level, verdict.section.as_deref()),
-        (Level::Fail, Some("5.3"))
+        (Level::Fail, Some("5.1"))
     );
 }
 
@@ -636,13 +837,7 @@ fn a_running_run_silent_past_the_heartbeat_warns_5_3() {
         (Level::Warn, Some("5.3"))
     );
     assert!(verdict.detail.contains("step fetch"));
-    assert!(
-        report
-            .stages
-            .iter()
-            .flat_map(Verdict::walk)
-            .all(|v| v.id != "queue.silent.r-busy")
-    );
+    assert!(!has(&report, "queue.silent.r-busy"));
 
     let relaxed = Thresholds {
         heartbeat: Duration::from_secs(3600),
@@ -656,39 +851,50 @@ fn a_running_run_silent_past_the_heartbeat_warns_5_3() {
 }
 
 #[test]
-fn blocked_runs_past_their_deadline_point_at_8_2() {
+fn human_tasks_past_their_deadline_fail_8_5_after_the_grace_and_escalated_ones_are_notes() {
     let epoch = |seconds_ago: i64| (now().timestamp() - seconds_ago) as f64;
     let mut probes = healthy();
     probes.human_tasks = Some(tasks(json!([
         {"id": "c-overdue", "run_id": "r1", "expires_at": epoch(3600), "pending_human_request": {}},
         {"id": "c-escalated", "run_id": "r2", "expires_at": epoch(7200), "pending_human_request": {"escalated_at": ago(7000)}},
-        {"id": "c-grace", "run_id": "r3", "expires_at": epoch(30)},
+        {"id": "c-grace", "run_id": "r3", "expires_at": epoch(3)},
         {"id": "c-future", "run_id": "r4", "expires_at": epoch(-86_400)}])));
     let report = run_triage(&probes);
     let overdue = find(&report, "queue.blocked_overdue.c-overdue");
     assert_eq!(
         (overdue.level, overdue.section.as_deref()),
-        (Level::Fail, Some("8.2"))
+        (Level::Fail, Some("8.5"))
     );
     assert!(
         overdue.title.contains("run r1") && overdue.detail.contains("sweep"),
         "{overdue:?}"
     );
-    let escalated = find(&report, "queue.escalated.c-escalated");
-    assert_eq!(
-        (escalated.level, escalated.section.as_deref()),
-        (Level::Warn, Some("8.2"))
-    );
-    let ids: Vec<_> = report
-        .stages
-        .iter()
-        .flat_map(Verdict::walk)
-        .map(|v| v.id.as_str())
-        .collect();
     assert!(
-        !ids.iter()
-            .any(|id| id.contains("c-grace") || id.contains("c-future")),
-        "{ids:?}"
+        !overdue.detail.contains("can still be resumed"),
+        "{}",
+        overdue.detail
+    );
+    assert_eq!(find(&report, "note.escalated.c-escalated").kind, Kind::Note);
+    assert!(
+        find(&report, "note.due.c-grace")
+            .title
+            .contains("grace 10 s")
+    );
+    assert!(!has(&report, "queue.escalated.c-escalated"));
+    assert!(!ids(&report).iter().any(|id| id.contains("c-future")));
+    let findings: Vec<_> = report.findings().iter().map(|v| v.id.clone()).collect();
+    assert_eq!(findings, ["queue.blocked_overdue.c-overdue"]);
+
+    let no_grace = Thresholds {
+        blocked_grace: Duration::ZERO,
+        ..Thresholds::default()
+    };
+    assert!(
+        evaluate(&probes, &no_grace)
+            .all()
+            .iter()
+            .any(|v| v.id == "queue.blocked_overdue.c-grace"),
+        "the grace is a flag, not hidden"
     );
 }
 
@@ -708,81 +914,168 @@ fn unreadable_continuations_fail_8_3() {
     );
 }
 
+// ---- the tool's access ----
+
 #[test]
-fn without_a_key_the_queue_stage_uses_counts_only() {
-    let mut probes = healthy();
-    probes.queued_runs = None;
-    probes.running_runs = None;
-    probes.human_tasks = None;
-    probes.service_events = None;
+fn a_rejected_key_is_the_tools_problem_not_the_services() {
+    let probes = key_refused(healthy(), 401, unauthorized());
     let report = run_triage(&probes);
+    assert_eq!(
+        (report.health, report.exit_code()),
+        (Health::Healthy, 3),
+        "the service is not degraded by the tool's own key"
+    );
+    let access = find(&report, "access.key_rejected");
+    assert_eq!(
+        (access.kind, access.level, access.section.as_deref()),
+        (Kind::Access, Level::Fail, Some("4.1"))
+    );
+    assert!(access.detail.contains("queued runs"), "{}", access.detail);
+    assert!(!has(&report, "symptom.401.unauthorized"));
     assert_eq!(
         find(&report, "queue").title,
-        "Queue and runs: counts only (runs not listed without an API key)"
+        "Queue and runs: counts only (runs not listed: the tool's key was rejected (401))"
     );
-    assert_eq!(report.health, Health::Healthy);
+    assert!(!text_of(&report).contains("stuck work"));
+    assert_eq!(
+        report.start_with.as_deref(),
+        Some("the tool's API key was rejected (401) (§ 4.1)")
+    );
 }
 
-// ---- stage 4 ----
-
 #[test]
-fn a_rejected_key_is_a_401_symptom_pointing_at_4_1() {
-    let unauthorized = json!({"detail": {"error": "unauthorized", "message": "A valid Kneo service API key is required."}});
-    let mut probes = healthy();
-    probes.queued_runs = Some(status_error(
-        "/v1/runs?status=queued",
-        401,
-        unauthorized.clone(),
-    ));
-    probes.running_runs = Some(status_error(
-        "/v1/runs?status=running",
-        401,
-        unauthorized.clone(),
-    ));
-    probes.human_tasks = Some(status_error("/v1/human-tasks", 401, unauthorized));
+fn no_key_on_a_service_that_needs_one_is_said_so() {
+    let mut probes = key_refused(healthy(), 401, unauthorized());
+    probes.key_given = false;
     let report = run_triage(&probes);
-    let symptom = find(&report, "symptom.401.unauthorized");
+    assert_eq!(report.exit_code(), 3);
     assert_eq!(
-        (symptom.level, symptom.section.as_deref()),
-        (Level::Fail, Some("4.1"))
+        find(&report, "access.no_key").section.as_deref(),
+        Some("4.3")
     );
-    assert!(
-        symptom.detail.contains("/v1/runs") && symptom.detail.contains("/v1/human-tasks"),
-        "{}",
-        symptom.detail
-    );
-    assert_eq!(
-        find(&report, "symptoms").children.len(),
-        1,
-        "one verdict per (status, code), listing every path"
-    );
-    assert_eq!(
-        find(&report, "queue.unlisted.queued_runs").level,
-        Level::Warn
-    );
-    assert_eq!(report.health, Health::Degraded);
 }
 
 #[test]
-fn a_missing_scope_is_a_403_symptom_pointing_at_4_2() {
+fn a_service_with_auth_off_needs_no_key() {
+    let mut probes = healthy();
+    probes.key_given = false;
+    let report = run_triage(&probes);
+    assert_eq!(report.exit_code(), 0);
+    assert!(report.access.children.is_empty());
+}
+
+#[test]
+fn a_key_without_a_scope_is_the_tools_problem_pointing_at_4_2() {
     let mut probes = healthy();
     probes.service_events = Some(status_error(
         "/v1/service/events",
         403,
         json!({"detail": {"error": "forbidden", "message": "Missing required scope: audit:read", "required_scope": "audit:read"}}),
     ));
-    let symptom = find(&run_triage(&probes), "symptom.403.forbidden").clone();
-    assert_eq!(symptom.section.as_deref(), Some("4.2"));
-    assert!(symptom.detail.contains("audit:read"));
+    let report = run_triage(&probes);
+    let access = find(&report, "access.scope.audit:read").clone();
+    assert_eq!(
+        (access.kind, access.section.as_deref()),
+        (Kind::Access, Some("4.2"))
+    );
+    assert!(
+        access.title.contains("lacks audit:read"),
+        "{}",
+        access.title
+    );
+    assert!(
+        access.detail.contains("service events"),
+        "{}",
+        access.detail
+    );
+    assert!(!has(&report, "symptom.403.forbidden"));
+    assert_eq!((report.health, report.exit_code()), (Health::Healthy, 3));
+}
+
+// ---- stage 4 ----
+
+#[test]
+fn other_callers_403s_and_conflicts_are_symptoms_naming_the_consumer() {
+    let mut probes = healthy();
+    probes.metrics = Some(answers(&[
+        (
+            r#"route="/v1/runs",method="POST",status="403",error="forbidden",key="view",client="other""#,
+            3.0,
+            20,
+        ),
+        (
+            r#"route="/v1/runs",method="POST",status="409",error="idempotency_key_conflict",key="ci",client="other""#,
+            2.0,
+            40,
+        ),
+        (
+            r#"route="/v1/human-tasks/{continuation_id}/resume",method="POST",status="409",error="resource_locked",key="rev",client="other""#,
+            1.0,
+            50,
+        ),
+        (
+            r#"route="/v1/runs",method="GET",status="401",error="unauthorized",key="(unknown)",client="kneo-tui""#,
+            9.0,
+            5,
+        ),
+        (
+            r#"route="/v1/runs",method="GET",status="403",error="forbidden",key="old",client="other""#,
+            4.0,
+            3600,
+        ),
+    ]));
+    let report = run_triage(&probes);
+    let forbidden = find(&report, "symptom.callers.403.forbidden");
+    assert_eq!(
+        (
+            forbidden.kind,
+            forbidden.level,
+            forbidden.section.as_deref()
+        ),
+        (Kind::Service, Level::Warn, Some("4.2"))
+    );
+    assert_eq!(
+        forbidden.title,
+        "key view got HTTP 403 forbidden on POST /v1/runs"
+    );
+    assert!(
+        forbidden
+            .detail
+            .contains("3 × POST /v1/runs (latest 20 s ago)"),
+        "{}",
+        forbidden.detail
+    );
+    assert!(
+        !forbidden.detail.contains("key old"),
+        "answers older than the window do not count"
+    );
+    assert_eq!(
+        find(&report, "symptom.callers.409.idempotency_key_conflict")
+            .section
+            .as_deref(),
+        Some("5.4")
+    );
+    assert_eq!(
+        find(&report, "symptom.callers.409.resource_locked")
+            .section
+            .as_deref(),
+        Some("8.1")
+    );
+    assert!(
+        !has(&report, "symptom.callers.401.unauthorized"),
+        "the tools' own answers are not callers' symptoms"
+    );
+    assert_eq!((report.health, report.exit_code()), (Health::Degraded, 1));
 }
 
 #[test]
-fn other_error_answers_use_the_symptom_table() {
+fn the_tools_other_error_answers_use_the_symptom_table_unless_readiness_explains_them() {
+    let store_down = json!({"detail": {"error": "store_unavailable", "message": "retry (runbook § 2)", "kind": "unavailable"}});
     let mut probes = healthy();
     probes.queued_runs = Some(status_error(
         "/v1/runs?status=queued",
         503,
-        json!({"detail": {"error": "store_unavailable", "message": "retry (runbook § 2)", "kind": "unavailable"}}),
+        store_down.clone(),
     ));
     probes.running_runs = Some(status_error(
         "/v1/runs?status=running",
@@ -800,113 +1093,32 @@ fn other_error_answers_use_the_symptom_table() {
         (query.level, query.section_label().as_deref()),
         (Level::Warn, Some("0.11.0 note"))
     );
-}
 
-#[test]
-fn recent_5xx_bursts_and_restart_loops_warn() {
-    let mut probes = healthy();
-    probes.service_events = Some(events(json!([
-        {"event_type": "http.5xx_burst", "created_at": ago(120), "details": {"count": 12}},
-        {"event_type": "http.5xx_burst", "created_at": ago(86_400), "details": {"count": 99}},
-        {"event_type": "service.started", "created_at": ago(60)},
-        {"event_type": "service.started", "created_at": ago(300)}])));
-    let report = run_triage(&probes);
-    let burst = find(&report, "symptom.5xx_burst");
-    assert_eq!(
-        (burst.level, burst.section.as_deref()),
-        (Level::Warn, Some("1"))
-    );
-    assert!(
-        burst.detail.starts_with("12 server errors"),
-        "old bursts do not count: {}",
-        burst.detail
-    );
-    assert_eq!(find(&report, "symptom.restarts").level, Level::Warn);
-}
-
-// ---- the report ----
-
-#[test]
-fn findings_list_the_leaves_worst_first() {
-    let mut probes = with_queue(healthy(), 0, 1, 1);
-    probes.readyz = Some(readiness(
-        json!({"providers": {"ok": false, "error": "missing_secret"}, "queue": {"ok": true, "queued": 0, "running": 1, "workers": 1}}),
+    let mut outage = healthy();
+    outage.readyz = Some(readiness(
+        json!({"run_state_store": {"ok": false, "error": "connection_refused"}}),
     ));
-    probes.running_runs = Some(runs(
+    outage.queued_runs = Some(status_error(
+        "/v1/runs?status=queued",
+        503,
+        store_down.clone(),
+    ));
+    outage.running_runs = Some(status_error(
         "/v1/runs?status=running",
-        json!([{"id": "r-quiet", "status": "running", "updated_at": ago(600)}]),
+        503,
+        store_down.clone(),
     ));
-    let report = run_triage(&probes);
-    let findings: Vec<_> = report
-        .findings()
-        .iter()
-        .map(|v| (v.id.clone(), v.level))
-        .collect();
+    outage.human_tasks = Some(status_error("/v1/human-tasks", 503, store_down));
+    let report = run_triage(&outage);
+    assert!(
+        !has(&report, "symptom.503.store_unavailable"),
+        "readiness already explains it: {:?}",
+        ids(&report)
+    );
     assert_eq!(
-        findings,
-        [
-            ("readyz.providers".to_string(), Level::Fail),
-            ("queue.silent.r-quiet".to_string(), Level::Warn)
-        ]
+        report.start_with.as_deref(),
+        Some("run_state_store (§ 2.2)")
     );
-}
-
-#[test]
-fn the_text_rendering_shows_symbols_sections_and_where_to_start() {
-    let mut probes = healthy();
-    probes.readyz = Some(readiness(
-        json!({"providers": {"ok": false, "error": "missing_secret",
-        "items": {"openai": {"env_var": "OPENAI_API_KEY", "present": false}}}}),
-    ));
-    let text = render_text(&run_triage(&probes), &RenderOptions::default());
-    assert!(text.contains("Overall: DEGRADED (exit 1)"), "{text}");
-    assert!(text.contains("✓ 1 /healthz: alive"), "{text}");
-    assert!(
-        text.contains("✗ 2 /readyz: 1 of 8 checks failing: providers  [§ 1.2]"),
-        "{text}"
-    );
-    assert!(text.contains("✗ providers  [§ 3.2]"), "{text}");
-    assert!(text.contains("OPENAI_API_KEY"), "{text}");
-    assert!(text.contains("Start with: providers (§ 3.2)"), "{text}");
-    assert!(!text.contains("✓ api"), "ok children are hidden by default");
-    let all = render_text(
-        &run_triage(&probes),
-        &RenderOptions {
-            show_ok_children: true,
-            ..RenderOptions::default()
-        },
-    );
-    assert!(all.contains("✓ api"), "{all}");
-    if crate::runbook::section("3.2").is_some() {
-        assert!(text.contains("Fix (§ 3.2"), "{text}");
-    } else {
-        assert!(text.contains("See docs/troubleshooting.md § 3.2"), "{text}");
-    }
-}
-
-#[test]
-fn the_json_form_uses_lowercase_levels_and_health() {
-    let value = serde_json::to_value(run_triage(&healthy())).expect("serializes");
-    assert_eq!(value["health"], "healthy");
-    assert_eq!(value["stages"][0]["level"], "ok");
-    assert_eq!(value["stages"][0]["id"], "healthz");
-    assert!(
-        value["stages"][1]["children"]
-            .as_array()
-            .is_some_and(|c| c.len() == 8)
-    );
-}
-
-#[test]
-fn timestamps_and_ages_read_the_services_formats() {
-    assert!(parse_time("2026-11-28T04:38:11.306669+00:00").is_some());
-    assert!(parse_time("2026-11-28T04:38:11Z").is_some());
-    assert!(parse_time("2026-11-28 04:38:11.5").is_some());
-    assert!(parse_time("yesterday").is_none());
-    assert_eq!(human_duration(Duration::from_secs(95)), "95 s");
-    assert_eq!(human_duration(Duration::from_secs(720)), "12 min");
-    assert_eq!(human_duration(Duration::from_secs(12_600)), "3.5 h");
-    assert_eq!(human_duration(Duration::from_secs(200_000)), "2 d");
 }
 
 #[test]
@@ -925,6 +1137,98 @@ fn store_unavailable_follows_the_kind_it_carries() {
     );
 }
 
+fn history(items: Value) -> Probes {
+    let mut probes = healthy();
+    probes.service_events = Some(events(items));
+    probes
+}
+
+#[test]
+fn a_restart_is_a_note_and_only_a_loop_with_crash_evidence_is_a_symptom() {
+    let clean = history(json!([
+        {"event_type": "service.started", "created_at": ago(900), "host": "h", "details": {"pid": 1}},
+        {"event_type": "service.stopped", "created_at": ago(70), "host": "h", "details": {"pid": 1}},
+        {"event_type": "service.started", "created_at": ago(60), "host": "h", "details": {"pid": 2, "version": "0.1.0"}}]));
+    let report = run_triage(&clean);
+    assert_eq!(report.exit_code(), 0, "{:#?}", report.findings());
+    assert_eq!(
+        find(&report, "note.started").title,
+        "the service started 60 s ago (version 0.1.0), after a clean stop; 2 starts in the last 15 min"
+    );
+
+    let killed = history(json!([
+        {"event_type": "service.started", "created_at": ago(300), "host": "h", "details": {"pid": 1}},
+        {"event_type": "service.started", "created_at": ago(60), "host": "h", "details": {"pid": 2}}]));
+    let report = run_triage(&killed);
+    assert_eq!(report.exit_code(), 0, "one kill and restart is not a loop");
+    assert!(
+        find(&report, "note.started")
+            .title
+            .contains("after a crash")
+    );
+
+    let looping = history(json!([
+        {"event_type": "service.started", "created_at": ago(400), "host": "h", "details": {"pid": 1}},
+        {"event_type": "service.started", "created_at": ago(300), "host": "h", "details": {"pid": 2}},
+        {"event_type": "service.started", "created_at": ago(200), "host": "h", "details": {"pid": 3}},
+        {"event_type": "service.started", "created_at": ago(100), "host": "h", "details": {"pid": 4}}]));
+    let report = run_triage(&looping);
+    let verdict = find(&report, "symptom.restart_loop");
+    assert_eq!(verdict.level, Level::Warn);
+    assert!(
+        verdict.title.contains("4 starts") && verdict.title.contains("3 after a crash"),
+        "{}",
+        verdict.title
+    );
+    assert_eq!(report.exit_code(), 1);
+
+    let two_hosts = history(json!([
+        {"event_type": "service.started", "created_at": ago(300), "host": "a", "details": {"pid": 1}},
+        {"event_type": "service.started", "created_at": ago(200), "host": "b", "details": {"pid": 1}},
+        {"event_type": "service.started", "created_at": ago(100), "host": "c", "details": {"pid": 1}}]));
+    assert!(
+        !has(&run_triage(&two_hosts), "symptom.restart_loop"),
+        "three instances starting is not a loop"
+    );
+}
+
+#[test]
+fn a_5xx_burst_is_a_symptom_unless_a_readiness_failure_explains_it() {
+    let unexplained = history(json!([
+        {"event_type": "service.started", "created_at": ago(3000)},
+        {"event_type": "http.5xx_burst", "created_at": ago(120), "details": {"count": 12, "window_seconds": 5}},
+        {"event_type": "http.5xx_burst", "created_at": ago(86_400), "details": {"count": 99}}]));
+    let report = run_triage(&unexplained);
+    let burst = find(&report, "symptom.5xx_burst");
+    assert_eq!(
+        (burst.level, burst.section.as_deref()),
+        (Level::Warn, Some("capture and escalate"))
+    );
+    assert!(
+        burst.detail.starts_with("12 server errors"),
+        "old bursts do not count: {}",
+        burst.detail
+    );
+
+    let explained = history(json!([
+        {"event_type": "service.started", "created_at": ago(3000)},
+        {"event_type": "readiness.changed", "created_at": ago(200), "details": {"ready": false, "failing": {"run_state_store": "connection_refused"}}},
+        {"event_type": "http.5xx_burst", "created_at": ago(150), "details": {"count": 30, "window_seconds": 5}},
+        {"event_type": "readiness.changed", "created_at": ago(100), "details": {"ready": true}}]));
+    let report = run_triage(&explained);
+    assert!(!has(&report, "symptom.5xx_burst"), "{:?}", ids(&report));
+    assert!(
+        find(&report, "note.5xx_during_outage")
+            .title
+            .starts_with("30 server errors")
+    );
+    assert_eq!(
+        report.exit_code(),
+        0,
+        "after the outage the service is healthy again"
+    );
+}
+
 #[test]
 fn dead_lettered_runs_warn_5_6() {
     let mut probes = healthy();
@@ -936,4 +1240,101 @@ fn dead_lettered_runs_warn_5_6() {
         (verdict.level, verdict.section.as_deref()),
         (Level::Warn, Some("5.6"))
     );
+}
+
+// ---- the report ----
+
+#[test]
+fn findings_list_the_leaves_worst_first_then_the_tools_access() {
+    let mut probes = with_queue(healthy(), 0, 1, 1);
+    probes.readyz = Some(readiness(
+        json!({"providers": {"ok": false, "error": "missing_secret"}, "queue": {"ok": true, "queued": 0, "running": 1, "workers": 1}}),
+    ));
+    probes.running_runs = Some(runs(
+        "/v1/runs?status=running",
+        json!([{"id": "r-quiet", "status": "running", "updated_at": ago(600)}]),
+    ));
+    probes.service_events = Some(status_error(
+        "/v1/service/events",
+        403,
+        json!({"detail": {"error": "forbidden", "required_scope": "audit:read"}}),
+    ));
+    let report = run_triage(&probes);
+    let findings: Vec<_> = report
+        .findings()
+        .iter()
+        .map(|v| (v.id.clone(), v.level))
+        .collect();
+    assert_eq!(
+        findings,
+        [
+            ("readyz.providers".to_string(), Level::Fail),
+            ("queue.silent.r-quiet".to_string(), Level::Warn),
+            ("access.scope.audit:read".to_string(), Level::Warn)
+        ]
+    );
+    assert_eq!(report.exit_code(), 1, "the service's state comes first");
+}
+
+#[test]
+fn the_text_rendering_shows_symbols_sections_rendered_fix_steps_and_where_to_start() {
+    let mut probes = healthy();
+    probes.readyz = Some(readiness(
+        json!({"providers": {"ok": false, "error": "missing_secret",
+        "items": {"openai": {"env_var": "OPENAI_API_KEY", "present": false}}}}),
+    ));
+    let text = render_text(&run_triage(&probes), &RenderOptions::default());
+    assert!(text.contains("Overall: DEGRADED (exit 1)"), "{text}");
+    assert!(text.contains("✓ 1 /healthz: alive"), "{text}");
+    assert!(
+        text.contains("✗ 2 /readyz: 1 of 8 checks failing: providers  [§ 1.2]"),
+        "{text}"
+    );
+    assert!(text.contains("✗ providers  [§ 3.2]"), "{text}");
+    assert!(text.contains("OPENAI_API_KEY"), "{text}");
+    assert!(text.contains("Start with: providers (§ 3.2)"), "{text}");
+    assert!(!text.contains("✓ api"), "ok children are hidden by default");
+    assert!(!text.contains("**"), "markdown is rendered: {text}");
+    assert!(
+        text.lines().all(|line| line.chars().count() <= 110),
+        "text is wrapped: {text}"
+    );
+    let all = text_of(&run_triage(&probes));
+    assert!(all.contains("✓ api"), "{all}");
+    if crate::runbook::section("3.2").is_some() {
+        assert!(text.contains("Fix (§ 3.2"), "{text}");
+    } else {
+        assert!(text.contains("See docs/troubleshooting.md § 3.2"), "{text}");
+    }
+}
+
+#[test]
+fn the_json_form_carries_the_verdict_kinds_exit_code_and_start_line() {
+    let value = serde_json::to_value(run_triage(&healthy())).expect("serializes");
+    assert_eq!(value["health"], "healthy");
+    assert_eq!(value["exit_code"], 0);
+    assert_eq!(value["start_with"], Value::Null);
+    assert_eq!(value["service"]["flavor"], "kneo-server");
+    assert_eq!(value["stages"][0]["level"], "ok");
+    assert_eq!(value["stages"][0]["kind"], "service");
+    assert_eq!(value["stages"][0]["id"], "healthz");
+    assert_eq!(value["access"]["kind"], "access");
+    assert_eq!(value["notes"]["children"][0]["kind"], "note");
+    assert!(
+        value["stages"][1]["children"]
+            .as_array()
+            .is_some_and(|c| c.len() == 8)
+    );
+}
+
+#[test]
+fn timestamps_and_ages_read_the_services_formats() {
+    assert!(parse_time("2026-11-28T04:38:11.306669+00:00").is_some());
+    assert!(parse_time("2026-11-28T04:38:11Z").is_some());
+    assert!(parse_time("2026-11-28 04:38:11.5").is_some());
+    assert!(parse_time("yesterday").is_none());
+    assert_eq!(human_duration(Duration::from_secs(95)), "95 s");
+    assert_eq!(human_duration(Duration::from_secs(720)), "12 min");
+    assert_eq!(human_duration(Duration::from_secs(12_600)), "3.5 h");
+    assert_eq!(human_duration(Duration::from_secs(200_000)), "2 d");
 }

@@ -77,6 +77,8 @@ fn render_header(frame: &mut Frame<'_>, area: Rect, view: &ViewModel, theme: The
         Some(kneo_triage::triage::Health::Healthy) => strings::BADGE_HEALTHY,
         Some(kneo_triage::triage::Health::Degraded) => strings::BADGE_DEGRADED,
         Some(kneo_triage::triage::Health::Down) => strings::BADGE_DOWN,
+        Some(kneo_triage::triage::Health::Hung) => strings::BADGE_HUNG,
+        Some(kneo_triage::triage::Health::Unknown) => strings::BADGE_UNKNOWN,
         None => strings::BADGE_WAITING,
     };
     let mut right = vec![

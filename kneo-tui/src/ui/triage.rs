@@ -18,7 +18,9 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, view: &TriageView, theme: Theme
     let style = theme.level(match view.health {
         kneo_triage::triage::Health::Healthy => kneo_triage::triage::Level::Ok,
         kneo_triage::triage::Health::Degraded => kneo_triage::triage::Level::Warn,
-        kneo_triage::triage::Health::Down => kneo_triage::triage::Level::Fail,
+        kneo_triage::triage::Health::Down
+        | kneo_triage::triage::Health::Hung
+        | kneo_triage::triage::Health::Unknown => kneo_triage::triage::Level::Fail,
     });
     frame.render_widget(
         Paragraph::new(Span::styled(
