@@ -78,6 +78,54 @@ pub fn truncate(text: &str, width: usize) -> String {
     out
 }
 
+/// A line broken into rows of at most `width` columns at spaces, for panes that scroll by row.
+/// `§ 2.4` never breaks between the mark and the number; a list item's or an indented line's
+/// continuation rows hang under its text; a word longer than the row is cut.
+pub fn wrap_line(line: &str, width: usize) -> Vec<String> {
+    let width = width.max(8);
+    if line.chars().count() <= width {
+        return vec![line.to_string()];
+    }
+    let indent = line.len() - line.trim_start_matches(' ').len();
+    let body = &line[indent..];
+    let marker = body
+        .split_once(' ')
+        .filter(|(first, _)| {
+            *first == "-" || *first == "*" || first.trim_end_matches('.').parse::<u32>().is_ok()
+        })
+        .map(|(first, _)| first.chars().count() + 1)
+        .unwrap_or(0);
+    let hang = " ".repeat((indent + marker).min(width / 2));
+    // Glue the mark to its number so the pair wraps as one word.
+    let glued = body.replace("§ ", "§\u{1}");
+    let mut rows: Vec<String> = Vec::new();
+    let mut row = " ".repeat(indent);
+    for word in glued.split(' ').filter(|w| !w.is_empty()) {
+        let word = word.replace('\u{1}', " ");
+        let used = row.chars().count();
+        let fresh = row.trim().is_empty();
+        if !fresh && used + 1 + word.chars().count() > width {
+            rows.push(std::mem::replace(&mut row, hang.clone()));
+        }
+        let mut word = word.as_str().to_string();
+        while row.chars().count() + word.chars().count() > width {
+            let room = width.saturating_sub(row.chars().count()).max(1);
+            let cut: String = word.chars().take(room).collect();
+            word = word.chars().skip(room).collect();
+            row.push_str(&cut);
+            rows.push(std::mem::replace(&mut row, hang.clone()));
+        }
+        if !row.trim().is_empty() {
+            row.push(' ');
+        }
+        row.push_str(&word);
+    }
+    if !row.trim().is_empty() {
+        rows.push(row);
+    }
+    rows
+}
+
 /// The first 8 characters of a UUID-like id (enough to tell runs apart on screen).
 pub fn short_id(id: &str) -> String {
     id.chars().take(8).collect()
@@ -144,6 +192,23 @@ mod tests {
         assert_eq!(truncate("abc", 4), "abc");
         assert_eq!(truncate("abc", 0), "");
         assert_eq!(short_id("0123456789abcdef"), "01234567");
+    }
+
+    #[test]
+    fn long_lines_wrap_at_spaces_keeping_section_marks_whole() {
+        let rows = wrap_line(
+            "- § 1.1 Start refused: auth is enabled but no API keys are configured (runbook § 1.1)",
+            30,
+        );
+        assert!(rows.iter().all(|row| row.chars().count() <= 30), "{rows:?}");
+        assert_eq!(rows[0], "- § 1.1 Start refused: auth is");
+        assert!(rows[1].starts_with("  "), "continuations hang: {rows:?}");
+        assert!(
+            rows.iter().any(|row| row.contains("(runbook § 1.1)")),
+            "the mark and its number stay together: {rows:?}"
+        );
+        let long = wrap_line(&"x".repeat(25), 10);
+        assert_eq!(long, ["xxxxxxxxxx", "xxxxxxxxxx", "xxxxx"]);
     }
 
     #[test]

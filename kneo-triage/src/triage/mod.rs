@@ -493,7 +493,7 @@ pub fn evaluate(probes: &Probes, thresholds: &Thresholds) -> Report {
     let mut notes = capabilities::notes(probes, &service);
     notes.extend(stages::notes(probes, thresholds));
     let notes_group = {
-        let mut group = Verdict::note("notes", format!("Notes ({})", notes.len()));
+        let mut group = Verdict::note("notes", "Notes");
         group.children = notes;
         group
     };
