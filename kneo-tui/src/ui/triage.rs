@@ -16,8 +16,11 @@ use crate::theme::Theme;
 use crate::view::{TreeRow, TriageView};
 
 pub fn render(frame: &mut Frame<'_>, area: Rect, view: &TriageView, theme: Theme) -> PaneFacts {
+    // The "Start with" line wraps onto a second row rather than lose its section.
+    let headline_rows = format::wrap_line(&format!(" {}", view.headline), area.width as usize);
+    let height = u16::try_from(headline_rows.len().clamp(1, 2)).unwrap_or(1);
     let [headline, panes] =
-        Layout::vertical([Constraint::Length(1), Constraint::Min(3)]).areas(area);
+        Layout::vertical([Constraint::Length(height), Constraint::Min(3)]).areas(area);
     let style = theme.level(match view.health {
         kneo_triage::triage::Health::Healthy => kneo_triage::triage::Level::Ok,
         kneo_triage::triage::Health::Degraded => kneo_triage::triage::Level::Warn,
@@ -25,13 +28,20 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, view: &TriageView, theme: Theme
         | kneo_triage::triage::Health::Hung
         | kneo_triage::triage::Health::Unknown => kneo_triage::triage::Level::Fail,
     });
-    frame.render_widget(
-        Paragraph::new(Span::styled(
-            format::truncate(&format!(" {}", view.headline), headline.width as usize),
-            style,
-        )),
-        headline,
-    );
+    let rows: Vec<Line<'_>> = headline_rows
+        .iter()
+        .take(2)
+        .enumerate()
+        .map(|(index, row)| {
+            let row = if index == 1 && headline_rows.len() > 2 {
+                format::truncate(&headline_rows[1..].join(" "), headline.width as usize)
+            } else {
+                row.clone()
+            };
+            Line::styled(row, style)
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(rows), headline);
     let split = if area.width >= WIDE {
         [Constraint::Percentage(45), Constraint::Percentage(55)]
     } else {

@@ -123,12 +123,14 @@ pub(crate) fn queue(probes: &Probes, thresholds: &Thresholds, access: &AccessVie
                 3,
                 format!("queue.blocked_overdue.{}", task.id),
                 Level::Fail,
-                format!("run {run}: human task {} past its deadline", human_duration(overdue)),
+                // The title stays the same from poll to poll: the age is in the detail.
+                format!("run {run}: human task past its deadline, still pending"),
             )
             .with_detail(format!(
-                "continuation {} is still pending: the expiry sweep should have applied its on_timeout (expire, escalate or continue) \
-                 and has not; the sweep runs every KNEO_SERV_SWEEP_INTERVAL_SECONDS, only while /readyz is 200",
-                task.id
+                "continuation {} passed its deadline {} ago: the expiry sweep should have applied its on_timeout (expire, \
+                 escalate or continue) and has not; the sweep runs every KNEO_SERV_SWEEP_INTERVAL_SECONDS, only while /readyz is 200",
+                task.id,
+                human_duration(overdue)
             ))
             .with_section("8.5"),
         );
