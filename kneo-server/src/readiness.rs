@@ -45,6 +45,7 @@ fn public_message(check: &str, kind: ErrorKind) -> String {
         "run_state_store" => "The run state store",
         "continuation_store" => "The continuation store",
         "queue" => "The run queue",
+        "api" => "The API",
         _ => "The dependency",
     };
     let why = match kind {
@@ -178,7 +179,16 @@ pub async fn evaluate(state: &AppState) -> Readiness {
 
     let mut api = entry("api");
     api.insert("status".into(), json!("ready"));
-    checks.insert("api".into(), Value::Object(api));
+    let api = if crate::drill::broken_release() {
+        let error = StoreError::new(
+            ErrorKind::Internal,
+            "this release is broken on purpose (KNEO_SERV_DRILL_BROKEN_RELEASE)",
+        );
+        failed("api", &error, store, api, &mut details)
+    } else {
+        Value::Object(api)
+    };
+    checks.insert("api".into(), api);
 
     let run_state_check = match &run_state {
         Ok(()) => Value::Object(entry("run_state_store")),

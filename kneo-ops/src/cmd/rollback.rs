@@ -206,6 +206,7 @@ fn print_plan(plan: &Plan, source: &str) {
         Verdict::NoDeploy { reason }
         | Verdict::NoFailureSinceDeploy { reason }
         | Verdict::DeployNotTheTrigger { reason }
+        | Verdict::DependencyFailure { reason, .. }
         | Verdict::NoBackup { reason } => {
             println!("no rollback: {reason}");
             if plan.backup.is_some() {

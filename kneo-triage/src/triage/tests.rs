@@ -1167,6 +1167,16 @@ fn a_restart_is_a_note_and_only_a_loop_with_crash_evidence_is_a_symptom() {
             .contains("after a crash")
     );
 
+    let killed_then_restored = history(json!([
+        {"event_type": "service.started", "created_at": ago(400), "host": "h", "details": {"pid": 1}},
+        {"event_type": "service.started", "created_at": ago(300), "host": "h", "details": {"pid": 2}},
+        {"event_type": "service.started", "created_at": ago(100), "host": "h", "details": {"pid": 3}}]));
+    assert_eq!(
+        run_triage(&killed_then_restored).exit_code(),
+        0,
+        "a kill and a restore (which loses the clean stop) are two deliberate starts, not a loop"
+    );
+
     let looping = history(json!([
         {"event_type": "service.started", "created_at": ago(400), "host": "h", "details": {"pid": 1}},
         {"event_type": "service.started", "created_at": ago(300), "host": "h", "details": {"pid": 2}},

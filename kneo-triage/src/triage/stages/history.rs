@@ -14,8 +14,10 @@ use serde_json::Value;
 use super::super::{Level, Probes, Thresholds, Verdict, human_duration, parse_time};
 
 /// Starts in the window that make a loop, with at least [`LOOP_CRASHES`] of them after a crash.
+/// Three: a kill and a restart, then a restore (which loses the clean stop before it) are two
+/// starts "after a crash" that an operator made on purpose.
 const LOOP_STARTS: usize = 3;
-const LOOP_CRASHES: usize = 2;
+const LOOP_CRASHES: usize = 3;
 /// Readiness changes and bursts are recorded by different parts of the service, a monitor tick
 /// apart: a burst this close to a readiness failure is explained by it.
 const SLACK: chrono::Duration = chrono::Duration::seconds(30);
