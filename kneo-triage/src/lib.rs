@@ -12,8 +12,11 @@
 //!   and loads its probe answers for an offline triage ([`bundle::load_probes`],
 //!   `kneo-tui --bundle`).
 //! - [`manifest`]: the bundle's `manifest.json` types and where the probe answers are stored.
+//! - [`archive`]: what an archive is (a backup, a bundle, or neither), for every command that
+//!   reads one.
 //! - [`units`]: `60s`/`1h` durations and `50MB` sizes on the command line.
 
+pub mod archive;
 pub mod bundle;
 pub mod manifest;
 pub mod matrix;

@@ -41,6 +41,11 @@ pub struct Bundle {
 impl Bundle {
     /// Reads and verifies the bundle at `path`.
     pub fn open(path: &Path) -> anyhow::Result<Bundle> {
+        if let Some(reason) =
+            kneo_triage::archive::wrong_kind(path, &kneo_triage::archive::ArchiveKind::Bundle)
+        {
+            anyhow::bail!("cannot open {}: {reason}", path.display());
+        }
         let inspection = kneo_triage::bundle::inspect(path)
             .with_context(|| format!("cannot open the bundle {}", path.display()))?;
         let (manifest, probes) = kneo_triage::bundle::load_probes(path)

@@ -21,7 +21,8 @@ Refuses: a target that holds data (without --force), a service that answers on -
 embedded store, an archive whose schema is newer than this binary knows, an archive that fails
 verification. The restore is atomic (SQLite: a new file renamed into place; Postgres: one
 transaction) and its row counts are checked against the manifest.
-Exit codes: 0 restored, 1 refused or failed (the reason names the flag or the cause), 2 bad usage.";
+Exit codes: 0 restored, 1 refused or failed (the reason names the flag or the cause), 2 bad usage,
+or an escalation bundle given instead of a backup (it says so).";
 
 #[derive(Args)]
 #[command(after_help = AFTER_HELP)]
@@ -49,6 +50,12 @@ pub async fn service_answers(target: &TargetArgs) -> Option<String> {
 }
 
 pub async fn run(args: RestoreArgs) -> u8 {
+    if let Some(reason) =
+        kneo_triage::archive::wrong_kind(&args.archive, &kneo_triage::archive::ArchiveKind::Backup)
+    {
+        eprintln!("kneo-ops restore: refused: {reason}");
+        return 2;
+    }
     if let Some(url) = service_answers(&args.target).await {
         eprintln!(
             "kneo-ops restore: refused: a kneo service answers at {} — stop it first (restoring under a running \
