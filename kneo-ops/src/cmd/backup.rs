@@ -164,7 +164,14 @@ fn prune(directory: &std::path::Path, keep: usize, dry_run: bool) -> u8 {
             return 1;
         }
     };
-    let doomed = archives::prune_plan(&archives, keep);
+    let archives::PrunePlan { doomed, spared } = archives::prune_plan(&archives, keep);
+    if let Some(spared) = spared {
+        println!(
+            "keeping {} as well: it is the only verified archive (none of the {keep} newest passed verify --deep); \
+             verify a newer one to let it go",
+            spared.path.display()
+        );
+    }
     if doomed.is_empty() {
         println!(
             "nothing to prune: {} archive(s), keeping {keep}",

@@ -44,6 +44,8 @@ pub struct Connection {
     pub api_key: Option<String>,
     /// The URL as given (it may carry `user:password@`, which must be redacted).
     pub url: String,
+    /// Where the URL came from (`Default` when nothing named one).
+    pub url_source: kneo_client::profile::Source,
 }
 
 impl TargetArgs {
@@ -70,6 +72,7 @@ impl TargetArgs {
             client,
             api_key: target.api_key,
             url: target.url,
+            url_source: target.url_source,
         })
     }
 }
