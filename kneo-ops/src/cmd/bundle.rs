@@ -7,9 +7,9 @@ use kneo_triage::bundle::{self, Inspection};
 use kneo_triage::units::format_size;
 
 const INSPECT_EXAMPLES: &str = "\
-Exit codes: 0 intact, 1 damaged (each checksum mismatch, missing, extra or unsafe entry is
+Exit codes: 0 intact, 1 damaged (each checksum mismatch, missing, extra or dangerous entry is
 named), 2 unreadable (not a tar.gz, or no readable manifest.json) or a kneo backup archive
-rather than a bundle (it says so, and that `kneo-ops verify` reads it). Nothing is extracted: unsafe
+rather than a bundle (it says so, and that `kneo-ops verify` reads it). Nothing is extracted: dangerous
 entries (absolute paths, `..`, links) are reported, never written.
 
 Examples:

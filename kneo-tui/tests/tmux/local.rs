@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::{Session, tui_command};
+use crate::support::{SCREEN_BOUND, Session, tui_command};
 
 #[test]
 fn local_mode_serves_a_healthy_dashboard_and_stops_its_server_on_quit() {
@@ -22,7 +22,7 @@ fn local_mode_serves_a_healthy_dashboard_and_stops_its_server_on_quit() {
     );
     tui.wait_for(
         "a healthy local service, with the admin key it made",
-        Duration::from_secs(20),
+        SCREEN_BOUND,
         |screen| {
             screen.contains("HEALTHY")
                 && screen.contains("LOCAL")
@@ -31,15 +31,11 @@ fn local_mode_serves_a_healthy_dashboard_and_stops_its_server_on_quit() {
         },
     );
     tui.send_keys(&["L"]);
-    tui.wait_for(
-        "the admin key in the action log",
-        Duration::from_secs(5),
-        |screen| {
-            screen.contains("Action log")
-                && screen.contains("its admin key:")
-                && screen.contains("  kneo-tui-")
-        },
-    );
+    tui.wait_for("the admin key in the action log", SCREEN_BOUND, |screen| {
+        screen.contains("Action log")
+            && screen.contains("its admin key:")
+            && screen.contains("  kneo-tui-")
+    });
     tui.send_keys(&["Escape"]);
     let log = dir.path().join(".kneo").join("kneo-tui-local.log");
     assert!(log.is_file(), "the embedded server logs to {log:?}");
@@ -47,15 +43,12 @@ fn local_mode_serves_a_healthy_dashboard_and_stops_its_server_on_quit() {
 
     tui.send_keys(&["q"]);
     let started = std::time::Instant::now();
-    while tui.command_alive() && started.elapsed() < Duration::from_secs(10) {
+    while tui.command_alive() && started.elapsed() < SCREEN_BOUND {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(!tui.command_alive(), "q quits");
-    while process_exists(server_pid) && started.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
     assert!(
-        !process_exists(server_pid),
+        kneo_testkit::process::wait_until_stopped(server_pid, SCREEN_BOUND),
         "the embedded server stops with the dashboard"
     );
 }
@@ -63,7 +56,7 @@ fn local_mode_serves_a_healthy_dashboard_and_stops_its_server_on_quit() {
 /// The `kneo service serve` process whose working directory is `dir`.
 fn find_server_pid(dir: &std::path::Path) -> Option<u32> {
     let wanted = std::fs::canonicalize(dir).ok()?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + SCREEN_BOUND;
     while std::time::Instant::now() < deadline {
         for entry in std::fs::read_dir("/proc").ok()?.flatten() {
             let Some(pid) = entry
@@ -83,9 +76,4 @@ fn find_server_pid(dir: &std::path::Path) -> Option<u32> {
         std::thread::sleep(Duration::from_millis(100));
     }
     None
-}
-
-fn process_exists(pid: u32) -> bool {
-    // A zombie has no cmdline; treat it as gone.
-    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
 }

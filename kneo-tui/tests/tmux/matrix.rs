@@ -18,12 +18,11 @@ use kneo_testkit::postgres::{PgCluster, shared_cluster};
 use kneo_testkit::server::{KneoServer, OPERATOR_KEY, ServerOptions, VIEWER_KEY};
 use serde_json::{Value, json};
 
-use crate::support::{Session, tui_command};
+use crate::support::{SCREEN_BOUND, Session, tui_command};
 
-/// How the dashboard polls: "two refresh intervals" is 2 s; the bound on seeing a line is
-/// generous, because the machine is shared.
+/// How the dashboard polls: "two refresh intervals" is 2 s; the bound on seeing a line
+/// (`SCREEN_BOUND`) is generous, because the machine is shared.
 const REFRESH: &str = "1s";
-const SCREEN_BOUND: Duration = Duration::from_secs(30);
 /// How long a fault may take to show in triage (a lease to expire, Postgres to stop).
 const FAULT_BOUND: Duration = Duration::from_secs(90);
 /// Cases running at once.
