@@ -165,6 +165,7 @@ pub struct PrunePlan<'a> {
     pub spared: Option<&'a ArchiveInfo>,
 }
 
+/// What `prune --keep keep` does with `archives` (newest first, as `list` gives them).
 pub fn prune_plan(archives: &[ArchiveInfo], keep: usize) -> PrunePlan<'_> {
     let readable: Vec<&ArchiveInfo> = archives.iter().filter(|a| a.problem.is_none()).collect();
     let (kept, mut doomed) = if readable.len() > keep {

@@ -140,8 +140,10 @@ impl Summary {
         }
     }
 
-    pub fn all_ok(&self) -> bool {
-        self.ok == self.items
+    /// No item failed or timed out. Skipped items carry their reason (the item does not apply
+    /// here, the target lacks the route, no key, `--max-bytes`) and fail nothing.
+    pub fn none_failed(&self) -> bool {
+        self.error == 0 && self.timeout == 0
     }
 }
 

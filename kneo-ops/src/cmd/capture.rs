@@ -24,8 +24,10 @@ Everything is redacted before it is written: kneo-server's rules, the API key in
 to turn redaction off. manifest.json records every item's status (ok / error / timeout /
 skipped), error, duration, size and sha256, and what redaction removed.
 
-Exit codes: 0 every item ok, 1 bundle written but some items failed (a dead service still
-gives a bundle), 2 the bundle could not be written.
+Exit codes: 0 every item ok or skipped with its reason (it does not apply here, such as
+host/disk.json away from the service's .kneo, or the target lacks the route), 1 bundle written
+but some items failed or timed out (a dead service still gives a bundle), 2 the bundle could
+not be written.
 
 Examples:
   kneo-ops capture -o incident-42.tar.gz
@@ -127,7 +129,7 @@ pub async fn run(args: CaptureArgs) -> u8 {
     } else {
         print_human(&captured);
     }
-    if captured.manifest.summary.all_ok() {
+    if captured.manifest.summary.none_failed() {
         0
     } else {
         1

@@ -189,7 +189,8 @@ async fn a_capture_of_a_real_server_holds_every_item_and_verifies() {
     );
     assert_eq!(
         verdicts["start_with"],
-        "key ops got HTTP 409 run_state_conflict on POST /v1/human-tasks/{continuation_id}/resume (§ 8.4)"
+        "key root got HTTP 409 run_state_conflict on POST /v1/human-tasks/{continuation_id}/resume (§ 8.4)",
+        "the consumer is named by its key's name (KEY is testkit's admin key, root)"
     );
     // The runbook's own text is the tool's, not the service's: redaction leaves it whole.
     let stored = text(&files["triage/verdicts.json"]);
@@ -276,5 +277,34 @@ async fn a_capture_of_a_real_server_holds_every_item_and_verifies() {
     assert!(
         report.contains(&format!("Intact: {} file(s) match", expected.len())),
         "{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_capture_away_from_the_service_directory_skips_the_disk_check_and_exits_0() {
+    let server = KneoServer::start(ServerOptions::default());
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let (output, _) = run_kneo_ops_async(
+        &["capture", "--url", &server.url, "-o", "away.tar.gz"],
+        &[("KNEO_SERV_API_KEY", KEY)],
+        elsewhere.path(),
+    )
+    .await;
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "an item that does not apply is skipped, not an error\nstdout: {stdout}\nstderr: {}",
+        text(&output.stderr)
+    );
+    assert!(stdout.contains("0 error, 0 timeout, 1 skipped"), "{stdout}");
+    let manifest = manifest(&read_bundle(&elsewhere.path().join("away.tar.gz")));
+    let disk = item(&manifest, "host/disk.json");
+    assert_eq!(disk["status"], "skipped", "{disk}");
+    assert!(
+        disk["error"].as_str().is_some_and(
+            |reason| reason.contains("does not apply here") && reason.contains("--state-dir")
+        ),
+        "{disk}"
     );
 }
