@@ -294,6 +294,31 @@ fn a_healthy_kneo_serv_1_2_is_healthy_and_its_missing_routes_are_notes() {
 }
 
 #[test]
+fn a_kneo_serv_store_failure_names_section_2_and_says_its_log_has_the_cause() {
+    // kneo-serv 1.2's /readyz says `check_failed` for a stopped Postgres, a dropped table and a
+    // revoked grant alike (measured against the reference): the cause, and so the sub-section,
+    // is only in its log.
+    let mut probes = kneo_serv_1_2();
+    probes.readyz = Some(readiness(json!({
+        "run_state_store": {"name": "run_state_store", "ok": false, "error": "check_failed"}
+    })));
+    let report = run_triage(&probes);
+    assert_eq!((report.health, report.exit_code()), (Health::Degraded, 1));
+    assert_eq!(report.start_with.as_deref(), Some("run_state_store (§ 2)"));
+    let check = find(&report, "readyz.run_state_store");
+    assert!(
+        check
+            .detail
+            .contains("kneo-serv 1.2 gives no cause here; its log does")
+            && check
+                .detail
+                .contains("readiness check 'run_state_store' failed"),
+        "{}",
+        check.detail
+    );
+}
+
+#[test]
 fn a_route_the_target_lacks_is_not_asked_again_and_stays_a_note() {
     let mut probes = healthy();
     probes.metrics = None;

@@ -115,6 +115,9 @@ pub(crate) fn readiness(probes: &Probes, access: &AccessView) -> Verdict {
     .with_children(children)
 }
 
+/// kneo-serv 1.2's one error word for any failing check: it never says why on `/readyz`.
+const KNEO_SERV_ANY_FAILURE: &str = "check_failed";
+
 fn check_verdict(
     check: &ReadinessCheck,
     detailed: Option<&ReadinessCheck>,
@@ -145,6 +148,13 @@ fn check_verdict(
         .or(check.detail_message.as_deref())
     {
         parts.push(format!("detail: {full}"));
+    }
+    if check.error.as_deref() == Some(KNEO_SERV_ANY_FAILURE) {
+        parts.push(format!(
+            "kneo-serv 1.2 gives no cause here; its log does (\"readiness check '{}' failed: …\"), \
+             and that cause picks the sub-section of § {section}",
+            check.name
+        ));
     }
     if section == "extending" {
         parts.push("see docs/extending.md (registering runtimes and tools)".into());
