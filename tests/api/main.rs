@@ -4,6 +4,7 @@
 // A test target: a failed unwrap fails the test with its message, which is what it should do.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod attack;
 mod cli;
 mod crashes;
 mod degraded;

@@ -2,18 +2,18 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::auth::Principal;
 use super::error::ApiError;
-use super::input::{ObjectReader, QueryParams, page_fields, parse_json_object, read_body};
+use super::input::{ObjectReader, PathId, QueryParams, page_fields, read_json_object};
 use crate::app::AppState;
 use crate::engine::executor::expand_checkpoint;
 use crate::platform::specs::SpecSource;
-use crate::platform::{CreateRun, idempotency, responses};
+use crate::platform::{CreateRun, MAX_RUN_TIMEOUT_SECONDS, idempotency, responses};
 use crate::store::{CheckpointQuery, RunQuery, RunSort, RunStatus, SortOrder, TraceQuery};
 
 const NO_PARAMETERS: &[&str] = &[];
@@ -42,6 +42,7 @@ fn read_create_request(
     let async_mode = reader.optional_bool("async_mode").unwrap_or(false);
     let skills = reader.optional_value("skills");
     reader.finish()?;
+    let timeout_seconds = run_timeout_seconds(&metadata)?;
     if !overlays.is_empty() {
         return Err(ApiError::invalid_request(
             "overlays are not supported by this kneo build; merge them into the spec.",
@@ -71,14 +72,51 @@ fn read_create_request(
         metadata,
         async_mode,
         skills,
+        timeout_seconds,
     })
+}
+
+/// `metadata.timeout_seconds`, when given: a number of seconds in `(0, MAX_RUN_TIMEOUT_SECONDS]`.
+fn run_timeout_seconds(metadata: &Map<String, Value>) -> Result<Option<f64>, ApiError> {
+    let issue = |kind: &'static str, msg: String, input: &Value| {
+        ApiError::validation(vec![super::error::ValidationIssue {
+            kind,
+            loc: vec![json!("body"), json!("metadata"), json!("timeout_seconds")],
+            msg,
+            input: Some(input.clone()),
+        }])
+    };
+    match metadata.get("timeout_seconds") {
+        None | Some(Value::Null) => Ok(None),
+        Some(value @ Value::Number(number)) => match number.as_f64() {
+            Some(seconds) if seconds > 0.0 && seconds <= MAX_RUN_TIMEOUT_SECONDS => {
+                Ok(Some(seconds))
+            }
+            Some(seconds) if seconds <= 0.0 => Err(issue(
+                "greater_than",
+                "Input should be greater than 0 (seconds until the run's deadline)".into(),
+                value,
+            )),
+            _ => Err(issue(
+                "less_than_equal",
+                format!(
+                    "Input should be less than or equal to {MAX_RUN_TIMEOUT_SECONDS} (seconds until the run's deadline)"
+                ),
+                value,
+            )),
+        },
+        Some(other) => Err(issue(
+            "float_type",
+            "Input should be a valid number (seconds until the run's deadline)".into(),
+            other,
+        )),
+    }
 }
 
 /// Runs `work` under the request's `Idempotency-Key`, if it sent one.
 pub async fn with_idempotency<F, Fut>(
     state: &AppState,
     headers: &HeaderMap,
-    caller: &str,
     scope: &str,
     payload: &Value,
     work: F,
@@ -91,9 +129,8 @@ where
         let (status, body) = work().await?;
         return Ok((status, Json(body)).into_response());
     };
-    // Keys belong to their caller: two clients that happen to pick the same key and payload
-    // must not receive each other's stored answers.
-    let key = format!("{caller}/{key}");
+    // Every caller shares a scope's key space, as in kneo-serv 1.2: a client whose API key was
+    // rotated between a request and its retry still gets its first answer back.
     let store = state.stores.runs.as_ref();
     match idempotency::admit(
         store,
@@ -128,20 +165,14 @@ async fn create_with_scope(
 ) -> Result<Response, ApiError> {
     principal.require("runs:write")?;
     QueryParams::parse(query.as_deref(), NO_PARAMETERS)?;
-    let bytes = read_body(body, state.config.limits.max_body_bytes).await?;
-    let fields = parse_json_object(&bytes)?;
+    let fields = read_json_object(&headers, body, state.config.limits.max_body_bytes).await?;
     let payload = Value::Object(fields.clone());
     let request = read_create_request(&state, fields)?;
     let platform = state.platform.clone();
     let actor = principal.name.clone();
-    with_idempotency(
-        &state,
-        &headers,
-        &principal.name,
-        scope,
-        &payload,
-        || async move { platform.create_run(request, &actor).await },
-    )
+    with_idempotency(&state, &headers, scope, &payload, || async move {
+        platform.create_run(request, &actor).await
+    })
     .await
 }
 
@@ -220,7 +251,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
-    Path(run_id): Path<String>,
+    PathId(run_id): PathId,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     principal.require("runs:read")?;
@@ -238,7 +269,7 @@ pub async fn get(
 pub async fn cancel(
     State(state): State<AppState>,
     principal: Principal,
-    Path(run_id): Path<String>,
+    PathId(run_id): PathId,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     principal.require("runs:write")?;
@@ -252,7 +283,7 @@ pub async fn continue_run(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
-    Path(run_id): Path<String>,
+    PathId(run_id): PathId,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     principal.require("runs:write")?;
@@ -260,21 +291,16 @@ pub async fn continue_run(
     let payload = json!({"run_id": run_id});
     let platform = state.platform.clone();
     let actor = principal.name.clone();
-    with_idempotency(
-        &state,
-        &headers,
-        &principal.name,
-        "runs:continue",
-        &payload,
-        || async move { platform.continue_run(&run_id, &actor).await },
-    )
+    with_idempotency(&state, &headers, "runs:continue", &payload, || async move {
+        platform.continue_run(&run_id, &actor).await
+    })
     .await
 }
 
 pub async fn trace(
     State(state): State<AppState>,
     principal: Principal,
-    Path(run_id): Path<String>,
+    PathId(run_id): PathId,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     principal.require("runs:read")?;
@@ -321,7 +347,7 @@ pub async fn trace(
 pub async fn checkpoints(
     State(state): State<AppState>,
     principal: Principal,
-    Path(run_id): Path<String>,
+    PathId(run_id): PathId,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     principal.require("runs:read")?;
@@ -373,7 +399,7 @@ pub async fn checkpoints(
 pub async fn recovery(
     State(state): State<AppState>,
     principal: Principal,
-    Path(run_id): Path<String>,
+    PathId(run_id): PathId,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     principal.require("runs:read")?;

@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::{Platform, responses};
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, ValidationIssue};
 use crate::engine::executor::build_checkpoint;
 use crate::store::{
     AuditEvent, Continuation, ErrorKind, Expect, Progress, QueueTransition, RunRecord, RunStatus,
@@ -513,10 +513,24 @@ fn decision_output(continuation: &Continuation, decision: &Decision) -> Result<S
                 .and_then(Value::as_array)
                 .map(|o| o.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
-            if !options.is_empty() && !options.contains(&option.as_str()) {
-                return Err(invalid(format!(
-                    "selected_option {option:?} is not one of the task's options {options:?}."
-                )));
+            if !options.contains(&option.as_str()) {
+                let msg = if options.is_empty() {
+                    "The task offers no options to select; answer it with approved, rejected, edited or provided".to_string()
+                } else {
+                    let offered: Vec<String> = options.iter().map(|o| format!("'{o}'")).collect();
+                    format!(
+                        "Input should be one of the task's options: {}",
+                        offered.join(", ")
+                    )
+                };
+                // A native 422, as for any other field of the wrong value; nothing is written, so
+                // the task stays pending.
+                return Err(ApiError::validation(vec![ValidationIssue {
+                    kind: "literal_error",
+                    loc: vec![json!("body"), json!("selected_option")],
+                    msg,
+                    input: Some(json!(option)),
+                }]));
             }
             Ok(option)
         }

@@ -23,9 +23,13 @@ pub fn key_from(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
             format!("{message} (runbook § 5.5)"),
         )
     };
+    // Printable ASCII only: `to_str` lets a tab through, and a key with a control character in
+    // it is almost always a copy-and-paste accident that would never match its retry.
     let text = raw
         .to_str()
-        .map_err(|_| invalid("Idempotency-Key must be visible ASCII text."))?;
+        .ok()
+        .filter(|text| text.bytes().all(|byte| (b' '..=b'~').contains(&byte)))
+        .ok_or_else(|| invalid("Idempotency-Key must be visible ASCII text."))?;
     let key = text.trim();
     if key.is_empty() {
         return Err(invalid("Idempotency-Key must not be empty."));
@@ -137,6 +141,11 @@ mod tests {
     fn keys_are_validated() {
         let mut headers = HeaderMap::new();
         headers.insert("idempotency-key", "k".repeat(257).parse().expect("header"));
+        assert_eq!(
+            key_from(&headers).err().map(|e| e.code()),
+            Some("invalid_idempotency_key")
+        );
+        headers.insert("idempotency-key", "tab\there".parse().expect("header"));
         assert_eq!(
             key_from(&headers).err().map(|e| e.code()),
             Some("invalid_idempotency_key")

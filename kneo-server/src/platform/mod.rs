@@ -34,6 +34,26 @@ use crate::store::{
 };
 use specs::SpecSource;
 
+/// The longest run deadline `metadata.timeout_seconds` may ask for (about 31 years): far enough
+/// for any real run, near enough that every clock and timestamp type can hold it.
+pub const MAX_RUN_TIMEOUT_SECONDS: f64 = 1e9;
+
+/// The deadline `seconds` from now; `seconds` was checked against [`MAX_RUN_TIMEOUT_SECONDS`].
+fn run_deadline(seconds: f64) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    let out_of_range = || {
+        ApiError::invalid_request(format!(
+            "metadata.timeout_seconds {seconds} is out of range; give 0 < seconds ≤ {MAX_RUN_TIMEOUT_SECONDS}."
+        ))
+    };
+    let delta = chrono::Duration::from_std(
+        std::time::Duration::try_from_secs_f64(seconds).map_err(|_| out_of_range())?,
+    )
+    .map_err(|_| out_of_range())?;
+    crate::clock::now()
+        .checked_add_signed(delta)
+        .ok_or_else(out_of_range)
+}
+
 /// The validated body of `POST /v1/runs`.
 #[derive(Debug, Clone)]
 pub struct CreateRun {
@@ -46,6 +66,8 @@ pub struct CreateRun {
     pub metadata: Map<String, Value>,
     pub async_mode: bool,
     pub skills: Option<Value>,
+    /// `metadata.timeout_seconds`: the run's deadline, range-checked when the body was read.
+    pub timeout_seconds: Option<f64>,
 }
 
 /// Shared run-lifecycle logic.
@@ -181,15 +203,9 @@ impl Platform {
         } else {
             "agent".into()
         });
-        let timeout_seconds = request
-            .metadata
-            .get("timeout_seconds")
-            .and_then(Value::as_f64)
-            .filter(|s| *s > 0.0 && s.is_finite());
+        let timeout_seconds = request.timeout_seconds;
         if let Some(seconds) = timeout_seconds {
-            let deadline =
-                crate::clock::now() + chrono::Duration::milliseconds((seconds * 1000.0) as i64);
-            run.deadline_at = Some(crate::clock::format(deadline));
+            run.deadline_at = Some(crate::clock::format(run_deadline(seconds)?));
         }
         let metadata = &mut run.metadata;
         metadata.insert("spec_path".into(), json!(loaded.spec_path));
