@@ -44,6 +44,13 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// How often the in-process sweep looks for expired human tasks and overdue runs.
     pub sweep_interval: Duration,
+    /// `KNEO_SERV_HTTP_HEADER_READ_TIMEOUT_SECONDS`: how long a connection may take to send a
+    /// complete request head (a new connection, a half-sent head, or an idle keep-alive
+    /// connection between requests) before it is closed; also the longest pause inside a body.
+    pub http_header_read_timeout: Duration,
+    /// `KNEO_SERV_MAX_CONNECTIONS`: open client connections at most; `None` derives the cap
+    /// from the open-file limit at start.
+    pub max_connections: Option<usize>,
 }
 
 /// Request-size and page-size limits (kneo-serv defaults).
@@ -185,6 +192,12 @@ impl Config {
             idempotency_lock_ttl: env.seconds("KNEO_SERV_IDEMPOTENCY_LOCK_TTL_SECONDS", 300.0)?,
             shutdown_timeout: env.seconds("KNEO_SERV_SHUTDOWN_TIMEOUT_SECONDS", 30.0)?,
             sweep_interval: env.seconds("KNEO_SERV_SWEEP_INTERVAL_SECONDS", 5.0)?,
+            http_header_read_timeout: env
+                .seconds("KNEO_SERV_HTTP_HEADER_READ_TIMEOUT_SECONDS", 10.0)?,
+            max_connections: match env.text("KNEO_SERV_MAX_CONNECTIONS") {
+                None => None,
+                Some(_) => Some(env.positive("KNEO_SERV_MAX_CONNECTIONS", 1)?),
+            },
         })
     }
 

@@ -26,6 +26,12 @@ pub struct Metrics {
     pub human_tasks_resumed: AtomicU64,
     pub human_tasks_expired: AtomicU64,
     pub resume_conflicts: AtomicU64,
+    /// Client connections open right now.
+    pub http_connections: AtomicI64,
+    /// Requests being served right now (each connection has at most one in flight).
+    pub http_requests_in_flight: AtomicI64,
+    /// Connections answered `503 too_many_connections` because every open one was busy.
+    pub http_connections_refused: AtomicU64,
 }
 
 fn add(counter: &AtomicU64, by: u64) {
@@ -164,6 +170,26 @@ impl Metrics {
             "counter",
             "HTTP requests answered with a 5xx status.",
             get(&self.http_server_errors).to_string(),
+        );
+        emit(
+            "kneo_http_connections",
+            "gauge",
+            "Client connections open.",
+            self.http_connections.load(Ordering::Relaxed).to_string(),
+        );
+        emit(
+            "kneo_http_requests_in_flight",
+            "gauge",
+            "HTTP requests being served.",
+            self.http_requests_in_flight
+                .load(Ordering::Relaxed)
+                .to_string(),
+        );
+        emit(
+            "kneo_http_connections_refused_total",
+            "counter",
+            "Connections refused with 503 because every open connection was busy.",
+            get(&self.http_connections_refused).to_string(),
         );
         emit(
             "kneo_human_tasks_requested_total",

@@ -3,13 +3,18 @@
 //! the service's own state or blocked on a FIFO, a resume with an option the task does not offer,
 //! and the three places where the docs and the behaviour disagreed.
 
+use std::time::Duration;
+
 use kneo_testkit::server::{
     ADMIN_KEY, KneoServer, OPERATOR_KEY, REVIEWER_KEY, ServerOptions, VIEWER_KEY,
 };
-use kneo_tests::{Answer, Api};
+use kneo_testkit::http::{Answer, Api};
 use serde_json::{Value, json};
 
 use super::write_spec;
+
+/// The admin key as a raw header line.
+const ADMIN_AUTH: &str = "Authorization: Bearer adminkey123\r\n";
 
 /// Asserts an answer is a 4xx in the error envelope (or the native 422 list).
 fn assert_enveloped(answer: &Answer, context: &str) {
@@ -193,6 +198,62 @@ async fn malformed_requests(options: ServerOptions) {
         )
         .await;
     assert_eq!(fine.status, 200, "{}", fine.text);
+
+    let address = server.url.trim_start_matches("http://").to_string();
+    let long_target = format!("/v1/runs/{}", "a".repeat(20_000));
+    let long_query = format!("/v1/runs?status={}", "%FF".repeat(10_000));
+    let many_headers: String = (0..150).map(|i| format!("X-Filler-{i}: v\r\n")).collect();
+    let big_header = format!("X-Big: {}\r\n", "b".repeat(100_000));
+    let heads = [
+        (
+            format!(
+                "GET {long_target} HTTP/1.1\r\nHost: x\r\n{ADMIN_AUTH}Connection: close\r\n\r\n"
+            ),
+            414,
+        ),
+        (
+            format!(
+                "GET {long_query} HTTP/1.1\r\nHost: x\r\n{ADMIN_AUTH}Connection: close\r\n\r\n"
+            ),
+            414,
+        ),
+        (
+            format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many_headers}Connection: close\r\n\r\n"),
+            431,
+        ),
+        (
+            format!(
+                "GET /v1/runs HTTP/1.1\r\nHost: x\r\n{big_header}{ADMIN_AUTH}Connection: close\r\n\r\n"
+            ),
+            431,
+        ),
+        (
+            format!(
+                "POST /v1/runs HTTP/1.1\r\nHost: x\r\n{big_header}Content-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+            ),
+            431,
+        ),
+    ];
+    for (request, expected) in heads {
+        let answer =
+            kneo_testkit::http::raw_exchange(&address, request.as_bytes(), Duration::from_secs(30)).await;
+        let context = format!("{} bytes of request head", request.len());
+        assert_eq!(answer.status, expected, "{context}: {}", answer.head);
+        assert!(
+            answer
+                .head
+                .to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{context}: {}",
+            answer.head
+        );
+        let detail = &answer.json()["detail"];
+        assert!(
+            detail["error"].is_string() && detail["message"].is_string(),
+            "{context}: {}",
+            answer.body
+        );
+    }
 
     let health = api.send("GET", "/healthz", &[], None).await;
     assert_eq!(health.status, 200, "the service still serves");

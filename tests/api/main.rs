@@ -6,6 +6,7 @@
 
 mod attack;
 mod cli;
+mod connections;
 mod crashes;
 mod degraded;
 mod golden;

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::auth::Principal;
 use super::error::ApiError;
-use super::input::{ObjectReader, PathId, QueryParams, page_fields, read_json_object};
+use super::input::{BodyLimits, ObjectReader, PathId, QueryParams, page_fields, read_json_object};
 use super::runs::with_idempotency;
 use crate::app::AppState;
 use crate::platform::human::{DECISIONS, Decision, TaskFilter};
@@ -145,7 +145,7 @@ pub async fn resume(
 ) -> Result<Response, ApiError> {
     principal.require("human:write")?;
     QueryParams::parse(query.as_deref(), &[])?;
-    let fields = read_json_object(&headers, body, state.config.limits.max_body_bytes).await?;
+    let fields = read_json_object(&headers, body, BodyLimits::of(&state.config)).await?;
     let mut payload = fields.clone();
     payload.insert("continuation_id".into(), json!(continuation_id));
     let decision = read_decision(&state, fields)?;

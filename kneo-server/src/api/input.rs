@@ -34,21 +34,55 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PathId {
     }
 }
 
-/// Reads a body up to `max_bytes`; passing the cap (even without a `Content-Length`) is a 413.
-pub async fn read_body(body: Body, max_bytes: usize) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(body, max_bytes)
-        .await
-        .map_err(|error| {
-            // to_bytes reports the cap as a length-limit error somewhere in its source chain.
-            let mut source: Option<&dyn std::error::Error> = Some(&error);
-            while let Some(current) = source {
-                if current.to_string().contains("length limit") {
-                    return ApiError::payload_too_large(max_bytes);
-                }
-                source = current.source();
+/// How a body is read: at most `max_bytes`, with no pause between two pieces longer than
+/// `idle` (a client that stops sending half-way gets `408 request_timeout`, not a held task).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub max_bytes: usize,
+    pub idle: std::time::Duration,
+}
+
+impl BodyLimits {
+    pub fn of(config: &crate::config::Config) -> BodyLimits {
+        BodyLimits {
+            max_bytes: config.limits.max_body_bytes,
+            idle: config.http_header_read_timeout,
+        }
+    }
+}
+
+/// Reads a body within `limits`; passing the cap (even without a `Content-Length`) is a 413.
+pub async fn read_body(body: Body, limits: BodyLimits) -> Result<axum::body::Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut bytes: Vec<u8> = Vec::new();
+    loop {
+        let frame = match tokio::time::timeout(limits.idle, body.frame()).await {
+            Err(_) => {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    format!(
+                        "The request body stopped arriving for {} s (KNEO_SERV_HTTP_HEADER_READ_TIMEOUT_SECONDS); send it whole and promptly.",
+                        limits.idle.as_secs_f64()
+                    ),
+                ));
             }
-            ApiError::invalid_request(format!("The request body could not be read: {error}"))
-        })
+            Ok(None) => return Ok(axum::body::Bytes::from(bytes)),
+            Ok(Some(Err(error))) => {
+                return Err(ApiError::invalid_request(format!(
+                    "The request body could not be read: {error}"
+                )));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Some(data) = frame.data_ref() {
+            if bytes.len() + data.len() > limits.max_bytes {
+                return Err(ApiError::payload_too_large(limits.max_bytes));
+            }
+            bytes.extend_from_slice(data);
+        }
+    }
 }
 
 /// Reads a JSON object body: up to `max_bytes`, sent as JSON (`application/json` or
@@ -59,9 +93,9 @@ pub async fn read_body(body: Body, max_bytes: usize) -> Result<axum::body::Bytes
 pub async fn read_json_object(
     headers: &axum::http::HeaderMap,
     body: Body,
-    max_bytes: usize,
+    limits: BodyLimits,
 ) -> Result<Map<String, Value>, ApiError> {
-    let bytes = read_body(body, max_bytes).await?;
+    let bytes = read_body(body, limits).await?;
     if !bytes.iter().all(u8::is_ascii_whitespace) && !is_json_content_type(headers) {
         let text = String::from_utf8_lossy(&bytes);
         let shown: String = text.chars().take(BODY_ECHO_CHARS).collect();

@@ -72,6 +72,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             limits::body_size_cap,
         ))
+        .layer(axum::middleware::from_fn(limits::request_head_cap))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::auth::Principal;
 use super::error::ApiError;
-use super::input::{ObjectReader, PathId, QueryParams, page_fields, read_json_object};
+use super::input::{BodyLimits, ObjectReader, PathId, QueryParams, page_fields, read_json_object};
 use crate::app::AppState;
 use crate::engine::executor::expand_checkpoint;
 use crate::platform::specs::SpecSource;
@@ -165,7 +165,7 @@ async fn create_with_scope(
 ) -> Result<Response, ApiError> {
     principal.require("runs:write")?;
     QueryParams::parse(query.as_deref(), NO_PARAMETERS)?;
-    let fields = read_json_object(&headers, body, state.config.limits.max_body_bytes).await?;
+    let fields = read_json_object(&headers, body, BodyLimits::of(&state.config)).await?;
     let payload = Value::Object(fields.clone());
     let request = read_create_request(&state, fields)?;
     let platform = state.platform.clone();

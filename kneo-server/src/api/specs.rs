@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::auth::Principal;
 use super::error::ApiError;
-use super::input::{ObjectReader, QueryParams, read_json_object};
+use super::input::{BodyLimits, ObjectReader, QueryParams, read_json_object};
 use crate::app::AppState;
 use crate::platform::specs::SpecSource;
 
@@ -21,7 +21,7 @@ pub async fn validate(
 ) -> Result<Json<Value>, ApiError> {
     principal.require("specs:read")?;
     QueryParams::parse(query.as_deref(), &[])?;
-    let fields = read_json_object(&headers, body, state.config.limits.max_body_bytes).await?;
+    let fields = read_json_object(&headers, body, BodyLimits::of(&state.config)).await?;
     let mut reader = ObjectReader::new(fields);
     let limits = &state.config.limits;
     let spec = reader.optional_object("spec", Some(limits.max_inline_spec_bytes));
