@@ -199,6 +199,10 @@ pub async fn start(state: AppState, listener: TcpListener) -> std::io::Result<Ru
             grace,
         )
         .await;
+        // Work whose client went away is still running: let it end before the workers stop.
+        if !serving_state.platform.finish_owned_work(grace).await {
+            tracing::warn!(target: "kneo_serv.service", "request work did not finish within the shutdown timeout; its runs return to the queue when their leases expire");
+        }
         if tokio::time::timeout(grace, futures_util::future::join_all(workers))
             .await
             .is_err()

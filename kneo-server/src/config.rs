@@ -38,7 +38,10 @@ pub struct Config {
     pub worker: WorkerConfig,
     /// Per-run cap on stored trace events (0 = no cap).
     pub trace_max_events: usize,
-    /// How long an idempotency record stays "in progress" before another request may take it over.
+    /// How long an idempotency mark with nothing bound to it yet stays "in progress" before
+    /// another request may take it over: the longest a crashed request blocks its retry. The
+    /// mark covers only the moment before the first write (which binds the key to its run), so
+    /// it is short (5 s; kneo-serv's 300 s had to cover whole sync runs).
     pub idempotency_lock_ttl: Duration,
     /// How long shutdown waits for in-flight runs before leaving them to lease expiry.
     pub shutdown_timeout: Duration,
@@ -189,7 +192,7 @@ impl Config {
                 poll_interval: env.seconds("KNEO_SERV_WORKER_POLL_SECONDS", 0.5)?,
             },
             trace_max_events: env.count("KNEO_SERV_TRACE_MAX_EVENTS", 10_000)?,
-            idempotency_lock_ttl: env.seconds("KNEO_SERV_IDEMPOTENCY_LOCK_TTL_SECONDS", 300.0)?,
+            idempotency_lock_ttl: env.seconds("KNEO_SERV_IDEMPOTENCY_LOCK_TTL_SECONDS", 5.0)?,
             shutdown_timeout: env.seconds("KNEO_SERV_SHUTDOWN_TIMEOUT_SECONDS", 30.0)?,
             sweep_interval: env.seconds("KNEO_SERV_SWEEP_INTERVAL_SECONDS", 5.0)?,
             http_header_read_timeout: env

@@ -4,6 +4,7 @@
 // A test target: a failed unwrap fails the test with its message, which is what it should do.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod abandoned;
 mod attack;
 mod cli;
 mod connections;
@@ -12,6 +13,7 @@ mod degraded;
 mod golden;
 mod human;
 mod inputs;
+mod retries;
 mod runs;
 mod scale;
 

@@ -10,9 +10,11 @@ use serde_json::{Map, Value, json};
 use super::auth::Principal;
 use super::error::ApiError;
 use super::input::{BodyLimits, ObjectReader, PathId, QueryParams, page_fields, read_json_object};
-use super::runs::with_idempotency;
+use super::lifecycle::run_owned;
+use super::runs::answer;
 use crate::app::AppState;
 use crate::platform::human::{DECISIONS, Decision, TaskFilter};
+use crate::platform::idempotency;
 use crate::store::SortOrder;
 
 pub async fn list(
@@ -149,14 +151,20 @@ pub async fn resume(
     let mut payload = fields.clone();
     payload.insert("continuation_id".into(), json!(continuation_id));
     let decision = read_decision(&state, fields)?;
+    let key = idempotency::key_from(&headers)?;
+    let payload = Value::Object(payload);
     let platform = state.platform.clone();
     let actor = principal.name.clone();
-    with_idempotency(
-        &state,
-        &headers,
-        "human:resume",
-        &Value::Object(payload),
-        || async move { platform.resume(&continuation_id, decision, &actor).await },
-    )
+    run_owned(&state, async move {
+        let worker = platform.clone();
+        platform
+            .idempotently("human:resume", key, &payload, move |mark| async move {
+                worker
+                    .resume(&continuation_id, decision, &actor, mark.as_ref())
+                    .await
+            })
+            .await
+    })
     .await
+    .map(answer)
 }

@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 use super::auth::Principal;
 use super::error::ApiError;
 use super::input::{BodyLimits, ObjectReader, PathId, QueryParams, page_fields, read_json_object};
+use super::lifecycle::run_owned;
 use crate::app::AppState;
 use crate::engine::executor::expand_checkpoint;
 use crate::platform::specs::SpecSource;
@@ -113,46 +114,9 @@ fn run_timeout_seconds(metadata: &Map<String, Value>) -> Result<Option<f64>, Api
     }
 }
 
-/// Runs `work` under the request's `Idempotency-Key`, if it sent one.
-pub async fn with_idempotency<F, Fut>(
-    state: &AppState,
-    headers: &HeaderMap,
-    scope: &str,
-    payload: &Value,
-    work: F,
-) -> Result<Response, ApiError>
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<(StatusCode, Value), ApiError>>,
-{
-    let Some(key) = idempotency::key_from(headers)? else {
-        let (status, body) = work().await?;
-        return Ok((status, Json(body)).into_response());
-    };
-    // Every caller shares a scope's key space, as in kneo-serv 1.2: a client whose API key was
-    // rotated between a request and its retry still gets its first answer back.
-    let store = state.stores.runs.as_ref();
-    match idempotency::admit(
-        store,
-        scope,
-        &key,
-        payload,
-        state.config.idempotency_lock_ttl,
-    )
-    .await?
-    {
-        idempotency::Admission::Replay { status, body } => Ok((status, Json(body)).into_response()),
-        idempotency::Admission::Proceed => match work().await {
-            Ok((status, body)) => {
-                idempotency::complete(store, scope, &key, status, &body).await;
-                Ok((status, Json(body)).into_response())
-            }
-            Err(error) => {
-                idempotency::abandon(store, scope, &key).await;
-                Err(error)
-            }
-        },
-    }
+/// Answers an idempotent platform call: `(status, body)` as JSON.
+pub fn answer((status, body): (StatusCode, Value)) -> Response {
+    (status, Json(body)).into_response()
 }
 
 async fn create_with_scope(
@@ -168,12 +132,20 @@ async fn create_with_scope(
     let fields = read_json_object(&headers, body, BodyLimits::of(&state.config)).await?;
     let payload = Value::Object(fields.clone());
     let request = read_create_request(&state, fields)?;
+    let key = idempotency::key_from(&headers)?;
     let platform = state.platform.clone();
     let actor = principal.name.clone();
-    with_idempotency(&state, &headers, scope, &payload, || async move {
-        platform.create_run(request, &actor).await
+    let scope = scope.to_string();
+    run_owned(&state, async move {
+        let worker = platform.clone();
+        platform
+            .idempotently(&scope, key, &payload, move |mark| async move {
+                worker.create_run(request, &actor, mark.as_ref()).await
+            })
+            .await
     })
     .await
+    .map(answer)
 }
 
 pub async fn create(
@@ -274,9 +246,14 @@ pub async fn cancel(
 ) -> Result<Json<Value>, ApiError> {
     principal.require("runs:write")?;
     QueryParams::parse(query.as_deref(), NO_PARAMETERS)?;
-    let run = state.platform.cancel(&run_id, &principal.name).await?;
-    let trace = state.platform.embedded_trace(&run.id).await;
-    Ok(Json(responses::run_status(&run, trace)))
+    let platform = state.platform.clone();
+    let actor = principal.name.clone();
+    run_owned(&state, async move {
+        let run = platform.cancel(&run_id, &actor).await?;
+        let trace = platform.embedded_trace(&run.id).await;
+        Ok(Json(responses::run_status(&run, trace)))
+    })
+    .await
 }
 
 pub async fn continue_run(
@@ -289,12 +266,19 @@ pub async fn continue_run(
     principal.require("runs:write")?;
     QueryParams::parse(query.as_deref(), NO_PARAMETERS)?;
     let payload = json!({"run_id": run_id});
+    let key = idempotency::key_from(&headers)?;
     let platform = state.platform.clone();
     let actor = principal.name.clone();
-    with_idempotency(&state, &headers, "runs:continue", &payload, || async move {
-        platform.continue_run(&run_id, &actor).await
+    run_owned(&state, async move {
+        let worker = platform.clone();
+        platform
+            .idempotently("runs:continue", key, &payload, move |mark| async move {
+                worker.continue_run(&run_id, &actor, mark.as_ref()).await
+            })
+            .await
     })
     .await
+    .map(answer)
 }
 
 pub async fn trace(

@@ -84,6 +84,8 @@ impl Recorder for StoreRecorder<'_> {
             }
             Ok(SaveOutcome::Refused { current }) => Err(Interrupt::Refused(current)),
             Ok(SaveOutcome::LeaseLost) => Err(Interrupt::LeaseLost),
+            // Execution writes bind no idempotency key; a refusal means the run moved on.
+            Ok(SaveOutcome::KeyTaken) => Err(Interrupt::Refused(None)),
             Err(error) => Err(Interrupt::Store(error)),
         }
     }

@@ -29,9 +29,10 @@ use crate::engine::Engine;
 use crate::engine::plan::Plan;
 use crate::metrics::Metrics;
 use crate::store::{
-    AuditEvent, Expect, Progress, QueueEntry, QueueStatus, QueueTransition, RunRecord, RunStatus,
-    SaveOutcome, Stores, TraceQuery,
+    AuditEvent, CreateOutcome, Expect, Progress, QueueEntry, QueueStatus, QueueTransition,
+    RunRecord, RunStatus, SaveOutcome, Stores, TraceQuery,
 };
+use idempotency::Mark;
 use specs::SpecSource;
 
 /// The longest run deadline `metadata.timeout_seconds` may ask for (about 31 years): far enough
@@ -84,6 +85,9 @@ pub struct Platform {
     pub queue_signal: Notify,
     /// Spec files already parsed and validated.
     spec_cache: spec_cache::SpecCache,
+    /// Request work the server owns ([`crate::api::lifecycle`]): it outlives its connection,
+    /// and shutdown waits for it.
+    owned: tokio_util::task::TaskTracker,
 }
 
 impl Platform {
@@ -103,7 +107,23 @@ impl Platform {
             running: Mutex::new(HashMap::new()),
             queue_signal: Notify::new(),
             spec_cache: spec_cache::SpecCache::default(),
+            owned: tokio_util::task::TaskTracker::new(),
         }
+    }
+
+    /// Runs request work in a task the server owns (see [`crate::api::lifecycle`]).
+    pub fn spawn_owned<F>(&self, work: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.owned.spawn(work)
+    }
+
+    /// Waits up to `grace` for owned request work to end (at shutdown); false if some is left.
+    pub async fn finish_owned_work(&self, grace: std::time::Duration) -> bool {
+        self.owned.close();
+        tokio::time::timeout(grace, self.owned.wait()).await.is_ok()
     }
 
     fn register_running(&self, run_id: &str, token: CancellationToken) {
@@ -185,6 +205,7 @@ impl Platform {
         self: &Arc<Self>,
         request: CreateRun,
         actor: &str,
+        mark: Option<&Mark>,
     ) -> Result<(StatusCode, Value), ApiError> {
         let loaded = self.load_run_spec(&request.source).await?;
         let plan =
@@ -252,10 +273,11 @@ impl Platform {
                 "metadata": request.metadata,
             }),
         );
+        crate::api::request_log::note_run_id(&run.id);
         if request.async_mode {
-            self.enqueue(run, created).await
+            self.enqueue(run, created, mark).await
         } else {
-            self.run_in_request(run, created, plan).await
+            self.run_in_request(run, created, plan, mark).await
         }
     }
 
@@ -263,6 +285,7 @@ impl Platform {
         &self,
         mut run: RunRecord,
         created: AuditEvent,
+        mark: Option<&Mark>,
     ) -> Result<(StatusCode, Value), ApiError> {
         let limit = self.config.worker.max_queue_depth;
         if limit > 0 {
@@ -275,7 +298,10 @@ impl Platform {
                     json!({"type": "queue_full", "message": format!("The queue held {} runs (KNEO_SERV_MAX_QUEUE_DEPTH={limit}).", counts.queued)}),
                 );
                 run.completed_at = Some(run.created_at.clone());
-                self.stores.runs.create_run(&run, None, &[created]).await?;
+                self.stores
+                    .runs
+                    .create_run(&run, None, &[created], None)
+                    .await?;
                 return Err(ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "queue_full",
@@ -290,12 +316,23 @@ impl Platform {
                 .retry_after(5));
             }
         }
-        self.stores
+        // The 202 is decided once the run is queued, so the key is completed with it in the same
+        // transaction: a crash after the commit leaves nothing for a retry to redo.
+        let accepted = responses::run_accepted(&run);
+        let binding = mark.map(|mark| mark.binding(Some((StatusCode::ACCEPTED, &accepted))));
+        let outcome = self
+            .stores
             .runs
-            .create_run(&run, Some(QueueEntry::Queued), &[created])
+            .create_run(&run, Some(QueueEntry::Queued), &[created], binding.as_ref())
             .await?;
+        if outcome == CreateOutcome::KeyTaken {
+            return Err(idempotency::key_taken(
+                mark.map_or("", |m| m.scope.as_str()),
+            ));
+        }
+        crate::faults::point("after_run_created");
         self.queue_signal.notify_waiters();
-        Ok((StatusCode::ACCEPTED, responses::run_accepted(&run)))
+        Ok((StatusCode::ACCEPTED, accepted))
     }
 
     async fn run_in_request(
@@ -303,6 +340,7 @@ impl Platform {
         mut run: RunRecord,
         created: AuditEvent,
         plan: Plan,
+        mark: Option<&Mark>,
     ) -> Result<(StatusCode, Value), ApiError> {
         let holder = self.request_holder.clone();
         run.status = RunStatus::Running;
@@ -311,10 +349,18 @@ impl Platform {
             worker_id: holder.clone(),
             lease: self.config.worker.lease,
         };
-        self.stores
+        let binding = mark.map(|mark| mark.binding(None));
+        let outcome = self
+            .stores
             .runs
-            .create_run(&run, Some(entry), &[created])
+            .create_run(&run, Some(entry), &[created], binding.as_ref())
             .await?;
+        if outcome == CreateOutcome::KeyTaken {
+            return Err(idempotency::key_taken(
+                mark.map_or("", |m| m.scope.as_str()),
+            ));
+        }
+        crate::faults::point("after_run_created");
         self.metrics.run_started();
         // The run executes in its own task: a client that hangs up does not abandon it half-way.
         let platform = self.clone();
@@ -384,6 +430,7 @@ impl Platform {
         self: &Arc<Self>,
         run_id: &str,
         actor: &str,
+        mark: Option<&Mark>,
     ) -> Result<(StatusCode, Value), ApiError> {
         let mut run = self
             .stores
@@ -448,8 +495,14 @@ impl Platform {
             None,
             json!({"from_step_index": run.current_step_index}),
         ));
+        progress.idempotency = mark.map(|mark| mark.binding(None));
         match self.stores.runs.save_progress(&progress).await? {
             SaveOutcome::Saved => {}
+            SaveOutcome::KeyTaken => {
+                return Err(idempotency::key_taken(
+                    mark.map_or("", |m| m.scope.as_str()),
+                ));
+            }
             _ => {
                 let current = self
                     .stores

@@ -19,9 +19,9 @@ use super::errors::{Failure, database};
 use super::records;
 use super::sql::{self, column};
 use crate::store::{
-    AuditEvent, Claim, ClaimRequest, ClaimResult, Expect, Page, Progress, QueueCounts, QueueEntry,
-    QueueRecord, QueueStatus, QueueTransition, RunQuery, RunRecord, RunStatus, SaveOutcome,
-    StoreError,
+    AuditEvent, Claim, ClaimRequest, ClaimResult, CreateOutcome, Expect, IdempotencyBinding, Page,
+    Progress, QueueCounts, QueueEntry, QueueRecord, QueueStatus, QueueTransition, RunQuery,
+    RunRecord, RunStatus, SaveOutcome, StoreError,
 };
 
 pub(super) async fn create_run(
@@ -29,11 +29,18 @@ pub(super) async fn create_run(
     run: &RunRecord,
     queue: Option<&QueueEntry>,
     audit: &[AuditEvent],
-) -> Result<(), Failure> {
+    idempotency: Option<&IdempotencyBinding>,
+) -> Result<CreateOutcome, Failure> {
     let transaction = client
         .transaction()
         .await
         .map_err(database("starting a transaction"))?;
+    if let Some(binding) = idempotency
+        && !records::bind_idempotency(&transaction, binding, &run.id).await?
+    {
+        // Dropping the transaction rolls it back: nothing is written.
+        return Ok(CreateOutcome::KeyTaken);
+    }
     insert_run(&transaction, run).await?;
     if let Some(entry) = queue {
         // The run joins the queue at the moment it was accepted, as on SQLite.
@@ -61,7 +68,8 @@ pub(super) async fn create_run(
     transaction
         .commit()
         .await
-        .map_err(database("committing a new run"))
+        .map_err(database("committing a new run"))?;
+    Ok(CreateOutcome::Created)
 }
 
 /// The column values of a run beside its document.
@@ -269,6 +277,11 @@ pub(super) async fn save_progress(
         if owner.as_deref() != Some(holder.as_str()) {
             return Ok(SaveOutcome::LeaseLost);
         }
+    }
+    if let Some(binding) = &progress.idempotency
+        && !records::bind_idempotency(&transaction, binding, &run.id).await?
+    {
+        return Ok(SaveOutcome::KeyTaken);
     }
     update_run(&transaction, run).await?;
     records::insert_trace(&transaction, &run.id, &progress.trace_events).await?;

@@ -12,9 +12,9 @@ use super::records;
 use super::rows::{AuditInsert, PreparedProgress, RunRow};
 use crate::clock;
 use crate::store::{
-    AuditEvent, Claim, ClaimRequest, ClaimResult, Expect, Page, QueueCounts, QueueEntry,
-    QueueRecord, QueueStatus, QueueTransition, RunQuery, RunRecord, RunStatus, SaveOutcome,
-    StoreError,
+    AuditEvent, Claim, ClaimRequest, ClaimResult, CreateOutcome, Expect, IdempotencyBinding, Page,
+    QueueCounts, QueueEntry, QueueRecord, QueueStatus, QueueTransition, RunQuery, RunRecord,
+    RunStatus, SaveOutcome, StoreError,
 };
 
 /// The lease expiry for a lease taken now.
@@ -28,8 +28,14 @@ pub fn create_run(
     run: &RunRow,
     queue: Option<&QueueEntry>,
     audit: &[AuditInsert],
-) -> Result<(), StoreError> {
+    idempotency: Option<&IdempotencyBinding>,
+) -> Result<CreateOutcome, StoreError> {
     let transaction = connection;
+    if let Some(binding) = idempotency
+        && !records::bind_idempotency(transaction, binding, &run.id)?
+    {
+        return Ok(CreateOutcome::KeyTaken);
+    }
     insert_run(transaction, run)?;
     if let Some(entry) = queue {
         let (status, owner, expires, attempts) = match entry {
@@ -59,7 +65,7 @@ pub fn create_run(
             .map_err(|e| classify(e, "queueing a run"))?;
     }
     records::insert_audit(transaction, audit)?;
-    Ok(())
+    Ok(CreateOutcome::Created)
 }
 
 fn insert_run(transaction: &Connection, run: &RunRow) -> Result<(), StoreError> {
@@ -187,6 +193,11 @@ pub fn save_progress(
         if owner.flatten().as_deref() != Some(holder.as_str()) {
             return Ok(SaveOutcome::LeaseLost);
         }
+    }
+    if let Some(binding) = &progress.idempotency
+        && !records::bind_idempotency(transaction, binding, &run.id)?
+    {
+        return Ok(SaveOutcome::KeyTaken);
     }
     update_run(transaction, run)?;
     records::insert_trace(transaction, &run.id, &progress.trace)?;
@@ -497,5 +508,6 @@ pub fn requeue_orphaned_runs(connection: &Connection) -> Result<u64, StoreError>
             params![long_ago, clock::now_text()],
         )
         .map_err(|e| classify(e, "requeueing orphaned runs"))?;
+    records::drop_unbound_idempotency_marks(connection)?;
     Ok(changed as u64)
 }
