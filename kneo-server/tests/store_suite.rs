@@ -263,6 +263,7 @@ fn claim_request(
 ) -> ClaimRequest {
     ClaimRequest {
         worker_id: worker_id.into(),
+        reclaim_own_leases: false,
         lease,
         max_attempts,
         limit,
@@ -809,6 +810,51 @@ async fn an_expired_lease_is_reclaimed_before_queued_runs(fixture: &Fixture) {
     assert_eq!(claimed_ids(&second), [("run-waiting".to_string(), 1)]);
 }
 
+/// A lease its own worker lost track of (a claim whose answer never came, a release during an
+/// outage) is claimed again by that worker at once, not after the lease; and a holder can list
+/// its quiet leases to hand back the ones it no longer executes.
+async fn a_holder_finds_and_reclaims_its_own_stranded_leases(fixture: &Fixture) {
+    let store = fixture.store.as_ref();
+    create_leased(store, "run-stranded", "worker-own", LONG_LEASE).await;
+    create_leased(store, "run-other", "worker-else", LONG_LEASE).await;
+    assert_eq!(
+        store
+            .leases_of("worker-own", Duration::ZERO)
+            .await
+            .expect("leases"),
+        vec!["run-stranded".to_string()]
+    );
+    assert!(
+        store
+            .leases_of("worker-own", Duration::from_secs(3600))
+            .await
+            .expect("leases")
+            .is_empty(),
+        "a lease taken within the quiet time is not listed"
+    );
+    let not_asked = store
+        .claim_runs(&claim_request("worker-own", LONG_LEASE, 5, 5))
+        .await
+        .expect("claim");
+    assert!(
+        not_asked.claimed.is_empty(),
+        "a claimer that may hold runs keeps its leases"
+    );
+    let claimed = store
+        .claim_runs(&ClaimRequest {
+            reclaim_own_leases: true,
+            ..claim_request("worker-own", LONG_LEASE, 5, 5)
+        })
+        .await
+        .expect("claim");
+    let ids: Vec<&str> = claimed.claimed.iter().map(|c| c.run.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["run-stranded"],
+        "another worker's live lease is left alone"
+    );
+}
+
 async fn concurrent_claimers_take_each_run_exactly_once(fixture: &Fixture) {
     const RUNS: usize = 200;
     const CLAIMERS: usize = 50;
@@ -1176,6 +1222,7 @@ async fn orphaned_runs_are_requeued_only_by_the_embedded_store(fixture: &Fixture
                 "the lease must be expired, not {expiry}"
             );
             let claim = ClaimRequest {
+                reclaim_own_leases: false,
                 worker_id: "worker-new".into(),
                 lease: LONG_LEASE,
                 max_attempts: 1,
@@ -2129,6 +2176,7 @@ scenarios!(
     audit_events_are_filtered_and_newest_first,
     idempotency_records_start_replay_conflict_and_expire,
     idempotency_keys_bind_to_one_run,
+    a_holder_finds_and_reclaims_its_own_stranded_leases,
     locks_are_exclusive_and_expire,
     service_events_are_listed_newest_first,
     a_schema_from_a_newer_kneo_is_refused,

@@ -332,6 +332,7 @@ impl Platform {
             ),
         ];
         progress.idempotency = mark.map(|mark| mark.binding(None));
+        let _reserved = self.reserve(&resumed.id);
         match self.stores.runs.save_progress(&progress).await? {
             SaveOutcome::Saved => {}
             SaveOutcome::KeyTaken => {

@@ -55,6 +55,22 @@ fn run_deadline(seconds: f64) -> Result<chrono::DateTime<chrono::Utc>, ApiError>
         .ok_or_else(out_of_range)
 }
 
+/// How long a lease of this process must have gone without a write or renewal before the sweep
+/// hands it back when nothing here executes it (writes come far more often while a run executes).
+const STRANDED_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A run marked as executing here until dropped ([`Platform::reserve`]).
+struct Reservation<'a> {
+    platform: &'a Platform,
+    run_id: String,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.platform.unregister_running(&self.run_id);
+    }
+}
+
 /// The validated body of `POST /v1/runs`.
 #[derive(Debug, Clone)]
 pub struct CreateRun {
@@ -131,6 +147,58 @@ impl Platform {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(run_id.to_string(), token);
+    }
+
+    /// Marks `run_id` as executing in this process from before the write that leases it to
+    /// this process, so the stranded-lease sweep never hands back a run about to execute.
+    fn reserve(&self, run_id: &str) -> Reservation<'_> {
+        self.register_running(run_id, CancellationToken::new());
+        Reservation {
+            platform: self,
+            run_id: run_id.to_string(),
+        }
+    }
+
+    /// Hands back to the queue every run leased to this process's request holder that it is not
+    /// executing: left over from a store exchange that failed (a sync run whose first write or
+    /// lease release met a Postgres outage). A worker then continues it from its last checkpoint.
+    pub async fn release_stranded_leases(&self) {
+        let held = match self
+            .stores
+            .runs
+            .leases_of(&self.request_holder, STRANDED_AFTER)
+            .await
+        {
+            Ok(held) => held,
+            Err(error) => {
+                tracing::debug!(target: "kneo_serv.platform", %error, "could not read this process's leases");
+                return;
+            }
+        };
+        for run_id in held {
+            let executing = self
+                .running
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains_key(&run_id);
+            if executing {
+                continue;
+            }
+            match self
+                .stores
+                .runs
+                .release_lease(&run_id, &self.request_holder)
+                .await
+            {
+                Ok(()) => {
+                    tracing::warn!(target: "kneo_serv.platform", event = "stranded_lease_released", run_id = %run_id,
+                        "handed back a run this process had leased but was not executing (a store write failed); a worker continues it")
+                }
+                Err(error) => {
+                    tracing::debug!(target: "kneo_serv.platform", %error, run_id = %run_id, "could not hand back a stranded run yet")
+                }
+            }
+        }
     }
 
     fn unregister_running(&self, run_id: &str) {
@@ -350,6 +418,7 @@ impl Platform {
             lease: self.config.worker.lease,
         };
         let binding = mark.map(|mark| mark.binding(None));
+        let _reserved = self.reserve(&run.id);
         let outcome = self
             .stores
             .runs
@@ -496,6 +565,7 @@ impl Platform {
             json!({"from_step_index": run.current_step_index}),
         ));
         progress.idempotency = mark.map(|mark| mark.binding(None));
+        let _reserved = self.reserve(&run.id);
         match self.stores.runs.save_progress(&progress).await? {
             SaveOutcome::Saved => {}
             SaveOutcome::KeyTaken => {
@@ -537,6 +607,7 @@ impl Platform {
         if let Err(error) = self.sweep_human_tasks().await {
             tracing::warn!(target: "kneo_serv.platform", %error, "human task sweep failed");
         }
+        self.release_stranded_leases().await;
     }
 }
 

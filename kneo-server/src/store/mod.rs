@@ -76,6 +76,11 @@ pub trait Store: Send + Sync + 'static {
     /// Gives a claimed run back to the queue (e.g. on shutdown) so another worker takes it at once.
     async fn release_lease(&self, run_id: &str, worker_id: &str) -> Result<(), StoreError>;
 
+    /// Runs leased to `owner` whose lease was neither taken nor renewed for `quiet_for`. An owner
+    /// that is not executing one of them lost track of it in a store exchange that failed (a
+    /// commit whose answer never came, a release during an outage); it hands it back.
+    async fn leases_of(&self, owner: &str, quiet_for: Duration) -> Result<Vec<String>, StoreError>;
+
     /// Queue records by status (the `queue` readiness check and the queue gauges).
     async fn queue_counts(&self) -> Result<QueueCounts, StoreError>;
 

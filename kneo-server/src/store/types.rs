@@ -315,9 +315,14 @@ pub enum CreateOutcome {
 }
 
 /// A worker asking for work.
+///
 #[derive(Debug, Clone)]
 pub struct ClaimRequest {
     pub worker_id: String,
+    /// The claimer executes nothing right now, so runs still leased to `worker_id` are left over
+    /// from a store exchange that failed (a claim whose commit answer was lost, a release during
+    /// an outage): claim them again too, rather than strand them until their lease expires.
+    pub reclaim_own_leases: bool,
     pub lease: Duration,
     /// Claims after which a run is dead-lettered (0 = never).
     pub max_attempts: u32,

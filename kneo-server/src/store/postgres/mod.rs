@@ -561,6 +561,15 @@ impl Store for PostgresStore {
     /// Nothing to do on Postgres: the database is shared by every kneo process, so a lease found
     /// here may well belong to a live worker elsewhere. Lease expiry (and the claim that re-takes
     /// expired leases) is what returns a dead worker's runs to the queue.
+    async fn leases_of(&self, owner: &str, quiet_for: Duration) -> Result<Vec<String>, StoreError> {
+        let owner = owner.to_string();
+        self.inner
+            .run("reading a holder's leases", async move |client| {
+                runs::leases_of(&*client, &owner, quiet_for).await
+            })
+            .await
+    }
+
     async fn requeue_orphaned_runs(&self) -> Result<u64, StoreError> {
         Ok(0)
     }

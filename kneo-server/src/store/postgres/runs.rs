@@ -349,6 +349,13 @@ struct Candidate {
     attempts: i64,
 }
 
+/// The lease owner whose leftover leases a claim takes again (`None` matches nothing).
+fn own_leases(request: &ClaimRequest) -> Option<&str> {
+    request
+        .reclaim_own_leases
+        .then_some(request.worker_id.as_str())
+}
+
 pub(super) async fn claim_runs(
     client: &mut Client,
     request: &ClaimRequest,
@@ -367,11 +374,11 @@ pub(super) async fn claim_runs(
         &transaction,
         "finding runs to claim",
         "SELECT run_id, status, attempts, now() FROM run_queue
-         WHERE status = 'running' AND lease_expires_at < now()
+         WHERE status = 'running' AND (lease_expires_at < now() OR lease_owner = $2)
          ORDER BY enqueued_at, run_id
          LIMIT $1
          FOR UPDATE SKIP LOCKED",
-        &[&limit],
+        &[&limit, &own_leases(request)],
     )
     .await?;
     let room = limit - i64::try_from(rows.len()).unwrap_or(limit);
@@ -585,6 +592,23 @@ pub(super) async fn renew_lease(
     )
     .await?;
     Ok(changed == 1)
+}
+
+pub(super) async fn leases_of(
+    client: &impl GenericClient,
+    owner: &str,
+    quiet_for: std::time::Duration,
+) -> Result<Vec<String>, Failure> {
+    let operation = "reading a holder's leases";
+    let rows = sql::query(
+        client,
+        operation,
+        "SELECT run_id FROM run_queue
+         WHERE status = 'running' AND lease_owner = $1 AND updated_at < now() - $2::float8 * interval '1 second'",
+        &[&owner, &columns::seconds(quiet_for)],
+    )
+    .await?;
+    rows.iter().map(|row| column(row, 0, operation)).collect()
 }
 
 pub(super) async fn release_lease(

@@ -322,6 +322,12 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn leases_of(&self, owner: &str, quiet_for: Duration) -> Result<Vec<String>, StoreError> {
+        let owner = owner.to_string();
+        self.read(move |connection| runs::leases_of(connection, &owner, quiet_for))
+            .await
+    }
+
     async fn requeue_orphaned_runs(&self) -> Result<u64, StoreError> {
         self.write(runs::requeue_orphaned_runs).await
     }

@@ -240,6 +240,13 @@ fn apply_queue_transition(
     Ok(())
 }
 
+/// The lease owner whose leftover leases a claim takes again (`None` matches nothing).
+fn own_leases(request: &ClaimRequest) -> Option<&str> {
+    request
+        .reclaim_own_leases
+        .then_some(request.worker_id.as_str())
+}
+
 pub fn claim_runs(
     connection: &Connection,
     request: &ClaimRequest,
@@ -255,9 +262,9 @@ pub fn claim_runs(
     let mut candidates = claim_candidates(
         transaction,
         "SELECT run_id, status, attempts FROM run_queue
-         WHERE status = 'running' AND lease_expires_at < ?1
+         WHERE status = 'running' AND (lease_expires_at < ?1 OR lease_owner = ?3)
          ORDER BY enqueued_at, rowid LIMIT ?2",
-        params![now, wanted],
+        params![now, wanted, own_leases(request)],
     )?;
     let room = wanted - candidates.len() as i64;
     if room > 0 {
@@ -386,6 +393,26 @@ pub fn renew_lease(
         )
         .map_err(|e| classify(e, "renewing a lease"))?;
     Ok(changed == 1)
+}
+
+pub fn leases_of(
+    connection: &Connection,
+    owner: &str,
+    quiet_for: Duration,
+) -> Result<Vec<String>, StoreError> {
+    let before = clock::format(
+        clock::now() - chrono::Duration::from_std(quiet_for).unwrap_or(chrono::Duration::zero()),
+    );
+    let mut statement = connection
+        .prepare_cached(
+            "SELECT run_id FROM run_queue WHERE status = 'running' AND lease_owner = ?1 AND updated_at < ?2",
+        )
+        .map_err(|e| classify(e, "reading a holder's leases"))?;
+    let rows = statement
+        .query_map(params![owner, before], |row| row.get(0))
+        .map_err(|e| classify(e, "reading a holder's leases"))?;
+    rows.collect::<Result<Vec<String>, _>>()
+        .map_err(|e| classify(e, "reading a holder's leases"))
 }
 
 pub fn release_lease(
