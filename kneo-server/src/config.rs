@@ -38,6 +38,10 @@ pub struct Config {
     pub worker: WorkerConfig,
     /// Per-run cap on stored trace events (0 = no cap).
     pub trace_max_events: usize,
+    /// `KNEO_SERV_RUN_MAX_STORED_BYTES`: the most one execution of a run may keep in the store
+    /// (its state plus the trace and checkpoints it appends); past it the run fails with
+    /// `run_too_large` (0 = no budget).
+    pub run_max_stored_bytes: u64,
     /// How long an idempotency mark with nothing bound to it yet stays "in progress" before
     /// another request may take it over: the longest a crashed request blocks its retry. The
     /// mark covers only the moment before the first write (which binds the key to its run), so
@@ -192,6 +196,8 @@ impl Config {
                 poll_interval: env.seconds("KNEO_SERV_WORKER_POLL_SECONDS", 0.5)?,
             },
             trace_max_events: env.count("KNEO_SERV_TRACE_MAX_EVENTS", 10_000)?,
+            run_max_stored_bytes: env.count("KNEO_SERV_RUN_MAX_STORED_BYTES", 64 * 1024 * 1024)?
+                as u64,
             idempotency_lock_ttl: env.seconds("KNEO_SERV_IDEMPOTENCY_LOCK_TTL_SECONDS", 5.0)?,
             shutdown_timeout: env.seconds("KNEO_SERV_SHUTDOWN_TIMEOUT_SECONDS", 30.0)?,
             sweep_interval: env.seconds("KNEO_SERV_SWEEP_INTERVAL_SECONDS", 5.0)?,

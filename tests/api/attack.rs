@@ -641,3 +641,81 @@ async fn the_bearer_token_decides_who_the_caller_is() {
         .await;
     assert_eq!(header_only.status, 200, "{}", header_only.text);
 }
+
+/// A cyclic graph with a large `max_steps` cannot fill the store: past the run's byte budget
+/// (`KNEO_SERV_RUN_MAX_STORED_BYTES`, 1 MiB here) the run fails with `run_too_large`, and what
+/// it left in the store stays near the budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cyclic_graph_run_cannot_fill_the_store() {
+    const BUDGET: u64 = 1024 * 1024;
+    let server = KneoServer::start(
+        ServerOptions::default().env("KNEO_SERV_RUN_MAX_STORED_BYTES", &BUDGET.to_string()),
+    );
+    write_spec(
+        &server.dir,
+        "ping-pong.yaml",
+        "version: v1
+agent: {name: root, model: {provider: dummy, name: m}}
+workflow:
+  type: graph
+  name: ping-pong
+  start: ping
+  max_steps: 5000
+  nodes:
+    ping: {id: ping, kind: function, ref: echo}
+    pong: {id: pong, kind: function, ref: echo}
+  edges:
+    - {from: ping, to: pong}
+    - {from: pong, to: ping}
+components:
+  functions:
+    echo: {implementation: kneo.builtin.echo}
+",
+    );
+    let api = Api::new(&server.url);
+    let run = api
+        .post(
+            "/v1/runs",
+            OPERATOR_KEY,
+            &json!({"spec_path": "specs/ping-pong.yaml", "input": "x".repeat(1_000)}),
+        )
+        .await;
+    assert_eq!(run.status, 200, "{}", &run.text[..run.text.len().min(500)]);
+    assert_eq!(run.body["status"], "failed");
+    let stored = api
+        .get(
+            &format!("/v1/runs/{}", run.body["run_id"].as_str().expect("id")),
+            OPERATOR_KEY,
+        )
+        .await;
+    assert_eq!(
+        stored.body["error"]["type"], "run_too_large",
+        "{}",
+        stored.body["error"]
+    );
+    let message = stored.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("KNEO_SERV_RUN_MAX_STORED_BYTES"),
+        "{message}"
+    );
+    let query = format!(
+        "SELECT (SELECT COALESCE(SUM(length(document)), 0) FROM checkpoints WHERE run_id = '{id}') \
+         + (SELECT COALESCE(SUM(length(document)), 0) FROM trace_events WHERE run_id = '{id}') \
+         + (SELECT length(document) FROM runs WHERE id = '{id}')",
+        id = stored.body["run_id"].as_str().expect("id")
+    );
+    let output = std::process::Command::new("sqlite3")
+        .arg(server.dir.join(".kneo/kneo_runs.sqlite"))
+        .arg(&query)
+        .output()
+        .expect("this test reads the store with the sqlite3 CLI");
+    let bytes: u64 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("sqlite3 said {output:?}"));
+    println!("kneo-test: the run stopped with {bytes} bytes stored (budget {BUDGET})");
+    assert!(
+        bytes <= BUDGET,
+        "the run stored {bytes} bytes, over its budget {BUDGET}"
+    );
+}
