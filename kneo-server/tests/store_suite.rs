@@ -1836,12 +1836,12 @@ async fn idempotency_keys_bind_to_one_run(fixture: &Fixture) {
     // A holder that lost its mark (lapsed, taken over) still cannot make a second run.
     assert_eq!(
         store
-            .idempotency_begin(&request("b3", SHORT_LEASE))
+            .idempotency_begin(&request("b3", EXPIRED))
             .await
             .expect("begin"),
         IdempotencyBegin::Started
     );
-    tokio::time::sleep(PAST_SHORT_LEASE).await;
+    tokio::time::sleep(CLOCK_TICK).await;
     assert_eq!(
         store
             .idempotency_begin(&request("b3", LONG_LEASE))

@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
+use kneo_testkit::http::{Answer, Api};
 use kneo_testkit::server::{
     ADMIN_KEY, KneoServer, OPERATOR_KEY, REVIEWER_KEY, ServerOptions, VIEWER_KEY,
 };
-use kneo_testkit::http::{Answer, Api};
 use serde_json::{Value, json};
 
 use super::write_spec;
@@ -236,7 +236,8 @@ async fn malformed_requests(options: ServerOptions) {
     ];
     for (request, expected) in heads {
         let answer =
-            kneo_testkit::http::raw_exchange(&address, request.as_bytes(), Duration::from_secs(30)).await;
+            kneo_testkit::http::raw_exchange(&address, request.as_bytes(), Duration::from_secs(30))
+                .await;
         let context = format!("{} bytes of request head", request.len());
         assert_eq!(answer.status, expected, "{context}: {}", answer.head);
         assert!(

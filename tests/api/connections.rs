@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use kneo_testkit::server::{KneoServer, OPERATOR_KEY, ServerOptions};
 use kneo_testkit::http::{Api, raw_exchange};
+use kneo_testkit::server::{KneoServer, OPERATOR_KEY, ServerOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use kneo_testkit::server::{KneoServer, OPERATOR_KEY, ServerOptions};
 use kneo_testkit::http::Api;
+use kneo_testkit::server::{KneoServer, OPERATOR_KEY, ServerOptions};
 use serde_json::{Value, json};
 
 use super::scale::WorkerProcess;
