@@ -59,6 +59,10 @@ async fn wait_until_quiet(api: &Api) {
         };
         let in_flight = gauge("kneo_http_requests_in_flight");
         let abandoned_work = gauge("kneo_http_abandoned_work_running");
+        assert!(
+            abandoned_work >= 0,
+            "a gauge of running work went to {abandoned_work}"
+        );
         if in_flight <= 1 && abandoned_work == 0 {
             return;
         }

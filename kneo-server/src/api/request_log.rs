@@ -38,7 +38,7 @@ struct Lifecycle {
 }
 
 impl RequestScope {
-    fn new(
+    pub(super) fn new(
         request_id: String,
         route: String,
         metrics: std::sync::Arc<crate::metrics::Metrics>,
@@ -78,7 +78,7 @@ impl RequestScope {
 
     /// The client went away before the answer; logs now unless owned work is still running
     /// (its end logs, with the run it made).
-    fn abandoned(&self) {
+    pub(super) fn abandoned(&self) {
         let mut lifecycle = self.lifecycle();
         lifecycle.abandoned = true;
         self.metrics.http_request_abandoned(&self.route);
