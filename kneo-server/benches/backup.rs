@@ -217,7 +217,12 @@ async fn write_run(store: &dyn Store, index: usize) {
     run.metadata
         .insert("environment".into(), json!("production"));
     store
-        .create_run(&run, Some(QueueEntry::Queued), &[audit("run.created")])
+        .create_run(
+            &run,
+            Some(QueueEntry::Queued),
+            &[audit("run.created")],
+            None,
+        )
         .await
         .expect("create run");
     run.status = RunStatus::Completed;

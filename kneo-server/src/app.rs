@@ -180,14 +180,31 @@ pub async fn start(state: AppState, listener: TcpListener) -> std::io::Result<Ru
     let monitor = tokio::spawn(monitor(state.clone(), shutdown.subscribe()));
     let router = crate::api::router(state.clone());
     let serving_state = state.clone();
+    let settings = crate::connections::ConnectionSettings {
+        max_connections: crate::connections::connection_cap(state.config.max_connections),
+        header_read_timeout: state.config.http_header_read_timeout,
+    };
     let server = tokio::spawn(async move {
-        let until_stopped = async move {
+        let stop_serving = tokio_util::sync::CancellationToken::new();
+        let until_stopped = stop_serving.clone();
+        tokio::spawn(async move {
             let _ = stopped.wait_for(|stop| *stop).await;
-        };
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(until_stopped)
-            .await;
+            until_stopped.cancel();
+        });
         let grace = serving_state.config.shutdown_timeout;
+        let result = crate::connections::serve(
+            listener,
+            router,
+            settings,
+            serving_state.metrics.clone(),
+            stop_serving,
+            grace,
+        )
+        .await;
+        // Work whose client went away is still running: let it end before the workers stop.
+        if !serving_state.platform.finish_owned_work(grace).await {
+            tracing::warn!(target: "kneo_serv.service", "request work did not finish within the shutdown timeout; its runs return to the queue when their leases expire");
+        }
         if tokio::time::timeout(grace, futures_util::future::join_all(workers))
             .await
             .is_err()

@@ -38,12 +38,26 @@ pub struct Config {
     pub worker: WorkerConfig,
     /// Per-run cap on stored trace events (0 = no cap).
     pub trace_max_events: usize,
-    /// How long an idempotency record stays "in progress" before another request may take it over.
+    /// `KNEO_SERV_RUN_MAX_STORED_BYTES`: the most one execution of a run may keep in the store
+    /// (its state plus the trace and checkpoints it appends); past it the run fails with
+    /// `run_too_large` (0 = no budget).
+    pub run_max_stored_bytes: u64,
+    /// How long an idempotency mark with nothing bound to it yet stays "in progress" before
+    /// another request may take it over: the longest a crashed request blocks its retry. The
+    /// mark covers only the moment before the first write (which binds the key to its run), so
+    /// it is short (5 s; kneo-serv's 300 s had to cover whole sync runs).
     pub idempotency_lock_ttl: Duration,
     /// How long shutdown waits for in-flight runs before leaving them to lease expiry.
     pub shutdown_timeout: Duration,
     /// How often the in-process sweep looks for expired human tasks and overdue runs.
     pub sweep_interval: Duration,
+    /// `KNEO_SERV_HTTP_HEADER_READ_TIMEOUT_SECONDS`: how long a connection may take to send a
+    /// complete request head (a new connection, a half-sent head, or an idle keep-alive
+    /// connection between requests) before it is closed; also the longest pause inside a body.
+    pub http_header_read_timeout: Duration,
+    /// `KNEO_SERV_MAX_CONNECTIONS`: open client connections at most; `None` derives the cap
+    /// from the open-file limit at start.
+    pub max_connections: Option<usize>,
 }
 
 /// Request-size and page-size limits (kneo-serv defaults).
@@ -182,9 +196,17 @@ impl Config {
                 poll_interval: env.seconds("KNEO_SERV_WORKER_POLL_SECONDS", 0.5)?,
             },
             trace_max_events: env.count("KNEO_SERV_TRACE_MAX_EVENTS", 10_000)?,
-            idempotency_lock_ttl: env.seconds("KNEO_SERV_IDEMPOTENCY_LOCK_TTL_SECONDS", 300.0)?,
+            run_max_stored_bytes: env.count("KNEO_SERV_RUN_MAX_STORED_BYTES", 64 * 1024 * 1024)?
+                as u64,
+            idempotency_lock_ttl: env.seconds("KNEO_SERV_IDEMPOTENCY_LOCK_TTL_SECONDS", 5.0)?,
             shutdown_timeout: env.seconds("KNEO_SERV_SHUTDOWN_TIMEOUT_SECONDS", 30.0)?,
             sweep_interval: env.seconds("KNEO_SERV_SWEEP_INTERVAL_SECONDS", 5.0)?,
+            http_header_read_timeout: env
+                .seconds("KNEO_SERV_HTTP_HEADER_READ_TIMEOUT_SECONDS", 10.0)?,
+            max_connections: match env.text("KNEO_SERV_MAX_CONNECTIONS") {
+                None => None,
+                Some(_) => Some(env.positive("KNEO_SERV_MAX_CONNECTIONS", 1)?),
+            },
         })
     }
 

@@ -3,6 +3,7 @@
 //! Module map:
 //! - [`config`]: every `KNEO_SERV_*` variable, read once into a typed [`config::Config`].
 //! - [`app`]: builds the shared state and serves the HTTP API on a listener until shutdown.
+//! - [`connections`]: the listener's backlog, the connection cap, header-read timeout, file limit.
 //! - [`api`]: the axum router, one file per resource, plus auth, errors, limits and request logs.
 //! - [`readiness`]: the eight `/readyz` checks and their stable error kinds.
 //! - [`store`]: the storage traits and their SQLite (embedded default) and Postgres backends.
@@ -21,6 +22,7 @@ pub mod app;
 pub mod backup;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod drill;
 pub mod engine;
 pub mod faults;

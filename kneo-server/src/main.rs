@@ -189,8 +189,26 @@ async fn serve(config: Config, host: &str, port: u16) -> Result<(), String> {
             }
         }
     }
+    // Every client connection holds a file descriptor: take all the system allows.
+    match kneo_server::connections::raise_open_file_limit() {
+        Ok((before, after)) if before != after => {
+            tracing::info!(target: "kneo_serv.service", event = "open_file_limit", before, after,
+                "raised the open-file limit (RLIMIT_NOFILE) to its hard limit")
+        }
+        Ok((limit, _)) => {
+            tracing::info!(target: "kneo_serv.service", event = "open_file_limit", limit,
+                "the open-file limit (RLIMIT_NOFILE) is already at its hard limit")
+        }
+        Err(error) => {
+            tracing::warn!(target: "kneo_serv.service", %error, "could not raise the open-file limit; connections are capped below it")
+        }
+    }
+    let max_connections = kneo_server::connections::connection_cap(state.config.max_connections);
+    tracing::info!(target: "kneo_serv.service", event = "connection_cap", max_connections,
+        header_read_timeout_seconds = state.config.http_header_read_timeout.as_secs_f64(),
+        "connections beyond the cap close idle ones first, then answer 503 (runbook § 1.6)");
     let address = format!("{host}:{port}");
-    let listener = tokio::net::TcpListener::bind(&address)
+    let listener = kneo_server::connections::bind(&address)
         .await
         .map_err(|error| {
             describe(StartupError::Listen {

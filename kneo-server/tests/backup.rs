@@ -167,7 +167,12 @@ async fn write_run(store: &dyn Store, continuations: &dyn ContinuationStore, ind
         json!({"role": "user", "content": format!("input {index}\nwith a newline"), "name": null}),
     ];
     store
-        .create_run(&run, Some(QueueEntry::Queued), &[audit("run.created", &id)])
+        .create_run(
+            &run,
+            Some(QueueEntry::Queued),
+            &[audit("run.created", &id)],
+            None,
+        )
         .await
         .expect("create run");
     let blocked = index % BLOCKED_EVERY == 7;

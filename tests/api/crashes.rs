@@ -335,3 +335,145 @@ fn completed_steps_in_store(dir: &Path) -> HashSet<(String, String)> {
         })
         .collect()
 }
+
+/// `KNEO_OUTAGES` overrides the five Postgres outages of the acceptance line.
+fn outage_count() -> usize {
+    std::env::var("KNEO_OUTAGES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(5)
+}
+
+/// Postgres stopped and started five times while clients keep creating runs (async and sync):
+/// every run the service accepted ends terminal afterwards, well before any lease could hand a
+/// stranded run back (the lease is left at its default 300 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_stopped_and_started_under_load_ends_every_accepted_run() {
+    let cluster = PgCluster::start_new();
+    let url = cluster.create_database();
+    let invocations = tempfile::NamedTempFile::new().expect("an invocation log");
+    let server = KneoServer::start(
+        ServerOptions::default()
+            .postgres(&url)
+            .env("KNEO_SERV_WORKER_CONCURRENCY", "2")
+            .env(
+                "KNEO_INVOCATION_LOG",
+                invocations.path().to_str().expect("utf-8"),
+            ),
+    );
+    let api = Api::new(&server.url);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(4))
+        .build()
+        .expect("an HTTP client");
+    let clients: Vec<_> = (0..8)
+        .map(|client| {
+            let (http, base, stop) = (http.clone(), server.url.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut accepted = Vec::new();
+                let mut refused = 0usize;
+                let mut sequence = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    sequence += 1;
+                    let async_mode = client % 4 != 0;
+                    let body = json!({"spec_path": "specs/counted.yaml", "input": format!("{client}-{sequence}"), "async_mode": async_mode});
+                    let sent = http
+                        .post(format!("{base}/v1/runs"))
+                        .header("authorization", format!("Bearer {OPERATOR_KEY}"))
+                        .json(&body)
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(response) if response.status().is_success() => {
+                            let answer: serde_json::Value =
+                                response.json().await.unwrap_or_default();
+                            if let Some(id) = answer["run_id"].as_str() {
+                                accepted.push(id.to_string());
+                            }
+                        }
+                        Ok(response) => {
+                            let status = response.status().as_u16();
+                            let text = response.text().await.unwrap_or_default();
+                            assert!(
+                                status == 503 || status == 500,
+                                "unexpected {status} during an outage: {text}"
+                            );
+                            refused += 1;
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        Err(_) => refused += 1,
+                    }
+                }
+                (accepted, refused)
+            })
+        })
+        .collect();
+    for _ in 0..outage_count() {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        cluster.stop();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        cluster.start();
+        let back = Instant::now() + Duration::from_secs(50);
+        while api.send("GET", "/readyz", &[], None).await.status != 200 {
+            assert!(
+                Instant::now() < back,
+                "not ready again after Postgres returned"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for client in clients {
+        let (runs, refusals) = client.await.expect("a client");
+        accepted.extend(runs);
+        refused += refusals;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut unfinished: Vec<String> = accepted.clone();
+    while !unfinished.is_empty() {
+        let mut still = Vec::new();
+        for id in &unfinished {
+            let run = api.get(&format!("/v1/runs/{id}"), OPERATOR_KEY).await;
+            let status = run.body["status"].as_str().unwrap_or_default();
+            if !["completed", "failed", "cancelled", "timed_out", "expired"].contains(&status) {
+                still.push(id.clone());
+            }
+        }
+        if !still.is_empty() && Instant::now() > deadline {
+            let id = &still[0];
+            let recovery = api
+                .get(&format!("/v1/runs/{id}/recovery"), OPERATOR_KEY)
+                .await;
+            panic!(
+                "{} of {} accepted runs never ended, e.g. {id}: {}",
+                still.len(),
+                accepted.len(),
+                recovery.text
+            );
+        }
+        unfinished = still;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let completed = api
+        .get("/v1/runs?status=completed&limit=1", OPERATOR_KEY)
+        .await;
+    println!(
+        "kneo-test: {} outages; {} runs accepted, all terminal ({} completed); {refused} requests refused during outages",
+        outage_count(),
+        accepted.len(),
+        completed.body["total"]
+    );
+    assert!(!accepted.is_empty(), "the load got runs accepted");
+    assert_eq!(
+        completed.body["total"],
+        accepted.len(),
+        "every accepted run completed: {}",
+        completed.text
+    );
+}

@@ -4,12 +4,16 @@
 // A test target: a failed unwrap fails the test with its message, which is what it should do.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod abandoned;
+mod attack;
 mod cli;
+mod connections;
 mod crashes;
 mod degraded;
 mod golden;
 mod human;
 mod inputs;
+mod retries;
 mod runs;
 mod scale;
 

@@ -138,6 +138,10 @@ impl Client {
             .no_proxy()
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
+            // Below the server's idle keep-alive limit (kneo closes a connection that sends no
+            // request for 10 s by default; kneo-serv's uvicorn after 5 s), so a pooled
+            // connection is not reused just as the server closes it.
+            .pool_idle_timeout(std::time::Duration::from_secs(4))
             .user_agent(config.user_agent.as_str())
             .build()
             .map_err(|error| ClientError::Build(error_chain(&error)))?;

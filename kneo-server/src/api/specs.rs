@@ -3,24 +3,26 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
 use super::auth::Principal;
 use super::error::ApiError;
-use super::input::{ObjectReader, QueryParams, parse_json_object, read_body};
+use super::input::{BodyLimits, ObjectReader, QueryParams, read_json_object};
 use crate::app::AppState;
 use crate::platform::specs::SpecSource;
 
 pub async fn validate(
     State(state): State<AppState>,
     principal: Principal,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     principal.require("specs:read")?;
     QueryParams::parse(query.as_deref(), &[])?;
-    let bytes = read_body(body, state.config.limits.max_body_bytes).await?;
-    let mut reader = ObjectReader::new(parse_json_object(&bytes)?);
+    let fields = read_json_object(&headers, body, BodyLimits::of(&state.config)).await?;
+    let mut reader = ObjectReader::new(fields);
     let limits = &state.config.limits;
     let spec = reader.optional_object("spec", Some(limits.max_inline_spec_bytes));
     let spec_path = reader.optional_string("spec_path", Some(limits.max_path_chars));

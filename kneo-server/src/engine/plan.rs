@@ -542,8 +542,8 @@ impl Compiler<'_> {
             max_retries: step.max_retries.unwrap_or(0),
             timeout: step
                 .timeout_seconds
-                .filter(|s| *s > 0.0 && s.is_finite())
-                .map(Duration::from_secs_f64),
+                .filter(|s| *s > 0.0)
+                .and_then(|s| Duration::try_from_secs_f64(s).ok()),
             disabled: step.disabled,
         })
     }

@@ -29,10 +29,47 @@ use crate::engine::Engine;
 use crate::engine::plan::Plan;
 use crate::metrics::Metrics;
 use crate::store::{
-    AuditEvent, Expect, Progress, QueueEntry, QueueStatus, QueueTransition, RunRecord, RunStatus,
-    SaveOutcome, Stores, TraceQuery,
+    AuditEvent, CreateOutcome, Expect, Progress, QueueEntry, QueueStatus, QueueTransition,
+    RunRecord, RunStatus, SaveOutcome, Stores, TraceQuery,
 };
+use idempotency::Mark;
 use specs::SpecSource;
+
+/// The longest run deadline `metadata.timeout_seconds` may ask for (about 31 years): far enough
+/// for any real run, near enough that every clock and timestamp type can hold it.
+pub const MAX_RUN_TIMEOUT_SECONDS: f64 = 1e9;
+
+/// The deadline `seconds` from now; `seconds` was checked against [`MAX_RUN_TIMEOUT_SECONDS`].
+fn run_deadline(seconds: f64) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    let out_of_range = || {
+        ApiError::invalid_request(format!(
+            "metadata.timeout_seconds {seconds} is out of range; give 0 < seconds ≤ {MAX_RUN_TIMEOUT_SECONDS}."
+        ))
+    };
+    let delta = chrono::Duration::from_std(
+        std::time::Duration::try_from_secs_f64(seconds).map_err(|_| out_of_range())?,
+    )
+    .map_err(|_| out_of_range())?;
+    crate::clock::now()
+        .checked_add_signed(delta)
+        .ok_or_else(out_of_range)
+}
+
+/// How long a lease of this process must have gone without a write or renewal before the sweep
+/// hands it back when nothing here executes it (writes come far more often while a run executes).
+const STRANDED_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A run marked as executing here until dropped ([`Platform::reserve`]).
+struct Reservation<'a> {
+    platform: &'a Platform,
+    run_id: String,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.platform.unregister_running(&self.run_id);
+    }
+}
 
 /// The validated body of `POST /v1/runs`.
 #[derive(Debug, Clone)]
@@ -46,6 +83,8 @@ pub struct CreateRun {
     pub metadata: Map<String, Value>,
     pub async_mode: bool,
     pub skills: Option<Value>,
+    /// `metadata.timeout_seconds`: the run's deadline, range-checked when the body was read.
+    pub timeout_seconds: Option<f64>,
 }
 
 /// Shared run-lifecycle logic.
@@ -62,6 +101,9 @@ pub struct Platform {
     pub queue_signal: Notify,
     /// Spec files already parsed and validated.
     spec_cache: spec_cache::SpecCache,
+    /// Request work the server owns ([`crate::api::lifecycle`]): it outlives its connection,
+    /// and shutdown waits for it.
+    owned: tokio_util::task::TaskTracker,
 }
 
 impl Platform {
@@ -81,7 +123,23 @@ impl Platform {
             running: Mutex::new(HashMap::new()),
             queue_signal: Notify::new(),
             spec_cache: spec_cache::SpecCache::default(),
+            owned: tokio_util::task::TaskTracker::new(),
         }
+    }
+
+    /// Runs request work in a task the server owns (see [`crate::api::lifecycle`]).
+    pub fn spawn_owned<F>(&self, work: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.owned.spawn(work)
+    }
+
+    /// Waits up to `grace` for owned request work to end (at shutdown); false if some is left.
+    pub async fn finish_owned_work(&self, grace: std::time::Duration) -> bool {
+        self.owned.close();
+        tokio::time::timeout(grace, self.owned.wait()).await.is_ok()
     }
 
     fn register_running(&self, run_id: &str, token: CancellationToken) {
@@ -89,6 +147,58 @@ impl Platform {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(run_id.to_string(), token);
+    }
+
+    /// Marks `run_id` as executing in this process from before the write that leases it to
+    /// this process, so the stranded-lease sweep never hands back a run about to execute.
+    fn reserve(&self, run_id: &str) -> Reservation<'_> {
+        self.register_running(run_id, CancellationToken::new());
+        Reservation {
+            platform: self,
+            run_id: run_id.to_string(),
+        }
+    }
+
+    /// Hands back to the queue every run leased to this process's request holder that it is not
+    /// executing: left over from a store exchange that failed (a sync run whose first write or
+    /// lease release met a Postgres outage). A worker then continues it from its last checkpoint.
+    pub async fn release_stranded_leases(&self) {
+        let held = match self
+            .stores
+            .runs
+            .leases_of(&self.request_holder, STRANDED_AFTER)
+            .await
+        {
+            Ok(held) => held,
+            Err(error) => {
+                tracing::debug!(target: "kneo_serv.platform", %error, "could not read this process's leases");
+                return;
+            }
+        };
+        for run_id in held {
+            let executing = self
+                .running
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains_key(&run_id);
+            if executing {
+                continue;
+            }
+            match self
+                .stores
+                .runs
+                .release_lease(&run_id, &self.request_holder)
+                .await
+            {
+                Ok(()) => {
+                    tracing::warn!(target: "kneo_serv.platform", event = "stranded_lease_released", run_id = %run_id,
+                        "handed back a run this process had leased but was not executing (a store write failed); a worker continues it")
+                }
+                Err(error) => {
+                    tracing::debug!(target: "kneo_serv.platform", %error, run_id = %run_id, "could not hand back a stranded run yet")
+                }
+            }
+        }
     }
 
     fn unregister_running(&self, run_id: &str) {
@@ -163,6 +273,7 @@ impl Platform {
         self: &Arc<Self>,
         request: CreateRun,
         actor: &str,
+        mark: Option<&Mark>,
     ) -> Result<(StatusCode, Value), ApiError> {
         let loaded = self.load_run_spec(&request.source).await?;
         let plan =
@@ -181,15 +292,9 @@ impl Platform {
         } else {
             "agent".into()
         });
-        let timeout_seconds = request
-            .metadata
-            .get("timeout_seconds")
-            .and_then(Value::as_f64)
-            .filter(|s| *s > 0.0 && s.is_finite());
+        let timeout_seconds = request.timeout_seconds;
         if let Some(seconds) = timeout_seconds {
-            let deadline =
-                crate::clock::now() + chrono::Duration::milliseconds((seconds * 1000.0) as i64);
-            run.deadline_at = Some(crate::clock::format(deadline));
+            run.deadline_at = Some(crate::clock::format(run_deadline(seconds)?));
         }
         let metadata = &mut run.metadata;
         metadata.insert("spec_path".into(), json!(loaded.spec_path));
@@ -236,10 +341,11 @@ impl Platform {
                 "metadata": request.metadata,
             }),
         );
+        crate::api::request_log::note_run_id(&run.id);
         if request.async_mode {
-            self.enqueue(run, created).await
+            self.enqueue(run, created, mark).await
         } else {
-            self.run_in_request(run, created, plan).await
+            self.run_in_request(run, created, plan, mark).await
         }
     }
 
@@ -247,6 +353,7 @@ impl Platform {
         &self,
         mut run: RunRecord,
         created: AuditEvent,
+        mark: Option<&Mark>,
     ) -> Result<(StatusCode, Value), ApiError> {
         let limit = self.config.worker.max_queue_depth;
         if limit > 0 {
@@ -259,7 +366,10 @@ impl Platform {
                     json!({"type": "queue_full", "message": format!("The queue held {} runs (KNEO_SERV_MAX_QUEUE_DEPTH={limit}).", counts.queued)}),
                 );
                 run.completed_at = Some(run.created_at.clone());
-                self.stores.runs.create_run(&run, None, &[created]).await?;
+                self.stores
+                    .runs
+                    .create_run(&run, None, &[created], None)
+                    .await?;
                 return Err(ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "queue_full",
@@ -274,12 +384,23 @@ impl Platform {
                 .retry_after(5));
             }
         }
-        self.stores
+        // The 202 is decided once the run is queued, so the key is completed with it in the same
+        // transaction: a crash after the commit leaves nothing for a retry to redo.
+        let accepted = responses::run_accepted(&run);
+        let binding = mark.map(|mark| mark.binding(Some((StatusCode::ACCEPTED, &accepted))));
+        let outcome = self
+            .stores
             .runs
-            .create_run(&run, Some(QueueEntry::Queued), &[created])
+            .create_run(&run, Some(QueueEntry::Queued), &[created], binding.as_ref())
             .await?;
+        if outcome == CreateOutcome::KeyTaken {
+            return Err(idempotency::key_taken(
+                mark.map_or("", |m| m.scope.as_str()),
+            ));
+        }
+        crate::faults::point("after_run_created");
         self.queue_signal.notify_waiters();
-        Ok((StatusCode::ACCEPTED, responses::run_accepted(&run)))
+        Ok((StatusCode::ACCEPTED, accepted))
     }
 
     async fn run_in_request(
@@ -287,6 +408,7 @@ impl Platform {
         mut run: RunRecord,
         created: AuditEvent,
         plan: Plan,
+        mark: Option<&Mark>,
     ) -> Result<(StatusCode, Value), ApiError> {
         let holder = self.request_holder.clone();
         run.status = RunStatus::Running;
@@ -295,10 +417,19 @@ impl Platform {
             worker_id: holder.clone(),
             lease: self.config.worker.lease,
         };
-        self.stores
+        let binding = mark.map(|mark| mark.binding(None));
+        let _reserved = self.reserve(&run.id);
+        let outcome = self
+            .stores
             .runs
-            .create_run(&run, Some(entry), &[created])
+            .create_run(&run, Some(entry), &[created], binding.as_ref())
             .await?;
+        if outcome == CreateOutcome::KeyTaken {
+            return Err(idempotency::key_taken(
+                mark.map_or("", |m| m.scope.as_str()),
+            ));
+        }
+        crate::faults::point("after_run_created");
         self.metrics.run_started();
         // The run executes in its own task: a client that hangs up does not abandon it half-way.
         let platform = self.clone();
@@ -368,6 +499,7 @@ impl Platform {
         self: &Arc<Self>,
         run_id: &str,
         actor: &str,
+        mark: Option<&Mark>,
     ) -> Result<(StatusCode, Value), ApiError> {
         let mut run = self
             .stores
@@ -432,8 +564,15 @@ impl Platform {
             None,
             json!({"from_step_index": run.current_step_index}),
         ));
+        progress.idempotency = mark.map(|mark| mark.binding(None));
+        let _reserved = self.reserve(&run.id);
         match self.stores.runs.save_progress(&progress).await? {
             SaveOutcome::Saved => {}
+            SaveOutcome::KeyTaken => {
+                return Err(idempotency::key_taken(
+                    mark.map_or("", |m| m.scope.as_str()),
+                ));
+            }
             _ => {
                 let current = self
                     .stores
@@ -468,6 +607,7 @@ impl Platform {
         if let Err(error) = self.sweep_human_tasks().await {
             tracing::warn!(target: "kneo_serv.platform", %error, "human task sweep failed");
         }
+        self.release_stranded_leases().await;
     }
 }
 

@@ -4,6 +4,7 @@
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::Platform;
@@ -13,7 +14,7 @@ use crate::engine::plan::CompileError;
 use crate::spec::diagnostic::Diagnostic;
 use crate::spec::model::Spec;
 use crate::spec::parse::{SpecLimits, parse_json_spec};
-use crate::spec::path::{SpecLoadError, SpecPathError, read_spec_file, resolve_spec_path};
+use crate::spec::path::{SpecLoadError, SpecPathError, read_resolved_spec, resolve_spec_path};
 use crate::spec::validate::{Validation, validate};
 
 /// Where a spec comes from.
@@ -113,7 +114,49 @@ impl DocumentError {
     }
 }
 
+/// Where caller-named spec files may come from: inside the spec root, never inside the
+/// service's own state directory (which the default spec root, the working directory, holds).
+struct Confinement {
+    root: PathBuf,
+    state_dir: PathBuf,
+    max_path_chars: usize,
+}
+
+impl Confinement {
+    /// The canonical path of `requested`, or why it may not be read.
+    fn resolve(&self, requested: &str) -> Result<PathBuf, DocumentError> {
+        if requested.chars().count() > self.max_path_chars {
+            return Err(DocumentError::Confined);
+        }
+        let canonical =
+            resolve_spec_path(&self.root, requested, self.max_path_chars).map_err(|error| {
+                match error {
+                    SpecPathError::Confined => DocumentError::Confined,
+                    SpecPathError::NotReadable => DocumentError::NotReadable {
+                        requested: requested.to_string(),
+                        root: self.root.clone(),
+                    },
+                }
+            })?;
+        // A state directory that does not exist holds nothing to protect.
+        if let Ok(state_dir) = self.state_dir.canonicalize()
+            && canonical.starts_with(&state_dir)
+        {
+            return Err(DocumentError::Confined);
+        }
+        Ok(canonical)
+    }
+}
+
 impl Platform {
+    fn confinement(&self) -> Confinement {
+        Confinement {
+            root: self.config.spec_root.clone(),
+            state_dir: self.config.state_dir.clone(),
+            max_path_chars: self.config.limits.max_path_chars,
+        }
+    }
+
     fn spec_limits(&self) -> SpecLimits {
         SpecLimits {
             max_bytes: self.config.limits.max_inline_spec_bytes,
@@ -124,23 +167,20 @@ impl Platform {
     /// Reads and parses a spec document without validating it.
     async fn read_document(&self, source: &SpecSource) -> Result<Value, DocumentError> {
         let limits = self.spec_limits();
-        let root = self.config.spec_root.clone();
-        let max_path_chars = self.config.limits.max_path_chars;
+        let confinement = self.confinement();
         let source = source.clone();
         tokio::task::spawn_blocking(move || match &source {
-            SpecSource::Path(path) if path.chars().count() > max_path_chars => {
-                Err(DocumentError::Confined)
-            }
-            SpecSource::Path(path) => read_spec_file(&root, path, &limits)
-                .map(|(value, _)| value)
-                .map_err(|error| match error {
+            SpecSource::Path(path) => {
+                let resolved = confinement.resolve(path)?;
+                read_resolved_spec(&resolved, &limits).map_err(|error| match error {
                     SpecLoadError::Path(SpecPathError::Confined) => DocumentError::Confined,
                     SpecLoadError::Path(SpecPathError::NotReadable) => DocumentError::NotReadable {
                         requested: path.clone(),
-                        root: root.clone(),
+                        root: confinement.root.clone(),
                     },
                     SpecLoadError::Parse(parse) => DocumentError::Parse(parse.to_string()),
-                }),
+                })
+            }
             SpecSource::Inline(value) => parse_json_spec(value, &limits)
                 .map_err(|parse| DocumentError::Parse(parse.to_string())),
         })
@@ -197,20 +237,15 @@ impl Platform {
     /// Checks the file behind `requested` and reads, parses and validates it unless the cache
     /// already holds it unchanged.
     async fn load_spec_file(&self, requested: &str) -> Result<Arc<CachedSpec>, ApiError> {
-        let root = self.config.spec_root.clone();
-        let max_path_chars = self.config.limits.max_path_chars;
+        let confinement = self.confinement();
         let path = requested.to_string();
         let stamp = tokio::task::spawn_blocking(move || -> Result<FileStamp, DocumentError> {
-            let not_readable = || DocumentError::NotReadable {
-                requested: path.clone(),
-                root: root.clone(),
-            };
-            let canonical =
-                resolve_spec_path(&root, &path, max_path_chars).map_err(|error| match error {
-                    SpecPathError::Confined => DocumentError::Confined,
-                    SpecPathError::NotReadable => not_readable(),
+            let canonical = confinement.resolve(&path)?;
+            let metadata =
+                std::fs::metadata(&canonical).map_err(|_| DocumentError::NotReadable {
+                    requested: path.clone(),
+                    root: confinement.root.clone(),
                 })?;
-            let metadata = std::fs::metadata(&canonical).map_err(|_| not_readable())?;
             Ok(FileStamp {
                 canonical,
                 len: metadata.len(),

@@ -22,6 +22,10 @@ use std::collections::BTreeMap;
 
 type Object = Map<String, Value>;
 
+/// The largest number of seconds a timeout may name: kneo-serv reads timeouts as 64-bit
+/// integers, so this is the largest it accepts, and every duration type here can hold it.
+const MAX_SECONDS: f64 = i64::MAX as f64;
+
 const SPEC_KEYS: &[&str] = &[
     "version",
     "agent",
@@ -454,6 +458,7 @@ impl Reader {
             .and_then(|value| u64::try_from(value).ok())
     }
 
+    /// A number of seconds in `(0, MAX_SECONDS]`.
     fn positive_number(
         &mut self,
         map: &Object,
@@ -463,16 +468,16 @@ impl Reader {
         fix: &str,
     ) -> Option<f64> {
         let value = self.number(map, path, key)?;
-        if value > 0.0 {
+        if value > 0.0 && value <= MAX_SECONDS {
             return Some(value);
         }
         let field = join(path, key);
-        self.range_error(
-            code,
-            field.clone(),
-            format!("{field} is {value}; it must be greater than 0."),
-            fix,
-        );
+        let problem = if value > 0.0 {
+            format!("{field} is {value}; it must be at most {MAX_SECONDS} seconds.")
+        } else {
+            format!("{field} is {value}; it must be greater than 0.")
+        };
+        self.range_error(code, field.clone(), problem, fix);
         None
     }
 

@@ -39,10 +39,10 @@ pub use continuations::PostgresContinuationStore;
 use self::errors::Failure;
 use self::sql::column;
 use super::{
-    AuditEvent, AuditQuery, CheckpointQuery, ClaimRequest, ClaimResult, ErrorKind,
-    IdempotencyBegin, IdempotencyRequest, Page, PageQuery, Progress, QueueCounts, QueueEntry,
-    QueueRecord, RunQuery, RunRecord, SaveOutcome, ServiceEvent, Store, StoreError, StoreKind,
-    TraceQuery,
+    AuditEvent, AuditQuery, CheckpointQuery, ClaimRequest, ClaimResult, CreateOutcome, ErrorKind,
+    IdempotencyBegin, IdempotencyBinding, IdempotencyRequest, Page, PageQuery, Progress,
+    QueueCounts, QueueEntry, QueueRecord, RunQuery, RunRecord, SaveOutcome, ServiceEvent, Store,
+    StoreError, StoreKind, TraceQuery,
 };
 use crate::redact::redacted_text;
 
@@ -331,11 +331,12 @@ impl Store for PostgresStore {
         run: &RunRecord,
         queue: Option<QueueEntry>,
         audit: &[AuditEvent],
-    ) -> Result<(), StoreError> {
-        let (run, audit) = (run.clone(), audit.to_vec());
+        idempotency: Option<&IdempotencyBinding>,
+    ) -> Result<CreateOutcome, StoreError> {
+        let (run, audit, idempotency) = (run.clone(), audit.to_vec(), idempotency.cloned());
         self.inner
             .run("creating a run", async move |client| {
-                runs::create_run(client, &run, queue.as_ref(), &audit).await
+                runs::create_run(client, &run, queue.as_ref(), &audit, idempotency.as_ref()).await
             })
             .await
     }
@@ -504,11 +505,16 @@ impl Store for PostgresStore {
             .await
     }
 
-    async fn idempotency_abandon(&self, scope: &str, key: &str) -> Result<(), StoreError> {
-        let (scope, key) = (scope.to_string(), key.to_string());
+    async fn idempotency_abandon(
+        &self,
+        scope: &str,
+        key: &str,
+        request_hash: &str,
+    ) -> Result<(), StoreError> {
+        let (scope, key, hash) = (scope.to_string(), key.to_string(), request_hash.to_string());
         self.inner
             .run("abandoning an idempotent request", async move |client| {
-                records::idempotency_abandon(&*client, &scope, &key).await
+                records::idempotency_abandon(&*client, &scope, &key, &hash).await
             })
             .await
     }
@@ -555,6 +561,15 @@ impl Store for PostgresStore {
     /// Nothing to do on Postgres: the database is shared by every kneo process, so a lease found
     /// here may well belong to a live worker elsewhere. Lease expiry (and the claim that re-takes
     /// expired leases) is what returns a dead worker's runs to the queue.
+    async fn leases_of(&self, owner: &str, quiet_for: Duration) -> Result<Vec<String>, StoreError> {
+        let owner = owner.to_string();
+        self.inner
+            .run("reading a holder's leases", async move |client| {
+                runs::leases_of(&*client, &owner, quiet_for).await
+            })
+            .await
+    }
+
     async fn requeue_orphaned_runs(&self) -> Result<u64, StoreError> {
         Ok(0)
     }
