@@ -1,5 +1,5 @@
 //! One agent turn: ask the provider, run the tools it calls, hand the results back, until it
-//! gives a final answer or `strategy.max_iterations` (default 4) provider calls are spent.
+//! gives a final answer or `strategy.max_iterations` (default 10) provider calls are spent.
 //!
 //! Tool calls are traced (`tool_call_started` / `tool_call_completed`, arguments and results
 //! redacted) into the step's [`EventSink`], which the executor writes with the step's boundary.
@@ -15,7 +15,7 @@ use super::command::CommandPlan;
 use super::functions::FunctionInput;
 use super::plan::AgentPlan;
 use super::providers::{Completion, Message, ProviderError, ToolCall};
-use super::tools::{ToolBacking, ToolError, ToolPlan, text_from_arguments};
+use super::tools::{ToolBacking, ToolError, ToolPlan, check_domains, text_from_arguments};
 use super::trace::TraceEvent;
 
 /// Trace events produced inside a step (tool calls, command output), collected so the
@@ -85,10 +85,10 @@ fn provider_failure(agent: &AgentPlan, error: ProviderError) -> Failure {
 
 /// Whether `policies.tool` / `tools.permissions` let the agent call `name`.
 fn allowed(agent: &AgentPlan, name: &str) -> bool {
-    agent.tool_policy.as_ref().is_none_or(|policy| {
-        !policy.deny.iter().any(|denied| denied == name)
-            && (policy.allow.is_empty() || policy.allow.iter().any(|item| item == name))
-    })
+    agent
+        .tool_policy
+        .as_ref()
+        .is_none_or(|policy| policy.permits(name))
 }
 
 /// Runs `agent` on `input` to a final answer.
@@ -191,6 +191,32 @@ async fn call_tool(
                 .join(", ")
         ));
     };
+    let agent_domains = agent
+        .tool_policy
+        .as_ref()
+        .map_or((&[][..], &[][..]), |policy| {
+            (&policy.allowed_domains[..], &policy.denied_domains[..])
+        });
+    let gate = check_domains(
+        &call.name,
+        &call.arguments,
+        agent_domains.0,
+        agent_domains.1,
+    )
+    .and_then(|()| check_domains(&call.name, &call.arguments, &tool.allowed_domains, &[]));
+    if let Err(message) = gate {
+        // A call to a host the permissions refuse ends the step (kneo-serv: 422
+        // ToolMiddlewareViolation); it never reaches the tool.
+        context.events.push(
+            traced("tool_policy_denied")
+                .metadata(json!({"call_id": call.id, "iteration": iteration}))
+                .error("tool_domain_denied", &message),
+        );
+        return Err(Failure {
+            kind: "tool_domain_denied",
+            message,
+        });
+    }
     context.events.push(
         traced("tool_call_started")
             .input(&call.arguments.to_string())

@@ -1,6 +1,7 @@
 //! The run engine: compiles a validated spec into a [`plan::Plan`] and executes it step by step.
 //!
-//! - [`functions`]: the function registry (an extension point) and the built-in functions.
+//! - [`functions`]: the function registry (an extension point) and the built-in functions;
+//!   [`golden_helpers`]: the helpers kneo-serv's extended recordings use, under their names.
 //! - [`tools`]: the tool registry (an extension point), built-in tools, compiled tools.
 //! - [`providers`]: the provider trait and the scriptable `dummy`; [`openai`]: the
 //!   OpenAI-compatible HTTP provider; [`settings`]: their `KNEO_SERV_*` settings.
@@ -15,6 +16,7 @@ pub mod agent;
 pub mod command;
 pub mod executor;
 pub mod functions;
+pub mod golden_helpers;
 pub mod graph;
 pub mod mcp;
 pub mod openai;

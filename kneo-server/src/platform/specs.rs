@@ -50,6 +50,18 @@ pub fn spec_invalid(diagnostics: Vec<Diagnostic>) -> ApiError {
     .with("diagnostics", json!(diagnostics))
 }
 
+/// The error a run answers for an invalid spec: `400 invalid_request` for a version this build
+/// cannot read (kneo-serv's answer), `400 spec_invalid` with the diagnostics otherwise.
+pub fn refusal(diagnostics: Vec<Diagnostic>) -> ApiError {
+    match diagnostics
+        .iter()
+        .find(|diagnostic| diagnostic.code == crate::spec::validate::codes::E_SPEC_VERSION)
+    {
+        Some(version) => ApiError::invalid_request(version.message.clone()),
+        None => spec_invalid(diagnostics),
+    }
+}
+
 /// A diagnostic for a spec that validated but cannot be compiled on this build.
 pub fn compile_diagnostic(error: &CompileError) -> Diagnostic {
     Diagnostic::error(error.code, error.path.clone(), error.message.clone())
@@ -57,9 +69,15 @@ pub fn compile_diagnostic(error: &CompileError) -> Diagnostic {
 
 /// Validates `value` and, when it is valid, also compiles it for both targets: a spec this build
 /// cannot run (an unavailable provider, an unsupported workflow type) must not be reported valid.
+///
+/// `kneo spec validate`, `POST /v1/specs/validate`, runs and continuations all take this one
+/// path, so they give one verdict for one spec.
 pub fn validate_for_this_build(value: &Value, engine: &crate::engine::Engine) -> Validation {
     let mut validation = validate(value, engine);
     if let Some(spec) = &validation.spec {
+        validation
+            .diagnostics
+            .extend(crate::engine::plan::runtime_notes(spec));
         let mut problems = Vec::new();
         for target in ["workflow", "agent"] {
             if let Err(error) = crate::engine::plan::compile(spec, target, engine) {
@@ -224,15 +242,16 @@ impl Platform {
         Ok(validated)
     }
 
-    /// Validates a parsed document off the async runtime.
+    /// Validates a parsed document off the async runtime, as `POST /v1/specs/validate` does.
     async fn validated(&self, value: Value) -> Result<Arc<CachedSpec>, ApiError> {
         let engine = self.engine.clone();
         let checked = value.clone();
-        let validation = tokio::task::spawn_blocking(move || validate(&checked, engine.as_ref()))
-            .await
-            .map_err(|_| ApiError::internal())?;
+        let validation =
+            tokio::task::spawn_blocking(move || validate_for_this_build(&checked, engine.as_ref()))
+                .await
+                .map_err(|_| ApiError::internal())?;
         let Some(spec) = validation.spec else {
-            return Err(spec_invalid(validation.diagnostics));
+            return Err(refusal(validation.diagnostics));
         };
         Ok(Arc::new(CachedSpec {
             value,

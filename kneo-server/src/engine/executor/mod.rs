@@ -1082,8 +1082,8 @@ pub fn human_request(request_id: &str, step_id: &str, spec: &HumanSpec, input: &
     crate::redact::redacted(&json!({
         "id": request_id,
         "type": spec.request_type.as_str(),
-        "title": spec.description,
-        "prompt": spec.description,
+        "title": spec.title(),
+        "prompt": spec.prompt(),
         "context": context,
         "options": options,
         "default_option": spec.default_option,
