@@ -6,7 +6,8 @@
 //! - [`providers`]: the provider trait and the scriptable `dummy`; [`openai`]: the
 //!   OpenAI-compatible HTTP provider; [`settings`]: their `KNEO_SERV_*` settings.
 //! - [`command`]: `command:` functions and tools (JSON on stdin and stdout).
-//! - [`mcp`]: MCP tools over stdio, with sessions shared by the whole process.
+//! - [`mcp`]: MCP tools over stdio, [`mcp_http`] over http and sse, with sessions shared by the
+//!   whole process.
 //! - [`agent`]: one agent turn, with its tool-call loop.
 //! - [`plan`]: spec → plan, with every reference resolved; [`graph`]: graph routing.
 //! - [`executor`]: running a plan with a durable boundary after every step or node.
@@ -19,6 +20,7 @@ pub mod functions;
 pub mod golden_helpers;
 pub mod graph;
 pub mod mcp;
+pub mod mcp_http;
 pub mod openai;
 pub mod plan;
 pub mod providers;

@@ -412,7 +412,13 @@ pub static TOOL_SELECTION: Block = Block {
             value(Texts),
             runs("engine/plan.rs", "tool_names()"),
         ),
-        key("exclude", value(Texts), runs("engine/plan.rs", "exclude")),
+        key(
+            "exclude",
+            value(Texts),
+            ignored(
+                "an agent is offered only the tools in include, so exclude never takes one away (a tool in both lists is E_TOOL_CONFLICT), in kneo-serv 1.2 as here",
+            ),
+        ),
         key("permissions", Shape::Block(&PERMISSIONS), STRUCTURE),
     ],
 };
@@ -785,7 +791,7 @@ pub static HUMAN: Block = Block {
         key(
             "request_type",
             value(Text),
-            runs("platform/human.rs", "selection"),
+            shown("engine/executor", "spec.request_type"),
         ),
         key(
             "options",
@@ -908,7 +914,11 @@ pub static SELECTOR: Block = Block {
 pub static STEP: Block = Block {
     name: "step",
     keys: &[
-        key("id", value(Text), runs("engine/plan.rs", "id: step.id")),
+        key(
+            "id",
+            value(Text),
+            runs("engine/plan.rs", "id: id.to_string()"),
+        ),
         key("kind", value(Text), runs("engine/plan.rs", "step.kind")),
         key("ref", value(Text), runs("engine/plan.rs", "step.reference")),
         key(
@@ -982,3 +992,6 @@ pub static CONDITION: Block = Block {
         ),
     ],
 };
+
+#[cfg(test)]
+mod tests;
