@@ -115,9 +115,9 @@ tools:
     assert_ne!(status, 0);
     let found = codes(&report);
     for (code, path) in [
+        ("E_GRAPH_START", "workflow.start"),
         ("E_GRAPH_START_UNKNOWN", "workflow.start"),
-        ("E_GRAPH_EDGE_UNKNOWN_NODE", "workflow.edges[2].to"),
-        ("E_GRAPH_CYCLE_UNBOUNDED", "workflow.max_steps"),
+        ("E_GRAPH_EDGE_TO", "workflow.edges[2]"),
         ("E_TOOL_NO_BACKING", "tools.nothing_behind"),
     ] {
         assert!(

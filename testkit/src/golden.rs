@@ -5,7 +5,8 @@
 //! Bodies are JSON values; a non-JSON body is a JSON string, either the text itself
 //! (`45_metrics`) or a placeholder such as `"<1100012 raw bytes>"` (`21_runs_create_payload_too_large`).
 //!
-//! The directory is `<workspace root>/../shared/golden/kneo-serv-1.2.0`, or `$KNEO_GOLDEN_DIR`.
+//! The directory is `<workspace root>/../shared/golden/kneo-serv-1.2.0`, or `$KNEO_GOLDEN_DIR`;
+//! [`ext_dir`] finds the extended recordings beside it.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -55,6 +56,22 @@ pub fn golden_dir() -> PathBuf {
     root.parent()
         .unwrap_or(root)
         .join("shared/golden/kneo-serv-1.2.0")
+}
+
+/// Overrides the directory of the extended recordings (`kneo-serv-1.2.0-ext`).
+pub const GOLDEN_EXT_DIR_ENV: &str = "KNEO_GOLDEN_EXT_DIR";
+
+/// The directory of the extended recordings: `<workspace root>/../shared/golden/kneo-serv-1.2.0-ext`,
+/// or `$KNEO_GOLDEN_EXT_DIR`, or the `kneo-serv-1.2.0-ext` sibling of `$KNEO_GOLDEN_DIR`.
+pub fn ext_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os(GOLDEN_EXT_DIR_ENV) {
+        return PathBuf::from(dir);
+    }
+    let first = golden_dir();
+    first
+        .parent()
+        .map_or_else(|| first.clone(), Path::to_path_buf)
+        .join("kneo-serv-1.2.0-ext")
 }
 
 /// Loads the golden file whose name starts with `<prefix>_`, e.g. `load("08")`.

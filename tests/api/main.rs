@@ -12,6 +12,7 @@ mod human;
 mod inputs;
 mod runs;
 mod scale;
+mod verdicts;
 
 use std::path::Path;
 

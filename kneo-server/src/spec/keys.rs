@@ -287,7 +287,7 @@ pub static MODEL: Block = Block {
         key("name", value(Text), runs("engine/agent.rs", "model_name")),
         key(
             "temperature",
-            value(Any),
+            value(Number),
             runs("engine/openai.rs", "temperature"),
         ),
         key(

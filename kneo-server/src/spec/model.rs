@@ -410,8 +410,8 @@ impl AgentDefaults {
 pub struct ModelSpec {
     pub provider: String,
     pub name: String,
-    /// Kept as written: kneo-serv accepts any value at validation and rejects a non-numeric
-    /// temperature when the run starts (`400 invalid_request`); see [`ModelSpec::temperature`].
+    /// A finite number once validated (kneo-serv also reads numeric strings and booleans, and
+    /// the reader turns them into numbers); see [`ModelSpec::temperature`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<Value>,
     /// Output tokens per provider call.

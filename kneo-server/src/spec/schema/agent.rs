@@ -86,7 +86,8 @@ impl Reader {
         Some(ModelSpec {
             provider: self.required_string(map, path, "provider"),
             name: self.required_string(map, path, "name"),
-            temperature: get(map, "temperature").cloned(),
+            temperature: get(map, "temperature")
+                .and_then(|temperature| self.temperature(temperature, &join(path, "temperature"))),
             max_tokens: self.positive_u64(
                 map,
                 path,
@@ -110,6 +111,23 @@ impl Reader {
             ),
             extra,
         })
+    }
+
+    /// A temperature as kneo-serv reads one: a number, a numeric string or a boolean.
+    fn temperature(&mut self, value: &Value, path: &str) -> Option<Value> {
+        let number = match value {
+            Value::Number(number) => number.as_f64(),
+            Value::String(text) => text.trim().parse::<f64>().ok(),
+            Value::Bool(flag) => Some(if *flag { 1.0 } else { 0.0 }),
+            _ => None,
+        };
+        match number.filter(|number| number.is_finite()) {
+            Some(number) => Some(serde_json::json!(number)),
+            None => {
+                self.wrong_type(path, value, Expected::Number);
+                None
+            }
+        }
     }
 
     fn strategy(&mut self, value: &Value, path: &str) -> Option<StrategySpec> {
