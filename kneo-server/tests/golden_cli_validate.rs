@@ -9,6 +9,9 @@
 //! exists ([`kneo_server::engine::plan::executed_by_this_build`]); then they are compared like
 //! the rest.
 
+// A test target: a failed unwrap fails the test with its message, which is what it should do.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;

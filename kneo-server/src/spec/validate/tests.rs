@@ -528,7 +528,7 @@ fn function_backing_rules() {
         "both": {"implementation": "examples.app_functions.build_report", "command": "run.sh"},
         "neither": {},
         "empty": {"command": []},
-        "unsafe": {"implementation": "subprocess.run"},
+        "dangerous": {"implementation": "subprocess.run"},
     }}})));
     expect(
         &validation,
@@ -548,7 +548,7 @@ fn function_backing_rules() {
     expect(
         &validation,
         "E_UNSAFE_FUNCTION_IMPORT",
-        "components.functions.unsafe.implementation",
+        "components.functions.dangerous.implementation",
     );
 }
 
