@@ -1,7 +1,9 @@
 //! Validation and execution agree (issue 15, item 7): for every spec of the extended
 //! recordings, `kneo spec validate --json`, `POST /v1/specs/validate` and a sync `POST /v1/runs`
 //! give one verdict. A valid spec is never refused by the run; an invalid one is refused with the
-//! same error codes (`400 spec_invalid`), or `400 invalid_request` for a version kneo cannot read.
+//! same error codes (`400 spec_invalid`), or as kneo-serv's runs refuse them: `400
+//! invalid_request` for a version kneo cannot read or a missing skill source, `422
+//! spec_path_confined` for a skill source outside the spec root.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -90,8 +92,10 @@ async fn cli_http_validation_and_runs_give_one_verdict() {
                 http.status, http.text
             ));
         }
-        let refused = run.status == 400
-            && matches!(run.error_code(), Some("spec_invalid" | "invalid_request"));
+        let refused = matches!(
+            (run.status, run.error_code()),
+            (400, Some("spec_invalid" | "invalid_request")) | (422, Some("spec_path_confined"))
+        );
         if cli_valid {
             valid += 1;
             if refused {
@@ -105,7 +109,14 @@ async fn cli_http_validation_and_runs_give_one_verdict() {
             let run_errors = error_codes(&run.body["detail"]["diagnostics"]);
             let same = match run.error_code() {
                 Some("spec_invalid") => run_errors == cli_errors,
-                Some("invalid_request") => cli_errors.contains("E_SPEC_VERSION"),
+                Some("invalid_request") => {
+                    cli_errors.contains("E_SPEC_VERSION")
+                        || cli_errors.contains("E_SKILL_SOURCE_UNREADABLE")
+                }
+                Some("spec_path_confined") => {
+                    cli_errors.contains("E_SKILL_SOURCE_CONFINED")
+                        || cli_errors.contains("E_SCHEMA")
+                }
                 _ => false,
             };
             if !(refused && same) {

@@ -136,7 +136,7 @@ impl Platform {
             .get("frozen_spec")
             .and_then(|frozen| frozen.get("base"))
             .ok_or_else(|| format!("run {} has no frozen spec", run.id))?;
-        let validation = specs::validate_for_this_build(frozen, self.engine.as_ref());
+        let validation = specs::validate_for_this_build(frozen, self.engine.as_ref(), None);
         let spec = validation.spec.ok_or_else(|| {
             let errors: Vec<String> = validation
                 .diagnostics

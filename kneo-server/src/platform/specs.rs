@@ -4,6 +4,7 @@
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
+use std::path::Path;
 use std::sync::Arc;
 
 use super::Platform;
@@ -52,14 +53,35 @@ pub fn spec_invalid(diagnostics: Vec<Diagnostic>) -> ApiError {
 
 /// The error a run answers for an invalid spec: `400 invalid_request` for a version this build
 /// cannot read (kneo-serv's answer), `400 spec_invalid` with the diagnostics otherwise.
+///
+/// Skill sources are refused as kneo-serv refuses them when a run freezes its skills: `422
+/// spec_path_confined` for one outside the spec root (or with `..` / `~`), `400 invalid_request`
+/// for one that does not exist.
 pub fn refusal(diagnostics: Vec<Diagnostic>) -> ApiError {
-    match diagnostics
-        .iter()
-        .find(|diagnostic| diagnostic.code == crate::spec::validate::codes::E_SPEC_VERSION)
-    {
-        Some(version) => ApiError::invalid_request(version.message.clone()),
-        None => spec_invalid(diagnostics),
+    use crate::spec::validate::codes;
+    let is_skill_source = |diagnostic: &Diagnostic| {
+        diagnostic.path.starts_with("skills.") && diagnostic.path.ends_with(".source")
+    };
+    if let Some(version) = diagnostics.iter().find(|d| d.code == codes::E_SPEC_VERSION) {
+        return ApiError::invalid_request(version.message.clone());
     }
+    if diagnostics.iter().any(|d| {
+        is_skill_source(d)
+            && (d.code == codes::E_SKILL_SOURCE_CONFINED || d.code == codes::E_SCHEMA)
+    }) {
+        return ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "spec_path_confined",
+            crate::spec::skill_source::CONFINED_MESSAGE,
+        );
+    }
+    if diagnostics
+        .iter()
+        .any(|d| d.code == codes::E_SKILL_SOURCE_UNREADABLE)
+    {
+        return ApiError::invalid_request("A referenced file could not be read.");
+    }
+    spec_invalid(diagnostics)
 }
 
 /// A diagnostic for a spec that validated but cannot be compiled on this build.
@@ -72,8 +94,22 @@ pub fn compile_diagnostic(error: &CompileError) -> Diagnostic {
 ///
 /// `kneo spec validate`, `POST /v1/specs/validate`, runs and continuations all take this one
 /// path, so they give one verdict for one spec.
-pub fn validate_for_this_build(value: &Value, engine: &crate::engine::Engine) -> Validation {
+///
+/// `skill_root` is the spec root skill sources must lie in; `None` skips that check (a frozen
+/// run resumes with the skills it froze, whatever the disk holds now).
+pub fn validate_for_this_build(
+    value: &Value,
+    engine: &crate::engine::Engine,
+    skill_root: Option<&Path>,
+) -> Validation {
     let mut validation = validate(value, engine);
+    if let (Some(spec), Some(root)) = (&validation.spec, skill_root) {
+        let problems = crate::spec::skill_source::check_skill_sources(spec, root);
+        if !problems.is_empty() {
+            validation.diagnostics.extend(problems);
+            validation.spec = None;
+        }
+    }
     if let Some(spec) = &validation.spec {
         validation
             .diagnostics
@@ -162,9 +198,12 @@ impl Platform {
         match self.read_document(source).await {
             Ok(value) => {
                 let engine = self.engine.clone();
-                tokio::task::spawn_blocking(move || validate_for_this_build(&value, &engine))
-                    .await
-                    .map_err(|_| ApiError::internal())
+                let root = self.config.spec_root.clone();
+                tokio::task::spawn_blocking(move || {
+                    validate_for_this_build(&value, &engine, Some(&root))
+                })
+                .await
+                .map_err(|_| ApiError::internal())
             }
             Err(DocumentError::Parse(message)) => Ok(Validation {
                 diagnostics: vec![parse_diagnostic(message)],
@@ -246,10 +285,12 @@ impl Platform {
     async fn validated(&self, value: Value) -> Result<Arc<CachedSpec>, ApiError> {
         let engine = self.engine.clone();
         let checked = value.clone();
-        let validation =
-            tokio::task::spawn_blocking(move || validate_for_this_build(&checked, engine.as_ref()))
-                .await
-                .map_err(|_| ApiError::internal())?;
+        let root = self.config.spec_root.clone();
+        let validation = tokio::task::spawn_blocking(move || {
+            validate_for_this_build(&checked, engine.as_ref(), Some(&root))
+        })
+        .await
+        .map_err(|_| ApiError::internal())?;
         let Some(spec) = validation.spec else {
             return Err(refusal(validation.diagnostics));
         };

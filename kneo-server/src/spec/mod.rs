@@ -5,6 +5,7 @@
 //!   size-bounded read of a spec file.
 //! - [`migrate`]: v0 → v1 migration; [`shorthand`]: kneo-serv's short forms, expanded.
 //! - [`keys`]: every accepted key, with where it takes effect or why it has none.
+//! - [`skill_source`]: skill sources confined to the spec root.
 //! - [`model`]: the typed `version: v1` spec ([`Spec`]) the engine executes.
 //! - [`validate`]: schema, reference, workflow-shape and governance checks producing
 //!   [`Diagnostic`]s and, when there is no error, the [`Spec`]; the full code list is there.
@@ -22,6 +23,7 @@ pub mod parse;
 pub mod path;
 mod schema;
 pub mod shorthand;
+pub mod skill_source;
 pub mod validate;
 
 pub use diagnostic::{Diagnostic, Severity};

@@ -29,6 +29,8 @@
 //! | `E_TOOL_REF` *ref* | error | An agent includes a tool neither declared in `tools` nor registered. |
 //! | `E_TOOL_CONFLICT` *ref* | error | A tool is both in `include` and `exclude`. |
 //! | `E_SKILL_REF` *ref* | error | An agent lists a skill not declared in top-level `skills`. |
+//! | `E_SKILL_SOURCE_CONFINED` | error | A skill `source` outside the spec root (a run answers `422 spec_path_confined`, as kneo-serv's does). |
+//! | `E_SKILL_SOURCE_UNREADABLE` | error | A skill `source` that does not exist (a run answers `400 invalid_request`). |
 //! | `E_AS_AGENT_FIELDS` *ref* | error | An `as_agent` agent also sets fields its workflow defines. |
 //! | `E_AS_AGENT_UNKNOWN_WORKFLOW` *ref* | error | `as_agent` names no `components.workflows` entry. |
 //! | `E_RUNTIME_PREFERRED_NOT_ALLOWED` *ref* | error | `preferred_mode` is not among `allowed_modes`. |
@@ -114,7 +116,8 @@
 //! | `W_TOOL_FILESYSTEM_READ_ALLOWED` *ref* | warning | Filesystem reads allowed. |
 //! | `W_HUMAN_APPROVAL_MISSING` *ref* | warning | Privileged tools or unsafe imports, and no enabled human step in any workflow. |
 //!
-//! Compiling for this build adds `E_PROVIDER_UNAVAILABLE`, `E_RUNTIME_UNAVAILABLE`,
+//! The two skill-source codes come from [`super::skill_source`], which needs the spec root; the
+//! platform runs it when a spec is validated or a run is created. Compiling for this build adds `E_PROVIDER_UNAVAILABLE`, `E_RUNTIME_UNAVAILABLE`,
 //! `E_WORKFLOW_TYPE_UNSUPPORTED` and the runtime notes of `engine/plan.rs`.
 
 mod components;
@@ -141,6 +144,8 @@ pub mod codes {
     pub const E_TOOL_REF: &str = "E_TOOL_REF";
     pub const E_TOOL_CONFLICT: &str = "E_TOOL_CONFLICT";
     pub const E_SKILL_REF: &str = "E_SKILL_REF";
+    pub const E_SKILL_SOURCE_CONFINED: &str = "E_SKILL_SOURCE_CONFINED";
+    pub const E_SKILL_SOURCE_UNREADABLE: &str = "E_SKILL_SOURCE_UNREADABLE";
     pub const E_AS_AGENT_FIELDS: &str = "E_AS_AGENT_FIELDS";
     pub const E_AS_AGENT_UNKNOWN_WORKFLOW: &str = "E_AS_AGENT_UNKNOWN_WORKFLOW";
     pub const E_RUNTIME_PREFERRED_NOT_ALLOWED: &str = "E_RUNTIME_PREFERRED_NOT_ALLOWED";
