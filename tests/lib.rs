@@ -1,5 +1,8 @@
 //! Helpers shared by the black-box test binaries of this package: an HTTP client bound to one
-//! test server that returns status, headers and body together.
+//! test server that returns status, headers and body together, and the golden replay harness
+//! ([`replay`]).
+
+pub mod replay;
 
 use std::time::Duration;
 
