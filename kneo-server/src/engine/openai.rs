@@ -318,10 +318,6 @@ fn parse_answer(provider: &str, body: &Value) -> Result<Answer, ProviderError> {
 
 #[async_trait]
 impl Provider for OpenAiProvider {
-    fn runtime_name(&self) -> String {
-        format!("native@{}", self.provider)
-    }
-
     async fn complete(&self, request: Completion) -> Result<Answer, ProviderError> {
         let key = self.api_key()?;
         let client = self.client.as_ref().map_err(|error| {

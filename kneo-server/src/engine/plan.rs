@@ -43,7 +43,11 @@ const DEFAULT_PROVIDER: &str = "dummy";
 pub fn executed_by_this_build(workflow_type: WorkflowType) -> bool {
     matches!(
         workflow_type,
-        WorkflowType::Sequential | WorkflowType::Graph
+        WorkflowType::Sequential
+            | WorkflowType::Graph
+            | WorkflowType::Concurrent
+            | WorkflowType::Handoff
+            | WorkflowType::GroupChat
     )
 }
 
@@ -100,6 +104,27 @@ pub struct AgentPlan {
     pub append_mode: AppendMode,
     /// Names of the skills the agent selects (keys of [`Plan::skills`]).
     pub skills: Vec<String>,
+    /// The `system_fragment`s of the selected skills, from the copy frozen when the run was
+    /// created (empty when compiling outside a run).
+    pub skill_fragments: Vec<String>,
+    /// Agents with the same key share their history across the steps of a run, as kneo-serv's
+    /// compiled agents do: `agent` for the root, `components.agents.<key>` for a component.
+    pub history_key: String,
+}
+
+impl AgentPlan {
+    /// The system prompt the model gets: the spec's, then the agent's skills.
+    pub fn full_system_prompt(&self) -> Option<String> {
+        if self.skill_fragments.is_empty() {
+            return self.system_prompt.clone();
+        }
+        let prompt = format!(
+            "{}\n\n# Skills\n{}",
+            self.system_prompt.as_deref().unwrap_or_default(),
+            self.skill_fragments.join("\n\n")
+        );
+        Some(prompt.trim().to_string())
+    }
 }
 
 /// How an agent's model calls are made.
@@ -202,6 +227,20 @@ pub struct WorkflowPlan {
 }
 
 impl WorkflowPlan {
+    /// The ids of the steps this workflow runs, in run order: its turns for an orchestration,
+    /// its steps otherwise.
+    pub fn run_order(&self) -> Vec<&str> {
+        match &self.orchestration {
+            Some(orchestration) => orchestration
+                .turns(self.steps.len())
+                .into_iter()
+                .filter_map(|index| self.steps.get(index))
+                .map(|step| step.id.as_str())
+                .collect(),
+            None => self.steps.iter().map(|step| step.id.as_str()).collect(),
+        }
+    }
+
     /// The index of the step or node with `id`.
     pub fn position(&self, id: &str) -> Option<usize> {
         self.steps.iter().position(|step| step.id == id)
@@ -216,6 +255,26 @@ pub struct OrchestrationPlan {
     pub rounds: u32,
     /// Handoff: turns allowed (`max_iterations`); `None` for no limit beyond the selector.
     pub max_turns: Option<u32>,
+}
+
+impl OrchestrationPlan {
+    /// Participant indexes in run order, over `participants` participants: handoff follows its
+    /// selector (`round_robin`: one turn each), cut to `max_turns`; group-chat gives everyone
+    /// a turn per round; concurrent runs everyone once, at the same time.
+    pub fn turns(&self, participants: usize) -> Vec<usize> {
+        let rotation: Vec<usize> = match &self.selector {
+            Selector::Sequence(order) => order.clone(),
+            Selector::RoundRobin => (0..participants).collect(),
+        };
+        let mut turns: Vec<usize> = (0..self.rounds.max(1))
+            .flat_map(|_| rotation.iter().copied())
+            .filter(|index| *index < participants)
+            .collect();
+        if let Some(limit) = self.max_turns {
+            turns.truncate(limit as usize);
+        }
+        turns
+    }
 }
 
 /// Who takes the next handoff turn.
@@ -295,7 +354,22 @@ fn compile_error(code: &'static str, path: &str, message: String) -> CompileErro
 /// services of `context` (an [`super::Engine`], or a bare function registry, which uses the
 /// process-wide defaults for the rest).
 pub fn compile(spec: &Spec, target: &str, context: &dyn PlanContext) -> Result<Plan, CompileError> {
-    let compiler = Compiler { spec, context };
+    compile_run(spec, target, context, None)
+}
+
+/// Compiles `spec` for a run whose skills were frozen when it was created
+/// (`metadata.frozen_spec.skills`, see [`super::skills`]): agents get their skills' fragments.
+pub fn compile_run(
+    spec: &Spec,
+    target: &str,
+    context: &dyn PlanContext,
+    frozen_skills: Option<&Map<String, Value>>,
+) -> Result<Plan, CompileError> {
+    let compiler = Compiler {
+        spec,
+        context,
+        frozen_skills,
+    };
     let agent = compiler.agent(&spec.agent, "agent", 0)?;
     let workflow_guardrails = compiler.guardrails(
         &spec.agent,
@@ -446,6 +520,7 @@ pub fn runtime_notes(spec: &Spec) -> Vec<Diagnostic> {
 struct Compiler<'a> {
     spec: &'a Spec,
     context: &'a dyn PlanContext,
+    frozen_skills: Option<&'a Map<String, Value>>,
 }
 
 /// The description an agent-as-tool offers the model: the tool's, else the agent's.
@@ -595,11 +670,20 @@ impl Compiler<'_> {
                 .unwrap_or(DEFAULT_MAX_ITERATIONS),
             temperature: model.temperature().ok().flatten(),
             tool_policy: tool_policy(agent),
-            token_budget: model.token_budget,
+            token_budget: model.token_budget.or(self
+                .context
+                .runtime()
+                .provider_settings
+                .token_budget),
             guardrails,
             memory,
             append_mode: agent.defaults.append_mode.unwrap_or_default(),
             skills: agent.skills.clone(),
+            skill_fragments: self
+                .frozen_skills
+                .map(|frozen| super::skills::fragments(frozen, &agent.skills))
+                .unwrap_or_default(),
+            history_key: path.to_string(),
         })
     }
 
@@ -1025,7 +1109,12 @@ impl Compiler<'_> {
                         &format!("components.workflows.{name}"),
                         depth + 1,
                     )?)),
-                    None => Unit::Agent(Arc::new(self.agent(agent, path, depth)?)),
+                    None => {
+                        let mut plan = self.agent(agent, path, depth)?;
+                        // Every step running this component agent shares its history.
+                        plan.history_key = format!("components.agents.{reference}");
+                        Unit::Agent(Arc::new(plan))
+                    }
                 }
             }
             StepKind::Function => match self.function_call(reference, &format!("{path}.ref"))? {

@@ -310,6 +310,9 @@ impl Platform {
             tracing::error!(target: "kneo_serv.platform", %error, "run execution task failed");
             ApiError::internal()
         })?;
+        if let Some(violation) = responses::guardrail_violation(&finished) {
+            return Err(violation);
+        }
         Ok((StatusCode::OK, responses::run_result(&finished, trace)))
     }
 

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::state::{Execution, message};
 use super::{Interrupt, Outcome};
-use crate::engine::agent::{EventSink, StepContext};
+use crate::engine::agent::StepContext;
 use crate::engine::plan::AgentPlan;
 use crate::store::RunStatus;
 
@@ -26,12 +26,8 @@ pub(super) async fn run_agent(
     );
     execution.defer_start_checkpoint();
 
-    let context = StepContext {
-        run_id: execution.run.id.clone(),
-        step_id: None,
-        attempt: 1,
-        events: EventSink::default(),
-    };
+    let mut context = StepContext::new(&execution.run.id, None, 1);
+    context.histories = Some(execution.histories.clone());
     let answer = tokio::select! {
         _ = execution.cancel.cancelled() => return Err(Interrupt::Cancelled),
         answer = crate::engine::agent::run_agent(agent, &input, &context) => answer,
@@ -41,6 +37,7 @@ pub(super) async fn run_agent(
         Ok(output) => {
             execution.input_tokens += output.input_tokens;
             execution.output_tokens += output.output_tokens;
+            execution.agent_output_metadata(&output);
             execution
                 .run
                 .messages
@@ -50,7 +47,7 @@ pub(super) async fn run_agent(
                     .event("run_completed")
                     .with("agent_name", agent.name.clone())
                     .output(&output.text)
-                    .metadata(json!({"message_count": execution.run.messages.len()})),
+                    .metadata(json!({"message_count": output.message_count})),
             );
             execution.run.output_text = Some(crate::redact::redacted_text(&output.text));
             execution.finish_metadata(agent);

@@ -119,10 +119,10 @@ pub(super) async fn run_graph(
     workflow: &WorkflowPlan,
 ) -> Result<Outcome, Interrupt> {
     let Some(graph) = workflow.graph.as_ref() else {
-        let failure = StepFailure {
-            kind: "graph_invalid",
-            message: format!("workflow {} is not a graph", workflow.name),
-        };
+        let failure = StepFailure::new(
+            "graph_invalid",
+            format!("workflow {} is not a graph", workflow.name),
+        );
         execution.fail_run(&plan.agent, None, &failure).await?;
         return Ok(Outcome::Finished(execution.run.clone()));
     };
@@ -193,13 +193,13 @@ pub(super) async fn run_graph(
             .position(&node_id)
             .and_then(|index| workflow.steps.get(index))
         else {
-            let failure = StepFailure {
-                kind: "graph_node_unknown",
-                message: format!(
+            let failure = StepFailure::new(
+                "graph_node_unknown",
+                format!(
                     "graph workflow {} has no node {node_id:?} to continue with",
                     workflow.name
                 ),
-            };
+            );
             execution
                 .fail_run(&plan.agent, Some(&node_id), &failure)
                 .await?;
@@ -209,14 +209,14 @@ pub(super) async fn run_graph(
             && cursor.visits >= cap
         {
             let path = execution.run.visited_nodes.join(" → ");
-            let failure = StepFailure {
-                kind: "max_steps_exceeded",
-                message: format!(
+            let failure = StepFailure::new(
+                "max_steps_exceeded",
+                format!(
                     "graph workflow {} used all max_steps={cap} node visits before it finished \
                      (visited {path}; next was {node_id}); raise workflow.max_steps or give the loop an exit edge that matches",
                     workflow.name
                 ),
-            };
+            );
             execution.emit(
                 execution
                     .event("node_failed")

@@ -68,7 +68,10 @@ impl Execution<'_> {
         failure: &StepFailure,
     ) -> Result<(), Interrupt> {
         let message = crate::redact::redacted_text(&failure.message);
-        let error = json!({"type": failure.kind, "message": message, "step_id": step_id});
+        let mut error = json!({"type": failure.kind, "message": message, "step_id": step_id});
+        if let Some(guardrail) = &failure.guardrail {
+            error["guardrail_id"] = json!(guardrail);
+        }
         let event_type = if self.run.workflow_name.is_some() {
             "workflow_failed"
         } else {
@@ -79,6 +82,7 @@ impl Execution<'_> {
                 .with("agent_name", agent.name.clone())
                 .with("workflow_name", json!(self.run.workflow_name))
                 .with("step_id", json!(step_id))
+                .with("guardrail_id", json!(failure.guardrail))
                 .error(failure.kind, &message),
         );
         self.run.error = Some(error.clone());

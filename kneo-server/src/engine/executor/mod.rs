@@ -6,20 +6,21 @@
 //! after its last completed step and never runs a completed step again.
 //!
 //! One runner per kind of plan:
-//! - [`agent_run`]: the root agent alone; [`sequential`]: sequential workflows;
-//!   [`graph_run`]: graph workflows.
+//! - [`agent_run`]: the root agent alone; [`sequential`]: sequential workflows and the turns of
+//!   handoff and group-chat workflows; [`graph_run`]: graph workflows; [`concurrent`]:
+//!   concurrent workflows.
 //!
 //! What the runners share:
 //! - [`state`]: the bookkeeping of a running run (trace events, metadata, token counts);
 //! - [`checkpoint`]: checkpoint documents and the one function that writes a boundary;
 //! - [`lifecycle`]: the `run_started` prologue, completion and failure;
 //! - [`policy`]: retries, timeouts and `on_error` of a step; [`unit`]: the work of one attempt,
-//!   with [`command_step`] (`command:` functions) and [`nested`] (nested workflows);
+//!   with [`nested`] (nested workflows);
 //! - [`human`]: pausing for a person.
 
 mod agent_run;
 mod checkpoint;
-mod command_step;
+mod concurrent;
 mod graph_run;
 mod human;
 mod lifecycle;
@@ -99,13 +100,18 @@ pub async fn execute(
     cancel: &CancellationToken,
     settings: &ExecutionSettings,
 ) -> Outcome {
-    let mut execution = Execution::new(run, recorder, cancel, settings);
+    let mut execution = Execution::new(plan, run, recorder, cancel, settings);
     let result = match &plan.workflow {
         None => agent_run::run_agent(&mut execution, &plan.agent).await,
-        Some(workflow) if workflow.kind == WorkflowType::Graph => {
-            graph_run::run_graph(&mut execution, plan, workflow).await
-        }
-        Some(workflow) => sequential::run_sequential(&mut execution, plan, workflow).await,
+        Some(workflow) => match workflow.kind {
+            WorkflowType::Graph => graph_run::run_graph(&mut execution, plan, workflow).await,
+            WorkflowType::Concurrent => {
+                concurrent::run_concurrent(&mut execution, plan, workflow).await
+            }
+            WorkflowType::Sequential | WorkflowType::Handoff | WorkflowType::GroupChat => {
+                sequential::run_sequential(&mut execution, plan, workflow).await
+            }
+        },
     };
     match result {
         Ok(outcome) => outcome,

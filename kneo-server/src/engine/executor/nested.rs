@@ -1,10 +1,12 @@
 //! A nested component workflow, run inline as one step: its steps' retries and `on_error` apply
-//! (fallbacks excepted), but it has no durable boundaries of its own.
+//! (fallbacks excepted), the root agent's workflow guardrails check each of its steps' outputs,
+//! but it has no durable boundaries of its own.
 
 use super::state::{StepFailure, StepOutput};
 use super::unit::run_unit;
 use crate::engine::agent::StepContext;
 use crate::engine::graph::NodeStatus;
+use crate::engine::guardrails::{self, GuardrailPlan, Stage};
 use crate::engine::plan::WorkflowPlan;
 use crate::spec::model::OnError;
 
@@ -12,9 +14,10 @@ pub(super) async fn run_nested_workflow(
     workflow: &WorkflowPlan,
     input: &str,
     context: &StepContext,
+    guards: &[GuardrailPlan],
 ) -> Result<StepOutput, StepFailure> {
     let mut text = input.to_string();
-    let (mut input_tokens, mut output_tokens) = (0, 0);
+    let (mut input_tokens, mut output_tokens, mut iterations) = (0, 0, 0u32);
     let mut position = match &workflow.graph {
         Some(graph) => Some(graph.start),
         None => (!workflow.steps.is_empty()).then_some(0),
@@ -31,13 +34,13 @@ pub(super) async fn run_nested_workflow(
         };
         visits += 1;
         if visits > cap {
-            return Err(StepFailure {
-                kind: "max_steps_exceeded",
-                message: format!(
+            return Err(StepFailure::new(
+                "max_steps_exceeded",
+                format!(
                     "nested workflow {}: more than max_steps={cap} node visits",
                     workflow.name
                 ),
-            });
+            ));
         }
         let status = if nested.disabled {
             NodeStatus::Skipped
@@ -46,31 +49,30 @@ pub(super) async fn run_nested_workflow(
                 step_id: Some(nested.id.clone()),
                 ..context.clone()
             };
-            let mut attempt_result = Err(StepFailure {
-                kind: "step_failed",
-                message: String::new(),
-            });
+            let mut attempt_result = Err(StepFailure::new("step_failed", String::new()));
             for nested_attempt in 1..=1 + nested.max_retries {
                 let attempt_context = StepContext {
                     attempt: nested_attempt,
                     ..nested_context.clone()
                 };
-                attempt_result =
-                    match nested.timeout {
-                        Some(limit) => tokio::time::timeout(
-                            limit,
-                            run_unit(&nested.unit, &text, &attempt_context),
-                        )
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(StepFailure {
-                                kind: "step_timeout",
-                                message: format!("timed out after {:.3} s", limit.as_secs_f64()),
-                            })
-                        }),
-                        None => run_unit(&nested.unit, &text, &attempt_context).await,
-                    };
-                if attempt_result.is_ok() {
+                attempt_result = match nested.timeout {
+                    Some(limit) => tokio::time::timeout(
+                        limit,
+                        run_unit(&nested.unit, &text, &attempt_context, guards),
+                    )
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(StepFailure::new(
+                            "step_timeout",
+                            format!("timed out after {:.3} s", limit.as_secs_f64()),
+                        ))
+                    }),
+                    None => run_unit(&nested.unit, &text, &attempt_context, guards).await,
+                };
+                if attempt_result
+                    .as_ref()
+                    .map_or_else(guardrails::is_violation, |_| true)
+                {
                     break;
                 }
             }
@@ -78,18 +80,26 @@ pub(super) async fn run_nested_workflow(
                 (Ok(output), _) => {
                     input_tokens += output.input_tokens;
                     output_tokens += output.output_tokens;
-                    text = output.text;
+                    iterations += output.iterations.max(1);
+                    text = if guards.is_empty() {
+                        output.text
+                    } else {
+                        guardrails::apply(Stage::Workflow, guards, &output.text, &nested_context)
+                            .await?
+                            .text
+                    };
                     NodeStatus::Completed
                 }
+                (Err(failure), _) if guardrails::is_violation(&failure) => return Err(failure),
                 (Err(_), OnError::Continue) => NodeStatus::Failed,
                 (Err(failure), _) => {
-                    return Err(StepFailure {
-                        kind: failure.kind,
-                        message: format!(
+                    return Err(StepFailure::new(
+                        failure.kind,
+                        format!(
                             "nested workflow {}: step {}: {}",
                             workflow.name, nested.id, failure.message
                         ),
-                    });
+                    ));
                 }
             }
         };
@@ -102,5 +112,6 @@ pub(super) async fn run_nested_workflow(
         text,
         input_tokens,
         output_tokens,
+        iterations: iterations.max(1),
     })
 }

@@ -1,6 +1,7 @@
-//! Executing a sequential workflow: each step's output is the next step's input, with a durable
-//! boundary after every step. `current_step_index` and `execution_context.next_input` say where
-//! a resumed or taken-over run continues.
+//! Executing a sequential workflow, and the turns of a handoff or group-chat workflow: each
+//! step's (or turn's) output is the next one's input, with a durable boundary after every one.
+//! `current_step_index` (the position in the run order) and `execution_context.next_input` say
+//! where a resumed or taken-over run continues.
 
 use serde_json::{Value, json};
 
@@ -27,7 +28,20 @@ pub(super) async fn run_sequential(
         .map(str::to_string)
         .filter(|_| resuming)
         .unwrap_or_else(|| input.clone());
-    let step_count = workflow.steps.len();
+    let order: Vec<usize> = match &workflow.orchestration {
+        Some(orchestration) => orchestration.turns(workflow.steps.len()),
+        None => (0..workflow.steps.len()).collect(),
+    };
+    let step_count = order.len();
+    let shape = |start: usize| match &workflow.orchestration {
+        Some(_) => json!({
+            "workflow_type": workflow.kind.as_str(),
+            "participant_count": workflow.steps.len(),
+            "start_index": start,
+            "turn_count": step_count,
+        }),
+        None => json!({"start_index": start, "step_count": step_count}),
+    };
     execution.leg_start = start_index;
     if resuming {
         execution.emit(
@@ -35,7 +49,7 @@ pub(super) async fn run_sequential(
                 .event("workflow_resumed")
                 .with("workflow_name", workflow.name.clone())
                 .input(&current_input)
-                .metadata(json!({"start_index": start_index, "step_count": step_count})),
+                .metadata(shape(start_index)),
         );
     } else {
         execution.run.current_step_index = Some(0);
@@ -43,12 +57,14 @@ pub(super) async fn run_sequential(
             .event("workflow_started")
             .with("workflow_name", workflow.name.clone())
             .input(&input)
-            .metadata(json!({"start_index": 0, "step_count": step_count}));
+            .metadata(shape(0));
         execution.begin_workflow(started, &input);
     }
 
-    for index in start_index..step_count {
-        let step = &workflow.steps[index];
+    for (index, step_index) in order.iter().enumerate().skip(start_index) {
+        let Some(step) = workflow.steps.get(*step_index) else {
+            break;
+        };
         if execution.cancel.is_cancelled() {
             return Err(Interrupt::Cancelled);
         }

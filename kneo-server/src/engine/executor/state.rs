@@ -7,10 +7,12 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::{ExecutionSettings, Recorder};
-use crate::engine::agent::{EventSink, Failure};
-use crate::engine::plan::{AgentPlan, WorkflowPlan};
+use crate::engine::agent::{AgentOutput, EventSink, Failure};
+use crate::engine::memory::AgentHistories;
+use crate::engine::plan::{AgentPlan, Plan, WorkflowPlan};
 use crate::engine::providers::Message;
 use crate::engine::trace::TraceEvent;
+use crate::spec::model::WorkflowType;
 use crate::store::{RunRecord, RunStatus};
 
 /// A step's failure, after its retries.
@@ -21,6 +23,8 @@ pub(super) struct StepOutput {
     pub(super) text: String,
     pub(super) input_tokens: u64,
     pub(super) output_tokens: u64,
+    /// Model calls (an agent's turn), or 1 for work without a model.
+    pub(super) iterations: u32,
 }
 
 impl StepOutput {
@@ -30,12 +34,14 @@ impl StepOutput {
             text,
             input_tokens: 0,
             output_tokens: 0,
+            iterations: 1,
         }
     }
 }
 
 /// The mutable state of a run while it executes.
 pub(super) struct Execution<'a> {
+    pub(super) plan: &'a Plan,
     pub(super) run: RunRecord,
     pub(super) recorder: &'a dyn Recorder,
     pub(super) cancel: &'a CancellationToken,
@@ -53,16 +59,23 @@ pub(super) struct Execution<'a> {
     pub(super) current_node: Option<String>,
     /// A graph run's routing state, kept in `execution_context.graph` (see `graph_run`).
     pub(super) graph_state: Option<Value>,
+    /// The run's agent histories, kept in `execution_context.agent_histories`.
+    pub(super) histories: AgentHistories,
+    /// Model calls and steps of this leg, reported as `metadata.iterations`.
+    pub(super) iterations: u64,
 }
 
 impl<'a> Execution<'a> {
     pub(super) fn new(
+        plan: &'a Plan,
         run: RunRecord,
         recorder: &'a dyn Recorder,
         cancel: &'a CancellationToken,
         settings: &'a ExecutionSettings,
     ) -> Execution<'a> {
+        let histories = AgentHistories::from_context(run.metadata.get("execution_context"));
         Execution {
+            plan,
             run,
             recorder,
             cancel,
@@ -76,6 +89,8 @@ impl<'a> Execution<'a> {
             output_tokens: 0,
             current_node: None,
             graph_state: None,
+            histories,
+            iterations: 0,
         }
     }
 
@@ -103,10 +118,11 @@ impl<'a> Execution<'a> {
         TraceEvent::new(event_type, &self.run.id, None)
     }
 
-    /// Adds what a step used to the run's token counts.
+    /// Adds what a step used to the run's token and iteration counts.
     pub(super) fn add_usage(&mut self, output: &StepOutput) {
         self.input_tokens += output.input_tokens;
         self.output_tokens += output.output_tokens;
+        self.iterations += u64::from(output.iterations.max(1));
     }
 
     pub(super) fn set_context(
@@ -131,14 +147,39 @@ impl<'a> Execution<'a> {
                 "next_input": next_input,
             }),
         );
-        if let Some(state) = &self.graph_state
-            && let Some(context) = self
-                .run
-                .metadata
-                .get_mut("execution_context")
-                .and_then(Value::as_object_mut)
+        let histories = (!self.histories.is_empty()).then(|| self.histories.to_json());
+        if let Some(context) = self
+            .run
+            .metadata
+            .get_mut("execution_context")
+            .and_then(Value::as_object_mut)
         {
-            context.insert("graph".into(), state.clone());
+            if let Some(state) = &self.graph_state {
+                context.insert("graph".into(), state.clone());
+            }
+            if let Some(histories) = histories {
+                context.insert("agent_histories".into(), histories);
+            }
+        }
+    }
+
+    /// What the root agent's turn reports in the run's metadata (kneo-serv's names).
+    pub(super) fn agent_output_metadata(&mut self, output: &AgentOutput) {
+        self.iterations += u64::from(output.iterations.max(1));
+        let metadata = &mut self.run.metadata;
+        if let Some(memory) = &output.memory {
+            metadata.insert("memory".into(), memory.clone());
+        }
+        if let Some(plan) = &output.plan {
+            metadata.insert("plan".into(), json!(crate::redact::redacted_text(plan)));
+        }
+        if !output.revised_by.is_empty() {
+            let revisions: Vec<Value> = output
+                .revised_by
+                .iter()
+                .map(|id| json!({"id": id, "action": "revise"}))
+                .collect();
+            metadata.insert("guardrails".into(), Value::Array(revisions));
         }
     }
 
@@ -146,16 +187,10 @@ impl<'a> Execution<'a> {
         let duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
         let metadata = &mut self.run.metadata;
         metadata.insert("sdk".into(), json!("kneo_agent"));
-        metadata.insert("iterations".into(), json!(1));
+        metadata.insert("iterations".into(), json!(self.iterations.max(1)));
         metadata.insert("duration_ms".into(), json!(duration_ms));
-        let runtime_name = agent.provider.runtime_name();
-        let mode = if runtime_name.starts_with("native") {
-            "native"
-        } else {
-            "bridge"
-        };
-        metadata.insert("runtime_mode".into(), json!(mode));
-        metadata.insert("runtime_name".into(), json!(runtime_name));
+        metadata.insert("runtime_mode".into(), json!(agent.runtime.mode.as_str()));
+        metadata.insert("runtime_name".into(), json!(agent.runtime.runtime_name));
         metadata.insert("agent_name".into(), json!(agent.name));
         if self.input_tokens + self.output_tokens > 0 {
             let usage = json!({
@@ -176,11 +211,8 @@ impl<'a> Execution<'a> {
         start_index: usize,
         pending_step: Option<&str>,
     ) {
-        let end = workflow.steps.len();
-        let leg: Vec<&str> = workflow.steps[start_index.min(end)..]
-            .iter()
-            .map(|step| step.id.as_str())
-            .collect();
+        let order = workflow.run_order();
+        let leg = &order[start_index.min(order.len())..];
         let duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
         let visited = self.run.visited_steps.clone();
         let metadata = &mut self.run.metadata;
@@ -188,6 +220,13 @@ impl<'a> Execution<'a> {
         if workflow.graph.is_some() {
             summary["visited_nodes"] = json!(self.run.visited_nodes);
             summary["current_node_id"] = json!(self.run.current_node_id);
+        }
+        if let Some(orchestration) = &workflow.orchestration {
+            let rounds = (workflow.kind == WorkflowType::GroupChat).then_some(orchestration.rounds);
+            summary["rounds"] = json!(rounds);
+            if let Some(rounds) = rounds {
+                metadata.insert("workflow_rounds".into(), json!(rounds));
+            }
         }
         if let Some(step) = pending_step {
             summary["pending_step_id"] = json!(step);
@@ -200,7 +239,7 @@ impl<'a> Execution<'a> {
         metadata.insert("workflow_type".into(), json!(workflow.kind.as_str()));
         metadata.insert("workflow_steps".into(), json!(leg));
         metadata.insert("sdk".into(), json!("kneo_agent"));
-        metadata.insert("iterations".into(), json!(1));
+        metadata.insert("iterations".into(), json!(self.iterations.max(1)));
         metadata.insert("duration_ms".into(), json!(duration_ms));
         metadata.entry("variables").or_insert_with(|| json!({}));
     }

@@ -1,24 +1,26 @@
-//! The work of one attempt of a step, whatever its kind: an agent turn, a registered function, a
-//! `command:` function, or a nested workflow.
+//! The work of one attempt of a step, whatever its kind: an agent turn, a function component
+//! (registered or `command:`), or a nested workflow.
 
 use std::future::Future;
 use std::pin::Pin;
 
-use super::command_step::run_command_function;
 use super::nested::run_nested_workflow;
 use super::state::{StepFailure, StepOutput};
 use crate::engine::agent::StepContext;
-use crate::engine::functions::FunctionInput;
+use crate::engine::component::FunctionRef;
+use crate::engine::guardrails::GuardrailPlan;
 use crate::engine::plan::Unit;
 
 pub(super) type UnitFuture<'u> =
     Pin<Box<dyn Future<Output = Result<StepOutput, StepFailure>> + Send + 'u>>;
 
-/// The work of one attempt.
+/// The work of one attempt. `guards` are the workflow-stage guardrails, which a nested workflow
+/// applies to its own steps' outputs.
 pub(super) fn run_unit<'u>(
     unit: &'u Unit,
     input: &'u str,
     context: &'u StepContext,
+    guards: &'u [GuardrailPlan],
 ) -> UnitFuture<'u> {
     Box::pin(async move {
         match unit {
@@ -28,31 +30,27 @@ pub(super) fn run_unit<'u>(
                     text: answer.text,
                     input_tokens: answer.input_tokens,
                     output_tokens: answer.output_tokens,
+                    iterations: answer.iterations,
                 }),
             Unit::Function {
                 implementation,
                 function,
-            } => function
-                .call(FunctionInput {
-                    text: input.to_string(),
-                    run_id: context.run_id.clone(),
-                    step_id: context.step_id.clone().unwrap_or_default(),
-                    attempt: context.attempt,
-                })
-                .await
-                .map(StepOutput::text)
-                .map_err(|error| StepFailure {
-                    kind: "function_error",
-                    message: format!("{implementation}: {error}"),
-                }),
-            Unit::Command { reference, command } => {
-                run_command_function(reference, command, input, context).await
+            } => FunctionRef::Registered {
+                implementation,
+                function,
             }
-            Unit::Workflow(workflow) => run_nested_workflow(workflow, input, context).await,
-            Unit::Human { .. } => Err(StepFailure {
-                kind: "human_step_unsupported",
-                message: "a human step cannot run inside a nested workflow (E_STEP_WORKFLOW_NESTED_HUMAN)".into(),
-            }),
+            .call(input, context)
+            .await
+            .map(StepOutput::text),
+            Unit::Command { reference, command } => FunctionRef::Command { reference, command }
+                .call(input, context)
+                .await
+                .map(StepOutput::text),
+            Unit::Workflow(workflow) => run_nested_workflow(workflow, input, context, guards).await,
+            Unit::Human { .. } => Err(StepFailure::new(
+                "human_step_unsupported",
+                "a human step cannot run inside a nested workflow (E_STEP_WORKFLOW_NESTED_HUMAN)",
+            )),
         }
     })
 }
