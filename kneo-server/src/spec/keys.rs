@@ -163,7 +163,7 @@ pub static SPEC: Block = Block {
         key(
             "skills",
             Shape::Named(&Shape::Block(&SKILL)),
-            ignored("skills are not loaded by this build yet"),
+            runs("engine/skills.rs", "pub fn freeze"),
         ),
         key(
             "policies",
@@ -227,7 +227,7 @@ pub static AGENT: Block = Block {
         key(
             "skills",
             value(Texts),
-            ignored("skills are not loaded by this build yet"),
+            runs("engine/plan.rs", "skill_fragments"),
         ),
         key("guardrails", Shape::Block(&GUARDRAILS), STRUCTURE),
         kneo(
@@ -239,7 +239,7 @@ pub static AGENT: Block = Block {
         key(
             "memory",
             Shape::Block(&MEMORY),
-            ignored("memory policies are not applied by this build yet"),
+            runs("engine/memory.rs", "pub async fn apply"),
         ),
         key(
             "history",
@@ -272,7 +272,7 @@ pub static AGENT_DEFAULTS: Block = Block {
     keys: &[key(
         "append_mode",
         value(Text),
-        ignored("agent history across calls is not kept by this build yet"),
+        runs("engine/memory.rs", "fn record_turn"),
     )],
 };
 
@@ -298,7 +298,7 @@ pub static MODEL: Block = Block {
         key(
             "token_budget",
             value(Count),
-            ignored("token budgets are not enforced by this build yet"),
+            runs("engine/agent.rs", "TokenBudgetExceeded"),
         ),
         key(
             "timeout_seconds",
@@ -344,7 +344,7 @@ pub static STRATEGY: Block = Block {
         key(
             "type",
             value(Text),
-            ignored("every strategy runs as react (tool calls are executed) in this build"),
+            runs("engine/agent.rs", "StrategyType::PlanAct"),
         ),
         key(
             "max_iterations",
@@ -516,22 +516,22 @@ pub static GUARDRAILS: Block = Block {
         key(
             "input",
             GUARDRAIL_LIST,
-            ignored("guardrails are not enforced by this build yet"),
+            runs("engine/agent.rs", "Stage::Input"),
         ),
         key(
             "output",
             GUARDRAIL_LIST,
-            ignored("guardrails are not enforced by this build yet"),
+            runs("engine/agent.rs", "Stage::Output"),
         ),
         key(
             "tool",
             GUARDRAIL_LIST,
-            ignored("guardrails are not enforced by this build yet"),
+            runs("engine/agent.rs", "Stage::Tool"),
         ),
         key(
             "workflow",
             GUARDRAIL_LIST,
-            ignored("guardrails are not enforced by this build yet"),
+            runs("engine/executor/policy.rs", "Stage::Workflow"),
         ),
     ],
 };
@@ -539,10 +539,26 @@ pub static GUARDRAILS: Block = Block {
 pub static GUARDRAIL: Block = Block {
     name: "guardrail",
     keys: &[
-        key("id", value(Text), PART),
-        key("type", value(Text), PART),
-        key("action", value(Text), PART),
-        key("ref", value(Text), PART),
+        key(
+            "id",
+            value(Text),
+            runs("engine/guardrails.rs", "guardrail.id"),
+        ),
+        key(
+            "type",
+            value(Text),
+            runs("engine/guardrails.rs", "GuardrailCheck::Keyword"),
+        ),
+        key(
+            "action",
+            value(Text),
+            runs("engine/guardrails.rs", "GuardrailAction::Redact"),
+        ),
+        key(
+            "ref",
+            value(Text),
+            runs("engine/guardrails.rs", "GuardrailCheck::Function"),
+        ),
         key(
             "mode",
             value(Text),
@@ -555,33 +571,69 @@ pub static GUARDRAIL: Block = Block {
             value(Text),
             ignored("read by nothing, in kneo-serv 1.2 as here: the stage decides what is checked"),
         ),
-        key("config", Shape::Block(&GUARDRAIL_CONFIG), PART),
+        key("config", Shape::Block(&GUARDRAIL_CONFIG), STRUCTURE),
     ],
 };
 
 pub static GUARDRAIL_CONFIG: Block = Block {
     name: "config",
     keys: &[
-        key("patterns", value(Texts), PART),
-        key("keywords", value(Texts), PART),
+        key(
+            "patterns",
+            value(Texts),
+            runs("engine/guardrails.rs", "GuardrailCheck::Regex"),
+        ),
+        key(
+            "keywords",
+            value(Texts),
+            runs("engine/guardrails.rs", "GuardrailCheck::Keyword"),
+        ),
     ],
 };
 
 pub static MEMORY: Block = Block {
     name: "memory",
     keys: &[
-        key("policy", value(Text), PART),
-        key("max_messages", value(Count), PART),
-        key("preserve_system_messages", value(Flag), PART),
-        key("summarizer", Shape::Block(&COMPONENT_REF), PART),
-        key("retriever", Shape::Block(&COMPONENT_REF), PART),
-        key("top_k", value(Count), PART),
+        key(
+            "policy",
+            value(Text),
+            runs("engine/memory.rs", "MemoryPolicy::SlidingWindow"),
+        ),
+        key(
+            "max_messages",
+            value(Count),
+            runs("engine/memory.rs", "self.max_messages"),
+        ),
+        key(
+            "preserve_system_messages",
+            value(Flag),
+            runs("engine/memory.rs", "self.preserve_system_messages"),
+        ),
+        key(
+            "summarizer",
+            Shape::Block(&COMPONENT_REF),
+            runs("engine/memory.rs", "&self.summarizer"),
+        ),
+        key(
+            "retriever",
+            Shape::Block(&COMPONENT_REF),
+            runs("engine/memory.rs", "&self.retriever"),
+        ),
+        key(
+            "top_k",
+            value(Count),
+            runs("engine/memory.rs", "self.top_k"),
+        ),
     ],
 };
 
 pub static COMPONENT_REF: Block = Block {
     name: "component reference",
-    keys: &[key("ref", value(Text), PART)],
+    keys: &[key(
+        "ref",
+        value(Text),
+        runs("engine/component.rs", "pub async fn call"),
+    )],
 };
 
 pub static TOOL: Block = Block {
@@ -819,8 +871,18 @@ pub static HUMAN: Block = Block {
 pub static SKILL: Block = Block {
     name: "skill",
     keys: &[
-        key("source", value(Text), PART),
-        key("description", value(Text), PART),
+        key(
+            "source",
+            value(Text),
+            runs("engine/skills.rs", "skill.source"),
+        ),
+        key(
+            "description",
+            value(Text),
+            Effect::Information {
+                why: "describes the skill to readers of the spec; runs use the bundle's own description",
+            },
+        ),
     ],
 };
 
