@@ -132,7 +132,6 @@ const fn value(kind: Kind) -> Shape {
 }
 
 const STRUCTURE: Effect = Effect::Structure;
-const PART: Effect = Effect::Part;
 
 use Kind::{Any, Count, Flag, Mapping, Number, Text, Texts};
 

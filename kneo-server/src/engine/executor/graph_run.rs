@@ -209,14 +209,18 @@ pub(super) async fn run_graph(
             && cursor.visits >= cap
         {
             let path = execution.run.visited_nodes.join(" → ");
+            // kneo-serv's error type and message, then what happened and the fix.
             let failure = StepFailure::new(
-                "max_steps_exceeded",
+                "max_iterations",
                 format!(
-                    "graph workflow {} used all max_steps={cap} node visits before it finished \
-                     (visited {path}; next was {node_id}); raise workflow.max_steps or give the loop an exit edge that matches",
+                    "Run stopped after reaching max iterations: graph workflow {} used all \
+                     max_steps={cap} node visits before it finished (visited {path}; next was \
+                     {node_id}); raise workflow.max_steps or give the loop an exit edge that matches",
                     workflow.name
                 ),
             );
+            execution.termination = Some("max_steps");
+            execution.run.output_text = Some(crate::redact::redacted_text(&cursor.next_input));
             execution.emit(
                 execution
                     .event("node_failed")
@@ -395,7 +399,20 @@ pub(super) async fn run_graph(
 
     execution.current_node = None;
     execution.run.current_node_id = None;
-    let metadata = json!({"visited_nodes": execution.run.visited_nodes, "visits": cursor.visits});
+    // kneo-serv reports `no_matching_edge` even at a node without edges; kneo tells them apart.
+    let last = execution
+        .run
+        .visited_nodes
+        .last()
+        .and_then(|node| workflow.position(node));
+    let has_edges = last.is_some_and(|index| graph.edges.iter().any(|edge| edge.from == index));
+    let termination = if has_edges {
+        "no_matching_edge"
+    } else {
+        "terminal_node"
+    };
+    execution.termination = Some(termination);
+    let metadata = json!({"visited_nodes": execution.run.visited_nodes, "visits": cursor.visits, "termination": termination});
     execution
         .complete_workflow(&plan.agent, workflow, &cursor.next_input, metadata)
         .await?;

@@ -121,6 +121,9 @@ pub(super) async fn pause_for_human(
     metadata.insert("continuation_id".into(), json!(continuation_id));
     metadata.insert("request".into(), request.clone());
     metadata.insert("pending_step_id".into(), json!(step.id));
+    if node.is_some() {
+        metadata.insert("pending_node_id".into(), json!(step.id));
+    }
     let start_index = execution.leg_start;
     execution.leg_metadata(workflow, start_index, Some(&step.id));
     let mut continuation_metadata = Map::new();

@@ -87,6 +87,10 @@ impl Execution<'_> {
         );
         self.run.error = Some(error.clone());
         self.finish_metadata(agent);
+        if let Some(workflow) = &self.plan.workflow {
+            let leg_start = self.leg_start;
+            self.leg_metadata(workflow, leg_start, None);
+        }
         self.mark_finished(RunStatus::Failed);
         self.checkpoint("run_failed", step_id, json!({"error": error}), true)
             .await

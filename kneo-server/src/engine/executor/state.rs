@@ -63,6 +63,9 @@ pub(super) struct Execution<'a> {
     pub(super) histories: AgentHistories,
     /// Model calls and steps of this leg, reported as `metadata.iterations`.
     pub(super) iterations: u64,
+    /// Why a graph stopped (`terminal_node`, `no_matching_edge`, `max_steps`), as
+    /// `metadata.workflow.termination` reports it.
+    pub(super) termination: Option<&'static str>,
 }
 
 impl<'a> Execution<'a> {
@@ -91,6 +94,7 @@ impl<'a> Execution<'a> {
             graph_state: None,
             histories,
             iterations: 0,
+            termination: None,
         }
     }
 
@@ -212,15 +216,28 @@ impl<'a> Execution<'a> {
         pending_step: Option<&str>,
     ) {
         let order = workflow.run_order();
-        let leg = &order[start_index.min(order.len())..];
+        let leg: Vec<&str> = if workflow.graph.is_some() {
+            // A graph's steps are the nodes it visited, in visit order.
+            self.run.visited_nodes.iter().map(String::as_str).collect()
+        } else {
+            order[start_index.min(order.len())..].to_vec()
+        };
+        let leg = json!(leg);
         let duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
-        let visited = self.run.visited_steps.clone();
-        let metadata = &mut self.run.metadata;
-        let mut summary = json!({"name": workflow.name, "type": workflow.kind.as_str(), "visited_steps": visited});
+        let mut summary = json!({"name": workflow.name, "type": workflow.kind.as_str()});
         if workflow.graph.is_some() {
             summary["visited_nodes"] = json!(self.run.visited_nodes);
             summary["current_node_id"] = json!(self.run.current_node_id);
+            if let Some(termination) = self.termination {
+                summary["termination"] = json!(termination);
+            }
+            if let Some(step) = pending_step {
+                summary["pending_node_id"] = json!(step);
+            }
+        } else {
+            summary["visited_steps"] = json!(self.run.visited_steps);
         }
+        let metadata = &mut self.run.metadata;
         if let Some(orchestration) = &workflow.orchestration {
             let rounds = (workflow.kind == WorkflowType::GroupChat).then_some(orchestration.rounds);
             summary["rounds"] = json!(rounds);
