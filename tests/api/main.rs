@@ -8,6 +8,7 @@ mod cli;
 mod crashes;
 mod degraded;
 mod golden;
+mod golden_spec_behaviour;
 mod human;
 mod inputs;
 mod runs;
