@@ -59,17 +59,18 @@ const fn answers(status: u16, code: Option<&'static str>, why: &'static str) -> 
     }
 }
 
-const AGENT_JUDGE: &str = "type: agent guardrails run their judge (kneo-serv answers 404 Unknown component reference)";
-const STEP_OUTPUT_REWRITE: &str =
-    "a workflow-stage redact/revise reaches the next step and the output (kneo-serv rewrites only the checkpoint)";
-const MAX_ITERATIONS: &str =
-    "a run stopped at max iterations answers status failed, as it is stored (kneo-serv's body says max_iterations)";
-const RUNTIME_REFUSED: &str =
-    "a runtime that cannot run the agent is a validation error, so validate and run agree (kneo-serv answers 500)";
+const AGENT_JUDGE: &str =
+    "type: agent guardrails run their judge (kneo-serv answers 404 Unknown component reference)";
+const STEP_OUTPUT_REWRITE: &str = "a workflow-stage redact/revise reaches the next step and the output (kneo-serv rewrites only the checkpoint)";
+const MAX_ITERATIONS: &str = "a run stopped at max iterations answers status failed, as it is stored (kneo-serv's body says max_iterations)";
+const RUNTIME_REFUSED: &str = "a runtime that cannot run the agent is a validation error, so validate and run agree (kneo-serv answers 500)";
 
 /// Recording number → what kneo answers instead, and why.
 const DIVERGENCES: &[(&str, Divergence)] = &[
-    ("188", answers(422, Some("guardrail_violation"), AGENT_JUDGE)),
+    (
+        "188",
+        answers(422, Some("guardrail_violation"), AGENT_JUDGE),
+    ),
     (
         "189",
         Divergence {
@@ -79,9 +80,18 @@ const DIVERGENCES: &[(&str, Divergence)] = &[
             ..AS_RECORDED
         },
     ),
-    ("199", answers(422, Some("guardrail_violation"), AGENT_JUDGE)),
-    ("211", answers(422, Some("guardrail_violation"), AGENT_JUDGE)),
-    ("222", answers(422, Some("guardrail_violation"), AGENT_JUDGE)),
+    (
+        "199",
+        answers(422, Some("guardrail_violation"), AGENT_JUDGE),
+    ),
+    (
+        "211",
+        answers(422, Some("guardrail_violation"), AGENT_JUDGE),
+    ),
+    (
+        "222",
+        answers(422, Some("guardrail_violation"), AGENT_JUDGE),
+    ),
     (
         "225",
         Divergence {
@@ -378,7 +388,11 @@ fn compare(golden: &Golden, answer: &Answer, divergence: Divergence) {
     let status = divergence
         .status
         .map_or(golden.response.status, |(status, _)| status);
-    assert_eq!(answer.status, status, "{context}{reason}: status; body {}", answer.text);
+    assert_eq!(
+        answer.status, status,
+        "{context}{reason}: status; body {}",
+        answer.text
+    );
     let recorded = facts(&golden.response.body);
     let ours = facts(&answer.body);
     if let Some((_, code)) = divergence.status {
@@ -386,7 +400,11 @@ fn compare(golden: &Golden, answer: &Answer, divergence: Divergence) {
         assert_eq!(ours.error.as_deref(), code, "{context}{reason}: error code");
         return;
     }
-    assert_eq!(ours.error, recorded.error, "{context}: error code; {}", answer.text);
+    assert_eq!(
+        ours.error, recorded.error,
+        "{context}: error code; {}",
+        answer.text
+    );
     assert_eq!(
         ours.violation_type, recorded.violation_type,
         "{context}: violation_type"
@@ -432,7 +450,10 @@ fn compare(golden: &Golden, answer: &Answer, divergence: Divergence) {
         recorded.trace_types,
         ours.trace_types
     );
-    assert_eq!(ours.checkpoints, recorded.checkpoints, "{context}: checkpoints");
+    assert_eq!(
+        ours.checkpoints, recorded.checkpoints,
+        "{context}: checkpoints"
+    );
 }
 
 /// A list request with filters this server does not serve yet falls back to the newest run.
@@ -456,8 +477,8 @@ async fn replay_categories(server: &KneoServer) {
             if replayed_elsewhere(&golden) {
                 continue;
             }
-            let is_list = golden.request.method == "GET"
-                && golden.request.path.starts_with("/v1/runs?");
+            let is_list =
+                golden.request.method == "GET" && golden.request.path.starts_with("/v1/runs?");
             let answer = if is_list {
                 replay_list(&api, &ids, &golden).await
             } else {
@@ -487,10 +508,8 @@ async fn spec_behaviour_replays_on_postgres() {
 /// The divergences the table allows are the ones docs/service_api.md lists, by number.
 #[test]
 fn every_divergence_is_documented() {
-    let docs = std::fs::read_to_string(
-        kneo_testkit::workspace::root().join("docs/service_api.md"),
-    )
-    .expect("read docs/service_api.md");
+    let docs = std::fs::read_to_string(kneo_testkit::workspace::root().join("docs/service_api.md"))
+        .expect("read docs/service_api.md");
     let section = docs
         .split("## Where kneo differs on purpose")
         .nth(1)
