@@ -105,7 +105,7 @@ pub async fn replay(api: &Api, ids: &IdMap, golden: &Golden) -> Answer {
                 .split(' ')
                 .next()
                 .and_then(|n| n.parse().ok())
-                .expect("a byte count");
+                .unwrap_or_else(|| panic!("no byte count in {placeholder:?}"));
             let mut body = br#"{"input":""#.to_vec();
             body.resize(size - 2, b'x');
             body.extend_from_slice(br#""}"#);
@@ -118,7 +118,7 @@ pub async fn replay(api: &Api, ids: &IdMap, golden: &Golden) -> Answer {
         }
         body => {
             let body: Value = serde_json::from_str(&ids.apply(&body.to_string()))
-                .expect("rewritten body is JSON");
+                .unwrap_or_else(|error| panic!("the rewritten body is not JSON: {error}"));
             api.send(&golden.request.method, &path, &headers, Some(&body))
                 .await
         }

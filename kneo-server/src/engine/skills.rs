@@ -11,12 +11,14 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
 use crate::spec::model::SkillSpec;
 use crate::spec::parse::{SpecLimits, parse_yaml};
+use crate::spec::path::SpecPathError;
+use crate::spec::skill_source::resolve_skill_source;
 
 /// Largest bundle file read (instructions or metadata).
 const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -45,34 +47,12 @@ pub enum SkillError {
     Invalid { skill: String, problem: String },
 }
 
-/// Resolves a skill `source` inside `root`: relative to it, or absolute inside it; never
-/// through `..` or `~`, and never through a symlink that leaves it.
+/// Resolves a skill `source` inside `root` (see [`crate::spec::skill_source`]).
 fn confine(root: &Path, source: &str) -> Result<PathBuf, SkillError> {
-    if source.contains('\0') || source.starts_with('~') {
-        return Err(SkillError::Confined);
-    }
-    let requested = Path::new(source);
-    if requested
-        .components()
-        .any(|component| component == Component::ParentDir)
-    {
-        return Err(SkillError::Confined);
-    }
-    let canonical_root = root.canonicalize().map_err(|_| SkillError::NotReadable)?;
-    let joined = if requested.is_absolute() {
-        requested.to_path_buf()
-    } else {
-        canonical_root.join(requested)
-    };
-    // An absolute path outside the root is refused before the file system is asked about it.
-    if requested.is_absolute() && !joined.starts_with(&canonical_root) {
-        return Err(SkillError::Confined);
-    }
-    let canonical = joined.canonicalize().map_err(|_| SkillError::NotReadable)?;
-    if !canonical.starts_with(&canonical_root) {
-        return Err(SkillError::Confined);
-    }
-    Ok(canonical)
+    resolve_skill_source(root, source).map_err(|error| match error {
+        SpecPathError::Confined => SkillError::Confined,
+        SpecPathError::NotReadable => SkillError::NotReadable,
+    })
 }
 
 /// Reads a bundle file, checking again that it stays inside the root (a symlink in the bundle).

@@ -35,7 +35,7 @@ pub(super) async fn run_nested_workflow(
         visits += 1;
         if visits > cap {
             return Err(StepFailure::new(
-                "max_steps_exceeded",
+                "max_iterations",
                 format!(
                     "nested workflow {}: more than max_steps={cap} node visits",
                     workflow.name
