@@ -244,14 +244,6 @@ const DIVERGENCES: &[(&str, Divergence)] = &[
     ),
     ("333", answers(400, Some("spec_invalid"), RUNTIME_REFUSED)),
     (
-        "344",
-        answers(
-            400,
-            Some("spec_invalid"),
-            "a '..' skill source is refused the same way at validate and at run",
-        ),
-    ),
-    (
         "381",
         answers(
             200,

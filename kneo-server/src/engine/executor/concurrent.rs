@@ -16,7 +16,8 @@ use serde_json::{Map, Value, json};
 
 use super::human::{PausePosition, pause_for_human};
 use super::policy::{StepResult, police};
-use super::state::{Execution, StepFailure, message};
+use super::state::{Execution, StepFailure};
+use super::steps::{completed_metadata, continued_metadata};
 use super::{Interrupt, Outcome};
 use crate::engine::plan::{Plan, Unit, WorkflowPlan};
 
@@ -132,20 +133,7 @@ pub(super) async fn run_concurrent(
         }
         match policed.result {
             StepResult::Done(output) => {
-                execution.add_usage(&output);
-                execution.run.visited_steps.push(step.id.clone());
-                execution.count_iteration(&step.id);
-                execution
-                    .run
-                    .messages
-                    .push(message("assistant", &output.text, Some(&step.id)));
-                execution.emit(
-                    execution
-                        .event("step_completed")
-                        .with("workflow_name", workflow.name.clone())
-                        .with("step_id", step.id.clone())
-                        .output(&output.text),
-                );
+                execution.record_step_done(workflow, step, &output);
                 outputs.insert(step.id.clone(), json!(output.text));
                 execution.concurrent_context(
                     "step_completed",
@@ -154,36 +142,17 @@ pub(super) async fn run_concurrent(
                     Some(&output.text),
                     &outputs,
                 );
-                let metadata = json!({
-                    "workflow_type": workflow.kind.as_str(),
-                    "input_text": input,
-                    "output_text": output.text,
-                    "error": null,
-                    "iteration": 1,
-                });
+                let metadata = completed_metadata(workflow, &input, &output.text);
                 execution
                     .checkpoint("step_completed", Some(&step.id), metadata, false)
                     .await?;
             }
             StepResult::Skipped(failure) => {
                 // on_error: continue: the participant contributes nothing.
-                execution.run.visited_steps.push(step.id.clone());
-                execution.emit(
-                    execution
-                        .event("step_failed")
-                        .with("workflow_name", workflow.name.clone())
-                        .with("step_id", step.id.clone())
-                        .metadata(json!({"on_error": "continue"}))
-                        .error(failure.kind, &failure.message),
-                );
+                execution.record_step_continued(workflow, step, &failure);
                 outputs.insert(step.id.clone(), Value::Null);
                 execution.concurrent_context("step_failed", Some(&step.id), &input, None, &outputs);
-                let metadata = json!({
-                    "workflow_type": workflow.kind.as_str(),
-                    "input_text": input,
-                    "error": {"type": failure.kind, "message": failure.message},
-                    "continued": true,
-                });
+                let metadata = continued_metadata(workflow, &input, &failure);
                 execution
                     .checkpoint("step_failed", Some(&step.id), metadata, false)
                     .await?;

@@ -12,6 +12,7 @@
 //!
 //! What the runners share:
 //! - [`state`]: the bookkeeping of a running run (trace events, metadata, token counts);
+//!   [`steps`]: what a runner records about a finished step;
 //! - [`checkpoint`]: checkpoint documents and the one function that writes a boundary;
 //! - [`lifecycle`]: the `run_started` prologue, completion and failure;
 //! - [`policy`]: retries, timeouts and `on_error` of a step; [`unit`]: the work of one attempt,
@@ -28,6 +29,7 @@ mod nested;
 mod policy;
 mod sequential;
 mod state;
+mod steps;
 mod unit;
 
 use std::time::Duration;

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 use super::human::{PausePosition, pause_for_human};
 use super::policy::{StepResult, run_step_with_policy};
-use super::state::{Execution, message};
+use super::state::Execution;
+use super::steps::{completed_metadata, continued_metadata};
 use super::{Interrupt, Outcome};
 use crate::engine::plan::{Plan, Unit, WorkflowPlan};
 
@@ -102,20 +103,7 @@ pub(super) async fn run_sequential(
         let result = run_step_with_policy(execution, workflow, step, &current_input).await?;
         match result {
             StepResult::Done(output) => {
-                execution.add_usage(&output);
-                execution.run.visited_steps.push(step.id.clone());
-                execution.count_iteration(&step.id);
-                execution
-                    .run
-                    .messages
-                    .push(message("assistant", &output.text, Some(&step.id)));
-                execution.emit(
-                    execution
-                        .event("step_completed")
-                        .with("workflow_name", workflow.name.clone())
-                        .with("step_id", step.id.clone())
-                        .output(&output.text),
-                );
+                execution.record_step_done(workflow, step, &output);
                 let previous_input = std::mem::replace(&mut current_input, output.text.clone());
                 execution.run.current_step_index = Some(index as i64 + 1);
                 execution.set_context(
@@ -125,27 +113,13 @@ pub(super) async fn run_sequential(
                     Some(&output.text),
                     &current_input,
                 );
-                let metadata = json!({
-                    "workflow_type": workflow.kind.as_str(),
-                    "input_text": previous_input,
-                    "output_text": output.text,
-                    "error": null,
-                    "iteration": 1,
-                });
+                let metadata = completed_metadata(workflow, &previous_input, &output.text);
                 execution
                     .checkpoint("step_completed", Some(&step.id), metadata, false)
                     .await?;
             }
             StepResult::Skipped(failure) => {
-                execution.run.visited_steps.push(step.id.clone());
-                execution.emit(
-                    execution
-                        .event("step_failed")
-                        .with("workflow_name", workflow.name.clone())
-                        .with("step_id", step.id.clone())
-                        .metadata(json!({"on_error": "continue"}))
-                        .error(failure.kind, &failure.message),
-                );
+                execution.record_step_continued(workflow, step, &failure);
                 execution.run.current_step_index = Some(index as i64 + 1);
                 execution.set_context(
                     "step_failed",
@@ -154,12 +128,7 @@ pub(super) async fn run_sequential(
                     None,
                     &current_input,
                 );
-                let metadata = json!({
-                    "workflow_type": workflow.kind.as_str(),
-                    "input_text": current_input,
-                    "error": {"type": failure.kind, "message": failure.message},
-                    "continued": true,
-                });
+                let metadata = continued_metadata(workflow, &current_input, &failure);
                 execution
                     .checkpoint("step_failed", Some(&step.id), metadata, false)
                     .await?;
