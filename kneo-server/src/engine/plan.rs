@@ -1117,3 +1117,6 @@ fn orchestration(workflow: &WorkflowSpec, ids: &[&str]) -> OrchestrationPlan {
         max_turns,
     }
 }
+
+#[cfg(test)]
+mod tests;
