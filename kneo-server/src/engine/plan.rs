@@ -1206,3 +1206,6 @@ fn orchestration(workflow: &WorkflowSpec, ids: &[&str]) -> OrchestrationPlan {
         max_turns,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1022,7 +1022,13 @@ pub static EDGE: Block = Block {
         key("from", value(Text), runs("engine/plan.rs", "edge.from")),
         key("to", value(Text), runs("engine/plan.rs", "edge.to")),
         key("condition", Shape::Block(&CONDITION), STRUCTURE),
-        key("label", value(Text), shown("engine/graph.rs", "label")),
+        key(
+            "label",
+            value(Text),
+            ignored(
+                "edge labels are for graph views (GET /runs/{id}/graph, POST /specs/graph), which this build does not serve yet; the compiled plan keeps them",
+            ),
+        ),
     ],
 };
 

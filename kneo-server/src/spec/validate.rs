@@ -336,7 +336,7 @@ pub fn validate(value: &Value, catalog: &dyn Catalog) -> Validation {
         };
     };
     components::check(&spec, catalog, &mut diagnostics);
-    policy_blocks::check(&spec, &mut diagnostics);
+    policy_blocks::check(&spec, !schema.guardrails_incomplete, &mut diagnostics);
     workflows::check(&spec, &mut diagnostics);
     cycles::check(&spec, &mut diagnostics);
     governance::check(&spec, &mut diagnostics);

@@ -262,7 +262,9 @@ impl Reader {
                 .enumerate()
                 .filter_map(|(position, item)| {
                     let item_path = index(&stage_path, position);
-                    reader.guardrail(item, &item_path, stage, agent, position)
+                    let read = reader.guardrail(item, &item_path, stage, agent, position);
+                    reader.guardrails_incomplete |= read.is_none();
+                    read
                 })
                 .collect()
         };

@@ -35,6 +35,9 @@ pub(crate) struct SchemaOutcome {
     pub diagnostics: Vec<Diagnostic>,
     /// `None` when a structural (`E_SCHEMA`) error makes the typed model unreliable.
     pub spec: Option<Spec>,
+    /// A guardrail item could not be read (and was reported): positions in the typed lists no
+    /// longer match the document, so checks that name items by position are skipped.
+    pub guardrails_incomplete: bool,
 }
 
 /// Reads `value` (a migrated, expanded spec document) into the typed model; `source_version`
@@ -45,6 +48,7 @@ pub(crate) fn read_spec(value: &Value, source_version: Option<String>) -> Schema
     SchemaOutcome {
         spec: (!reader.structural).then_some(spec),
         diagnostics: reader.diagnostics,
+        guardrails_incomplete: reader.guardrails_incomplete,
     }
 }
 
@@ -143,6 +147,7 @@ fn traversal_problem(path: &str) -> Option<&'static str> {
 struct Reader {
     diagnostics: Vec<Diagnostic>,
     structural: bool,
+    guardrails_incomplete: bool,
 }
 
 impl Reader {

@@ -1090,11 +1090,15 @@ fn guardrail_rules() {
         "agent.guardrails.output[0].action",
     );
     // Recording 238: a check with nothing to match is valid, and says it never matches.
+    let validation = check_json(with_agent(json!({})).tap_agent(json!({"guardrails": {
+        "workflow": [{"id": "leak", "type": "keyword", "action": "block"}],
+    }})));
     expect(
         &validation,
         "W_GUARDRAIL_NEVER_MATCHES",
         "agent.guardrails.workflow[0].config",
     );
+    assert!(validation.valid());
 }
 
 // ---- governance ----------------------------------------------------------------------------
@@ -1264,4 +1268,361 @@ fn mutated_examples_give_diagnostics_never_panics() {
             }
         }
     }
+}
+
+// ---- kneo-serv's rules beyond the recorded specs -------------------------------------------
+
+#[test]
+fn guardrail_refs_types_and_patterns() {
+    let validation = check_json(
+        with_agent(json!({"components": {
+            "functions": {"guard": {"implementation": "examples.app_functions.build_report"}},
+            "agents": {"judge": {"name": "judge", "guardrails": {"workflow": [{"id": "w", "type": "keyword", "config": {"keywords": ["x"]}}]}}}
+        }}))
+        .tap_agent(json!({"guardrails": {
+            "input": [
+                {"id": "f", "type": "function"},
+                {"id": "g", "type": "function", "ref": "missing"},
+                {"id": "h", "type": "agent", "ref": "guard"},
+                {"id": "i", "type": "regex", "ref": "guard", "config": {"patterns": ["(unclosed"], "keywords": ["k"]}},
+                {"id": "k", "type": "keyword", "mode": "middleware", "target": "input"},
+            ],
+        }})),
+    );
+    expect(
+        &validation,
+        "E_GUARDRAIL_REF_REQUIRED",
+        "agent.guardrails.input[0].ref",
+    );
+    let unknown: Vec<&str> = found(&validation)
+        .into_iter()
+        .filter(|(code, _)| *code == "E_GUARDRAIL_REF_UNKNOWN")
+        .map(|(_, path)| path)
+        .collect();
+    assert_eq!(
+        unknown,
+        [
+            "agent.guardrails.input[1].ref",
+            "agent.guardrails.input[2].ref"
+        ]
+    );
+    expect(
+        &validation,
+        "E_GUARDRAIL_PATTERN_INVALID",
+        "agent.guardrails.input[3].config.patterns[0]",
+    );
+    let ignored: Vec<&str> = found(&validation)
+        .into_iter()
+        .filter(|(code, _)| *code == "W_GUARDRAIL_FIELD_IGNORED")
+        .map(|(_, path)| path)
+        .collect();
+    assert_eq!(
+        ignored,
+        [
+            "agent.guardrails.input[3].ref",
+            "agent.guardrails.input[3].config.keywords"
+        ]
+    );
+    expect(
+        &validation,
+        "W_GUARDRAIL_NEVER_MATCHES",
+        "agent.guardrails.input[4].config",
+    );
+    expect(
+        &validation,
+        "W_GUARDRAIL_STAGE_IGNORED",
+        "components.agents.judge.guardrails.workflow",
+    );
+    // `target` has no effect; `mode: middleware` is the default and says nothing.
+    assert!(
+        validation
+            .diagnostics
+            .iter()
+            .any(|d| d.code == "W_SPEC_KEY_NO_EFFECT"
+                && d.path == "agent.guardrails.input[4].target")
+    );
+    assert!(
+        !validation
+            .diagnostics
+            .iter()
+            .any(|d| d.path.ends_with(".mode"))
+    );
+
+    // An item that cannot be read is reported alone: later items are not named by a shifted
+    // position.
+    let validation = check_json(
+        with_agent(json!({})).tap_agent(json!({"guardrails": {"input": [
+            {"id": "j", "type": "shell"},
+            {"id": "k", "type": "keyword"},
+        ]}})),
+    );
+    assert_eq!(
+        found(&validation),
+        [(
+            "E_GUARDRAIL_TYPE_UNSUPPORTED",
+            "agent.guardrails.input[0].type"
+        )]
+    );
+}
+
+#[test]
+fn guardrail_actions_follow_each_stage() {
+    for (stage, action, honoured) in [
+        ("input", "redact", false),
+        ("input", "revise", false),
+        ("input", "escalate", true),
+        ("output", "redact", false),
+        ("output", "revise", true),
+        ("tool", "redact", true),
+        ("workflow", "revise", true),
+        ("tool", "explode", false),
+    ] {
+        let validation = check_json(with_agent(json!({})).tap_agent(json!({"guardrails": {
+            stage: [{"id": "g", "type": "regex", "action": action, "config": {"patterns": ["x"]}}]
+        }})));
+        let refused = found(&validation).contains(&(
+            "E_GUARDRAIL_ACTION_UNSUPPORTED",
+            &format!("agent.guardrails.{stage}[0].action")[..],
+        ));
+        assert_eq!(
+            refused, !honoured,
+            "{stage} {action}: {:#?}",
+            validation.diagnostics
+        );
+    }
+    let validation = check_json(with_agent(json!({})).tap_agent(
+        json!({"guardrails": {"input": [{"id": "g", "type": "regex", "mode": "runtime", "config": {"patterns": ["x"]}}]}}),
+    ));
+    expect(
+        &validation,
+        "E_GUARDRAIL_MODE_UNSUPPORTED",
+        "agent.guardrails.input[0].mode",
+    );
+}
+
+#[test]
+fn memory_refs_and_fields() {
+    let memory = |block: Value| {
+        check_json(
+            with_agent(json!({"components": {"functions": {"sum": {"implementation": "examples.app_functions.build_report"}}}}))
+                .tap_agent(json!({"memory": block})),
+        )
+    };
+    expect(
+        &memory(json!({"policy": "summary"})),
+        "E_MEMORY_REF_REQUIRED",
+        "agent.memory.summarizer",
+    );
+    expect(
+        &memory(json!({"policy": "retrieval", "retriever": {"ref": "nope"}})),
+        "E_MEMORY_REF_UNKNOWN",
+        "agent.memory.retriever.ref",
+    );
+    expect(
+        &memory(json!({"policy": "sliding_window", "top_k": 3})),
+        "W_MEMORY_FIELD_IGNORED",
+        "agent.memory.top_k",
+    );
+    assert_clean(&memory(
+        json!({"policy": "summary", "summarizer": {"ref": "sum"}}),
+    ));
+    let unknown = memory(json!({"policy": "vector_db"}));
+    let diagnostic = expect(&unknown, "E_MEMORY_POLICY_UNKNOWN", "agent.memory.policy");
+    assert_eq!(diagnostic.message, "Unknown memory policy: vector_db");
+    // `memory: {}` declares nothing.
+    assert_clean(&memory(json!({})));
+}
+
+#[test]
+fn condition_rules_and_graph_fallbacks() {
+    let graph = |edges: Value, nodes: Value| {
+        check_json(with_agent(
+            json!({"workflow": {"type": "graph", "start": "a", "nodes": nodes, "edges": edges}}),
+        ))
+    };
+    let two = json!({"a": step("a", "agent", "root"), "b": step("b", "agent", "root")});
+    let validation = graph(
+        json!([
+            {"from": "a", "to": "b", "condition": {"type": "not"}},
+            {"from": "a", "to": "b", "condition": {"type": "always", "value": "x", "case_sensitive": true}},
+            {"from": "a", "to": "b", "condition": {"type": "any_of", "conditions": [{"type": "variable_equals", "key": "k"}]}},
+        ]),
+        two.clone(),
+    );
+    expect(
+        &validation,
+        "E_CONDITION_CHILD",
+        "workflow.edges[0].condition.condition",
+    );
+    let ignored: Vec<&str> = found(&validation)
+        .into_iter()
+        .filter(|(code, _)| *code == "W_CONDITION_FIELD_IGNORED")
+        .map(|(_, path)| path)
+        .collect();
+    assert_eq!(
+        ignored,
+        [
+            "workflow.edges[1].condition.value",
+            "workflow.edges[1].condition.case_sensitive"
+        ]
+    );
+    expect(
+        &validation,
+        "E_CONDITION_VALUE",
+        "workflow.edges[2].condition.conditions[0].value",
+    );
+    expect(
+        &validation,
+        "W_CONDITION_VARIABLES_UNSET",
+        "workflow.edges[2].condition.conditions[0]",
+    );
+
+    let validation = graph(
+        json!([{"from": "a", "to": "b"}]),
+        json!({
+            "a": {"id": "a", "kind": "agent", "ref": "root", "on_error": "fallback"},
+            "b": {"id": "b", "kind": "agent", "ref": "root", "fallback_ref": "h", "on_error": "fallback"},
+            "c": {"id": "c", "kind": "agent", "ref": "root", "fallback_ref": "zz", "on_error": "fallback"},
+            "h": {"id": "h", "kind": "human", "ref": "reviewer"},
+        }),
+    );
+    expect(
+        &validation,
+        "E_GRAPH_NODE_FALLBACK_REF",
+        "workflow.nodes.a.fallback_ref",
+    );
+    expect(
+        &validation,
+        "E_GRAPH_FALLBACK_HUMAN",
+        "workflow.nodes.b.fallback_ref",
+    );
+    expect(
+        &validation,
+        "E_GRAPH_NODE_FALLBACK_UNKNOWN",
+        "workflow.nodes.c.fallback_ref",
+    );
+    expect(&validation, "E_STEP_HUMAN_REF", "workflow.nodes.h.ref");
+}
+
+#[test]
+fn sequential_fallback_to_a_disabled_step_only_warns() {
+    let validation = check_json(with_agent(
+        json!({"workflow": {"type": "sequential", "steps": [
+            {"id": "a", "kind": "agent", "ref": "root", "on_error": "fallback", "fallback_ref": "b"},
+            {"id": "b", "kind": "agent", "ref": "root", "enabled": false},
+        ]}}),
+    ));
+    expect(
+        &validation,
+        "W_STEP_FALLBACK_DISABLED",
+        "workflow.steps[0].fallback_ref",
+    );
+    assert!(validation.valid());
+    let validation = check_json(with_agent(
+        json!({"workflow": {"type": "sequential", "steps": [
+            {"id": "a", "kind": "agent", "ref": "root", "enabled": true, "disabled": true},
+        ]}}),
+    ));
+    expect(&validation, "E_SCHEMA", "workflow.steps[0].disabled");
+}
+
+#[test]
+fn tools_mcp_and_humans_beyond_the_recordings() {
+    let validation = check_json(with_agent(json!({
+        "tools": {
+            "ask": {"description": "Ask.", "agent": "root", "parameters": {"type": "object"}},
+            "remote": {"description": "R.", "mcp": {"name": "x"}},
+        },
+        "mcp_servers": {"local": {"transport": "stdio", "command": "srv", "url": "http://x", "verify": false}},
+        "components": {"humans": {"h": {"response_role": "system"}}},
+    })));
+    expect(
+        &validation,
+        "W_AGENT_TOOL_PARAMETERS_IGNORED",
+        "tools.ask.parameters",
+    );
+    expect(&validation, "E_MCP_TOOL_NO_SERVER", "tools.remote.mcp");
+    let ignored: Vec<&str> = found(&validation)
+        .into_iter()
+        .filter(|(code, _)| *code == "W_MCP_FIELD_IGNORED")
+        .map(|(_, path)| path)
+        .collect();
+    assert_eq!(
+        ignored,
+        ["mcp_servers.local.url", "mcp_servers.local.verify"]
+    );
+    assert!(
+        !found(&validation)
+            .iter()
+            .any(|(code, _)| *code == "W_MCP_TLS_VERIFY_DISABLED")
+    );
+    expect(
+        &validation,
+        "W_HUMAN_RESPONSE_ROLE_SYSTEM",
+        "components.humans.h.response_role",
+    );
+
+    // kneo's permission spelling and kneo-serv's may not contradict each other.
+    let validation = check_json(with_agent(json!({})).tap_agent(
+        json!({"tools": {"include": [], "permissions": {"network": true, "allow_network": false}}}),
+    ));
+    expect(&validation, "E_SCHEMA", "agent.tools.permissions.network");
+    let validation = check_json(with_agent(json!({})).tap_agent(
+        json!({"tools": {"include": [], "exclude": ["web_search"], "permissions": {"network": true, "allowed_domains": ["example.com"]}}}),
+    ));
+    let spec = validation.spec.clone().unwrap();
+    assert_eq!(
+        spec.agent.tools.unwrap().permissions.unwrap().allow_network,
+        Some(true)
+    );
+    assert!(
+        validation
+            .diagnostics
+            .iter()
+            .any(|d| d.code == "I_SPEC_KNEO_EXTENSION"
+                && d.path == "agent.tools.permissions.network")
+    );
+    assert!(
+        validation
+            .diagnostics
+            .iter()
+            .any(|d| d.code == "W_SPEC_KEY_NO_EFFECT" && d.path == "agent.tools.exclude")
+    );
+}
+
+#[test]
+fn skill_sources_with_traversal_are_schema_errors() {
+    for source in ["../outside", "specs/../../etc", "~/skills", "a\\..\\b"] {
+        let validation = check_json(with_agent(json!({"skills": {"bad": {"source": source}}})));
+        let diagnostic = expect(&validation, "E_SCHEMA", "skills.bad.source");
+        assert!(
+            diagnostic.message.starts_with("skill source must not"),
+            "{}",
+            diagnostic.message
+        );
+    }
+    assert_clean(&check_json(with_agent(
+        json!({"skills": {"ok": {"source": "/etc"}}}),
+    )));
+}
+
+#[test]
+fn shorthands_read_as_their_long_forms() {
+    let validation = check_json(json!({
+        "agent": {"name": "root", "model": "gpt-4o", "strategy": "plan-act"},
+        "workflow": {"type": "sequential", "steps": ["writer"]},
+        "components": {"agents": {"writer": {"name": "writer", "tools": ["web_search"]}}},
+    }));
+    assert!(validation.valid(), "{:#?}", validation.diagnostics);
+    let spec = validation.spec.unwrap();
+    assert_eq!(spec.agent.model.as_ref().unwrap().provider, "default");
+    assert_eq!(
+        spec.agent.strategy_type(),
+        crate::spec::model::StrategyType::PlanAct
+    );
+    assert_eq!(spec.workflow.unwrap().steps[0].reference, "writer");
+    assert_eq!(
+        spec.components.agents["writer"].tool_names(),
+        ["web_search"]
+    );
 }
