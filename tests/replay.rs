@@ -13,7 +13,7 @@ use kneo_testkit::golden::Golden;
 use kneo_testkit::shape::assert_shape;
 use serde_json::Value;
 
-use crate::{Answer, Api};
+use kneo_testkit::http::{Answer, Api};
 
 /// Recorded ids (and timestamps) mapped to ours.
 #[derive(Default)]

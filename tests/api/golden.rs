@@ -8,9 +8,9 @@
 use std::time::Duration;
 
 use kneo_testkit::golden;
+use kneo_testkit::http::Api;
 use kneo_testkit::postgres::shared_cluster;
 use kneo_testkit::server::{KneoServer, OPERATOR_KEY, REVIEWER_KEY, ServerOptions};
-use kneo_tests::Api;
 use kneo_tests::replay::{IdMap, check, replay};
 use serde_json::json;
 

@@ -11,10 +11,10 @@
 //! (docs/service_api.md, "Where kneo differs on purpose").
 
 use kneo_testkit::golden::{Golden, ext};
+use kneo_testkit::http::{Answer, Api};
 use kneo_testkit::postgres::shared_cluster;
 use kneo_testkit::server::{KneoServer, ServerOptions};
 use kneo_tests::replay::{IdMap, replay};
-use kneo_tests::{Answer, Api};
 use serde_json::Value;
 
 /// The categories whose run exchanges are spec behaviour.

@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
+use kneo_testkit::http::Api;
 use kneo_testkit::server::{KneoServer, OPERATOR_KEY, ServerOptions};
-use kneo_tests::Api;
 use serde_json::{Value, json};
 
 fn copy_tree(from: &Path, to: &Path) {

@@ -114,7 +114,7 @@
 //! | `W_TOOL_SHELL_ALLOWED` *ref* | warning | Shell access allowed. |
 //! | `W_TOOL_FILESYSTEM_WRITE_ALLOWED` *ref* | warning | Filesystem writes allowed. |
 //! | `W_TOOL_FILESYSTEM_READ_ALLOWED` *ref* | warning | Filesystem reads allowed. |
-//! | `W_HUMAN_APPROVAL_MISSING` *ref* | warning | Privileged tools or unsafe imports, and no enabled human step in any workflow. |
+//! | `W_HUMAN_APPROVAL_MISSING` *ref* | warning | Privileged tools or risky imports, and no enabled human step in any workflow. |
 //!
 //! The two skill-source codes come from [`super::skill_source`], which needs the spec root; the
 //! platform runs it when a spec is validated or a run is created. Compiling for this build adds `E_PROVIDER_UNAVAILABLE`, `E_RUNTIME_UNAVAILABLE`,

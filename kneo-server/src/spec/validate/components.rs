@@ -333,7 +333,7 @@ fn check_tool(
             out.push(dangerous_import(
                 codes::E_UNSAFE_TOOL_IMPORT,
                 field,
-                format!("Tool '{name}' uses an unsafe implementation import."),
+                format!("Tool '{name}' uses a risky implementation import."),
             ));
         } else if !catalog.has_tool(implementation) && !catalog.has_function(implementation) {
             out.push(
@@ -532,7 +532,7 @@ fn check_function(
                 out.push(dangerous_import(
                     codes::E_UNSAFE_FUNCTION_IMPORT,
                     field,
-                    format!("Function component '{name}' uses an unsafe implementation import."),
+                    format!("Function component '{name}' uses a risky implementation import."),
                 ));
             } else if !catalog.has_function(implementation) {
                 out.push(

@@ -124,7 +124,7 @@ pub(super) fn check(spec: &Spec, out: &mut Vec<Diagnostic>) {
             Diagnostic::warning(
                 codes::W_HUMAN_APPROVAL_MISSING,
                 "workflow",
-                "Spec exposes privileged tools or unsafe imports without a human approval step.",
+                "Spec exposes privileged tools or risky imports without a human approval step.",
             )
             .suggest(
                 "Add a human workflow step before deployment or document why the spec is exempt.",

@@ -221,7 +221,7 @@ fn golden_44_output_is_reproduced_exactly() {
         {
             "code": "W_HUMAN_APPROVAL_MISSING",
             "severity": "warning",
-            "message": "Spec exposes privileged tools or unsafe imports without a human approval step.",
+            "message": "Spec exposes privileged tools or risky imports without a human approval step.",
             "path": "workflow",
             "suggestion": "Add a human workflow step before deployment or document why the spec is exempt."
         }
