@@ -11,6 +11,7 @@ mod golden;
 mod golden_spec_behaviour;
 mod human;
 mod inputs;
+mod overrides;
 mod runs;
 mod scale;
 mod verdicts;

@@ -194,7 +194,9 @@ impl Platform {
         request: CreateRun,
         actor: &str,
     ) -> Result<(StatusCode, Value), ApiError> {
-        let loaded = self.load_run_spec(&request.source).await?;
+        let loaded = self
+            .load_run_spec(&request.source, &request.overrides)
+            .await?;
         let skills = self.freeze_skills(&loaded.spec).await?;
         let plan = crate::engine::plan::compile_run(
             &loaded.spec,

@@ -2,7 +2,7 @@
 //! the async runtime (a hostile document can cost CPU, never a request thread), then validated.
 
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -194,9 +194,15 @@ impl Platform {
 
     /// Validates a spec for `POST /v1/specs/validate`: problems with the document come back as
     /// diagnostics; only an unreadable or confined path is an HTTP error.
-    pub async fn validate_spec(&self, source: &SpecSource) -> Result<Validation, ApiError> {
+    /// `overrides` are merged over the document first, as a run with them would be.
+    pub async fn validate_spec(
+        &self,
+        source: &SpecSource,
+        overrides: &Map<String, Value>,
+    ) -> Result<Validation, ApiError> {
         match self.read_document(source).await {
             Ok(value) => {
+                let value = crate::spec::overrides::apply(value, overrides);
                 let engine = self.engine.clone();
                 let root = self.config.spec_root.clone();
                 tokio::task::spawn_blocking(move || {
@@ -215,19 +221,34 @@ impl Platform {
 
     /// Loads a spec a run will execute: any error-severity diagnostic is `400 spec_invalid`.
     /// Spec files are served from the [`super::spec_cache`] while unchanged.
-    pub async fn load_run_spec(&self, source: &SpecSource) -> Result<LoadedSpec, ApiError> {
-        let SpecSource::Path(requested) = source else {
-            let value = self
-                .read_document(source)
-                .await
-                .map_err(DocumentError::into_api_error)?;
-            let validated = self.validated(value).await?;
-            return Ok(LoadedSpec {
-                value: validated.value.clone(),
-                spec: validated.spec.clone(),
-                spec_path: None,
-                diagnostics: validated.diagnostics.clone(),
-            });
+    /// A request's `overrides` are merged over the document before it is validated (the
+    /// cache holds files as written, so an overridden file is read and checked afresh); the
+    /// merged document is what the run freezes and executes.
+    pub async fn load_run_spec(
+        &self,
+        source: &SpecSource,
+        overrides: &Map<String, Value>,
+    ) -> Result<LoadedSpec, ApiError> {
+        let requested = match source {
+            SpecSource::Path(requested) if overrides.is_empty() => requested,
+            _ => {
+                let value = self
+                    .read_document(source)
+                    .await
+                    .map_err(DocumentError::into_api_error)?;
+                let validated = self
+                    .validated(crate::spec::overrides::apply(value, overrides))
+                    .await?;
+                return Ok(LoadedSpec {
+                    value: validated.value.clone(),
+                    spec: validated.spec.clone(),
+                    spec_path: match source {
+                        SpecSource::Path(requested) => Some(requested.clone()),
+                        SpecSource::Inline(_) => None,
+                    },
+                    diagnostics: validated.diagnostics.clone(),
+                });
+            }
         };
         let loaded = match self.spec_cache.fresh(requested) {
             Some(cached) => cached,

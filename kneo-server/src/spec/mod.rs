@@ -3,6 +3,7 @@
 //! - [`parse`]: bounded, strict YAML/JSON parsing into a `serde_json::Value` ([`SpecLimits`]).
 //! - [`path`]: confinement of `spec_path` (and overlay / skill paths) to the spec root, and the
 //!   size-bounded read of a spec file.
+//! - [`overrides`]: a request's `overrides` merged over the spec document before anything else.
 //! - [`migrate`]: v0 → v1 migration; [`shorthand`]: kneo-serv's short forms, expanded.
 //! - [`keys`]: every accepted key, with where it takes effect or why it has none.
 //! - [`skill_source`]: skill sources confined to the spec root.
@@ -19,6 +20,7 @@ pub mod diagnostic;
 pub mod keys;
 pub mod migrate;
 pub mod model;
+pub mod overrides;
 pub mod parse;
 pub mod path;
 mod schema;
