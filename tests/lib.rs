@@ -1,5 +1,8 @@
 //! Helpers shared by the black-box test binaries of this package. Their HTTP client is
-//! [`kneo_testkit::http::Api`], shared with the other crates' tests.
+//! [`kneo_testkit::http::Api`], shared with the other crates' tests; the golden replay harness
+//! is [`replay`].
+
+pub mod replay;
 
 /// The `(run_id, step_id)` of each line of an invocation log written by the
 /// `kneo.builtin.record_invocation` function (`run_id step_id attempt`), in order. `log` names

@@ -430,6 +430,8 @@ impl Env<'_> {
         for name in ["KNEO_SERV_PROVIDER_RETRIES", "KNEO_SERV_MCP_RETRIES"] {
             self.bounded(name, 0, 20)?;
         }
+        // kneo-serv quietly drops a budget it cannot read; a typo must not lift the ceiling.
+        self.positive("KNEO_SERV_TOKEN_BUDGET", 1)?;
         for name in [
             "KNEO_SERV_PROVIDER_RETRY_ON_TIMEOUT",
             "KNEO_SERV_WORKFLOW_RETRY_ON_TIMEOUT",

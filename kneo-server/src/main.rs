@@ -319,7 +319,14 @@ fn validate_file(path: &std::path::Path, json: bool) -> ExitCode {
         }
     };
     let engine = kneo_server::engine::Engine::with_builtins();
-    let validation = kneo_server::platform::specs::validate_for_this_build(&value, &engine);
+    // Skill sources must lie in the spec root the service would use: KNEO_SERV_SPEC_ROOT, else
+    // the working directory (as kneo-serv's CLI does).
+    let root = std::env::var_os("KNEO_SERV_SPEC_ROOT")
+        .filter(|root| !root.is_empty())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("."));
+    let validation =
+        kneo_server::platform::specs::validate_for_this_build(&value, &engine, Some(&root));
     let valid = validation.valid();
     if json {
         let report = serde_json::json!({

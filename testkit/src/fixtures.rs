@@ -100,3 +100,31 @@ pub fn write_specs(dir: &Path) {
             .unwrap_or_else(|error| panic!("cannot write the spec fixture {path:?}: {error}"));
     }
 }
+
+/// Lays out `dir` as the spec root the ext recordings were made in (their INDEX.md
+/// preconditions): the recorded `specs/` tree (base specs, `specs/ext/`, `specs/inline/`) and the
+/// `ext-catalog` skill bundle at `.agents/skills/ext-catalog`.
+pub fn write_golden_ext_specs(dir: &Path) {
+    let recorded = crate::golden::ext::specs_dir();
+    copy_tree(&recorded, &dir.join("specs"));
+    copy_tree(
+        &recorded.join("ext/catalog/ext-catalog"),
+        &dir.join(".agents/skills/ext-catalog"),
+    );
+}
+
+/// Copies the directory `from` into `to` (created as needed), files and subdirectories.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("create {to:?}: {e}"));
+    let entries = std::fs::read_dir(from).unwrap_or_else(|e| panic!("read {from:?}: {e}"));
+    for entry in entries.flatten() {
+        let source = entry.path();
+        let target = to.join(entry.file_name());
+        if source.is_dir() {
+            copy_tree(&source, &target);
+        } else {
+            std::fs::copy(&source, &target)
+                .unwrap_or_else(|e| panic!("copy {source:?} to {target:?}: {e}"));
+        }
+    }
+}

@@ -5,7 +5,10 @@
 //! Bodies are JSON values; a non-JSON body is a JSON string, either the text itself
 //! (`45_metrics`) or a placeholder such as `"<1100012 raw bytes>"` (`21_runs_create_payload_too_large`).
 //!
-//! The directory is `<workspace root>/../shared/golden/kneo-serv-1.2.0`, or `$KNEO_GOLDEN_DIR`.
+//! The directory is `shared/golden/kneo-serv-1.2.0` above the workspace root, or `$KNEO_GOLDEN_DIR`.
+//! The second set (`NNN_name.json`, grouped into categories by its `INDEX.md`) is read by [`ext`].
+
+pub mod ext;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -51,10 +54,27 @@ pub fn golden_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os(GOLDEN_DIR_ENV) {
         return PathBuf::from(dir);
     }
+    shared_golden("kneo-serv-1.2.0")
+}
+
+/// `shared/golden/<name>` in the nearest directory above the workspace root that has one (the
+/// checkout's parent for the main checkout, further up for a worktree), else beside the root.
+pub(crate) fn shared_golden(name: &str) -> PathBuf {
     let root = workspace::root();
-    root.parent()
-        .unwrap_or(root)
-        .join("shared/golden/kneo-serv-1.2.0")
+    let relative = Path::new("shared/golden").join(name);
+    root.ancestors()
+        .skip(1)
+        .map(|dir| dir.join(&relative))
+        .find(|candidate| candidate.is_dir())
+        .unwrap_or_else(|| root.parent().unwrap_or(root).join(&relative))
+}
+
+/// Overrides the directory of the extended recordings (`kneo-serv-1.2.0-ext`).
+pub use ext::GOLDEN_EXT_DIR_ENV;
+
+/// The directory of the extended recordings (see [`ext::dir`]).
+pub fn ext_dir() -> PathBuf {
+    ext::dir()
 }
 
 /// Loads the golden file whose name starts with `<prefix>_`, e.g. `load("08")`.
@@ -77,11 +97,16 @@ pub fn all() -> Vec<Golden> {
 }
 
 fn golden_files() -> Vec<PathBuf> {
-    let dir = golden_dir();
-    let entries = fs::read_dir(&dir).unwrap_or_else(|error| {
+    json_files(&golden_dir())
+}
+
+/// The `*.json` files directly in `dir`, sorted by name.
+pub(crate) fn json_files(dir: &Path) -> Vec<PathBuf> {
+    let entries = fs::read_dir(dir).unwrap_or_else(|error| {
         panic!(
             "cannot read the golden directory {dir:?}: {error}; \
-             set {GOLDEN_DIR_ENV} to the directory holding the NN_name.json files"
+             set {GOLDEN_DIR_ENV} (or {}) to the directory holding the recordings",
+            ext::GOLDEN_EXT_DIR_ENV
         )
     });
     let mut files: Vec<PathBuf> = entries
@@ -93,13 +118,13 @@ fn golden_files() -> Vec<PathBuf> {
     files
 }
 
-fn file_stem(path: &Path) -> String {
+pub(crate) fn file_stem(path: &Path) -> String {
     path.file_stem()
         .map(|stem| stem.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
 
-fn parse_file(path: &Path) -> Golden {
+pub(crate) fn parse_file(path: &Path) -> Golden {
     let text = fs::read_to_string(path)
         .unwrap_or_else(|error| panic!("cannot read golden file {path:?}: {error}"));
     let json: Value = serde_json::from_str(&text)

@@ -36,6 +36,8 @@ pub struct ServerOptions {
     pub port: u16,
     /// `(soft, hard)` RLIMIT_NOFILE of the server process (set with `prlimit` as it starts).
     pub open_file_limit: Option<(u64, u64)>,
+    /// Also lay out the spec root of the ext recordings ([`fixtures::write_golden_ext_specs`]).
+    pub golden_ext_specs: bool,
 }
 
 impl ServerOptions {
@@ -52,6 +54,12 @@ impl ServerOptions {
 
     pub fn postgres(mut self, url: &str) -> ServerOptions {
         self.database_url = Some(url.to_string());
+        self
+    }
+
+    /// Serves from the spec root the ext recordings were made in.
+    pub fn golden_ext_specs(mut self) -> ServerOptions {
+        self.golden_ext_specs = true;
         self
     }
 }
@@ -79,6 +87,9 @@ impl KneoServer {
             });
         let dir = tempdir.path().to_path_buf();
         fixtures::write_specs(&dir);
+        if options.golden_ext_specs {
+            fixtures::write_golden_ext_specs(&dir);
+        }
         let mut server = KneoServer {
             child: None,
             url: String::new(),

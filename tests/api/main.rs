@@ -11,11 +11,14 @@ mod connections;
 mod crashes;
 mod degraded;
 mod golden;
+mod golden_spec_behaviour;
 mod human;
 mod inputs;
+mod overrides;
 mod retries;
 mod runs;
 mod scale;
+mod verdicts;
 
 use std::path::Path;
 

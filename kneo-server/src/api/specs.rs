@@ -28,7 +28,9 @@ pub async fn validate(
     let spec_path = reader.optional_string("spec_path", Some(limits.max_path_chars));
     reader.optional_string("environment", Some(128));
     let overlays = reader.optional_string_list("overlays").unwrap_or_default();
-    reader.optional_object("overrides", Some(limits.max_overrides_bytes));
+    let overrides = reader
+        .optional_object("overrides", Some(limits.max_overrides_bytes))
+        .unwrap_or_default();
     reader.finish()?;
     if !overlays.is_empty() {
         return Err(ApiError::invalid_request(
@@ -49,7 +51,7 @@ pub async fn validate(
             ));
         }
     };
-    let validation = state.platform.validate_spec(&source).await?;
+    let validation = state.platform.validate_spec(&source, &overrides).await?;
     Ok(Json(
         json!({"valid": validation.valid(), "diagnostics": validation.diagnostics}),
     ))

@@ -116,6 +116,23 @@ impl Recorder for StoreRecorder<'_> {
                 progress
                     .audit
                     .push(audit("run.failed", run, json!({"error": run.error})));
+                if let Some(guardrail) = run
+                    .error
+                    .as_ref()
+                    .and_then(|error| error.get("guardrail_id"))
+                    .filter(|id| id.is_string())
+                {
+                    // Who stopped the run and where; the message names patterns, never the text.
+                    let error = run.error.as_ref();
+                    let metadata = json!({
+                        "guardrail_id": guardrail,
+                        "violation_type": error.and_then(|e| e.get("type")),
+                        "step_id": error.and_then(|e| e.get("step_id")),
+                    });
+                    progress
+                        .audit
+                        .push(audit("guardrail.blocked", run, metadata));
+                }
             }
         }
         match self.platform.stores.runs.save_progress(&progress).await {

@@ -642,6 +642,14 @@ fn resumed_run(
     if let Some(state) = graph_state {
         context["graph"] = state;
     }
+    // What the run's agents remember, and a concurrent workflow's results so far, carry over.
+    if let Some(previous) = run.metadata.get("execution_context") {
+        for key in ["agent_histories", "orchestration"] {
+            if let Some(value) = previous.get(key) {
+                context[key] = value.clone();
+            }
+        }
+    }
     run.metadata.insert("execution_context".into(), context);
     run
 }

@@ -246,7 +246,7 @@ impl Platform {
             .get("frozen_spec")
             .and_then(|frozen| frozen.get("base"))
             .ok_or_else(|| format!("run {} has no frozen spec", run.id))?;
-        let validation = crate::spec::validate::validate(frozen, self.engine.as_ref());
+        let validation = specs::validate_for_this_build(frozen, self.engine.as_ref(), None);
         let spec = validation.spec.ok_or_else(|| {
             let errors: Vec<String> = validation
                 .diagnostics
@@ -264,8 +264,38 @@ impl Platform {
             .get("target")
             .and_then(Value::as_str)
             .unwrap_or("workflow");
-        crate::engine::plan::compile(&spec, target, self.engine.as_ref())
+        let skills = run
+            .metadata
+            .get("frozen_spec")
+            .and_then(|frozen| frozen.get("skills"))
+            .and_then(Value::as_object);
+        crate::engine::plan::compile_run(&spec, target, self.engine.as_ref(), skills)
             .map_err(|error| error.to_string())
+    }
+
+    /// Reads every skill the spec declares, once, for the run being created (kneo-serv freezes
+    /// them the same way): a later change to a bundle does not change the run.
+    async fn freeze_skills(
+        &self,
+        spec: &crate::spec::model::Spec,
+    ) -> Result<serde_json::Map<String, Value>, ApiError> {
+        if spec.skills.is_empty() {
+            return Ok(serde_json::Map::new());
+        }
+        let root = self.config.spec_root.clone();
+        let skills = spec.skills.clone();
+        let frozen =
+            tokio::task::spawn_blocking(move || crate::engine::skills::freeze(&root, &skills))
+                .await
+                .map_err(|_| ApiError::internal())?;
+        frozen.map_err(|error| match error {
+            crate::engine::skills::SkillError::Confined => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "spec_path_confined",
+                error.to_string(),
+            ),
+            _ => ApiError::invalid_request(error.to_string()),
+        })
     }
 
     /// `POST /v1/runs`: creates a run and executes it in the request (200) or queues it (202).
@@ -275,10 +305,17 @@ impl Platform {
         actor: &str,
         mark: Option<&Mark>,
     ) -> Result<(StatusCode, Value), ApiError> {
-        let loaded = self.load_run_spec(&request.source).await?;
-        let plan =
-            crate::engine::plan::compile(&loaded.spec, &request.target, self.engine.as_ref())
-                .map_err(|error| specs::spec_invalid(vec![specs::compile_diagnostic(&error)]))?;
+        let loaded = self
+            .load_run_spec(&request.source, &request.overrides)
+            .await?;
+        let skills = self.freeze_skills(&loaded.spec).await?;
+        let plan = crate::engine::plan::compile_run(
+            &loaded.spec,
+            &request.target,
+            self.engine.as_ref(),
+            Some(&skills),
+        )
+        .map_err(|error| specs::spec_invalid(vec![specs::compile_diagnostic(&error)]))?;
         let now = crate::clock::now_text();
         let mut run = RunRecord::new(
             crate::clock::new_id(),
@@ -320,7 +357,7 @@ impl Platform {
         metadata.insert("timeout_seconds".into(), json!(timeout_seconds));
         metadata.insert(
             "frozen_spec".into(),
-            json!({"base": loaded.value, "overlays": []}),
+            json!({"base": loaded.value, "overlays": [], "skills": skills}),
         );
         metadata.insert(
             "caller_metadata".into(),
@@ -441,6 +478,9 @@ impl Platform {
             tracing::error!(target: "kneo_serv.platform", %error, "run execution task failed");
             ApiError::internal()
         })?;
+        if let Some(violation) = responses::guardrail_violation(&finished) {
+            return Err(violation);
+        }
         Ok((StatusCode::OK, responses::run_result(&finished, trace)))
     }
 

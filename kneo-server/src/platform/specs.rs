@@ -2,9 +2,9 @@
 //! the async runtime (a hostile document can cost CPU, never a request thread), then validated.
 
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::Platform;
@@ -51,6 +51,39 @@ pub fn spec_invalid(diagnostics: Vec<Diagnostic>) -> ApiError {
     .with("diagnostics", json!(diagnostics))
 }
 
+/// The error a run answers for an invalid spec: `400 invalid_request` for a version this build
+/// cannot read (kneo-serv's answer), `400 spec_invalid` with the diagnostics otherwise.
+///
+/// Skill sources are refused as kneo-serv refuses them when a run freezes its skills: `422
+/// spec_path_confined` for one outside the spec root (or with `..` / `~`), `400 invalid_request`
+/// for one that does not exist.
+pub fn refusal(diagnostics: Vec<Diagnostic>) -> ApiError {
+    use crate::spec::validate::codes;
+    let is_skill_source = |diagnostic: &Diagnostic| {
+        diagnostic.path.starts_with("skills.") && diagnostic.path.ends_with(".source")
+    };
+    if let Some(version) = diagnostics.iter().find(|d| d.code == codes::E_SPEC_VERSION) {
+        return ApiError::invalid_request(version.message.clone());
+    }
+    if diagnostics.iter().any(|d| {
+        is_skill_source(d)
+            && (d.code == codes::E_SKILL_SOURCE_CONFINED || d.code == codes::E_SCHEMA)
+    }) {
+        return ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "spec_path_confined",
+            crate::spec::skill_source::CONFINED_MESSAGE,
+        );
+    }
+    if diagnostics
+        .iter()
+        .any(|d| d.code == codes::E_SKILL_SOURCE_UNREADABLE)
+    {
+        return ApiError::invalid_request("A referenced file could not be read.");
+    }
+    spec_invalid(diagnostics)
+}
+
 /// A diagnostic for a spec that validated but cannot be compiled on this build.
 pub fn compile_diagnostic(error: &CompileError) -> Diagnostic {
     Diagnostic::error(error.code, error.path.clone(), error.message.clone())
@@ -58,9 +91,29 @@ pub fn compile_diagnostic(error: &CompileError) -> Diagnostic {
 
 /// Validates `value` and, when it is valid, also compiles it for both targets: a spec this build
 /// cannot run (an unavailable provider, an unsupported workflow type) must not be reported valid.
-pub fn validate_for_this_build(value: &Value, engine: &crate::engine::Engine) -> Validation {
+///
+/// `kneo spec validate`, `POST /v1/specs/validate`, runs and continuations all take this one
+/// path, so they give one verdict for one spec.
+///
+/// `skill_root` is the spec root skill sources must lie in; `None` skips that check (a frozen
+/// run resumes with the skills it froze, whatever the disk holds now).
+pub fn validate_for_this_build(
+    value: &Value,
+    engine: &crate::engine::Engine,
+    skill_root: Option<&Path>,
+) -> Validation {
     let mut validation = validate(value, engine);
+    if let (Some(spec), Some(root)) = (&validation.spec, skill_root) {
+        let problems = crate::spec::skill_source::check_skill_sources(spec, root);
+        if !problems.is_empty() {
+            validation.diagnostics.extend(problems);
+            validation.spec = None;
+        }
+    }
     if let Some(spec) = &validation.spec {
+        validation
+            .diagnostics
+            .extend(crate::engine::plan::runtime_notes(spec));
         let mut problems = Vec::new();
         for target in ["workflow", "agent"] {
             if let Err(error) = crate::engine::plan::compile(spec, target, engine) {
@@ -190,13 +243,22 @@ impl Platform {
 
     /// Validates a spec for `POST /v1/specs/validate`: problems with the document come back as
     /// diagnostics; only an unreadable or confined path is an HTTP error.
-    pub async fn validate_spec(&self, source: &SpecSource) -> Result<Validation, ApiError> {
+    /// `overrides` are merged over the document first, as a run with them would be.
+    pub async fn validate_spec(
+        &self,
+        source: &SpecSource,
+        overrides: &Map<String, Value>,
+    ) -> Result<Validation, ApiError> {
         match self.read_document(source).await {
             Ok(value) => {
+                let value = crate::spec::overrides::apply(value, overrides);
                 let engine = self.engine.clone();
-                tokio::task::spawn_blocking(move || validate_for_this_build(&value, &engine))
-                    .await
-                    .map_err(|_| ApiError::internal())
+                let root = self.config.spec_root.clone();
+                tokio::task::spawn_blocking(move || {
+                    validate_for_this_build(&value, &engine, Some(&root))
+                })
+                .await
+                .map_err(|_| ApiError::internal())
             }
             Err(DocumentError::Parse(message)) => Ok(Validation {
                 diagnostics: vec![parse_diagnostic(message)],
@@ -208,19 +270,34 @@ impl Platform {
 
     /// Loads a spec a run will execute: any error-severity diagnostic is `400 spec_invalid`.
     /// Spec files are served from the [`super::spec_cache`] while unchanged.
-    pub async fn load_run_spec(&self, source: &SpecSource) -> Result<LoadedSpec, ApiError> {
-        let SpecSource::Path(requested) = source else {
-            let value = self
-                .read_document(source)
-                .await
-                .map_err(DocumentError::into_api_error)?;
-            let validated = self.validated(value).await?;
-            return Ok(LoadedSpec {
-                value: validated.value.clone(),
-                spec: validated.spec.clone(),
-                spec_path: None,
-                diagnostics: validated.diagnostics.clone(),
-            });
+    /// A request's `overrides` are merged over the document before it is validated (the
+    /// cache holds files as written, so an overridden file is read and checked afresh); the
+    /// merged document is what the run freezes and executes.
+    pub async fn load_run_spec(
+        &self,
+        source: &SpecSource,
+        overrides: &Map<String, Value>,
+    ) -> Result<LoadedSpec, ApiError> {
+        let requested = match source {
+            SpecSource::Path(requested) if overrides.is_empty() => requested,
+            _ => {
+                let value = self
+                    .read_document(source)
+                    .await
+                    .map_err(DocumentError::into_api_error)?;
+                let validated = self
+                    .validated(crate::spec::overrides::apply(value, overrides))
+                    .await?;
+                return Ok(LoadedSpec {
+                    value: validated.value.clone(),
+                    spec: validated.spec.clone(),
+                    spec_path: match source {
+                        SpecSource::Path(requested) => Some(requested.clone()),
+                        SpecSource::Inline(_) => None,
+                    },
+                    diagnostics: validated.diagnostics.clone(),
+                });
+            }
         };
         let loaded = match self.spec_cache.fresh(requested) {
             Some(cached) => cached,
@@ -273,15 +350,18 @@ impl Platform {
         Ok(validated)
     }
 
-    /// Validates a parsed document off the async runtime.
+    /// Validates a parsed document off the async runtime, as `POST /v1/specs/validate` does.
     async fn validated(&self, value: Value) -> Result<Arc<CachedSpec>, ApiError> {
         let engine = self.engine.clone();
         let checked = value.clone();
-        let validation = tokio::task::spawn_blocking(move || validate(&checked, engine.as_ref()))
-            .await
-            .map_err(|_| ApiError::internal())?;
+        let root = self.config.spec_root.clone();
+        let validation = tokio::task::spawn_blocking(move || {
+            validate_for_this_build(&checked, engine.as_ref(), Some(&root))
+        })
+        .await
+        .map_err(|_| ApiError::internal())?;
         let Some(spec) = validation.spec else {
-            return Err(spec_invalid(validation.diagnostics));
+            return Err(refusal(validation.diagnostics));
         };
         Ok(Arc::new(CachedSpec {
             value,
