@@ -55,6 +55,8 @@ pub fn runbook_section(check: &str, kind: Option<&str>) -> &'static str {
         "database_missing",
         "unavailable",
     ];
+    /// Kinds that mean the TLS session with Postgres failed.
+    const TLS: [&str; 2] = ["tls_failed", "certificate_invalid"];
     /// Kinds that mean the embedded store's files are missing, unwritable or damaged.
     const FILES: [&str; 4] = ["not_found", "permission_denied", "io_error", "corrupt"];
     match (check, kind) {
@@ -63,6 +65,9 @@ pub fn runbook_section(check: &str, kind: Option<&str>) -> &'static str {
         ("run_state_store", Some("schema_missing")) => "2.4",
         ("run_state_store", Some("locked")) => "2.3",
         ("continuation_store", Some("corrupt")) => "8.3",
+        ("run_state_store" | "continuation_store" | "queue", Some(kind)) if TLS.contains(&kind) => {
+            "2.9"
+        }
         ("run_state_store" | "continuation_store" | "queue", Some(kind))
             if UNREACHABLE.contains(&kind) =>
         {
@@ -96,6 +101,8 @@ fn public_message(check: &str, kind: ErrorKind) -> String {
         ErrorKind::Corrupt => "holds unreadable records",
         ErrorKind::Locked => "is locked by another process",
         ErrorKind::Io => "fails with an I/O error",
+        ErrorKind::TlsFailed => "failed the TLS handshake",
+        ErrorKind::CertificateInvalid => "has a TLS certificate problem",
         ErrorKind::Unavailable | ErrorKind::Internal => "is unavailable",
     };
     format!("{what} {why}.")
@@ -329,6 +336,11 @@ mod tests {
             "2.7"
         );
         assert_eq!(runbook_section("providers", None), "3.2");
+        for kind in ["tls_failed", "certificate_invalid"] {
+            for check in ["run_state_store", "continuation_store", "queue"] {
+                assert_eq!(runbook_section(check, Some(kind)), "2.9");
+            }
+        }
     }
 
     #[test]
