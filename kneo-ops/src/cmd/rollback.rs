@@ -10,11 +10,15 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use kneo_ops::archives;
 use kneo_ops::rollback::{HistoryEvent, Plan, StepCommands, Verdict};
+use kneo_process::{Run, RunError};
 use kneo_server::backup::{self, RestoreOptions};
 
 use super::TargetArgs;
 use super::store::StoreArgs;
 use super::store_progress::StoreProgress;
+
+/// How much of a step command's output is kept for its log line and its error.
+const STEP_OUTPUT_BYTES: usize = 64 * 1024;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -395,60 +399,28 @@ async fn blocking_shell(command: String, limit: Duration) -> Result<String, Stri
 /// its own process group, so a command past its bound is killed with everything it started, and
 /// a service it starts does not share the operator's Ctrl-C.
 fn shell(command: &str, limit: Duration) -> Result<String, String> {
-    use std::io::{Read, Seek};
-    use std::os::unix::process::CommandExt;
-
     let capture =
         tempfile::tempfile().map_err(|e| format!("cannot create a temporary file: {e}"))?;
-    let share = |file: &std::fs::File| {
-        file.try_clone()
-            .map_err(|e| format!("cannot share the temporary file: {e}"))
-    };
-    let mut child = std::process::Command::new("sh")
-        .args(["-c", command])
-        .stdin(std::process::Stdio::null())
-        .stdout(share(&capture)?)
-        .stderr(share(&capture)?)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot run `{command}`: {e}"))?;
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() >= deadline => break None,
-            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            Err(error) => return Err(format!("cannot wait for `{command}`: {error}")),
-        }
-    };
-    let mut text = String::new();
-    let mut file = capture;
-    let _ = file.seek(std::io::SeekFrom::Start(0));
-    let _ = file.take(64 * 1024).read_to_string(&mut text);
-    match status {
-        Some(status) if status.success() => Ok(text),
-        Some(status) => Err(format!("`{command}` exited with {status}: {}", text.trim())),
-        None => {
-            kill_group(child.id());
-            let _ = child.wait();
-            Err(format!(
-                "`{command}` did not finish within {} s and was killed (raise --step-timeout if it \
-                 needs longer): {}",
-                limit.as_secs(),
-                text.trim()
-            ))
-        }
-    }
-}
-
-/// Kills the process group led by `leader`.
-fn kill_group(leader: u32) {
-    let Ok(pid) = libc::pid_t::try_from(leader) else {
-        return;
-    };
-    // SAFETY: kill(2) with a negative pid signals that process group; it touches no memory.
-    unsafe {
-        libc::kill(-pid, libc::SIGKILL);
+    let mut sh = std::process::Command::new("sh");
+    sh.args(["-c", command]);
+    let run = Run::into_file(sh, capture, STEP_OUTPUT_BYTES)
+        .own_process_group()
+        .deadline(limit);
+    match run.finish_blocking() {
+        Ok(finished) if finished.status.success() => Ok(finished.stdout.text()),
+        Ok(finished) => Err(format!(
+            "`{command}` exited with {}: {}",
+            finished.status,
+            finished.stdout.text().trim()
+        )),
+        Err(RunError::TimedOut { stdout, .. }) => Err(format!(
+            "`{command}` did not finish within {} s and was killed (raise --step-timeout if it \
+             needs longer): {}",
+            limit.as_secs(),
+            stdout.text().trim()
+        )),
+        Err(RunError::Spawn { error, .. }) => Err(format!("cannot run `{command}`: {error}")),
+        Err(RunError::Wait { error, .. }) => Err(format!("cannot wait for `{command}`: {error}")),
     }
 }
 

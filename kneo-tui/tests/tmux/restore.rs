@@ -58,9 +58,12 @@ fn quitting_restores_the_terminal() {
 fn sigterm_restores_the_terminal() {
     let shell = start_in_shell("");
     let pid = tui_pid(&shell);
-    // SAFETY: signalling a process this test started.
-    let sent = unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    assert_eq!(sent, 0, "kill -TERM {pid}");
+    let target = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .expect("a pid");
+    rustix::process::kill_process(target, rustix::process::Signal::TERM)
+        .unwrap_or_else(|error| panic!("kill -TERM {pid}: {error}"));
     assert_restored(&shell);
 }
 
