@@ -178,6 +178,11 @@ pub async fn start(state: AppState, listener: TcpListener) -> std::io::Result<Ru
     let address = listener.local_addr()?;
     let (shutdown, mut stopped) = watch::channel(false);
     record_start(&state).await;
+    if !state.config.unread_variables.is_empty() {
+        tracing::warn!(target: "kneo_serv.service", variables = %state.config.unread_variables.join(","),
+            "these kneo-serv variables are set but kneo does not act on them yet; they change nothing \
+             (docs/configuration.md, \"kneo-serv variables that kneo does not read\")");
+    }
     let workers = worker::spawn_in_process(&state, shutdown.subscribe());
     let monitor = tokio::spawn(monitor(state.clone(), shutdown.subscribe()));
     let router = crate::api::router(state.clone());

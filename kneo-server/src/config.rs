@@ -47,6 +47,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// How often the in-process sweep looks for expired human tasks and overdue runs.
     pub sweep_interval: Duration,
+    /// kneo-serv variables that are set but that kneo does not act on yet: logged at start.
+    pub unread_variables: Vec<String>,
 }
 
 /// Request-size and page-size limits (kneo-serv defaults).
@@ -190,6 +192,7 @@ impl Config {
             idempotency_lock_ttl: env.seconds("KNEO_SERV_IDEMPOTENCY_LOCK_TTL_SECONDS", 300.0)?,
             shutdown_timeout: env.seconds("KNEO_SERV_SHUTDOWN_TIMEOUT_SECONDS", 30.0)?,
             sweep_interval: env.seconds("KNEO_SERV_SWEEP_INTERVAL_SECONDS", 5.0)?,
+            unread_variables: unread_variables(vars),
         })
     }
 
@@ -226,6 +229,29 @@ impl fmt::Debug for Config {
             .field("worker", &self.worker)
             .finish_non_exhaustive()
     }
+}
+
+/// Prefixes of kneo-serv variables kneo does not act on yet (docs/configuration.md, "kneo-serv
+/// variables that kneo does not read"): OpenTelemetry export, retention and the checkpoint limits.
+const UNREAD_PREFIXES: [&str; 3] = [
+    "KNEO_SERV_OTEL_",
+    "KNEO_SERV_RETENTION_",
+    "KNEO_SERV_CHECKPOINT_",
+];
+
+/// The set variables under [`UNREAD_PREFIXES`], sorted, so the start can say they change nothing.
+fn unread_variables(vars: &HashMap<String, String>) -> Vec<String> {
+    let mut names: Vec<String> = vars
+        .keys()
+        .filter(|name| {
+            UNREAD_PREFIXES
+                .iter()
+                .any(|prefix| name.starts_with(prefix))
+        })
+        .cloned()
+        .collect();
+    names.sort();
+    names
 }
 
 /// Parses the Postgres URL with its TLS settings; a `PGSSL*` variable it falls back to is read
@@ -495,6 +521,31 @@ fn key_config_error(error: &KeyConfigError) -> ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_kneo_serv_variables_kneo_does_not_act_on_are_listed_for_the_start_warning() {
+        let config = Config::from_vars(&vars(&[
+            ("KNEO_SERV_RETENTION_RUNS_DAYS", "30"),
+            ("KNEO_SERV_OTEL_ENABLED", "true"),
+            ("KNEO_SERV_CHECKPOINT_MAX_BYTES", "1000"),
+            ("KNEO_SERV_TRACE_MAX_EVENTS", "10"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.unread_variables,
+            [
+                "KNEO_SERV_CHECKPOINT_MAX_BYTES",
+                "KNEO_SERV_OTEL_ENABLED",
+                "KNEO_SERV_RETENTION_RUNS_DAYS"
+            ]
+        );
+        assert!(
+            Config::from_vars(&vars(&[]))
+                .unwrap()
+                .unread_variables
+                .is_empty()
+        );
+    }
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

@@ -326,8 +326,20 @@ async fn readyz_names_postgres_tls_failures_and_passes_over_verify_full() {
             "{degraded_start}"
         );
     }
-    let server = KneoServer::start(ServerOptions::default().postgres(&with_ca(&files.ca_cert())));
+    // A retention window kneo-serv would act on is not silently ignored: the start names it.
+    let server = KneoServer::start(
+        ServerOptions::default()
+            .postgres(&with_ca(&files.ca_cert()))
+            .env("KNEO_SERV_RETENTION_RUNS_DAYS", "30"),
+    );
     let api = Api::new(&server.url);
     let ready = wait_for(&api, "/readyz", 200, "over verify-full with the right CA").await;
     assert_eq!(ready.body["metadata"]["ready"], true, "{}", ready.text);
+    let log = server.log();
+    assert!(
+        log.lines()
+            .any(|line| line.contains("kneo does not act on them yet")
+                && line.contains("KNEO_SERV_RETENTION_RUNS_DAYS")),
+        "no warning about the unread variable:\n{log}"
+    );
 }
