@@ -110,8 +110,11 @@ pub async fn open_stores(config: &Config) -> Result<Stores, StartupError> {
                     return Err(StartupError::Store(error));
                 }
                 Ok(Err(error)) => {
-                    let section =
-                        readiness::runbook_section("run_state_store", Some(error.kind.as_str()));
+                    let section = readiness::runbook_section(
+                        "run_state_store",
+                        Some(error.kind.as_str()),
+                        kneo_triage::matrix::Store::Postgres,
+                    );
                     tracing::warn!(target: "kneo_serv.service", error = %crate::redact::redacted_text(&error.message),
                     kind = error.kind.as_str(), "Postgres is not usable yet; starting degraded (runbook § {section})")
                 }
