@@ -6,6 +6,7 @@
 //! - [`connections`]: the listener's backlog, the connection cap, header-read timeout, file limit.
 //! - [`api`]: the axum router, one file per resource, plus auth, errors, limits and request logs.
 //! - [`readiness`]: the eight `/readyz` checks and their stable error kinds.
+//! - [`postgres_client`]: the one way to open Postgres (libpq settings, rustls TLS).
 //! - [`store`]: the storage traits and their SQLite (embedded default) and Postgres backends.
 //! - [`spec`]: parse, confine and validate `version: v1` YAML specs.
 //! - [`engine`]: executes a validated spec: agents, functions, providers, step policies.
@@ -28,6 +29,7 @@ pub mod engine;
 pub mod faults;
 pub mod metrics;
 pub mod platform;
+pub mod postgres_client;
 pub mod readiness;
 pub mod redact;
 pub mod service_events;

@@ -60,6 +60,8 @@ fn public_message(check: &str, kind: ErrorKind) -> String {
         ErrorKind::Corrupt => "holds unreadable records",
         ErrorKind::Locked => "is locked by another process",
         ErrorKind::Io => "fails with an I/O error",
+        ErrorKind::TlsFailed => "failed the TLS handshake",
+        ErrorKind::CertificateInvalid => "has a TLS certificate problem",
         ErrorKind::Unavailable | ErrorKind::Internal => "is unavailable",
     };
     format!("{what} {why}.")

@@ -358,7 +358,9 @@ fn sqlite_tables(state_dir: &Path) -> Tables {
 }
 
 async fn postgres_tables(url: &str) -> Tables {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+    let (client, connection) = kneo_server::postgres_client::PostgresTarget::from_url(url)
+        .expect("the URL is usable")
+        .connect()
         .await
         .expect("connect");
     let driver = tokio::spawn(connection);

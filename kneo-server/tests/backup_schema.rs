@@ -155,7 +155,9 @@ async fn a_postgres_backup_carries_every_table_and_column_of_the_schema() {
         .await
         .expect("migrates");
 
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+    let (client, connection) = kneo_server::postgres_client::PostgresTarget::from_url(&url)
+        .expect("the URL is usable")
+        .connect()
         .await
         .expect("connect");
     let driver = tokio::spawn(connection);

@@ -51,6 +51,8 @@ pub fn runbook_section(check: &str, kind: Option<&str>, store: Store) -> &'stati
         "database_missing",
         "unavailable",
     ];
+    /// Kinds that mean the TLS session with Postgres failed.
+    const TLS: [&str; 2] = ["tls_failed", "certificate_invalid"];
     /// Kinds that mean the embedded store's files are missing, unwritable or damaged.
     const FILES: [&str; 4] = ["not_found", "permission_denied", "io_error", "corrupt"];
     match (check, kind) {
@@ -59,6 +61,9 @@ pub fn runbook_section(check: &str, kind: Option<&str>, store: Store) -> &'stati
         ("run_state_store", Some("schema_missing")) => "2.4",
         ("run_state_store", Some("locked")) => "2.3",
         ("continuation_store", Some("corrupt")) => "8.3",
+        ("run_state_store" | "continuation_store" | "queue", Some(kind)) if TLS.contains(&kind) => {
+            "2.9"
+        }
         ("run_state_store" | "continuation_store" | "queue", Some(kind))
             if UNREACHABLE.contains(&kind) =>
         {
@@ -105,6 +110,11 @@ mod tests {
             "2.7"
         );
         assert_eq!(runbook_section("providers", None, Store::Unknown), "3.2");
+        for kind in ["tls_failed", "certificate_invalid"] {
+            for check in ["run_state_store", "continuation_store", "queue"] {
+                assert_eq!(runbook_section(check, Some(kind), Store::Postgres), "2.9");
+            }
+        }
     }
 
     #[test]

@@ -102,7 +102,10 @@ pub enum BackupError {
         source: rusqlite::Error,
     },
 
-    #[error("{action} on {target}: {source}")]
+    #[error(
+        "{action} on {target}: {}",
+        crate::postgres_client::failure::explain(source)
+    )]
     Postgres {
         action: String,
         target: String,

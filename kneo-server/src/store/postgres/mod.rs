@@ -1,4 +1,5 @@
-//! The production store: Postgres through tokio-postgres and a deadpool pool (`NoTls`).
+//! The production store: Postgres through tokio-postgres and a deadpool pool, connecting with
+//! [`crate::postgres_client`] (libpq's `sslmode` and certificate settings, rustls).
 //!
 //! Starting never needs the server. [`PostgresStore::new`] only parses the URL; connecting and
 //! migrating happen in [`PostgresStore::ensure_ready`], whose success is cached, and every
@@ -31,8 +32,6 @@ use async_trait::async_trait;
 use deadpool_postgres::{Client, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use serde_json::Value;
 use tokio::time::Instant;
-use tokio_postgres::NoTls;
-use tokio_postgres::config::Host;
 
 pub use continuations::PostgresContinuationStore;
 
@@ -44,6 +43,7 @@ use super::{
     QueueCounts, QueueEntry, QueueRecord, RunQuery, RunRecord, SaveOutcome, ServiceEvent, Store,
     StoreError, StoreKind, TraceQuery,
 };
+use crate::postgres_client::PostgresTarget;
 use crate::redact::redacted_text;
 
 /// TCP connect limit per attempt; the server is usually close, so a slow connect means trouble.
@@ -94,12 +94,21 @@ impl PostgresStore {
     /// unreachable server is not an error here (the service starts degraded). Only a URL that does
     /// not parse is refused.
     pub fn new(url: &str, pool_size: usize) -> Result<PostgresStore, StoreError> {
-        let mut config = url.parse::<tokio_postgres::Config>().map_err(|error| {
+        let target = PostgresTarget::from_url(url).map_err(|error| {
             StoreError::internal(redacted_text(&format!(
-                "the Postgres URL {} is not valid: {error}; check KNEO_SERV_DATABASE_URL (runbook § 2.2)",
+                "the Postgres URL {} cannot be used: {error}; check KNEO_SERV_DATABASE_URL",
                 crate::redact::redact_dsn(url)
             )))
         })?;
+        PostgresStore::with_target(target, pool_size)
+    }
+
+    /// Prepares a store for an already parsed target (the service parses its URL once, at start).
+    pub fn with_target(
+        mut target: PostgresTarget,
+        pool_size: usize,
+    ) -> Result<PostgresStore, StoreError> {
+        let config = target.config_mut();
         config
             .connect_timeout(CONNECT_TIMEOUT)
             .keepalives(true)
@@ -108,14 +117,15 @@ impl PostgresStore {
             // Lets a DBA tell kneo's sessions apart in pg_stat_activity.
             config.application_name("kneo");
         }
-        let target = describe_target(&config);
+        let target_name = target.describe().to_string();
         let manager = Manager::from_config(
-            config,
-            NoTls,
+            target.config().clone(),
+            target.connector(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        let target = target_name;
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(1))
             .wait_timeout(Some(POOL_WAIT_TIMEOUT))
@@ -155,37 +165,6 @@ impl PostgresStore {
             inner: self.inner.clone(),
         }
     }
-}
-
-/// `host:port/database` for messages: what an operator needs to find the server, and nothing secret.
-fn describe_target(config: &tokio_postgres::Config) -> String {
-    let hosts: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .enumerate()
-        .map(|(index, host)| {
-            let port = config
-                .get_ports()
-                .get(index)
-                .or_else(|| config.get_ports().first())
-                .copied()
-                .unwrap_or(5432);
-            match host {
-                Host::Tcp(name) => format!("{name}:{port}"),
-                Host::Unix(path) => format!("{}:{port}", path.display()),
-            }
-        })
-        .collect();
-    let hosts = if hosts.is_empty() {
-        "localhost:5432".to_string()
-    } else {
-        hosts.join(",")
-    };
-    let database = config
-        .get_dbname()
-        .or(config.get_user())
-        .unwrap_or("postgres");
-    format!("{hosts}/{database}")
 }
 
 impl Inner {
@@ -590,10 +569,9 @@ mod tests {
 
     #[test]
     fn the_target_names_host_port_and_database_but_no_password() {
-        let config: tokio_postgres::Config = "postgres://kneo:s3cret@db.internal:6543/runs"
-            .parse()
+        let store = PostgresStore::new("postgres://kneo:s3cret@db.internal:6543/runs", 1)
             .expect("valid URL");
-        assert_eq!(describe_target(&config), "db.internal:6543/runs");
+        assert_eq!(store.inner.target, "db.internal:6543/runs");
     }
 
     #[test]
