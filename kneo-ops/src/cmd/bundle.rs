@@ -1,5 +1,6 @@
 //! `kneo-ops bundle`: read capture bundles back.
 
+use kneo_client::Exit;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
@@ -35,13 +36,13 @@ pub enum BundleCommand {
     },
 }
 
-pub fn run(args: BundleArgs) -> u8 {
+pub fn run(args: BundleArgs) -> Exit {
     match args.command {
         BundleCommand::Inspect { file, json } => inspect(&file, json),
     }
 }
 
-fn inspect(file: &std::path::Path, as_json: bool) -> u8 {
+fn inspect(file: &std::path::Path, as_json: bool) -> Exit {
     let inspection = match bundle::inspect(file) {
         Ok(inspection) => inspection,
         Err(error) => {
@@ -52,7 +53,7 @@ fn inspect(file: &std::path::Path, as_json: bool) -> u8 {
                 );
             }
             eprintln!("kneo-ops bundle inspect: {error}");
-            return 2;
+            return Exit::Usage;
         }
     };
     if as_json {
@@ -66,13 +67,13 @@ fn inspect(file: &std::path::Path, as_json: bool) -> u8 {
             Ok(text) => println!("{text}"),
             Err(error) => {
                 eprintln!("kneo-ops bundle inspect: cannot print JSON: {error}");
-                return 2;
+                return Exit::Usage;
             }
         }
     } else {
         print_human(file, &inspection);
     }
-    if inspection.is_intact() { 0 } else { 1 }
+    Exit::success_if(inspection.is_intact())
 }
 
 fn print_human(file: &std::path::Path, inspection: &Inspection) {

@@ -1,6 +1,7 @@
 //! `kneo-ops restore`: loads an archive into an empty store, atomically, after refusing
 //! everything dangerous.
 
+use kneo_client::Exit;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -48,14 +49,14 @@ pub async fn service_answers(target: &TargetArgs) -> Option<String> {
     reply.result.is_ok().then(|| connection.url.clone())
 }
 
-pub async fn run(args: RestoreArgs) -> u8 {
+pub async fn run(args: RestoreArgs) -> Exit {
     if let Some(url) = service_answers(&args.target).await {
         eprintln!(
             "kneo-ops restore: refused: a kneo service answers at {} — stop it first (restoring under a running \
              service would mix its writes with the archive), or point --url elsewhere if that is another service",
             kneo_server::redact::redacted_text(&url)
         );
-        return 1;
+        return Exit::Failed;
     }
     let location = args.store.location();
     let options = RestoreOptions {
@@ -98,11 +99,11 @@ pub async fn run(args: RestoreArgs) -> u8 {
                     println!("the previous contents were saved to {}", safety.display());
                 }
             }
-            0
+            Exit::Success
         }
         Err(error) => {
             eprintln!("kneo-ops restore: refused or failed: {error}");
-            1
+            Exit::Failed
         }
     }
 }

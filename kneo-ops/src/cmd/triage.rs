@@ -1,5 +1,6 @@
 //! `kneo-ops triage`: one walk of the triage tree against a live service.
 
+use kneo_client::Exit;
 use std::time::Duration;
 
 use clap::Args;
@@ -52,12 +53,12 @@ pub struct TriageArgs {
     pub events_window: Duration,
 }
 
-pub async fn run(args: TriageArgs) -> u8 {
+pub async fn run(args: TriageArgs) -> Exit {
     let connection = match args.target.connect(args.timeout) {
         Ok(connection) => connection,
         Err(error) => {
             eprintln!("kneo-ops triage: {error:#}");
-            return 2;
+            return Exit::Usage;
         }
     };
     let options = ProbeOptions {
@@ -77,7 +78,7 @@ pub async fn run(args: TriageArgs) -> u8 {
             Ok(text) => println!("{text}"),
             Err(error) => {
                 eprintln!("kneo-ops triage: cannot print the verdicts as JSON: {error}");
-                return 2;
+                return Exit::Usage;
             }
         }
     } else {
@@ -97,5 +98,5 @@ pub async fn run(args: TriageArgs) -> u8 {
             );
         }
     }
-    report.exit_code()
+    report.health.exit()
 }

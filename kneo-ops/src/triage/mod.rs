@@ -63,12 +63,16 @@ pub enum Health {
 
 impl Health {
     /// 0 healthy, 1 degraded, 2 down or unreachable.
-    pub fn exit_code(self) -> u8 {
+    pub fn exit(self) -> kneo_client::Exit {
         match self {
-            Health::Healthy => 0,
-            Health::Degraded => 1,
-            Health::Down => 2,
+            Health::Healthy => kneo_client::Exit::Success,
+            Health::Degraded => kneo_client::Exit::Degraded,
+            Health::Down => kneo_client::Exit::Down,
         }
+    }
+
+    pub fn exit_code(self) -> u8 {
+        self.exit().code()
     }
 
     pub fn as_str(self) -> &'static str {
