@@ -14,8 +14,19 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+const EXAMPLES: &str = "\
+Examples:
+  kneo service serve --port 8000                 # the API with in-process workers, state in ./.kneo
+  kneo spec validate specs/agent.yaml --json     # exit 0 valid, 1 invalid, 2 unreadable
+  kneo config profile set prod --url https://kneo.internal:8000 --api-key-env KNEO_PROD_KEY
+  kneo human sweep --json
+
+Exit codes (kneo, kneo-ops, kneo-tui): 0 done; 1 the answer is no (invalid, failed, refused);
+2 bad configuration, arguments or input. See docs/cli.md.";
+
 #[derive(Parser)]
-#[command(name = "kneo", version = kneo_server::VERSION, about = "The kneo run service: agent workflows over HTTP, with a durable queue")]
+#[command(name = "kneo", version = kneo_server::VERSION, about = "The kneo run service: agent workflows over HTTP, with a durable queue",
+    after_help = EXAMPLES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -33,6 +44,11 @@ enum Command {
         #[command(subcommand)]
         command: cmd::spec::SpecCommand,
     },
+    /// Service profiles (the connection settings kneo-ops and kneo-tui read too).
+    Config {
+        #[command(subcommand)]
+        command: cmd::config::ConfigCommand,
+    },
     /// Operate on human tasks.
     Human {
         #[command(subcommand)]
@@ -45,6 +61,7 @@ fn main() -> ExitCode {
     let exit = match cli.command {
         Command::Service { command } => cmd::service::run(command),
         Command::Spec { command } => cmd::spec::run(command),
+        Command::Config { command } => cmd::config::run(command),
         Command::Human { command } => cmd::human::run(command),
     };
     exit.into()

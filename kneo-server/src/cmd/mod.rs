@@ -1,6 +1,7 @@
 //! The subcommands of `kneo`, one module per command group, and what they share: the runtime
 //! every service-side command runs on, and how a startup error is described.
 
+pub mod config;
 pub mod human;
 pub mod service;
 pub mod spec;

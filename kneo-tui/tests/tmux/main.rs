@@ -10,4 +10,5 @@ mod support;
 mod bundle;
 mod local;
 mod outage;
+mod profile;
 mod restore;
