@@ -9,6 +9,8 @@
 //! - **2**: the command could not do its job with what it was given: a bad configuration value
 //!   or argument (clap also exits 2 on those), an unreadable input file, an unknown profile;
 //!   triage found the service down.
+//! - **3**: triage only: it cannot judge the service; fix the tool's access first (no key, key
+//!   rejected, scope lacking, unreachable from here).
 
 /// How a command ended. Several variants share a number: the name says why, the number is the
 /// interface.
@@ -24,15 +26,18 @@ pub enum Exit {
     Usage,
     /// 2: triage: the service does not work (or does not answer).
     Down,
+    /// 3: triage: cannot judge; the tool's own access is the problem.
+    CannotJudge,
 }
 
 impl Exit {
     /// The process exit status.
-    pub fn code(self) -> u8 {
+    pub const fn code(self) -> u8 {
         match self {
             Exit::Success => 0,
             Exit::Failed | Exit::Degraded => 1,
             Exit::Usage | Exit::Down => 2,
+            Exit::CannotJudge => 3,
         }
     }
 
@@ -60,11 +65,12 @@ mod tests {
             Exit::Degraded,
             Exit::Usage,
             Exit::Down,
+            Exit::CannotJudge,
         ]
         .iter()
         .map(|exit| exit.code())
         .collect();
-        assert_eq!(codes, [0, 1, 1, 2, 2]);
+        assert_eq!(codes, [0, 1, 1, 2, 2, 3]);
         assert_eq!(Exit::success_if(false), Exit::Failed);
     }
 }

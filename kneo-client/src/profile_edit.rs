@@ -15,7 +15,12 @@ use crate::profile::{ProfileError, default_profiles_path};
 
 /// A profile as `list` and `show` print it: never the key, only whether there is one.
 pub fn public_view(name: &str, entry: &Map<String, Value>) -> Value {
-    let text = |key: &str| entry.get(key).and_then(Value::as_str).filter(|v| !v.is_empty());
+    let text = |key: &str| {
+        entry
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+    };
     let mut view = json!({
         "name": name,
         "service_url": text("service_url").or(text("url")),
@@ -69,12 +74,15 @@ impl ProfileDocument {
         if text.trim().is_empty() {
             return Ok(document);
         }
-        let value: Value =
-            serde_json::from_str(&text).map_err(|error| malformed(format!("not JSON ({error})")))?;
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|error| malformed(format!("not JSON ({error})")))?;
         let Value::Object(top) = value else {
             return Err(malformed("the top level is not a JSON object".into()));
         };
-        document.active = top.get("active").and_then(Value::as_str).map(str::to_string);
+        document.active = top
+            .get("active")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         match top.get("profiles") {
             Some(Value::Object(profiles)) => document.profiles = profiles.clone(),
             None | Some(Value::Null) => {}

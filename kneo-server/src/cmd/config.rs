@@ -25,8 +25,10 @@ pub enum ConfigCommand {
 #[derive(Subcommand)]
 pub enum ProfileCommand {
     /// Create or update a named service profile (and make it active unless --no-activate).
-    #[command(after_help = "Examples:\n  kneo config profile set prod --url https://kneo.internal:8000 --api-key-env KNEO_PROD_KEY\n  \
-        kneo config profile set local --service-url http://127.0.0.1:8000 --no-activate")]
+    #[command(
+        after_help = "Examples:\n  kneo config profile set prod --url https://kneo.internal:8000 --api-key-env KNEO_PROD_KEY\n  \
+        kneo config profile set local --service-url http://127.0.0.1:8000 --no-activate"
+    )]
     Set(SetArgs),
     /// Set the active service profile.
     #[command(after_help = "Example:\n  kneo config profile use prod")]
@@ -42,7 +44,9 @@ pub enum ProfileCommand {
         json: bool,
     },
     /// Show one profile (default: the active one) without its API key.
-    #[command(after_help = "Examples:\n  kneo config profile show\n  kneo config profile show --name prod --json")]
+    #[command(
+        after_help = "Examples:\n  kneo config profile show\n  kneo config profile show --name prod --json"
+    )]
     Show {
         #[arg(long)]
         name: Option<String>,
@@ -105,7 +109,11 @@ fn profile(command: ProfileCommand) -> Result<Exit, String> {
             }
             document.save().map_err(|e| e.to_string())?;
             let view = view_of(&document, &args.name)?;
-            print(args.json, &format!("Saved service profile: {}", args.name), &view);
+            print(
+                args.json,
+                &format!("Saved service profile: {}", args.name),
+                &view,
+            );
         }
         ProfileCommand::Use { name, json } => {
             let view = view_of(&document, &name)?;

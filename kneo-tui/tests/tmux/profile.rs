@@ -103,6 +103,10 @@ fn a_profile_set_by_kneo_drives_kneo_ops_triage_and_the_dashboard() {
         .args(["triage", "--profile", "prod"])
         .output()
         .unwrap();
-    assert_eq!(gone.status.code(), Some(2), "an unknown profile is a usage error");
+    assert_eq!(
+        gone.status.code(),
+        Some(3),
+        "an unknown profile: triage cannot judge"
+    );
     assert!(String::from_utf8_lossy(&gone.stderr).contains("kneo config profile set prod"));
 }
