@@ -61,7 +61,7 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("kneo-ops: cannot start the async runtime: {error}");
-            return ExitCode::from(2);
+            return kneo_client::Exit::Usage.into();
         }
     };
     let code = match cli.command {
@@ -74,5 +74,5 @@ fn main() -> ExitCode {
         // The rollback steps run their own runtimes (they block on commands in between).
         Command::Rollback(args) => runtime.block_on(cmd::rollback::run(args)),
     };
-    ExitCode::from(code)
+    code.into()
 }

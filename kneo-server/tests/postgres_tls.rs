@@ -100,7 +100,7 @@ async fn write_run(store: &PostgresStore) -> String {
     let id = format!("run-tls-{}", &clock::new_id()[..8]);
     let run = RunRecord::new(id.clone(), "over TLS".into(), clock::now_text());
     store
-        .create_run(&run, Some(QueueEntry::Queued), &[])
+        .create_run(&run, Some(QueueEntry::Queued), &[], None)
         .await
         .unwrap();
     store

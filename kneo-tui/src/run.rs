@@ -43,18 +43,18 @@ pub fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("kneo-tui: cannot start the async runtime: {error}");
-            return ExitCode::from(2);
+            return kneo_client::Exit::Usage.into();
         }
     };
     let result = runtime.block_on(run(cli, started));
     // Pollers may still be waiting on the network; do not wait for them.
     runtime.shutdown_timeout(Duration::from_millis(100));
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => kneo_client::Exit::Success.into(),
         Err(error) => {
             crate::terminal::restore();
             eprintln!("kneo-tui: {error:#}");
-            ExitCode::from(2)
+            kneo_client::Exit::Usage.into()
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `kneo-ops backup`: a consistent snapshot of all state into one archive; `backup list` and
 //! `backup prune` for the local archive directory.
 
+use kneo_client::Exit;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
@@ -57,7 +58,7 @@ pub enum BackupCommand {
     },
 }
 
-pub async fn run(args: BackupArgs) -> u8 {
+pub async fn run(args: BackupArgs) -> Exit {
     match args.command {
         Some(BackupCommand::List { backups, json }) => list(&backups, json),
         Some(BackupCommand::Prune {
@@ -69,10 +70,10 @@ pub async fn run(args: BackupArgs) -> u8 {
     }
 }
 
-async fn create(args: BackupArgs) -> u8 {
+async fn create(args: BackupArgs) -> Exit {
     let Some(output) = args.output else {
         eprintln!("kneo-ops backup: name the archive to write with -o FILE");
-        return 2;
+        return Exit::Usage;
     };
     let location = args.store.location();
     let progress = StoreProgress::new("backup");
@@ -104,21 +105,21 @@ async fn create(args: BackupArgs) -> u8 {
                 println!("checksum file: {}", summary.sidecar.display());
                 println!("next: kneo-ops verify --deep {}", summary.archive.display());
             }
-            0
+            Exit::Success
         }
         Err(error) => {
             eprintln!("kneo-ops backup: {error}");
-            1
+            Exit::Failed
         }
     }
 }
 
-fn list(directory: &std::path::Path, json: bool) -> u8 {
+fn list(directory: &std::path::Path, json: bool) -> Exit {
     let archives = match archives::list(directory) {
         Ok(archives) => archives,
         Err(message) => {
             eprintln!("kneo-ops backup list: {message}");
-            return 1;
+            return Exit::Failed;
         }
     };
     if json {
@@ -126,7 +127,7 @@ fn list(directory: &std::path::Path, json: bool) -> u8 {
             "{}",
             serde_json::to_string_pretty(&archives).unwrap_or_default()
         );
-        return 0;
+        return Exit::Success;
     }
     if archives.is_empty() {
         println!("no archives in {}", directory.display());
@@ -153,15 +154,15 @@ fn list(directory: &std::path::Path, json: bool) -> u8 {
             ),
         }
     }
-    0
+    Exit::Success
 }
 
-fn prune(directory: &std::path::Path, keep: usize, dry_run: bool) -> u8 {
+fn prune(directory: &std::path::Path, keep: usize, dry_run: bool) -> Exit {
     let archives = match archives::list(directory) {
         Ok(archives) => archives,
         Err(message) => {
             eprintln!("kneo-ops backup prune: {message}");
-            return 1;
+            return Exit::Failed;
         }
     };
     let archives::PrunePlan { doomed, spared } = archives::prune_plan(&archives, keep);
@@ -183,7 +184,7 @@ fn prune(directory: &std::path::Path, keep: usize, dry_run: bool) -> u8 {
             "nothing to prune: {} archive(s), keeping {keep}",
             archives.len()
         );
-        return 0;
+        return Exit::Success;
     }
     let mut failed = false;
     for archive in doomed {
@@ -199,5 +200,5 @@ fn prune(directory: &std::path::Path, keep: usize, dry_run: bool) -> u8 {
             println!("deleted {}", archive.path.display());
         }
     }
-    u8::from(failed)
+    Exit::success_if(!failed)
 }

@@ -1,5 +1,6 @@
 //! `kneo-ops bundle`: read capture bundles back.
 
+use kneo_client::Exit;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
@@ -36,13 +37,13 @@ pub enum BundleCommand {
     },
 }
 
-pub fn run(args: BundleArgs) -> u8 {
+pub fn run(args: BundleArgs) -> Exit {
     match args.command {
         BundleCommand::Inspect { file, json } => inspect(&file, json),
     }
 }
 
-fn inspect(file: &std::path::Path, as_json: bool) -> u8 {
+fn inspect(file: &std::path::Path, as_json: bool) -> Exit {
     if let Some(reason) =
         kneo_triage::archive::wrong_kind(file, &kneo_triage::archive::ArchiveKind::Bundle)
     {
@@ -53,7 +54,7 @@ fn inspect(file: &std::path::Path, as_json: bool) -> u8 {
             );
         }
         eprintln!("kneo-ops bundle inspect: {reason}");
-        return 2;
+        return Exit::Usage;
     }
     let inspection = match bundle::inspect(file) {
         Ok(inspection) => inspection,
@@ -65,7 +66,7 @@ fn inspect(file: &std::path::Path, as_json: bool) -> u8 {
                 );
             }
             eprintln!("kneo-ops bundle inspect: {error}");
-            return 2;
+            return Exit::Usage;
         }
     };
     if as_json {
@@ -79,13 +80,13 @@ fn inspect(file: &std::path::Path, as_json: bool) -> u8 {
             Ok(text) => println!("{text}"),
             Err(error) => {
                 eprintln!("kneo-ops bundle inspect: cannot print JSON: {error}");
-                return 2;
+                return Exit::Usage;
             }
         }
     } else {
         print_human(file, &inspection);
     }
-    if inspection.is_intact() { 0 } else { 1 }
+    Exit::success_if(inspection.is_intact())
 }
 
 fn print_human(file: &std::path::Path, inspection: &Inspection) {

@@ -1,5 +1,6 @@
 //! `kneo-ops capture`: the escalation bundle.
 
+use kneo_client::Exit;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -76,12 +77,12 @@ pub struct CaptureArgs {
     pub json: bool,
 }
 
-pub async fn run(args: CaptureArgs) -> u8 {
+pub async fn run(args: CaptureArgs) -> Exit {
     let connection = match args.target.connect(Duration::from_secs(10)) {
         Ok(connection) => connection,
         Err(error) => {
             eprintln!("kneo-ops capture: {error:#}");
-            return 2;
+            return Exit::Usage;
         }
     };
     let mut redactor = Redactor::new();
@@ -121,7 +122,7 @@ pub async fn run(args: CaptureArgs) -> u8 {
         Ok(captured) => captured,
         Err(error) => {
             eprintln!("kneo-ops capture: the bundle was not written: {error}");
-            return 2;
+            return Exit::Usage;
         }
     };
     if args.json {
@@ -130,9 +131,9 @@ pub async fn run(args: CaptureArgs) -> u8 {
         print_human(&captured);
     }
     if captured.manifest.summary.none_failed() {
-        0
+        Exit::Success
     } else {
-        1
+        Exit::Failed
     }
 }
 

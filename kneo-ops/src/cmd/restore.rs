@@ -1,6 +1,7 @@
 //! `kneo-ops restore`: loads an archive into an empty store, atomically, after refusing
 //! everything dangerous.
 
+use kneo_client::Exit;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -61,12 +62,12 @@ fn url_check_applies(args: &RestoreArgs) -> bool {
             .is_ok_and(|connection| connection.url_source != kneo_client::profile::Source::Default)
 }
 
-pub async fn run(args: RestoreArgs) -> u8 {
+pub async fn run(args: RestoreArgs) -> Exit {
     if let Some(reason) =
         kneo_triage::archive::wrong_kind(&args.archive, &kneo_triage::archive::ArchiveKind::Backup)
     {
         eprintln!("kneo-ops restore: refused: {reason}");
-        return 2;
+        return Exit::Usage;
     }
     let checked = if url_check_applies(&args) {
         service_answers(&args.target).await
@@ -79,7 +80,7 @@ pub async fn run(args: RestoreArgs) -> u8 {
              service would mix its writes with the archive), or point --url elsewhere if that is another service",
             kneo_server::redact::redacted_text(&url)
         );
-        return 1;
+        return Exit::Failed;
     }
     let location = args.store.location();
     let options = RestoreOptions {
@@ -122,11 +123,11 @@ pub async fn run(args: RestoreArgs) -> u8 {
                     println!("the previous contents were saved to {}", safety.display());
                 }
             }
-            0
+            Exit::Success
         }
         Err(error) => {
             eprintln!("kneo-ops restore: refused or failed: {error}");
-            1
+            Exit::Failed
         }
     }
 }

@@ -2,6 +2,7 @@
 //! whether the deploy is the trigger and which verified backup to go back to; then carry it out
 //! step by step, with confirmation and a log.
 
+use kneo_client::Exit;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -228,7 +229,7 @@ fn service_url(args: &PlanArgs) -> String {
     })
 }
 
-pub async fn run(args: RollbackArgs) -> u8 {
+pub async fn run(args: RollbackArgs) -> Exit {
     match args.command {
         RollbackCommand::Plan(plan_args) => {
             let commands = StepCommands {
@@ -247,11 +248,11 @@ pub async fn run(args: RollbackArgs) -> u8 {
                     } else {
                         print_plan(&plan, &source);
                     }
-                    u8::from(plan.verdict != Verdict::RollBack)
+                    Exit::success_if(plan.verdict == Verdict::RollBack)
                 }
                 Err(message) => {
                     eprintln!("kneo-ops rollback plan: {message}");
-                    1
+                    Exit::Failed
                 }
             }
         }
@@ -277,21 +278,21 @@ pub async fn run(args: RollbackArgs) -> u8 {
                 Ok(found) => found,
                 Err(message) => {
                     eprintln!("kneo-ops rollback run: {message}");
-                    return 1;
+                    return Exit::Failed;
                 }
             };
             print_plan(&plan, &source);
             let Some(backup) = plan.backup.clone() else {
                 eprintln!("kneo-ops rollback run: nothing to roll back to (see above)");
-                return 1;
+                return Exit::Failed;
             };
             if plan.verdict != Verdict::RollBack && !force {
                 eprintln!("kneo-ops rollback run: refused (see above); --force rolls back anyway");
-                return 1;
+                return Exit::Failed;
             }
             if dry_run {
                 println!("dry run: nothing was changed");
-                return 0;
+                return Exit::Success;
             }
             let log_path = log.unwrap_or_else(|| {
                 PathBuf::from(format!(
@@ -306,7 +307,7 @@ pub async fn run(args: RollbackArgs) -> u8 {
                         "kneo-ops rollback run: cannot write the log {}: {error}",
                         log_path.display()
                     );
-                    return 1;
+                    return Exit::Failed;
                 }
             };
             runner.note(&format!(
@@ -348,14 +349,14 @@ pub async fn run(args: RollbackArgs) -> u8 {
                 Ok(()) => {
                     runner.note("rollback done");
                     println!("rollback done; log: {}", log_path.display());
-                    0
+                    Exit::Success
                 }
                 Err(message) => {
                     eprintln!(
                         "kneo-ops rollback run: {message}; log: {}",
                         log_path.display()
                     );
-                    1
+                    Exit::Failed
                 }
             }
         }

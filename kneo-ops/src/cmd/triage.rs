@@ -1,5 +1,6 @@
 //! `kneo-ops triage`: one walk of the triage tree against a live service.
 
+use kneo_client::Exit;
 use std::time::Duration;
 
 use clap::Args;
@@ -58,12 +59,12 @@ pub struct TriageArgs {
     pub events_window: Duration,
 }
 
-pub async fn run(args: TriageArgs) -> u8 {
+pub async fn run(args: TriageArgs) -> Exit {
     let connection = match args.target.connect(args.timeout) {
         Ok(connection) => connection,
         Err(error) => {
             eprintln!("kneo-ops triage: {error:#}");
-            return kneo_triage::triage::exit::CANNOT_JUDGE;
+            return Exit::CannotJudge;
         }
     };
     let options = ProbeOptions {
@@ -83,7 +84,7 @@ pub async fn run(args: TriageArgs) -> u8 {
             Ok(text) => println!("{text}"),
             Err(error) => {
                 eprintln!("kneo-ops triage: cannot print the verdicts as JSON: {error}");
-                return kneo_triage::triage::exit::CANNOT_JUDGE;
+                return Exit::CannotJudge;
             }
         }
     } else {
@@ -98,5 +99,5 @@ pub async fn run(args: TriageArgs) -> u8 {
             )
         );
     }
-    report.exit_code()
+    report.exit()
 }

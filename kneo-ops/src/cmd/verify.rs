@@ -1,6 +1,7 @@
 //! `kneo-ops verify`: checks an archive without trusting it; `--deep` restores it into a scratch
 //! store and runs the server's own queries there.
 
+use kneo_client::Exit;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -39,10 +40,10 @@ pub struct VerifyArgs {
     pub json: bool,
 }
 
-pub async fn run(args: VerifyArgs) -> u8 {
+pub async fn run(args: VerifyArgs) -> Exit {
     if let Some(reason) = archive::wrong_kind(&args.archive, &archive::ArchiveKind::Backup) {
         eprintln!("kneo-ops verify: {reason}");
-        return 2;
+        return Exit::Usage;
     }
     let progress = StoreProgress::new("verify");
     let show = |step: backup::Progress| progress.show(&step);
@@ -112,13 +113,13 @@ pub async fn run(args: VerifyArgs) -> u8 {
                     if ok { "ok" } else { "FAILED" }
                 );
             }
-            if ok { 0 } else { 1 }
+            Exit::success_if(ok)
         }
         // The library reports every problem of a file it could read, not being a kneo archive
         // included; an error means there is no verdict.
         Err(error) => {
             eprintln!("kneo-ops verify: no verdict: {error}");
-            2
+            Exit::Usage
         }
     }
 }

@@ -100,13 +100,15 @@ impl Health {
 
 /// Exit codes of `kneo-ops triage` (and what kneo-tui's header means by the same words).
 pub mod exit {
-    pub const HEALTHY: u8 = 0;
-    pub const DEGRADED: u8 = 1;
+    use kneo_client::Exit;
+
+    pub const HEALTHY: u8 = Exit::Success.code();
+    pub const DEGRADED: u8 = Exit::Degraded.code();
     /// Down or hung: the service does not answer.
-    pub const DOWN: u8 = 2;
+    pub const DOWN: u8 = Exit::Down.code();
     /// Cannot judge: fix the tool's access first (no key, key rejected, scope lacking,
     /// unreachable from here). Only when nothing judged so far is wrong with the service.
-    pub const CANNOT_JUDGE: u8 = 3;
+    pub const CANNOT_JUDGE: u8 = Exit::CannotJudge.code();
 }
 
 /// One node of the verdict tree.
@@ -260,6 +262,16 @@ pub struct Report {
 impl Report {
     pub fn exit_code(&self) -> u8 {
         self.exit_code
+    }
+
+    /// [`Report::exit_code`] as the shared exit enum.
+    pub fn exit(&self) -> kneo_client::Exit {
+        match self.exit_code {
+            exit::HEALTHY => kneo_client::Exit::Success,
+            exit::DEGRADED => kneo_client::Exit::Degraded,
+            exit::DOWN => kneo_client::Exit::Down,
+            _ => kneo_client::Exit::CannotJudge,
+        }
     }
 
     /// The top-level groups shown as a tree: the stages, then the access and notes groups when

@@ -11,4 +11,5 @@ mod bundle;
 mod local;
 mod matrix;
 mod outage;
+mod profile;
 mod restore;
