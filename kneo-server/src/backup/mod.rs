@@ -11,14 +11,18 @@
 //! - [`restore`]: [`restore`] loads an archive into a state directory or a Postgres database,
 //!   atomically, refusing a non-empty target (without `force`), a live embedded store, a newer
 //!   schema and an archive that fails verification. Archives move between the two stores.
-//! - [`format`]: the archive layout, the table columns and the manifest (read this first).
+//! - [`format`]: the archive layout, the schema families and their table columns, and the
+//!   manifest (read this first). [`kneo_serv`] describes the kneo-serv 1.2 family, [`detect`]
+//!   tells the families apart in a live store.
 //! - `archive`, `rows`, `files`, `postgres`: the tar.gz container, JSONL rows, file plumbing and
 //!   Postgres connections they share.
 
 mod archive;
+pub mod detect;
 mod error;
 mod files;
 pub mod format;
+pub mod kneo_serv;
 mod postgres;
 pub mod restore;
 mod rows;
@@ -28,7 +32,7 @@ pub mod verify;
 use std::path::PathBuf;
 
 pub use error::BackupError;
-pub use format::Manifest;
+pub use format::{Family, Manifest};
 pub use restore::{RestoreOptions, RestoreReport, restore};
 pub use snapshot::{BackupOptions, BackupSummary, backup};
 pub use verify::{
