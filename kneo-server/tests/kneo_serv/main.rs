@@ -3,5 +3,7 @@
 //! its SQLite file with its continuation files, and a `pg_dump` of its Postgres database loaded
 //! into a real Postgres cluster.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod fixtures;
 mod round_trip;
