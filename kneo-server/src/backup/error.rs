@@ -79,6 +79,15 @@ pub enum BackupError {
         hint: &'static str,
     },
 
+    #[error(
+        "{path} is not a kneo-serv 1.2 archive ({}); `kneo-ops import` moves kneo-serv archives into kneo-server, `kneo-ops restore` restores the others",
+        match found { Some(family) => format!("it is a {family} archive"), None => "its first entry names no schema family".to_string() }
+    )]
+    NotKneoServArchive {
+        path: PathBuf,
+        found: Option<Family>,
+    },
+
     #[error("{path} already exists; choose another archive name or remove it first")]
     ArchiveExists { path: PathBuf },
 

@@ -8,6 +8,8 @@
 //!   the archive atomically.
 //! - [`verify`]: [`verify`] checks an archive without trusting it; [`verify_deep`] also restores it
 //!   into a scratch store and runs the server's own queries there.
+//! - [`import`]: [`import()`] moves a kneo-serv 1.2 archive into a kneo-server store: converted
+//!   record by record into a kneo-server archive, which is then restored.
 //! - [`restore`]: [`restore`] loads an archive into a state directory or a Postgres database,
 //!   atomically, refusing a non-empty target (without `force`), a live embedded store, a newer
 //!   schema and an archive that fails verification. Archives move between the two stores.
@@ -22,6 +24,7 @@ pub mod detect;
 mod error;
 mod files;
 pub mod format;
+pub mod import;
 pub mod kneo_serv;
 mod postgres;
 pub mod restore;
@@ -33,6 +36,7 @@ use std::path::PathBuf;
 
 pub use error::BackupError;
 pub use format::{Family, Manifest};
+pub use import::{ImportOptions, ImportPlan, ImportReport, NotCarried, import};
 pub use restore::{RestoreOptions, RestoreReport, restore};
 pub use snapshot::{BackupOptions, BackupSummary, backup};
 pub use verify::{
@@ -118,6 +122,8 @@ pub enum Stage {
     Pack,
     /// Reading an archive to check it.
     Verify,
+    /// Converting a kneo-serv archive into a kneo-server one.
+    Convert,
     /// Loading an archive into a store.
     Restore,
     /// Checking the restored store.

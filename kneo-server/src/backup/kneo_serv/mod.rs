@@ -54,7 +54,8 @@ const fn column(name: &'static str, kind: ColumnType, nullable: bool) -> Column 
 use ColumnType::{Int, JsonText, Real, Text};
 
 /// kneo-serv's tables in archive order, columns in their physical order (`runs.session_id` last:
-/// migration 4 added it).
+/// migration 4 added it). Checkpoints come before runs: an import learns each run's last
+/// checkpoint sequence, which kneo-server keeps in the run, before it converts the run.
 pub const TABLES: &[TableSpec] = &[
     TableSpec {
         family: Family::KneoServ,
@@ -70,6 +71,24 @@ pub const TABLES: &[TableSpec] = &[
         // already records version 4), so the archived one is put back as it was.
         restored: true,
         run_reference: None,
+    },
+    TableSpec {
+        family: Family::KneoServ,
+        name: "checkpoints",
+        columns: &[
+            column("id", Text, false),
+            column("run_id", Text, false),
+            column("sequence", Int, true),
+            column("type", Text, false),
+            column("created_at", Text, false),
+            column("payload", JsonText, false),
+        ],
+        // A run's checkpoints in sequence order, so an import reads them as kneo-server keeps
+        // them; the id makes the order total (a NULL sequence is allowed and sorts first).
+        key: &["run_id", "sequence", "id"],
+        identity: None,
+        restored: true,
+        run_reference: Some("run_id"),
     },
     TableSpec {
         family: Family::KneoServ,
@@ -106,24 +125,6 @@ pub const TABLES: &[TableSpec] = &[
             column("payload", JsonText, false),
         ],
         key: &["run_id"],
-        identity: None,
-        restored: true,
-        run_reference: Some("run_id"),
-    },
-    TableSpec {
-        family: Family::KneoServ,
-        name: "checkpoints",
-        columns: &[
-            column("id", Text, false),
-            column("run_id", Text, false),
-            column("sequence", Int, true),
-            column("type", Text, false),
-            column("created_at", Text, false),
-            column("payload", JsonText, false),
-        ],
-        // A run's checkpoints in sequence order, so an import reads them as kneo-server keeps
-        // them; the id makes the order total (a NULL sequence is allowed and sorts first).
-        key: &["run_id", "sequence", "id"],
         identity: None,
         restored: true,
         run_reference: Some("run_id"),

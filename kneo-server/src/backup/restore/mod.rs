@@ -73,13 +73,7 @@ pub async fn restore(
         StoreLocation::Sqlite { state_dir } => Some(sqlite::lock(state_dir, family)?),
         StoreLocation::Postgres { .. } => None,
     };
-    let replaced = match target {
-        StoreLocation::Sqlite { state_dir } => {
-            let state_dir = state_dir.clone();
-            run_blocking(progress, move |_| sqlite::contents(&state_dir)).await?
-        }
-        StoreLocation::Postgres { url } => postgres::contents(url, archive, family).await?,
-    };
+    let replaced = target_contents(archive, target, progress).await?;
     let holds_data = replaced.iter().any(|(table, rows)| {
         *rows > 0
             && !matches!(
@@ -136,6 +130,24 @@ pub async fn restore(
         continuations: manifest.continuations.count,
         duration: started.elapsed(),
     })
+}
+
+/// What `target` holds now, per table (non-zero ones), refusing a target `archive` cannot go
+/// into (an interrupted restore's leftovers, the other family's schema, a newer schema).
+pub(crate) async fn target_contents(
+    archive: &Path,
+    target: &StoreLocation,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<BTreeMap<String, u64>, BackupError> {
+    match target {
+        StoreLocation::Sqlite { state_dir } => {
+            let state_dir = state_dir.clone();
+            run_blocking(progress, move |_| sqlite::contents(&state_dir)).await
+        }
+        StoreLocation::Postgres { url } => {
+            postgres::contents(url, archive, archive_family(archive)).await
+        }
+    }
 }
 
 /// The schema family of an archive, from its first entry; an archive that names none is read as

@@ -277,6 +277,15 @@ impl TableWriter {
         })
     }
 
+    /// Writes a whole line (newline included) that another encoder built for this table.
+    pub(crate) fn write_line(&mut self, line: &[u8]) -> Result<(), BackupError> {
+        self.out
+            .write_all(line)
+            .map_err(BackupError::io("writing the scratch file", &self.path))?;
+        self.rows += 1;
+        Ok(())
+    }
+
     /// Writes the row the encoder holds.
     pub(crate) fn write_row(&mut self) -> Result<(), BackupError> {
         let line = self.encoder.finish();
