@@ -34,6 +34,7 @@ pub mod verify;
 
 use std::path::PathBuf;
 
+pub use archive::peek_family as archive_family;
 pub use error::BackupError;
 pub use format::{Family, Manifest};
 pub use import::{ImportOptions, ImportPlan, ImportReport, NotCarried, import};
