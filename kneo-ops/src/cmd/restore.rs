@@ -132,7 +132,13 @@ pub async fn run(args: RestoreArgs) -> u8 {
                 for (table, rows) in &report.restored {
                     println!("  {table}: {rows} rows");
                 }
-                println!("  continuations: {}", report.continuations);
+                // kneo-serv also has a table named continuations (listed above).
+                let files = if report.restored.contains_key("continuations") {
+                    "continuation files"
+                } else {
+                    "continuations"
+                };
+                println!("  {files}: {}", report.continuations);
                 if let Some(safety) = &report.safety_backup {
                     println!("the previous contents were saved to {}", safety.display());
                 }

@@ -610,6 +610,14 @@ pub struct ConsistencyWarning {
 }
 
 impl Manifest {
+    /// The rows the manifest records for table `name` (0 for a table it does not list).
+    pub fn rows_of(&self, name: &str) -> i64 {
+        self.tables
+            .iter()
+            .find(|table| table.name == name)
+            .map_or(0, |table| i64::try_from(table.rows).unwrap_or(i64::MAX))
+    }
+
     /// The bytes of `manifest.json`, with the self-checksum filled in.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut blank = self.clone();
@@ -701,6 +709,24 @@ mod tests {
         let text = String::from_utf8(bytes).expect("utf-8");
         let changed = text.replace("\"schema_version\": 1", "\"schema_version\": 2");
         assert!(check_manifest_checksum(changed.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_manifest_written_before_families_is_kneo_servers() {
+        let bytes = manifest().to_bytes();
+        let text = String::from_utf8(bytes).expect("utf-8");
+        assert!(text.contains("\"family\": \"kneo-server\""), "{text}");
+        let older = text.replace("  \"family\": \"kneo-server\",\n", "");
+        assert_ne!(older, text);
+        let parsed: Manifest = serde_json::from_str(&older).expect("parses");
+        assert_eq!(parsed.family, Family::Kneo);
+        assert_eq!(Family::parse("kneo-serv"), Some(Family::KneoServ));
+        assert_eq!(
+            family_of_path("kneo-serv/tables/runs.jsonl"),
+            Some(Family::KneoServ)
+        );
+        assert_eq!(family_of_path("tables/runs.jsonl"), Some(Family::Kneo));
+        assert_eq!(family_of_path("manifest.json"), None);
     }
 
     #[test]

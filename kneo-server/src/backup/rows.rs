@@ -665,6 +665,41 @@ mod tests {
     }
 
     #[test]
+    fn numbers_and_json_text_read_back_exactly() {
+        let table = crate::backup::kneo_serv::table("run_queue").expect("run_queue");
+        let mut encoder = LineEncoder::new();
+        encoder.begin();
+        encoder.text("run_id", "r1");
+        encoder.text("status", "queued");
+        encoder.int("attempts", 0);
+        // kneo-serv's epoch seconds, whose last digit a fast float parser gets wrong.
+        encoder.real("available_at", 1796299117.6162999);
+        encoder.null("lease_owner");
+        encoder.null("lease_expires_at");
+        encoder.null("error");
+        encoder.real("created_at", 1796299117.6162999);
+        encoder.real("updated_at", 1e-300);
+        encoder.text("payload", "{\"run_id\": \"r1\", \"n\": 1.5}");
+        let line = encoder.finish().to_vec();
+        let row = decode_line(table, &line[..line.len() - 1], JsonMode::Keep).expect("valid");
+        assert!(
+            matches!(row.get(table, "available_at"), Some(Cell::Real(n)) if *n == 1796299117.6162999)
+        );
+        assert!(matches!(row.get(table, "updated_at"), Some(Cell::Real(n)) if *n == 1e-300));
+        assert_eq!(
+            row.text(table, "payload"),
+            Some("{\"run_id\": \"r1\", \"n\": 1.5}"),
+            "kept byte for byte"
+        );
+        let text = String::from_utf8(line).expect("utf-8");
+        let broken = text.replace("\\\"n\\\": 1.5}", "\\\"n\\\": }");
+        assert_ne!(broken, text);
+        let error = decode_line(table, broken.trim_end().as_bytes(), JsonMode::Validate)
+            .expect_err("not JSON");
+        assert!(error.contains("payload"), "{error}");
+    }
+
+    #[test]
     fn pretty_documents_are_folded_onto_one_line() {
         assert_eq!(one_line_json("{\"a\": 1}").expect("valid"), "{\"a\": 1}");
         assert_eq!(

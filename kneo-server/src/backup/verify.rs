@@ -1019,13 +1019,6 @@ async fn store_checks(
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Vec<DeepCheck> {
     let mut checks = Vec::new();
-    let rows_of = |name: &str| {
-        manifest
-            .tables
-            .iter()
-            .find(|table| table.name == name)
-            .map_or(0, |table| table.rows as i64)
-    };
     let mut check = |name: &str, ok: bool, detail: String| {
         progress(Progress {
             stage: Stage::Check,
@@ -1060,11 +1053,11 @@ async fn store_checks(
     match store.list_runs(&all_runs).await {
         Ok(listed) => check(
             "list_runs",
-            listed.total == rows_of("runs"),
+            listed.total == manifest.rows_of("runs"),
             format!(
                 "list_runs counts {} run(s); the manifest {}",
                 listed.total,
-                rows_of("runs")
+                manifest.rows_of("runs")
             ),
         ),
         Err(error) => check("list_runs", false, error.message),
@@ -1220,11 +1213,11 @@ async fn store_checks(
     match store.list_audit(&audit).await {
         Ok(listed) => check(
             "list_audit",
-            listed.total == rows_of("audit_events"),
+            listed.total == manifest.rows_of("audit_events"),
             format!(
                 "list_audit counts {}; the manifest {}",
                 listed.total,
-                rows_of("audit_events")
+                manifest.rows_of("audit_events")
             ),
         ),
         Err(error) => check("list_audit", false, error.message),
@@ -1232,11 +1225,11 @@ async fn store_checks(
     match store.list_service_events(&page(1)).await {
         Ok(listed) => check(
             "list_service_events",
-            listed.total == rows_of("service_events"),
+            listed.total == manifest.rows_of("service_events"),
             format!(
                 "list_service_events counts {}; the manifest {}",
                 listed.total,
-                rows_of("service_events")
+                manifest.rows_of("service_events")
             ),
         ),
         Err(error) => check("list_service_events", false, error.message),

@@ -344,13 +344,6 @@ impl Tally {
     }
 
     fn finish(mut self, manifest: &Manifest, checker: &Checker) -> Vec<DeepCheck> {
-        let rows_of = |name: &str| {
-            manifest
-                .tables
-                .iter()
-                .find(|table| table.name == name)
-                .map_or(0, |table| table.rows as i64)
-        };
         let mut checks = Vec::new();
         let mut check = |problems: &BTreeMap<&'static str, Problems>,
                          name: &'static str,
@@ -380,11 +373,11 @@ impl Tally {
         check(
             &problems,
             "list_runs",
-            self.runs == rows_of("runs"),
+            self.runs == manifest.rows_of("runs"),
             format!(
                 "{} run(s) read back, every payload parsed; the manifest counts {}",
                 self.runs,
-                rows_of("runs")
+                manifest.rows_of("runs")
             ),
         );
         let statuses: BTreeSet<&String> = self
@@ -410,7 +403,7 @@ impl Tally {
         );
         let per_run_ok = checker.per_run.iter().all(|(run, (_, expected))| {
             self.checkpoints_per_run.get(run).copied().unwrap_or(0) == *expected
-        }) && self.checkpoints == rows_of("checkpoints");
+        }) && self.checkpoints == manifest.rows_of("checkpoints");
         check(
             &problems,
             "checkpoints",
@@ -419,7 +412,7 @@ impl Tally {
                 "{} checkpoint(s) of {} run(s) read back and decoded; the manifest counts {}",
                 self.checkpoints,
                 self.checkpoints_per_run.len(),
-                rows_of("checkpoints")
+                manifest.rows_of("checkpoints")
             ),
         );
         check(
@@ -434,21 +427,21 @@ impl Tally {
         check(
             &problems,
             "audit_events",
-            self.audit == rows_of("audit_events"),
+            self.audit == manifest.rows_of("audit_events"),
             format!(
                 "{} audit event(s) read back; the manifest counts {}",
                 self.audit,
-                rows_of("audit_events")
+                manifest.rows_of("audit_events")
             ),
         );
         check(
             &problems,
             "idempotency_records",
-            self.idempotency == rows_of("idempotency_records"),
+            self.idempotency == manifest.rows_of("idempotency_records"),
             format!(
                 "{} idempotency record(s) read back; the manifest counts {}",
                 self.idempotency,
-                rows_of("idempotency_records")
+                manifest.rows_of("idempotency_records")
             ),
         );
         let mut missing = Vec::new();

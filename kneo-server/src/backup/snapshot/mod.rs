@@ -339,6 +339,34 @@ pub(crate) fn continuation_of_run(document: &str) -> Option<String> {
         .and_then(|run| run.continuation_id)
 }
 
+/// The columns an export watches in the rows it writes: a run's id, status and document (the
+/// family's runs table), and a continuation's id (its continuation table).
+pub(crate) struct Watched {
+    pub runs: Option<(usize, usize, usize)>,
+    pub continuation_id: Option<usize>,
+}
+
+impl Watched {
+    pub(crate) fn of(family: &SchemaFamily, table: &TableSpec) -> Watched {
+        let runs = (table.name == family.runs.table)
+            .then(|| {
+                Some((
+                    table.column_index(family.runs.id)?,
+                    table.column_index(family.runs.status)?,
+                    table.column_index(family.runs.document)?,
+                ))
+            })
+            .flatten();
+        let continuation_id = (family.continuation_table == Some(table.name))
+            .then(|| table.column_index("id"))
+            .flatten();
+        Watched {
+            runs,
+            continuation_id,
+        }
+    }
+}
+
 /// How a `SELECT` of a table is written for one database.
 pub(crate) enum Dialect<'a> {
     Sqlite,

@@ -20,7 +20,7 @@ use tokio_postgres::types::ToSql;
 
 use super::continuations::{Decision, Reconciler, RunState};
 use super::{
-    Captured, Dialect, FinishedFile, PROGRESS_EVERY, TableWriter, check_schema_version,
+    Captured, Dialect, FinishedFile, PROGRESS_EVERY, TableWriter, Watched, check_schema_version,
     continuation_of_run, expect_family, select_sql,
 };
 use crate::backup::archive::Packer;
@@ -409,19 +409,10 @@ async fn export_table(
     let mut out = TableWriter::create(scratch, table)?;
     let mut blocked_runs = Vec::new();
     let mut continuations_in_table = Vec::new();
-    let runs = (table.name == family.runs.table).then(|| {
-        (
-            table.column_index(family.runs.id),
-            table.column_index(family.runs.status),
-            table.column_index(family.runs.document),
-        )
-    });
-    let continuation_ids = (family.continuation_table == Some(table.name))
-        .then(|| table.column_index("id"))
-        .flatten();
+    let watched = Watched::of(family, table);
     while let Some(row) = rows.try_next().await.map_err(reading())? {
         encode_row(table, &row, &mut out.encoder, target)?;
-        if let Some((Some(id), Some(status), Some(document))) = runs {
+        if let Some((id, status, document)) = watched.runs {
             let status: &str = row.try_get(status).map_err(reading())?;
             if status == "blocked" {
                 let id: &str = row.try_get(id).map_err(reading())?;
@@ -429,7 +420,7 @@ async fn export_table(
                 blocked_runs.push((id.to_string(), continuation_of_run(document)));
             }
         }
-        if let Some(index) = continuation_ids {
+        if let Some(index) = watched.continuation_id {
             let id: &str = row.try_get(index).map_err(reading())?;
             continuations_in_table.push(id.to_string());
         }

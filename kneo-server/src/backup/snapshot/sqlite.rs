@@ -17,8 +17,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use super::continuations::{Decision, Reconciler, RunState};
 use super::{
-    Captured, Dialect, FinishedFile, TableWriter, check_schema_version, continuation_of_run,
-    expect_family, select_sql,
+    Captured, Dialect, FinishedFile, TableWriter, Watched, check_schema_version,
+    continuation_of_run, expect_family, select_sql,
 };
 use crate::backup::archive::Packer;
 use crate::backup::files::sha256_of_file;
@@ -366,16 +366,7 @@ fn export_table(
     let sql = select_sql(table, &Dialect::Sqlite);
     let mut statement = connection.prepare(&sql).map_err(reading())?;
     let mut rows = statement.query([]).map_err(reading())?;
-    let runs = (table.name == family.runs.table).then(|| {
-        (
-            table.column_index(family.runs.id),
-            table.column_index(family.runs.status),
-            table.column_index(family.runs.document),
-        )
-    });
-    let continuation_ids = (family.continuation_table == Some(table.name))
-        .then(|| table.column_index("id"))
-        .flatten();
+    let watched = Watched::of(family, table);
     while let Some(row) = rows.next().map_err(reading())? {
         out.encoder.begin();
         for (index, column) in table.columns.iter().enumerate() {
@@ -440,7 +431,7 @@ fn export_table(
                 }
             }
         }
-        if let Some((Some(id), Some(status), Some(document))) = runs {
+        if let Some((id, status, document)) = watched.runs {
             let id: String = row.get(id).map_err(reading())?;
             let status: String = row.get(status).map_err(reading())?;
             let continuation = if status == "blocked" {
@@ -451,7 +442,7 @@ fn export_table(
             };
             reconciler.observe_run(&id, &status, continuation);
         }
-        if let Some(index) = continuation_ids {
+        if let Some(index) = watched.continuation_id {
             let id: String = row.get(index).map_err(reading())?;
             reconciler.held_in_table(&id);
         }
