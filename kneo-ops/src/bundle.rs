@@ -56,7 +56,7 @@ pub enum Problem {
         path: String,
     },
     /// An absolute path, a `..` component, or a link: refused, never extracted.
-    UnsafeEntry {
+    DangerousEntry {
         path: String,
         reason: String,
     },
@@ -88,7 +88,9 @@ impl fmt::Display for Problem {
             Problem::Extra { path } => {
                 write!(f, "{path}: in the archive but not listed in the manifest")
             }
-            Problem::UnsafeEntry { path, reason } => write!(f, "{path}: unsafe entry ({reason})"),
+            Problem::DangerousEntry { path, reason } => {
+                write!(f, "{path}: dangerous entry ({reason})")
+            }
             Problem::Duplicate { path } => {
                 write!(f, "{path}: appears more than once in the archive")
             }
@@ -112,7 +114,7 @@ impl Inspection {
 }
 
 /// Why `path` must not be used inside an archive, if it must not.
-pub fn unsafe_reason(path: &str) -> Option<&'static str> {
+pub fn hazard_reason(path: &str) -> Option<&'static str> {
     if path.is_empty() {
         return Some("empty path");
     }
@@ -152,8 +154,8 @@ pub fn inspect(path: &Path) -> Result<Inspection, BundleError> {
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let kind = entry.header().entry_type();
         if kind.is_dir() {
-            if let Some(reason) = unsafe_reason(name.trim_end_matches('/')) {
-                problems.push(Problem::UnsafeEntry {
+            if let Some(reason) = hazard_reason(name.trim_end_matches('/')) {
+                problems.push(Problem::DangerousEntry {
                     path: name,
                     reason: reason.into(),
                 });
@@ -161,14 +163,14 @@ pub fn inspect(path: &Path) -> Result<Inspection, BundleError> {
             continue;
         }
         if !(kind.is_file() || kind == tar::EntryType::Continuous) {
-            problems.push(Problem::UnsafeEntry {
+            problems.push(Problem::DangerousEntry {
                 path: name,
                 reason: format!("{kind:?} entry; a bundle holds regular files only"),
             });
             continue;
         }
-        if let Some(reason) = unsafe_reason(&name) {
-            problems.push(Problem::UnsafeEntry {
+        if let Some(reason) = hazard_reason(&name) {
+            problems.push(Problem::DangerousEntry {
                 path: name,
                 reason: reason.into(),
             });
@@ -231,8 +233,8 @@ pub fn inspect(path: &Path) -> Result<Inspection, BundleError> {
     let mut verified = 0;
     let mut listed = std::collections::BTreeSet::new();
     for item in &manifest.items {
-        if let Some(reason) = unsafe_reason(&item.path) {
-            problems.push(Problem::UnsafeEntry {
+        if let Some(reason) = hazard_reason(&item.path) {
+            problems.push(Problem::DangerousEntry {
                 path: item.path.clone(),
                 reason: format!("listed in the manifest with an {reason}"),
             });
@@ -645,10 +647,10 @@ mod tests {
             ],
         );
         let problems = inspect(&path).expect("readable").problems;
-        let unsafe_paths: Vec<_> = problems
+        let dangerous_paths: Vec<_> = problems
             .iter()
             .filter_map(|p| {
-                if let Problem::UnsafeEntry { path, .. } = p {
+                if let Problem::DangerousEntry { path, .. } = p {
                     Some(path.as_str())
                 } else {
                     None
@@ -656,7 +658,7 @@ mod tests {
             })
             .collect();
         assert_eq!(
-            unsafe_paths,
+            dangerous_paths,
             ["../escape.txt", "/etc/cron.d/evil", "runs/link"],
             "{problems:?}"
         );
@@ -704,13 +706,13 @@ mod tests {
     }
 
     #[test]
-    fn unsafe_reasons() {
-        assert_eq!(unsafe_reason("runs/r1/run.json"), None);
-        assert_eq!(unsafe_reason("../x"), Some("`..` component"));
-        assert_eq!(unsafe_reason("a/../../x"), Some("`..` component"));
-        assert_eq!(unsafe_reason("/x"), Some("absolute path"));
-        assert_eq!(unsafe_reason("./x"), Some("`.` component"));
-        assert_eq!(unsafe_reason(""), Some("empty path"));
-        assert_eq!(unsafe_reason("a\\..\\b"), Some("backslash in path"));
+    fn hazard_reasons() {
+        assert_eq!(hazard_reason("runs/r1/run.json"), None);
+        assert_eq!(hazard_reason("../x"), Some("`..` component"));
+        assert_eq!(hazard_reason("a/../../x"), Some("`..` component"));
+        assert_eq!(hazard_reason("/x"), Some("absolute path"));
+        assert_eq!(hazard_reason("./x"), Some("`.` component"));
+        assert_eq!(hazard_reason(""), Some("empty path"));
+        assert_eq!(hazard_reason("a\\..\\b"), Some("backslash in path"));
     }
 }

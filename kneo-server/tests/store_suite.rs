@@ -269,10 +269,25 @@ fn claim_request(
 }
 
 const LONG_LEASE: Duration = Duration::from_secs(600);
-/// Long enough for the next statement to see it unexpired on a loaded machine.
-const SHORT_LEASE: Duration = Duration::from_millis(150);
-/// Comfortably past `SHORT_LEASE`.
-const PAST_SHORT_LEASE: Duration = Duration::from_millis(400);
+/// A lease (or TTL) that is over as soon as it is granted. Tests never race a short lease
+/// against the machine: what must hold is held for `LONG_LEASE`, what must expire is granted
+/// for no time (or renewed for no time, see [`expire_lease`]).
+const EXPIRED: Duration = Duration::ZERO;
+/// A wait after granting an `EXPIRED` lease, so that the store's clock is past its expiry
+/// (timestamps have microsecond resolution; this is far more than one tick).
+const CLOCK_TICK: Duration = Duration::from_millis(20);
+
+/// Ends the lease `worker_id` holds on `run_id` now, by renewing it for no time.
+async fn expire_lease(store: &dyn Store, run_id: &str, worker_id: &str) {
+    assert!(
+        store
+            .renew_lease(run_id, worker_id, EXPIRED)
+            .await
+            .expect("renew"),
+        "{worker_id} does not hold {run_id}"
+    );
+    tokio::time::sleep(CLOCK_TICK).await;
+}
 
 async fn create_queued(store: &dyn Store, id: &str, created_at: &str) -> RunRecord {
     let record = run(id, RunStatus::Created, created_at);
@@ -768,8 +783,8 @@ async fn an_expired_lease_is_reclaimed_before_queued_runs(fixture: &Fixture) {
     // The queued run waited longer, but the run whose worker died goes first: it was started
     // once already, and re-claiming it promptly bounds how long a crash delays it.
     create_queued(store, "run-waiting", &ago(600.0)).await;
-    create_leased(store, "run-crashed", "worker-dead", SHORT_LEASE).await;
-    tokio::time::sleep(PAST_SHORT_LEASE).await;
+    create_leased(store, "run-crashed", "worker-dead", EXPIRED).await;
+    tokio::time::sleep(CLOCK_TICK).await;
     let claimed_ids = |result: &ClaimResult| -> Vec<(String, i64)> {
         result
             .claimed
@@ -870,7 +885,7 @@ async fn expired_leases_are_reclaimed_then_dead_lettered(fixture: &Fixture) {
     let store = fixture.store.as_ref();
     create_queued(store, "run-1", &ago(5.0)).await;
     let first = store
-        .claim_runs(&claim_request("worker-1", SHORT_LEASE, 2, 1))
+        .claim_runs(&claim_request("worker-1", LONG_LEASE, 2, 1))
         .await
         .expect("claim");
     assert_eq!(first.claimed.len(), 1);
@@ -888,11 +903,12 @@ async fn expired_leases_are_reclaimed_then_dead_lettered(fixture: &Fixture) {
         0
     );
 
-    tokio::time::sleep(PAST_SHORT_LEASE).await;
+    // The first worker died.
+    expire_lease(store, "run-1", "worker-1").await;
     let counts = store.queue_counts().await.expect("counts");
     assert_eq!((counts.running, counts.expired_leases), (1, 1));
     let second = store
-        .claim_runs(&claim_request("worker-2", SHORT_LEASE, 2, 1))
+        .claim_runs(&claim_request("worker-2", LONG_LEASE, 2, 1))
         .await
         .expect("claim");
     let claimed: Vec<(&str, i64)> = second
@@ -921,7 +937,8 @@ async fn expired_leases_are_reclaimed_then_dead_lettered(fixture: &Fixture) {
         SaveOutcome::LeaseLost
     );
 
-    tokio::time::sleep(PAST_SHORT_LEASE).await;
+    // The second worker died too: the run has used up its attempts.
+    expire_lease(store, "run-1", "worker-2").await;
     let third = store
         .claim_runs(&claim_request("worker-3", LONG_LEASE, 2, 1))
         .await
@@ -976,7 +993,7 @@ async fn expired_leases_are_reclaimed_then_dead_lettered(fixture: &Fixture) {
     create_queued(store, "run-2", &ago(4.0)).await;
     for attempt in 1..=3 {
         let claim = store
-            .claim_runs(&claim_request("worker-4", SHORT_LEASE, 0, 1))
+            .claim_runs(&claim_request("worker-4", EXPIRED, 0, 1))
             .await
             .expect("claim");
         assert_eq!(
@@ -987,15 +1004,16 @@ async fn expired_leases_are_reclaimed_then_dead_lettered(fixture: &Fixture) {
                 .collect::<Vec<_>>(),
             [attempt]
         );
-        tokio::time::sleep(PAST_SHORT_LEASE).await;
+        tokio::time::sleep(CLOCK_TICK).await;
     }
 }
 
 async fn leases_are_renewed_and_released(fixture: &Fixture) {
     let store = fixture.store.as_ref();
     create_queued(store, "run-1", &ago(5.0)).await;
+    // Granted for no time: only the renewal below keeps the run with worker-1.
     store
-        .claim_runs(&claim_request("worker-1", SHORT_LEASE, 3, 1))
+        .claim_runs(&claim_request("worker-1", EXPIRED, 3, 1))
         .await
         .expect("claim");
     assert!(
@@ -1017,7 +1035,7 @@ async fn leases_are_renewed_and_released(fixture: &Fixture) {
             .await
             .expect("renew")
     );
-    tokio::time::sleep(PAST_SHORT_LEASE).await;
+    tokio::time::sleep(CLOCK_TICK).await;
     assert!(
         store
             .claim_runs(&claim_request("worker-2", LONG_LEASE, 3, 1))
@@ -1087,7 +1105,7 @@ async fn queue_counts_cover_the_live_queue(fixture: &Fixture) {
     );
     create_queued(store, "run-q1", &ago(30.0)).await;
     create_queued(store, "run-q2", &ago(5.0)).await;
-    create_leased(store, "run-expired", "worker-1", Duration::from_millis(1)).await;
+    create_leased(store, "run-expired", "worker-1", EXPIRED).await;
     create_leased(store, "run-live", "worker-1", LONG_LEASE).await;
     for (id, status) in [
         ("run-done", QueueStatus::Completed),
@@ -1109,7 +1127,7 @@ async fn queue_counts_cover_the_live_queue(fixture: &Fixture) {
             SaveOutcome::Saved
         );
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::sleep(CLOCK_TICK).await;
     let counts = store.queue_counts().await.expect("counts");
     assert_eq!(
         (
@@ -1604,12 +1622,12 @@ async fn idempotency_records_start_replay_conflict_and_expire(fixture: &Fixture)
     // An owner that died: after the lock TTL the next request takes the record over.
     assert_eq!(
         store
-            .idempotency_begin(&request("k3", "h1", SHORT_LEASE))
+            .idempotency_begin(&request("k3", "h1", EXPIRED))
             .await
             .expect("begin"),
         IdempotencyBegin::Started
     );
-    tokio::time::sleep(PAST_SHORT_LEASE).await;
+    tokio::time::sleep(CLOCK_TICK).await;
     assert_eq!(
         store
             .idempotency_begin(&request("k3", "h1", LONG_LEASE))
@@ -1674,7 +1692,7 @@ async fn locks_are_exclusive_and_expire(fixture: &Fixture) {
 
     assert!(
         store
-            .try_lock("sweeper", "owner-a", SHORT_LEASE)
+            .try_lock("sweeper", "owner-a", EXPIRED)
             .await
             .expect("lock")
     );
@@ -1685,7 +1703,7 @@ async fn locks_are_exclusive_and_expire(fixture: &Fixture) {
             .expect("lock"),
         "locks are per name"
     );
-    tokio::time::sleep(PAST_SHORT_LEASE).await;
+    tokio::time::sleep(CLOCK_TICK).await;
     assert!(
         store
             .try_lock("sweeper", "owner-b", LONG_LEASE)
@@ -1907,6 +1925,10 @@ scenarios!(
 // Postgres only
 // ---------------------------------------------------------------------------------------------
 
+/// How long a test waits for the store to come back after Postgres does: far beyond the
+/// expected fraction of a second, so only a store that never recovers reaches it.
+const RECOVERY_BOUND: Duration = Duration::from_secs(60);
+
 /// Polls `probe` until it succeeds or `limit` passes; returns how long it took.
 async fn probe_until_ok(store: &PostgresStore, limit: Duration) -> Result<Duration, StoreError> {
     let started = Instant::now();
@@ -1933,18 +1955,14 @@ async fn postgres_degraded_start_recovers_without_a_restart() {
 
     let store = PostgresStore::new(&url, 4).expect("creating the store does not need the server");
     let continuations = store.continuation_store();
-    let started = Instant::now();
+    // Refused, not timed out: the probe reports the outage as soon as the connection is
+    // refused instead of waiting for its connect timeout.
     let error = store.probe().await.expect_err("the server is down");
     assert_eq!(
         error.kind,
         ErrorKind::ConnectionRefused,
         "{}",
         error.message
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "the probe took {:?}",
-        started.elapsed()
     );
     assert!(
         error
@@ -1969,9 +1987,11 @@ async fn postgres_degraded_start_recovers_without_a_restart() {
         let cluster = cluster.clone();
         blocking(move || cluster.start()).await;
     }
-    let took = probe_until_ok(&store, Duration::from_secs(5))
+    // Bounded only to fail instead of hanging; the recovery time is a figure of
+    // docs/performance.md, printed below, not a pass mark.
+    let took = probe_until_ok(&store, RECOVERY_BOUND)
         .await
-        .expect("the same store recovers within 5 s");
+        .expect("the same store recovers without a restart");
     assert!(store.is_ready(), "recovery migrated the schema");
     continuations
         .probe()
@@ -1992,7 +2012,6 @@ async fn postgres_degraded_start_recovers_without_a_restart() {
         let cluster = cluster.clone();
         blocking(move || cluster.stop()).await;
     }
-    let started = Instant::now();
     let error = store
         .get_run("run-1")
         .await
@@ -2006,16 +2025,11 @@ async fn postgres_degraded_start_recovers_without_a_restart() {
         error.kind,
         error.message
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "the failure took {:?}",
-        started.elapsed()
-    );
     {
         let cluster = cluster.clone();
         blocking(move || cluster.start()).await;
     }
-    probe_until_ok(&store, Duration::from_secs(5))
+    probe_until_ok(&store, RECOVERY_BOUND)
         .await
         .expect("recovers after a restart");
     assert_eq!(

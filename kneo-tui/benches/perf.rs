@@ -79,8 +79,7 @@ fn main() {
     let (ticks_before, at_before) = (cpu_ticks(pid).expect("stat"), Instant::now());
     std::thread::sleep(Duration::from_secs(seconds));
     let (ticks_after, at_after) = (cpu_ticks(pid).expect("stat"), Instant::now());
-    // SAFETY: sysconf only reads a system constant.
-    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let ticks_per_second = rustix::param::clock_ticks_per_second() as f64;
     let cpu_seconds = (ticks_after - ticks_before) as f64 / ticks_per_second;
     let wall = (at_after - at_before).as_secs_f64();
     let (rss, hwm) = memory_kib(pid).unwrap_or((0, 0));

@@ -197,7 +197,7 @@ impl Bundle {
     }
 }
 
-/// The `runs/…` files of the bundle at `path` (unsafe paths are skipped; `inspect` names them).
+/// The `runs/…` files of the bundle at `path` (dangerous paths are skipped; `inspect` names them).
 fn read_run_files(path: &Path) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
     let file = std::fs::File::open(path)
         .with_context(|| format!("cannot open the bundle {}", path.display()))?;
@@ -212,7 +212,7 @@ fn read_run_files(path: &Path) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         if !entry.header().entry_type().is_file()
             || !name.starts_with("runs/")
-            || kneo_ops::bundle::unsafe_reason(&name).is_some()
+            || kneo_ops::bundle::hazard_reason(&name).is_some()
         {
             continue;
         }

@@ -3,18 +3,23 @@
 //! state is `.kneo/` there), with a fresh admin key in `KNEO_SERV_ADMIN_API_KEY`; reads the
 //! `listening on http://…` line from its stdout; stops it (SIGTERM, then SIGKILL) when dropped.
 //! The server's log goes to `.kneo/kneo-tui-local.log`, never onto the dashboard.
+//!
+//! A kneo-tui killed outright (SIGKILL runs no destructor) must not leave the server behind: a
+//! watchdog process sends it SIGTERM as soon as kneo-tui is gone, however it ended.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use kneo_process::Watchdog;
 
 /// A running embedded server.
 pub struct LocalServer {
     child: Option<Child>,
+    /// Stops the server if kneo-tui dies without stopping it; disarmed by [`LocalServer::stop`].
+    watchdog: Option<Watchdog>,
     pub url: String,
     /// The admin key generated for this session.
     pub api_key: String,
@@ -32,6 +37,8 @@ impl std::fmt::Debug for LocalServer {
 
 /// How long the server may take to print its listening line.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the server may take to stop after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 impl LocalServer {
     /// Starts `kneo service serve --port 0` in `dir`.
@@ -56,39 +63,28 @@ impl LocalServer {
             .env("KNEO_SERV_ADMIN_API_KEY", &api_key);
         // The session's server must not pick up a production database by accident.
         command.env_remove("KNEO_SERV_DATABASE_URL");
-        // If kneo-tui dies without running its destructors (SIGKILL), the server goes too.
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: prctl is async-signal-safe and touches only the child being set up.
-            unsafe {
-                command.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                    Ok(())
-                });
-            }
-        }
         let mut child = command
             .spawn()
             .with_context(|| format!("cannot start {}", kneo.display()))?;
+        let watchdog = match Watchdog::arm(&stop_on_exit(child.id())) {
+            Ok(watchdog) => watchdog,
+            Err(error) => {
+                kneo_process::server::stop(&mut child, STOP_GRACE);
+                return Err(error).context(
+                    "cannot start the watchdog that stops the embedded server if kneo-tui dies (it runs `sh`)",
+                );
+            }
+        };
         let Some(stdout) = child.stdout.take() else {
-            let _ = child.kill();
+            watchdog.disarm();
+            kneo_process::server::stop(&mut child, STOP_GRACE);
             bail!("the kneo server's stdout was not captured");
         };
-        let (sender, receiver) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = sender.send(line);
-            // Keep draining so the server never blocks on a full pipe.
-            let mut sink = Vec::new();
-            let _ = reader.read_to_end(&mut sink);
-        });
         let started = Instant::now();
-        let line = receiver.recv_timeout(START_TIMEOUT).unwrap_or_default();
+        let line = kneo_process::server::first_line(stdout, START_TIMEOUT);
         let mut server = LocalServer {
             child: Some(child),
+            watchdog: Some(watchdog),
             url: String::new(),
             api_key,
             log_path,
@@ -124,23 +120,21 @@ impl LocalServer {
 
     /// SIGTERM, a few seconds' grace, then SIGKILL.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if let Ok(pid) = i32::try_from(child.id()) {
-            // SAFETY: signalling our own child process.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
+        // The watchdog goes first: once the server is reaped, its pid may be another process's.
+        if let Some(watchdog) = self.watchdog.take() {
+            watchdog.disarm();
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(mut child) = self.child.take() {
+            kneo_process::server::stop(&mut child, STOP_GRACE);
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
+}
+
+/// What the watchdog runs when kneo-tui is gone: SIGTERM to the server `pid`, as a `stop` would.
+fn stop_on_exit(pid: u32) -> Command {
+    let mut command = Command::new("sh");
+    command.args(["-c", r#"kill -TERM "$0""#, &pid.to_string()]);
+    command
 }
 
 impl Drop for LocalServer {

@@ -381,8 +381,7 @@ fn process_age_ms() -> Option<f64> {
         .next()?
         .parse()
         .ok()?;
-    // SAFETY: sysconf only reads a system constant.
-    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let ticks_per_second = rustix::param::clock_ticks_per_second() as f64;
     if ticks_per_second <= 0.0 {
         return None;
     }

@@ -10,12 +10,16 @@
 //! - [`golden`]: the recorded request/response pairs of kneo-serv 1.2.0.
 //! - [`shape`]: compares a real JSON response with a golden one by structure, not by value.
 //! - [`server`]: a real `kneo service serve` process; [`fixtures`]: the spec files tests run.
+//! - [`http`]: the HTTP client tests talk to a server with (status, headers and body together).
+//! - [`process`]: watches a process the code under test started, by pid.
 //! - [`workspace`]: finds the workspace root that the other modules resolve paths from.
 
 pub mod bins;
 pub mod fixtures;
 pub mod golden;
+pub mod http;
 pub mod postgres;
+pub mod process;
 pub mod server;
 pub mod shape;
 pub mod workspace;

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use kneo_process::Watchdog;
 use tempfile::TempDir;
 
 const MISSING_BINARIES: &str = "PostgreSQL server binaries (initdb, pg_ctl) not found in `pg_config --bindir`, \
@@ -55,34 +56,36 @@ enum RunAs {
 
 /// The cluster shared by every test in this process, started on first use.
 ///
-/// Statics are never dropped, so the first call also registers an `atexit` hook that stops
-/// the server and removes its directory when the test process exits normally. A test process
-/// killed by a signal leaves the server running; `pg_ctl -D <dir>/data stop` cleans it up.
+/// Statics are never dropped, so the first call also arms a [`Watchdog`]: a small process that
+/// stops the server and removes its directory once the test process is gone, however it ended
+/// (all tests done, a panic outside a test, Ctrl-C, or `kill -9`).
 pub fn shared_cluster() -> &'static PgCluster {
-    static SHARED: OnceLock<PgCluster> = OnceLock::new();
-
-    extern "C" fn stop_shared_cluster() {
-        if let Some(cluster) = SHARED.get() {
-            cluster.stop_immediately();
-            // Best effort: nothing can be reported this late in the process.
-            let _ = fs::remove_dir_all(cluster.dir.path());
-        }
+    /// The cluster and the watchdog that cleans it up; neither is ever dropped.
+    struct Shared {
+        cluster: PgCluster,
+        _cleanup: Option<Watchdog>,
     }
+    static SHARED: OnceLock<Shared> = OnceLock::new();
 
-    SHARED.get_or_init(|| {
-        let cluster = PgCluster::start_new();
-        // SAFETY: the hook is a plain `extern "C" fn` that does not unwind; it only reads
-        // the already-initialised static and runs child processes.
-        let status = unsafe { libc::atexit(stop_shared_cluster) };
-        if status != 0 {
-            eprintln!(
-                "kneo-testkit: could not register the exit hook; the shared PostgreSQL \
-                 cluster in {:?} will keep running after the tests",
-                cluster.dir.path()
-            );
-        }
-        cluster
-    })
+    &SHARED
+        .get_or_init(|| {
+            let cluster = PgCluster::start_new();
+            let cleanup = Watchdog::arm(&cluster.cleanup_command())
+                .map_err(|error| {
+                    eprintln!(
+                        "kneo-testkit: could not start the cleanup watchdog ({error}); the shared \
+                         PostgreSQL cluster in {:?} will keep running after the tests \
+                         (`pg_ctl -D <dir>/data stop` stops it)",
+                        cluster.dir.path()
+                    );
+                })
+                .ok();
+            Shared {
+                cluster,
+                _cleanup: cleanup,
+            }
+        })
+        .cluster
 }
 
 /// The directory holding `initdb`, `pg_ctl`, `psql`, `pg_dump` and friends.
@@ -262,9 +265,25 @@ impl PgCluster {
         })
     }
 
-    /// Crash-stops the server; used on drop and at exit, where nothing can be reported.
+    /// Crash-stops the server; used on drop, where nothing can be reported.
     fn stop_immediately(&self) {
         let _ = self.pg_ctl(["stop", "-w", "-m", "immediate"]).output();
+    }
+
+    /// What the shared cluster's watchdog runs: the crash stop of `stop_immediately`, then the
+    /// removal of the cluster's directory.
+    fn cleanup_command(&self) -> Command {
+        let stop = self.pg_ctl(["stop", "-w", "-m", "immediate"]);
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", r#""$@"; rm -rf -- "$0""#])
+            .arg(self.dir.path())
+            .arg(stop.get_program())
+            .args(stop.get_args());
+        if let Some(dir) = stop.get_current_dir() {
+            command.current_dir(dir);
+        }
+        command
     }
 
     fn pg_ctl<const N: usize>(&self, args: [&str; N]) -> Command {
@@ -317,8 +336,7 @@ impl Drop for PgCluster {
 
 impl RunAs {
     fn for_current_user() -> RunAs {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } == 0 {
+        if rustix::process::geteuid().is_root() {
             RunAs::PostgresUser
         } else {
             RunAs::CurrentUser
@@ -347,27 +365,29 @@ impl RunAs {
     }
 }
 
-/// The uid and gid of the `postgres` account, looked up once.
+/// The uid and gid of the `postgres` account.
 fn postgres_user_ids() -> Result<(u32, u32), String> {
-    // getpwnam returns a pointer into static storage that concurrent calls overwrite, so
-    // the lookup happens once under the OnceLock and only the copied ids are shared.
-    static IDS: OnceLock<Result<(u32, u32), String>> = OnceLock::new();
-    IDS.get_or_init(|| {
-        // SAFETY: the argument is a valid NUL-terminated string; the result is null or points
-        // to a passwd record that stays valid until the next getpw* call, and we copy the two
-        // ids out before returning.
-        let ids = unsafe {
-            let entry = libc::getpwnam(c"postgres".as_ptr());
-            (!entry.is_null()).then(|| ((*entry).pw_uid, (*entry).pw_gid))
-        };
-        ids.ok_or_else(|| {
-            "tests run as root, so PostgreSQL must run as the `postgres` user, but there is no \
-             such user; install the `postgresql` package (apt-get install -y postgresql), which \
-             creates it"
-                .to_string()
-        })
-    })
-    .clone()
+    Ok((postgres_user_id("-u")?, postgres_user_id("-g")?))
+}
+
+/// `id -u postgres` (`flag` "-u") or `id -g postgres` ("-g"): the account database through
+/// the system's own tool, which also knows accounts that are not in /etc/passwd.
+fn postgres_user_id(flag: &str) -> Result<u32, String> {
+    let output = Command::new("id")
+        .args([flag, SUPERUSER])
+        .output()
+        .map_err(|error| format!("could not run `id {flag} {SUPERUSER}`: {error}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "tests run as root, so PostgreSQL must run as the `{SUPERUSER}` user, but there is \
+             no such user; install the `postgresql` package (apt-get install -y postgresql), \
+             which creates it"
+        ));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.trim()
+        .parse()
+        .map_err(|_| format!("`id {flag} {SUPERUSER}` printed {text:?}, which is not a number"))
 }
 
 fn runuser_path() -> &'static OsStr {

@@ -2,11 +2,12 @@
 //! free loopback port, with the spec fixtures written beside it, stopped (or `kill -9`ed) on
 //! demand, and killed when dropped.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The first line a child prints within a limit, the rest drained (shared with kneo-tui).
+pub use kneo_process::server::first_line;
 
 use crate::bins::bin_path;
 use crate::fixtures;
@@ -167,20 +168,10 @@ impl KneoServer {
         self.child = Some(child);
     }
 
-    /// Stops the server with SIGTERM and waits for it.
+    /// Stops the server with SIGTERM and waits for it (SIGKILL if it takes more than 20 s).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            // SAFETY: sending a signal to our own child process.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            kneo_process::server::stop(&mut child, Duration::from_secs(20));
         }
     }
 
@@ -244,23 +235,6 @@ impl Drop for KneoServer {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-/// The first line `stdout` prints within `limit` (empty if none). The rest of the stream keeps
-/// being drained in the background, so the process never blocks on a full pipe.
-pub fn first_line(stdout: ChildStdout, limit: Duration) -> String {
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        let _ = reader.read_line(&mut line);
-        let _ = sender.send(line);
-        let mut sink = String::new();
-        while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
-            sink.clear();
-        }
-    });
-    receiver.recv_timeout(limit).unwrap_or_default()
 }
 
 /// The URL in kneo's first line, `kneo <version> listening on http://ADDR`.

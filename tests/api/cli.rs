@@ -185,7 +185,7 @@ mod blocking {
         |url: &str, spec_path: &str| {
             let runtime = tokio::runtime::Runtime::new().expect("runtime");
             runtime.block_on(async {
-                let api = kneo_tests::Api::new(url);
+                let api = kneo_testkit::http::Api::new(url);
                 let answer = api
                     .post(
                         "/v1/runs",
@@ -202,7 +202,7 @@ mod blocking {
     pub fn run_status(url: &str, run_id: &str) -> String {
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
         runtime.block_on(async {
-            let api = kneo_tests::Api::new(url);
+            let api = kneo_testkit::http::Api::new(url);
             let run = api
                 .get(
                     &format!("/v1/runs/{run_id}"),

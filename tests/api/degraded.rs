@@ -1,6 +1,10 @@
 //! Starting with nothing configured, and staying up when a store is missing or hangs: the service
-//! answers `/healthz`, `/readyz` names the failing check with a stable kind within its time bound,
-//! and readiness comes back by itself.
+//! answers `/healthz`, `/readyz` names the failing check with a stable kind (`timeout` when a
+//! probe was cut off by its bound), and readiness comes back by itself.
+//!
+//! How fast `/readyz` answers while a store hangs is a figure of docs/performance.md
+//! ("Readiness while Postgres hangs"), measured with `kneo-load --mode readyz`, not a pass mark
+//! here: waits below are bounded only to fail instead of hanging.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -9,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use kneo_testkit::bins::bin_path;
 use kneo_testkit::fixtures;
+use kneo_testkit::http::{Answer, Api};
 use kneo_testkit::server::{self, KneoServer, ServerOptions};
-use kneo_tests::{Answer, Api};
 use serde_json::json;
 
 /// The eight checks `/readyz` reports (readiness.rs `CHECK_NAMES`).
@@ -25,9 +29,9 @@ const CHECK_NAMES: [&str; 8] = [
     "mcp",
 ];
 
-/// `KNEO_SERV_HEALTH_PROBE_TIMEOUT_SECONDS` defaults to 1.5 s and bounds every store probe, so a
-/// hung store must still give an answer within 2 s (0.5 s for the HTTP round trip and the rest).
-const READYZ_BOUND: Duration = Duration::from_secs(2);
+/// How long a test waits for a state it expects (started, degraded, recovered): far beyond the
+/// seconds each takes, so only a service that never gets there reaches it.
+const WAIT_BOUND: Duration = Duration::from_secs(60);
 
 /// A `kneo` process this test spawned itself; killed and reaped however the test ends.
 struct ChildGuard(Child);
@@ -53,17 +57,18 @@ fn listening_url(child: &mut Child, stderr_path: &Path) -> String {
     }
 }
 
-/// Polls `/healthz` until it answers 200, for at most `limit`.
-async fn wait_for_healthz(api: &Api, limit: Duration) -> Answer {
-    let deadline = Instant::now() + limit;
+/// Polls unauthenticated `GET path` until it answers `status`, for at most [`WAIT_BOUND`];
+/// that answer. `what` says in a failure what the test was waiting for.
+async fn wait_for(api: &Api, path: &str, status: u16, what: &str) -> Answer {
+    let deadline = Instant::now() + WAIT_BOUND;
     loop {
-        let answer = api.send("GET", "/healthz", &[], None).await;
-        if answer.status == 200 {
+        let answer = api.send("GET", path, &[], None).await;
+        if answer.status == status {
             return answer;
         }
         assert!(
             Instant::now() < deadline,
-            "/healthz not 200 within {limit:?}: {} {}",
+            "{path} not {status} {what} within {WAIT_BOUND:?}: {} {}",
             answer.status,
             answer.text
         );
@@ -71,18 +76,8 @@ async fn wait_for_healthz(api: &Api, limit: Duration) -> Answer {
     }
 }
 
-/// `GET /readyz`, failing the test if the answer took longer than [`READYZ_BOUND`].
-async fn readyz_within_bound(api: &Api) -> Answer {
-    let started = Instant::now();
-    let answer = api.send("GET", "/readyz", &[], None).await;
-    let took = started.elapsed();
-    assert!(
-        took < READYZ_BOUND,
-        "/readyz took {took:?} (bound {READYZ_BOUND:?}): {} {}",
-        answer.status,
-        answer.text
-    );
-    answer
+async fn readyz(api: &Api) -> Answer {
+    api.send("GET", "/readyz", &[], None).await
 }
 
 /// With no environment at all (only `PATH` and `HOME`), `kneo service serve` starts on the
@@ -115,7 +110,7 @@ async fn a_start_with_no_environment_serves_on_the_embedded_store() {
     );
     let api = Api::new(&url);
 
-    let health = wait_for_healthz(&api, Duration::from_secs(20)).await;
+    let health = wait_for(&api, "/healthz", 200, "after the start").await;
     assert_eq!(health.body["ok"], true, "{}", health.text);
     assert_eq!(
         health.body["service"], "kneo-serv-platform",
@@ -134,7 +129,7 @@ async fn a_start_with_no_environment_serves_on_the_embedded_store() {
         health.text
     );
 
-    let ready = readyz_within_bound(&api).await;
+    let ready = readyz(&api).await;
     assert_eq!(ready.status, 200, "{}", ready.text);
     assert_eq!(ready.body["metadata"]["ready"], true, "{}", ready.text);
     let checks = ready.body["metadata"]["checks"]
@@ -205,23 +200,23 @@ fn silent_listener() -> u16 {
 
 /// A Postgres that accepts connections and never answers does not stop the start (the pool's 2 s
 /// connection-create timeout gives up, and the service starts degraded with kind `timeout`) nor
-/// hang `/readyz`: each probe is cut off by the 1.5 s readiness bound, so `/readyz` answers 503
-/// within 2 s, every time, with the store checks failing as `timeout` and nothing of the DSN in
-/// the public body.
+/// hang `/readyz`: each probe is cut off by the 1.5 s readiness bound, so `/readyz` answers 503,
+/// every time, with the store checks failing as `timeout` (cut off, not refused) and nothing of
+/// the DSN in the public body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readyz_answers_503_timeout_within_2s_when_postgres_hangs() {
+async fn readyz_answers_503_timeout_when_postgres_hangs() {
     let port = silent_listener();
     let url = format!("postgres://kneo:pw@127.0.0.1:{port}/kneo");
     let server = KneoServer::start(ServerOptions::default().postgres(&url));
     let api = Api::new(&server.url);
     // The listening line comes before the start is recorded in the (hanging) store, so the
     // first answer may take a few seconds; it must come.
-    let health = wait_for_healthz(&api, Duration::from_secs(20)).await;
+    let health = wait_for(&api, "/healthz", 200, "after the start").await;
     assert_eq!(health.body["metadata"]["status"], "healthy");
 
-    // Several times: a probe left hanging by one request must not slow down the next.
+    // Several times: a probe left hanging by one request must not keep the next from answering.
     for attempt in 1..=3 {
-        let ready = readyz_within_bound(&api).await;
+        let ready = readyz(&api).await;
         assert_eq!(ready.status, 503, "attempt {attempt}: {}", ready.text);
         assert_eq!(ready.error_code(), Some("not_ready"), "{}", ready.text);
         let checks = &ready.body["detail"]["metadata"]["checks"];
@@ -259,22 +254,14 @@ async fn a_missing_continuation_directory_fails_readiness_and_recovers_without_r
     let instance =
         api.send("GET", "/healthz", &[], None).await.body["metadata"]["instance_id"].clone();
     assert!(instance.is_string(), "no instance_id in /healthz");
-    let ready = readyz_within_bound(&api).await;
+    let ready = readyz(&api).await;
     assert_eq!(ready.status, 200, "{}", ready.text);
 
     let directory = server.dir.join(".kneo").join("continuations");
     let moved = server.dir.join("continuations-moved-away");
     std::fs::rename(&directory, &moved).expect("move the continuation directory away");
 
-    let mut ready = readyz_within_bound(&api).await;
-    for _ in 0..20 {
-        if ready.status == 503 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        ready = readyz_within_bound(&api).await;
-    }
-    assert_eq!(ready.status, 503, "{}", ready.text);
+    let ready = wait_for(&api, "/readyz", 503, "after the directory went away").await;
     assert_eq!(ready.error_code(), Some("not_ready"), "{}", ready.text);
     let checks = &ready.body["detail"]["metadata"]["checks"];
     let continuations = &checks["continuation_store"];
@@ -288,19 +275,7 @@ async fn a_missing_continuation_directory_fails_readiness_and_recovers_without_r
     );
 
     std::fs::rename(&moved, &directory).expect("put the continuation directory back");
-    let recovered_by = Instant::now() + Duration::from_secs(5);
-    loop {
-        let ready = readyz_within_bound(&api).await;
-        if ready.status == 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < recovered_by,
-            "not ready 5 s after the directory returned: {}",
-            ready.text
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for(&api, "/readyz", 200, "after the directory returned").await;
     let after = api.send("GET", "/healthz", &[], None).await;
     assert_eq!(
         after.body["metadata"]["instance_id"], instance,

@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use kneo_testkit::golden::{self, Golden};
+use kneo_testkit::http::{Answer, Api};
 use kneo_testkit::postgres::shared_cluster;
 use kneo_testkit::server::{KneoServer, OPERATOR_KEY, REVIEWER_KEY, ServerOptions};
 use kneo_testkit::shape::assert_shape;
-use kneo_tests::{Answer, Api};
 use serde_json::{Value, json};
 
 /// Recorded ids mapped to ours.

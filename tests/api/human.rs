@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use kneo_testkit::http::{Answer, Api};
 use kneo_testkit::server::{KneoServer, OPERATOR_KEY, REVIEWER_KEY, ServerOptions};
-use kneo_tests::{Answer, Api};
 use serde_json::{Value, json};
 
 use super::write_spec;
@@ -176,7 +176,7 @@ async fn a_crash_after_writing_the_continuation_leaves_a_resumable_task() {
         .send()
         .await;
     assert!(
-        server.wait_for_exit(Duration::from_secs(10)),
+        server.wait_for_exit(Duration::from_secs(60)),
         "the fault point did not fire"
     );
     server.restart_with(&[("KNEO_SERV_FAULTS", "")]);
@@ -185,7 +185,7 @@ async fn a_crash_after_writing_the_continuation_leaves_a_resumable_task() {
         .as_str()
         .expect("the run survived")
         .to_string();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let run = loop {
         let run = api.get(&format!("/v1/runs/{run_id}"), OPERATOR_KEY).await;
         if run.body["status"] == "blocked" {
@@ -240,12 +240,12 @@ async fn a_crash_after_accepting_a_resume_finishes_the_run_once() {
         .send()
         .await;
     assert!(
-        server.wait_for_exit(Duration::from_secs(10)),
+        server.wait_for_exit(Duration::from_secs(60)),
         "the fault point did not fire"
     );
     server.restart_with(&[("KNEO_SERV_FAULTS", "")]);
     let run = api
-        .wait_terminal(&run_id, OPERATOR_KEY, Duration::from_secs(30))
+        .wait_terminal(&run_id, OPERATOR_KEY, Duration::from_secs(60))
         .await;
     assert_eq!(run["status"], "completed", "{run}");
     assert_eq!(run["output_text"], "Published: Draft report for: crash two");
@@ -315,7 +315,9 @@ fn timed_spec(on_timeout: &str) -> String {
 }
 
 async fn wait_for_audit(api: &Api, run_id: &str, event_type: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    // The task expires after 1 s and the sweep runs every second: bounded only to fail
+    // instead of hanging.
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let events = api
             .get(
@@ -370,7 +372,7 @@ async fn expired_tasks_follow_their_on_timeout_policy() {
 
     wait_for_audit(&api, &continuing, "human.continued").await;
     let run = api
-        .wait_terminal(&continuing, OPERATOR_KEY, Duration::from_secs(15))
+        .wait_terminal(&continuing, OPERATOR_KEY, Duration::from_secs(60))
         .await;
     assert_eq!(run["status"], "completed");
     assert_eq!(run["output_text"], "Published: Draft report for: continue");

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use kneo_testkit::http::Api;
 use kneo_testkit::server::{KneoServer, OPERATOR_KEY, ServerOptions, VIEWER_KEY};
-use kneo_tests::Api;
 use serde_json::{Value, json};
 
 use super::write_spec;
@@ -313,13 +313,25 @@ async fn every_request_leaves_one_json_log_line_with_its_request_id() {
         36,
         "a UUID is generated: {generated_id}"
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let log = server.log();
-    let line: Value = log
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find(|entry| entry["request_id"] == "trace-me-123" && entry["event"] == "http_request")
-        .unwrap_or_else(|| panic!("no access log line for trace-me-123 in:\n{log}"));
+    // The line is written just after the answer: wait for it, bounded only to fail instead of
+    // hanging.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (log, line) = loop {
+        let log = server.log();
+        let line = log
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|entry| {
+                entry["request_id"] == "trace-me-123" && entry["event"] == "http_request"
+            });
+        match line {
+            Some(line) => break (log, line),
+            None if std::time::Instant::now() > deadline => {
+                panic!("no access log line for trace-me-123 in:\n{log}")
+            }
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
     assert_eq!(line["target"], "kneo_serv.service");
     assert_eq!(line["method"], "GET");
     assert_eq!(line["path"], "/v1/runs");
@@ -336,8 +348,9 @@ async fn starts_and_readiness_transitions_are_recorded_as_service_events() {
     assert_eq!(api.send("GET", "/readyz", &[], None).await.status, 503);
     server.restart_with(&[("KNEO_SERV_HEALTH_PROVIDERS", "")]);
     assert_eq!(api.send("GET", "/readyz", &[], None).await.status, 200);
-    // Events are written just after the answer that observed them: give them a moment.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    // Events are written just after the answer that observed them: wait for them, bounded
+    // only to fail instead of hanging.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let events = loop {
         let events = api
             .get("/v1/service/events?sort_order=asc", OPERATOR_KEY)

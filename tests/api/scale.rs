@@ -7,9 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use kneo_testkit::http::Api;
 use kneo_testkit::postgres::shared_cluster;
 use kneo_testkit::server::{KneoServer, OPERATOR_KEY, ServerOptions};
-use kneo_tests::Api;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -91,7 +91,7 @@ async fn two_api_and_two_worker_processes_execute_each_run_once() {
         let (api, body) = (apis[index % 2].clone(), body.clone());
         async move { api.post("/v1/runs", OPERATOR_KEY, &body).await }
     });
-    let answers: Vec<kneo_tests::Answer> = submissions.buffer_unordered(64).collect().await;
+    let answers: Vec<kneo_testkit::http::Answer> = submissions.buffer_unordered(64).collect().await;
     let mut accepted = HashSet::new();
     for answer in answers {
         assert_eq!(answer.status, 202, "{}", answer.text);

@@ -7,6 +7,7 @@
 //! ```text
 //! kneo-load --url http://127.0.0.1:8000 --key opskey123 --mode sync --concurrency 32 --seconds 10
 //! kneo-load --url … --mode async --runs 20000          # queue end to end: accepted → all terminal
+//! kneo-load --url … --mode readyz --seconds 10         # only the /readyz sampler (e.g. a hung store)
 //! ```
 
 use std::sync::Arc;
@@ -47,14 +48,14 @@ fn parse_options() -> Result<Options, String> {
             "--runs" => options.runs = value()?.parse().map_err(|_| "--runs takes a number")?,
             "--spec-path" => options.spec_path = value()?,
             "--help" | "-h" => {
-                return Err("usage: kneo-load --url URL [--key KEY] [--mode sync|async] [--concurrency N] [--seconds S] [--runs N] [--spec-path P]".into())
+                return Err("usage: kneo-load --url URL [--key KEY] [--mode sync|async|readyz] [--concurrency N] [--seconds S] [--runs N] [--spec-path P]".into())
             }
             other => return Err(format!("unknown option {other}; see --help")),
         }
     }
-    if options.mode != "sync" && options.mode != "async" {
+    if !["sync", "async", "readyz"].contains(&options.mode.as_str()) {
         return Err(format!(
-            "--mode must be sync or async, not {}",
+            "--mode must be sync, async or readyz, not {}",
             options.mode
         ));
     }
@@ -79,18 +80,25 @@ fn summary(mut samples: Vec<f64>) -> Value {
     })
 }
 
-/// Samples `/readyz` every 20 ms until told to stop.
-async fn sample_readiness(client: reqwest::Client, url: String, stop: Arc<AtomicBool>) -> Vec<f64> {
+/// Samples `/readyz` every 20 ms until told to stop: the latencies, and how many answers had
+/// each status.
+async fn sample_readiness(
+    client: reqwest::Client,
+    url: String,
+    stop: Arc<AtomicBool>,
+) -> (Vec<f64>, std::collections::BTreeMap<u16, u64>) {
     let mut samples = Vec::new();
+    let mut statuses = std::collections::BTreeMap::new();
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
         if let Ok(response) = client.get(format!("{url}/readyz")).send().await {
+            *statuses.entry(response.status().as_u16()).or_insert(0) += 1;
             let _ = response.bytes().await;
             samples.push(started.elapsed().as_secs_f64() * 1000.0);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    samples
+    (samples, statuses)
 }
 
 #[tokio::main]
@@ -120,15 +128,19 @@ async fn main() {
         options.url.clone(),
         stop.clone(),
     ));
-    let result = if options.mode == "sync" {
-        run_sync(&client, &options).await
-    } else {
-        run_async(&client, &options).await
+    let result = match options.mode.as_str() {
+        "sync" => run_sync(&client, &options).await,
+        "async" => run_async(&client, &options).await,
+        _ => {
+            tokio::time::sleep(Duration::from_secs_f64(options.seconds)).await;
+            json!({"mode": "readyz", "seconds": options.seconds})
+        }
     };
     stop.store(true, Ordering::Relaxed);
-    let readyz = readiness.await.unwrap_or_default();
+    let (readyz, statuses) = readiness.await.unwrap_or_default();
     let mut report = result;
     report["readyz_latency"] = summary(readyz);
+    report["readyz_statuses"] = json!(statuses);
     println!(
         "{}",
         serde_json::to_string_pretty(&report).unwrap_or_default()

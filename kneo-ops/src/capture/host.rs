@@ -171,35 +171,24 @@ pub(crate) async fn disk(state_dir: &Path, bound: Duration) -> Collected {
     }
 }
 
-// The statvfs field types differ between platforms (32-bit on some), so the conversions stay.
-#[allow(clippy::useless_conversion)]
 fn statvfs(directory: &Path) -> Result<Value, String> {
-    use std::os::unix::ffi::OsStrExt;
     if !directory.is_dir() {
         return Err(format!(
             "the state directory {} does not exist; pass --state-dir with the service's state directory",
             directory.display()
         ));
     }
-    let c_path = std::ffi::CString::new(directory.as_os_str().as_bytes())
-        .map_err(|_| format!("{} contains a NUL byte", directory.display()))?;
-    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: c_path is a valid NUL-terminated string and stats points to writable memory of
-    // the right type; statvfs initializes it when it returns 0.
-    let result = unsafe { libc::statvfs(c_path.as_ptr(), stats.as_mut_ptr()) };
-    if result != 0 {
-        return Err(format!(
+    let stats = rustix::fs::statvfs(directory).map_err(|errno| {
+        format!(
             "statvfs({}) failed: {}",
             directory.display(),
-            std::io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: statvfs returned 0, so the struct is initialized.
-    let stats = unsafe { stats.assume_init() };
-    let fragment = u64::from(stats.f_frsize);
-    let total = u64::from(stats.f_blocks) * fragment;
-    let free = u64::from(stats.f_bfree) * fragment;
-    let available = u64::from(stats.f_bavail) * fragment;
+            std::io::Error::from(errno)
+        )
+    })?;
+    let fragment = stats.f_frsize;
+    let total = stats.f_blocks * fragment;
+    let free = stats.f_bfree * fragment;
+    let available = stats.f_bavail * fragment;
     let used_percent = if total > 0 {
         ((total - free) as f64 / total as f64 * 1000.0).round() / 10.0
     } else {
@@ -211,8 +200,8 @@ fn statvfs(directory: &Path) -> Result<Value, String> {
         "free_bytes": free,
         "available_bytes": available,
         "used_percent": used_percent,
-        "inodes_total": u64::from(stats.f_files),
-        "inodes_free": u64::from(stats.f_ffree),
+        "inodes_total": stats.f_files,
+        "inodes_free": stats.f_ffree,
     }))
 }
 
@@ -383,7 +372,12 @@ mod tests {
 
     #[tokio::test]
     async fn disk_reports_a_missing_state_dir_with_the_fix() {
-        let item = disk(Path::new("/nonexistent/kneo-state"), Duration::from_secs(2)).await;
+        // A bound generous enough that only a hung statvfs would reach it.
+        let item = disk(
+            Path::new("/nonexistent/kneo-state"),
+            Duration::from_secs(60),
+        )
+        .await;
         assert_eq!(item.status, ItemStatus::Error);
         assert!(
             item.error
@@ -393,7 +387,7 @@ mod tests {
             item.error
         );
         let dir = tempfile::tempdir().expect("tempdir");
-        let item = disk(dir.path(), Duration::from_secs(2)).await;
+        let item = disk(dir.path(), Duration::from_secs(60)).await;
         assert_eq!(item.status, ItemStatus::Ok, "{:?}", item.error);
     }
 }

@@ -2,8 +2,14 @@
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
+
+use kneo_process::{Cap, Run, RunError};
+
+/// The most a command may print on each stream. Above the bundle's default size budget, so
+/// that budget (which records an item past it as skipped) is what normally applies; this only
+/// keeps a runaway command from filling memory.
+const MAX_OUTPUT_BYTES: usize = 64 * 1024 * 1024;
 
 /// What a finished command printed.
 #[derive(Debug, Clone)]
@@ -22,6 +28,12 @@ pub(crate) enum CommandError {
     Spawn { program: String, reason: String },
     #[error("{program} did not finish within {} ms and was killed", after.as_millis())]
     Timeout { program: String, after: Duration },
+    #[error("{program} wrote more than {limit} bytes to {stream}; the rest was not kept")]
+    TooMuchOutput {
+        program: String,
+        stream: &'static str,
+        limit: usize,
+    },
 }
 
 /// Runs `program args…` with `envs` added, stdin closed, killed when `timeout` passes.
@@ -32,41 +44,46 @@ pub(crate) async fn run_command(
     timeout: Duration,
 ) -> Result<CommandOutput, CommandError> {
     let name = program.display().to_string();
-    let mut command = tokio::process::Command::new(program);
-    command
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    let mut command = std::process::Command::new(program);
+    command.args(args);
     for (key, value) in envs {
         command.env(key, value);
     }
-    let child = command.spawn().map_err(|error| match error.kind() {
-        std::io::ErrorKind::NotFound => CommandError::NotFound {
-            program: name.clone(),
-        },
-        _ => CommandError::Spawn {
+    let run = Run::piped(
+        command,
+        Cap::head(MAX_OUTPUT_BYTES),
+        Cap::head(MAX_OUTPUT_BYTES),
+    )
+    .deadline(timeout);
+    let finished = run.finish().await.map_err(|error| match error {
+        RunError::Spawn { error, .. } if error.kind() == std::io::ErrorKind::NotFound => {
+            CommandError::NotFound {
+                program: name.clone(),
+            }
+        }
+        RunError::Spawn { error, .. } | RunError::Wait { error, .. } => CommandError::Spawn {
             program: name.clone(),
             reason: error.to_string(),
+        },
+        RunError::TimedOut { after, .. } => CommandError::Timeout {
+            program: name.clone(),
+            after,
         },
     })?;
-    // Dropping the future on timeout drops the child, and kill_on_drop kills it.
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(Ok(output)) => Ok(CommandOutput {
-            exit_code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }),
-        Ok(Err(error)) => Err(CommandError::Spawn {
-            program: name,
-            reason: error.to_string(),
-        }),
-        Err(_) => Err(CommandError::Timeout {
-            program: name,
-            after: timeout,
-        }),
+    for (stream, captured) in [("stdout", &finished.stdout), ("stderr", &finished.stderr)] {
+        if captured.overflowed {
+            return Err(CommandError::TooMuchOutput {
+                program: name,
+                stream,
+                limit: MAX_OUTPUT_BYTES,
+            });
+        }
     }
+    Ok(CommandOutput {
+        exit_code: finished.status.code(),
+        stdout: finished.stdout.text(),
+        stderr: finished.stderr.text(),
+    })
 }
 
 impl CommandOutput {
@@ -102,7 +119,7 @@ mod tests {
             &sh,
             &args,
             &[("KNEO_TEST_VALUE", "42".into())],
-            Duration::from_secs(5),
+            Duration::from_secs(60),
         )
         .await
         .expect("runs");
@@ -114,13 +131,25 @@ mod tests {
     #[tokio::test]
     async fn a_slow_command_is_killed_at_its_bound() {
         let sh = find_on_path("sh").expect("sh on PATH");
-        let started = std::time::Instant::now();
-        let args: Vec<&OsStr> = vec![OsStr::new("-c"), OsStr::new("sleep 30")];
-        let error = run_command(&sh, &args, &[], Duration::from_millis(200))
-            .await
-            .expect_err("times out");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pid_file = dir.path().join("command.pid");
+        let script = format!("echo $$ > {}; exec sleep 600", pid_file.display());
+        let args: Vec<&OsStr> = vec![OsStr::new("-c"), OsStr::new(&script)];
+        // The outer bound only turns a missing kill into a failure instead of a 600 s wait.
+        let error = tokio::time::timeout(
+            Duration::from_secs(60),
+            run_command(&sh, &args, &[], Duration::from_millis(200)),
+        )
+        .await
+        .expect("the 200 ms bound never fired")
+        .expect_err("times out");
         assert!(matches!(error, CommandError::Timeout { .. }), "{error}");
-        assert!(started.elapsed() < Duration::from_secs(5));
+        let pid = kneo_testkit::process::wait_for_pid_file(&pid_file, Duration::from_secs(60))
+            .expect("the command wrote its pid");
+        assert!(
+            kneo_testkit::process::wait_until_stopped(pid, Duration::from_secs(60)),
+            "the command {pid} still runs after its bound"
+        );
     }
 
     #[tokio::test]
@@ -129,7 +158,7 @@ mod tests {
             Path::new("/nonexistent/kneo-no-such-tool"),
             &[],
             &[],
-            Duration::from_secs(1),
+            Duration::from_secs(60),
         )
         .await
         .expect_err("missing");

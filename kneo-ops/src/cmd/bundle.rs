@@ -7,8 +7,8 @@ use kneo_ops::bundle::{self, Inspection};
 use kneo_ops::units::format_size;
 
 const INSPECT_EXAMPLES: &str = "\
-Exit codes: 0 intact, 1 damaged (each checksum mismatch, missing, extra or unsafe entry is
-named), 2 unreadable (not a tar.gz, or no readable manifest.json). Nothing is extracted: unsafe
+Exit codes: 0 intact, 1 damaged (each checksum mismatch, missing, extra or dangerous entry is
+named), 2 unreadable (not a tar.gz, or no readable manifest.json). Nothing is extracted: dangerous
 entries (absolute paths, `..`, links) are reported, never written.
 
 Examples:

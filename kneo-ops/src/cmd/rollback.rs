@@ -10,11 +10,15 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use kneo_ops::archives;
 use kneo_ops::rollback::{HistoryEvent, Plan, StepCommands, Verdict};
+use kneo_process::{Run, RunError};
 use kneo_server::backup::{self, RestoreOptions};
 
 use super::TargetArgs;
 use super::store::StoreArgs;
 use super::store_progress::StoreProgress;
+
+/// How much of a step command's output is kept for its log line and its error.
+const STEP_OUTPUT_BYTES: usize = 64 * 1024;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -395,60 +399,28 @@ async fn blocking_shell(command: String, limit: Duration) -> Result<String, Stri
 /// its own process group, so a command past its bound is killed with everything it started, and
 /// a service it starts does not share the operator's Ctrl-C.
 fn shell(command: &str, limit: Duration) -> Result<String, String> {
-    use std::io::{Read, Seek};
-    use std::os::unix::process::CommandExt;
-
     let capture =
         tempfile::tempfile().map_err(|e| format!("cannot create a temporary file: {e}"))?;
-    let share = |file: &std::fs::File| {
-        file.try_clone()
-            .map_err(|e| format!("cannot share the temporary file: {e}"))
-    };
-    let mut child = std::process::Command::new("sh")
-        .args(["-c", command])
-        .stdin(std::process::Stdio::null())
-        .stdout(share(&capture)?)
-        .stderr(share(&capture)?)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot run `{command}`: {e}"))?;
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() >= deadline => break None,
-            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            Err(error) => return Err(format!("cannot wait for `{command}`: {error}")),
-        }
-    };
-    let mut text = String::new();
-    let mut file = capture;
-    let _ = file.seek(std::io::SeekFrom::Start(0));
-    let _ = file.take(64 * 1024).read_to_string(&mut text);
-    match status {
-        Some(status) if status.success() => Ok(text),
-        Some(status) => Err(format!("`{command}` exited with {status}: {}", text.trim())),
-        None => {
-            kill_group(child.id());
-            let _ = child.wait();
-            Err(format!(
-                "`{command}` did not finish within {} s and was killed (raise --step-timeout if it \
-                 needs longer): {}",
-                limit.as_secs(),
-                text.trim()
-            ))
-        }
-    }
-}
-
-/// Kills the process group led by `leader`.
-fn kill_group(leader: u32) {
-    let Ok(pid) = libc::pid_t::try_from(leader) else {
-        return;
-    };
-    // SAFETY: kill(2) with a negative pid signals that process group; it touches no memory.
-    unsafe {
-        libc::kill(-pid, libc::SIGKILL);
+    let mut sh = std::process::Command::new("sh");
+    sh.args(["-c", command]);
+    let run = Run::into_file(sh, capture, STEP_OUTPUT_BYTES)
+        .own_process_group()
+        .deadline(limit);
+    match run.finish_blocking() {
+        Ok(finished) if finished.status.success() => Ok(finished.stdout.text()),
+        Ok(finished) => Err(format!(
+            "`{command}` exited with {}: {}",
+            finished.status,
+            finished.stdout.text().trim()
+        )),
+        Err(RunError::TimedOut { stdout, .. }) => Err(format!(
+            "`{command}` did not finish within {} s and was killed (raise --step-timeout if it \
+             needs longer): {}",
+            limit.as_secs(),
+            stdout.text().trim()
+        )),
+        Err(RunError::Spawn { error, .. }) => Err(format!("cannot run `{command}`: {error}")),
+        Err(RunError::Wait { error, .. }) => Err(format!("cannot wait for `{command}`: {error}")),
     }
 }
 
@@ -559,10 +531,10 @@ mod tests {
     #[test]
     fn a_step_keeps_its_output_and_fails_on_a_non_zero_exit() {
         assert_eq!(
-            shell("echo stopped", Duration::from_secs(5)).as_deref(),
+            shell("echo stopped", Duration::from_secs(60)).as_deref(),
             Ok("stopped\n")
         );
-        let error = shell("echo no such unit >&2; exit 5", Duration::from_secs(5))
+        let error = shell("echo no such unit >&2; exit 5", Duration::from_secs(60))
             .expect_err("exit 5 fails");
         assert!(
             error.contains("exit status: 5") && error.contains("no such unit"),
@@ -575,29 +547,25 @@ mod tests {
         let marker = tempfile::tempdir().expect("tempdir");
         let pid_file = marker.path().join("child.pid");
         let started = Instant::now();
+        // The background sleep holds the step's output pipe open: the step must end at its
+        // bound anyway, not when the sleep would (600 s).
         let error = shell(
-            &format!("sleep 60 & echo $! > {}; wait", pid_file.display()),
+            &format!("sleep 600 & echo $! > {}; wait", pid_file.display()),
             Duration::from_millis(300),
         )
         .expect_err("times out");
         assert!(error.contains("--step-timeout"), "{error}");
-        assert!(started.elapsed() < Duration::from_secs(10));
-        let child: u32 = std::fs::read_to_string(&pid_file)
-            .expect("pid written")
-            .trim()
-            .parse()
-            .expect("a pid");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the step waited for its background child"
+        );
+        let child = kneo_testkit::process::wait_for_pid_file(&pid_file, Duration::from_secs(60))
+            .expect("pid written");
         // The background sleep was in the step's process group, so it is gone too (or a zombie
-        // waiting for init to reap it).
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let status = std::fs::read_to_string(format!("/proc/{child}/status"));
-            match status {
-                Err(_) => break,
-                Ok(text) if text.contains("zombie") => break,
-                Ok(_) => assert!(Instant::now() < deadline, "pid {child} still runs"),
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        // waiting for init to reap it). Bounded only to fail instead of hanging.
+        assert!(
+            kneo_testkit::process::wait_until_stopped(child, Duration::from_secs(60)),
+            "pid {child} still runs"
+        );
     }
 }

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use kneo_testkit::bins::bin_path;
+use kneo_testkit::http::Api;
 use kneo_testkit::server::{KneoServer, OPERATOR_KEY, ServerOptions};
 use serde_json::{Value, json};
 
@@ -52,23 +53,18 @@ fn failure_kinds(output: &Output) -> Vec<String> {
 pub fn make_runs(url: &str, count: usize) -> Vec<String> {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client");
+        let api = Api::new(url);
         let mut ids = Vec::new();
         for index in 0..count {
-            let body: Value = client
-                .post(format!("{url}/v1/runs"))
-                .header("authorization", format!("Bearer {OPERATOR_KEY}"))
-                .json(&json!({"spec_path": "specs/hello.yaml", "input": format!("keep {index}")}))
-                .send()
-                .await
-                .expect("create")
-                .json()
-                .await
-                .expect("json");
-            ids.push(body["run_id"].as_str().expect("run id").to_string());
+            let run = api
+                .post(
+                    "/v1/runs",
+                    OPERATOR_KEY,
+                    &json!({"spec_path": "specs/hello.yaml", "input": format!("keep {index}")}),
+                )
+                .await;
+            assert_eq!(run.status, 200, "{}", run.text);
+            ids.push(run.body["run_id"].as_str().expect("run id").to_string());
         }
         ids
     })

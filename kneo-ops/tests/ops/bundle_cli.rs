@@ -9,7 +9,7 @@ use crate::support::*;
 
 /// A bundle captured from a closed port: quick, and it has files and a manifest.
 fn small_bundle(dir: &std::path::Path) -> std::path::PathBuf {
-    let url = format!("http://127.0.0.1:{}", free_port());
+    let url = format!("http://127.0.0.1:{CLOSED_PORT}");
     let (output, _) = run_kneo_ops(
         &[
             "capture",
@@ -121,7 +121,7 @@ fn inspect_exits_0_intact_1_damaged_2_unreadable() {
 fn capture_refuses_to_overwrite_and_exits_2() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("taken.tar.gz"), b"keep").expect("write");
-    let url = format!("http://127.0.0.1:{}", free_port());
+    let url = format!("http://127.0.0.1:{CLOSED_PORT}");
     let (output, _) = run_kneo_ops(
         &["capture", "--url", &url, "-o", "taken.tar.gz"],
         &[],

@@ -101,10 +101,7 @@ async fn start_planting_service() -> String {
 async fn planted_secrets_never_reach_the_bundle_and_are_counted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = start_planting_service().await;
-    let flag_dsn = format!(
-        "postgres://kneo:{DSN_PASSWORD}@127.0.0.1:{}/kneo",
-        free_port()
-    );
+    let flag_dsn = format!("postgres://kneo:{DSN_PASSWORD}@127.0.0.1:{CLOSED_PORT}/kneo");
     let (output, _) = run_kneo_ops_async(
         &[
             "capture",

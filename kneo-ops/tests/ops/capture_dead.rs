@@ -6,19 +6,19 @@ use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stopped_service_still_gives_a_bundle_that_records_each_failure() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    write_specs(dir.path());
-    let mut server = KneoServer::start(dir.path(), &[]);
-    let (_, run) = post_json(
-        &server.url,
-        "/v1/runs",
-        json!({"spec_path": "specs/hello.yaml", "input": "hi"}),
-    )
-    .await;
-    let run_id = run["run_id"].as_str().expect("run id").to_string();
+    let mut server = KneoServer::start(ServerOptions::default());
+    let dir = server.dir.clone();
+    let run = Api::new(&server.url)
+        .post(
+            "/v1/runs",
+            KEY,
+            &json!({"spec_path": "specs/hello.yaml", "input": "hi"}),
+        )
+        .await;
+    let run_id = run.body["run_id"].as_str().expect("run id").to_string();
     server.stop();
 
-    let bundle = dir.path().join("dead.tar.gz");
+    let bundle = dir.join("dead.tar.gz");
     let (output, elapsed) = run_kneo_ops_async(
         &[
             "capture",
@@ -34,7 +34,7 @@ async fn a_stopped_service_still_gives_a_bundle_that_records_each_failure() {
             "dead.tar.gz",
         ],
         &[("KNEO_SERV_API_KEY", KEY)],
-        dir.path(),
+        &dir,
     )
     .await;
     let stdout = text(&output.stdout);
@@ -92,8 +92,7 @@ async fn a_stopped_service_still_gives_a_bundle_that_records_each_failure() {
         "/healthz: process down or unreachable"
     );
 
-    let (inspected, _) =
-        run_kneo_ops_async(&["bundle", "inspect", "dead.tar.gz"], &[], dir.path()).await;
+    let (inspected, _) = run_kneo_ops_async(&["bundle", "inspect", "dead.tar.gz"], &[], &dir).await;
     assert_eq!(
         inspected.status.code(),
         Some(0),

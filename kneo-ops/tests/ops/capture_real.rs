@@ -6,32 +6,38 @@ use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_capture_of_a_real_server_holds_every_item_and_verifies() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    write_specs(dir.path());
-    let server = KneoServer::start(dir.path(), &[]);
+    let server = KneoServer::start(ServerOptions::default());
+    let dir = server.dir.clone();
+    let api = Api::new(&server.url);
 
-    let (status, blocked) = post_json(
-        &server.url,
-        "/v1/runs",
-        json!({"spec_path": "specs/approval.yaml", "input": "Q3 numbers"}),
-    )
-    .await;
+    let blocked = api
+        .post(
+            "/v1/runs",
+            KEY,
+            &json!({"spec_path": "specs/approval.yaml", "input": "Q3 numbers"}),
+        )
+        .await;
     assert_eq!(
-        (status, blocked["status"].as_str()),
+        (blocked.status, blocked.body["status"].as_str()),
         (200, Some("blocked")),
-        "{blocked}"
+        "{}",
+        blocked.text
     );
-    let (status, failed) = post_json(
-        &server.url,
-        "/v1/runs",
-        json!({"spec_path": "specs/failing.yaml", "input": "boom"}),
-    )
-    .await;
+    let blocked = blocked.body;
+    let failed = api
+        .post(
+            "/v1/runs",
+            KEY,
+            &json!({"spec_path": "specs/failing.yaml", "input": "boom"}),
+        )
+        .await;
     assert_eq!(
-        (status, failed["status"].as_str()),
+        (failed.status, failed.body["status"].as_str()),
         (200, Some("failed")),
-        "{failed}"
+        "{}",
+        failed.text
     );
+    let failed = failed.body;
     let blocked_id = blocked["run_id"].as_str().expect("run id").to_string();
     let failed_id = failed["run_id"].as_str().expect("run id").to_string();
     // A resume with a wrong request id is refused and audited with that id.
@@ -39,20 +45,21 @@ async fn a_capture_of_a_real_server_holds_every_item_and_verifies() {
         .as_str()
         .expect("continuation id");
     let request_id = "req-escalation-42";
-    let (status, _) = post_json(
-        &server.url,
-        &format!("/v1/human-tasks/{continuation}/resume"),
-        json!({"request_id": request_id, "decision": "approved"}),
-    )
-    .await;
-    assert_eq!(status, 409);
+    let refused = api
+        .post(
+            &format!("/v1/human-tasks/{continuation}/resume"),
+            KEY,
+            &json!({"request_id": request_id, "decision": "approved"}),
+        )
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.text);
 
     let cluster = kneo_testkit::postgres::shared_cluster();
     let dsn = cluster
         .create_database()
         .replacen("postgres@", "postgres:Canary-Db-Passw0rd@", 1);
-    let state_dir = dir.path().join(".kneo");
-    let bundle = dir.path().join("bundle.tar.gz");
+    let state_dir = dir.join(".kneo");
+    let bundle = dir.join("bundle.tar.gz");
     let (output, elapsed) = run_kneo_ops_async(
         &[
             "capture",
@@ -75,7 +82,7 @@ async fn a_capture_of_a_real_server_holds_every_item_and_verifies() {
             "--json",
         ],
         &[("KNEO_SERV_API_KEY", KEY)],
-        dir.path(),
+        &dir,
     )
     .await;
     let stdout = text(&output.stdout);
@@ -240,7 +247,7 @@ async fn a_capture_of_a_real_server_holds_every_item_and_verifies() {
     let (inspected, _) = run_kneo_ops_async(
         &["bundle", "inspect", bundle.to_str().expect("utf-8")],
         &[],
-        dir.path(),
+        &dir,
     )
     .await;
     let report = text(&inspected.stdout);

@@ -1,200 +1,29 @@
-//! Shared helpers: the real kneo server in a tempdir, kneo-ops runs, bundle reading.
+//! Shared helpers: kneo-ops runs and bundle reading. The real kneo server is testkit's
+//! ([`kneo_testkit::server::KneoServer`]: it binds port 0 and reports the port) and so is the
+//! HTTP client ([`kneo_testkit::http::Api`]).
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use flate2::read::GzDecoder;
+pub use kneo_testkit::http::Api;
+pub use kneo_testkit::server::{KneoServer, ServerOptions};
 use serde_json::Value;
 
-/// The operator key every test server accepts.
-pub const KEY: &str = "ops-test-key-5f9c2a";
+/// The key the tests give kneo-ops: the admin key of testkit's servers (every route, so a
+/// capture or triage is never cut short by a scope).
+pub const KEY: &str = kneo_testkit::server::ADMIN_KEY;
 
-pub const APPROVAL_SPEC: &str = "\
-version: v1
-agent:
-  name: approval-root
-  system_prompt: Root approval agent.
-  model: {provider: dummy, name: demo-model}
-  strategy: {type: simple}
-  runtime_preferences: {preferred_mode: bridge, allowed_modes: [bridge]}
-workflow:
-  type: sequential
-  name: approval-workflow
-  steps:
-    - {id: draft,   kind: function, ref: draft_report}
-    - {id: approve, kind: human,    ref: approval-reviewer}
-    - {id: publish, kind: function, ref: publish_report}
-components:
-  functions:
-    draft_report:   {implementation: examples.human_functions.draft_report}
-    publish_report: {implementation: examples.human_functions.publish_report}
-  humans:
-    approval-reviewer:
-      description: Please approve or edit the draft report.
-      assignee: reviewer@example.com
-      timeout_seconds: 86400
-      on_timeout: escalate
-";
-
-pub const FAILING_SPEC: &str = "\
-version: v1
-agent:
-  name: failing-root
-  system_prompt: Root agent.
-  model: {provider: dummy, name: demo-model}
-  strategy: {type: simple}
-workflow:
-  type: sequential
-  name: failing-workflow
-  steps:
-    - {id: prepare, kind: function, ref: echo}
-    - {id: explode, kind: function, ref: fail}
-components:
-  functions:
-    echo: {implementation: kneo.builtin.echo}
-    fail: {implementation: kneo.builtin.fail}
-";
-
-pub const HELLO_SPEC: &str = "\
-version: v1
-agent:
-  name: hello
-  system_prompt: Say hello.
-  model: {provider: dummy, name: demo-model}
-  strategy: {type: simple}
-";
+/// A loopback port nothing listens on: port 1 (tcpmux) is not served on a test machine, and,
+/// unlike a port bound and released, no parallel test can take it in the meantime.
+pub const CLOSED_PORT: u16 = 1;
 
 /// The kneo-ops binary under test.
 pub fn kneo_ops() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_kneo-ops"))
-}
-
-/// A loopback port nothing listens on (right now).
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    listener.local_addr().expect("local address").port()
-}
-
-/// Writes the test specs under `<dir>/specs/`.
-pub fn write_specs(dir: &Path) {
-    let specs = dir.join("specs");
-    std::fs::create_dir_all(&specs).expect("create specs dir");
-    for (name, text) in [
-        ("approval.yaml", APPROVAL_SPEC),
-        ("failing.yaml", FAILING_SPEC),
-        ("hello.yaml", HELLO_SPEC),
-    ] {
-        std::fs::write(specs.join(name), text).expect("write spec");
-    }
-}
-
-/// The real `kneo service serve`, on a free loopback port, working in `dir`.
-pub struct KneoServer {
-    child: Option<Child>,
-    pub url: String,
-    pub dir: PathBuf,
-}
-
-impl KneoServer {
-    /// Starts the server with `extra_env` and waits for `/healthz`.
-    pub fn start(dir: &Path, extra_env: &[(&str, &str)]) -> KneoServer {
-        let kneo = kneo_testkit::bins::bin_path("kneo");
-        let port = free_port();
-        let log = std::fs::File::create(dir.join("server.log")).expect("create server log");
-        let mut command = Command::new(kneo);
-        command
-            .args(["service", "serve", "--port", &port.to_string()])
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone log handle"))
-            .stderr(log);
-        for name in [
-            "KNEO_SERV_DATABASE_URL",
-            "KNEO_SERV_HEALTH_PROVIDERS",
-            "KNEO_SERV_HEALTH_MCP_SECRETS",
-            "OPENAI_API_KEY",
-            "KNEO_SERV_ADMIN_API_KEY",
-        ] {
-            command.env_remove(name);
-        }
-        command.env("KNEO_SERV_API_KEYS", format!("ops:{KEY}:admin"));
-        for (name, value) in extra_env {
-            command.env(name, value);
-        }
-        let child = command.spawn().expect("start kneo service serve");
-        let server = KneoServer {
-            child: Some(child),
-            url: format!("http://127.0.0.1:{port}"),
-            dir: dir.to_path_buf(),
-        };
-        server.wait_until_healthy();
-        server
-    }
-
-    fn wait_until_healthy(&self) {
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(30) {
-            if http_get_status(&self.url, "/healthz") == Some(200) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
-        panic!(
-            "kneo did not answer /healthz at {} within 30 s; its log:\n{log}",
-            self.url
-        );
-    }
-
-    /// Kills the server and waits for it to exit.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for KneoServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// A bare HTTP/1.0 GET (no client library, so it also works outside a runtime).
-pub fn http_get_status(base: &str, path: &str) -> Option<u16> {
-    use std::io::Write;
-    let address = base.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(address).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    response.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// `POST url path` with a JSON body and the test key; the status and JSON answer.
-pub async fn post_json(base: &str, path: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client")
-        .post(format!("{base}{path}"))
-        .header("Authorization", format!("Bearer {KEY}"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap_or_else(|error| panic!("POST {path}: {error}"));
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
 }
 
 /// Runs kneo-ops with `args`, a hermetic environment (no profile file, no inherited target)

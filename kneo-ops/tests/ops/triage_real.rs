@@ -4,13 +4,12 @@ use crate::support::*;
 
 #[test]
 fn triage_exit_codes_follow_the_service() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    write_specs(dir.path());
-    let mut server = KneoServer::start(dir.path(), &[]);
+    let mut server = KneoServer::start(ServerOptions::default());
+    let dir = server.dir.clone();
     let (healthy, _) = run_kneo_ops(
         &["triage", "--url", &server.url],
         &[("KNEO_SERV_API_KEY", KEY)],
-        dir.path(),
+        &dir,
     );
     let report = text(&healthy.stdout);
     assert_eq!(
@@ -28,7 +27,7 @@ fn triage_exit_codes_follow_the_service() {
     let (as_json, _) = run_kneo_ops(
         &["triage", "--url", &server.url, "--json"],
         &[("KNEO_SERV_API_KEY", KEY)],
-        dir.path(),
+        &dir,
     );
     let document: serde_json::Value =
         serde_json::from_slice(&as_json.stdout).expect("--json prints JSON");
@@ -39,7 +38,7 @@ fn triage_exit_codes_follow_the_service() {
     let (down, _) = run_kneo_ops(
         &["triage", "--url", &server.url],
         &[("KNEO_SERV_API_KEY", KEY)],
-        dir.path(),
+        &dir,
     );
     let report = text(&down.stdout);
     assert_eq!(down.status.code(), Some(2), "{report}");
@@ -51,13 +50,13 @@ fn triage_exit_codes_follow_the_service() {
 
 #[test]
 fn a_missing_provider_secret_is_degraded_with_section_3_2() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    write_specs(dir.path());
-    let server = KneoServer::start(dir.path(), &[("KNEO_SERV_HEALTH_PROVIDERS", "openai")]);
+    let server =
+        KneoServer::start(ServerOptions::default().env("KNEO_SERV_HEALTH_PROVIDERS", "openai"));
+    let dir = server.dir.clone();
     let (degraded, _) = run_kneo_ops(
         &["triage", "--url", &server.url],
         &[("KNEO_SERV_API_KEY", KEY)],
-        dir.path(),
+        &dir,
     );
     let report = text(&degraded.stdout);
     assert_eq!(

@@ -552,8 +552,11 @@ fn read_entry<R: Read>(
         Ok(name) => name,
         Err(detail) => {
             let shown = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            scan.failures
-                .push(Failure::new(FailureKind::UnsafePath, Some(shown), detail));
+            scan.failures.push(Failure::new(
+                FailureKind::DangerousPath,
+                Some(shown),
+                detail,
+            ));
             return Ok(Ok(()));
         }
     };
@@ -1212,7 +1215,7 @@ mod tests {
     }
 
     #[test]
-    fn unsafe_names_are_refused() {
+    fn dangerous_names_are_refused() {
         assert_eq!(
             safe_path(Path::new("tables/runs.jsonl")).as_deref(),
             Ok("tables/runs.jsonl")

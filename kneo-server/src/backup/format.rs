@@ -23,6 +23,14 @@
 //! the manifest's `created_at` and checksum. Backup also writes `<archive>.sha256` beside the
 //! archive (`sha256sum -c` format), which covers the few bits no content check can see (the
 //! padding of the last deflate byte).
+//!
+//! [`TABLES`] is written by hand rather than read from the source's schema at backup time: the
+//! schema cannot say how a column is written (SQLite keeps timestamps and documents as `TEXT`),
+//! and the layout of an archive must not depend on the schema its source happened to have, since
+//! any store of either backend restores it. What a hand list risks, a migration that adds a
+//! table or column the archive does not carry, is caught by the schema-drift test
+//! (`tests/backup_schema.rs`), which migrates a fresh store of each backend and fails naming every
+//! table and column of the live schema that a backup does not write.
 
 use std::cmp::Ordering;
 
@@ -120,6 +128,16 @@ pub struct SchemaFamily {
     /// A table whose rows are continuations (kneo-serv keeps them in one on Postgres), checked
     /// against the blocked runs like continuation files are.
     pub continuation_table: Option<&'static str>,
+    /// A Postgres table the archive carries as continuation entries rather than as a table.
+    pub continuations_as_entries: Option<EntryTable>,
+}
+
+/// A Postgres table whose rows are archived as `<continuations_prefix><id>.json` entries: each
+/// document holds what a restore writes back into the columns.
+#[derive(Debug)]
+pub struct EntryTable {
+    pub name: &'static str,
+    pub columns: &'static [&'static str],
 }
 
 /// Where a family keeps what the engine needs to know about a run.
@@ -168,6 +186,10 @@ pub static KNEO: SchemaFamily = SchemaFamily {
         document: "document",
     },
     continuation_table: None,
+    continuations_as_entries: Some(EntryTable {
+        name: "continuations",
+        columns: CONTINUATION_COLUMNS,
+    }),
 };
 
 #[derive(Debug)]
@@ -395,6 +417,12 @@ pub const TABLES: &[TableSpec] = &[
         run_reference: None,
     },
 ];
+
+/// The columns of the Postgres `continuations` table. It is no entry of [`TABLES`]: each row is
+/// a `continuations/<id>.json` entry, whose document holds the id, the run id and the creation
+/// time a restore writes back into these columns (the embedded store keeps the same documents as
+/// files).
+pub const CONTINUATION_COLUMNS: &[&str] = &["id", "run_id", "created_at", "document"];
 
 /// kneo-server's table named `name`.
 pub fn table(name: &str) -> Option<&'static TableSpec> {

@@ -48,7 +48,7 @@ pub enum FailureKind {
     /// Bytes after the end of the tar archive or of the gzip stream.
     TrailingData,
     /// An absolute path, `..`, `.` or a non-UTF-8 name.
-    UnsafePath,
+    DangerousPath,
     /// A link, directory, device or other non-file entry.
     NotARegularFile,
     DuplicateEntry,
@@ -93,7 +93,7 @@ impl FailureKind {
             FailureKind::GzipHeader => "gzip_header",
             FailureKind::CorruptStream => "corrupt_stream",
             FailureKind::TrailingData => "trailing_data",
-            FailureKind::UnsafePath => "unsafe_path",
+            FailureKind::DangerousPath => "dangerous_path",
             FailureKind::NotARegularFile => "not_a_regular_file",
             FailureKind::DuplicateEntry => "duplicate_entry",
             FailureKind::UnexpectedEntry => "unexpected_entry",

@@ -6,11 +6,10 @@
 //! cancelled (dropping the future kills it). Its stderr is kept, bounded, for the trace.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::time::Instant;
 
+use kneo_process::{Cap, Run, RunError};
 use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 /// Largest stdout a command may write.
 const MAX_STDOUT_BYTES: usize = 4 * 1024 * 1024;
@@ -47,50 +46,6 @@ pub struct CommandError {
     pub stderr: String,
 }
 
-/// Kills the command's whole process group unless it was disarmed (the command finished).
-struct GroupKiller {
-    process_group: Option<i32>,
-}
-
-impl Drop for GroupKiller {
-    fn drop(&mut self) {
-        if let Some(group) = self.process_group.take() {
-            // SAFETY: signals a process group this module created (the child is its leader).
-            unsafe {
-                libc::kill(-group, libc::SIGKILL);
-            }
-        }
-    }
-}
-
-async fn read_bounded(
-    mut reader: impl AsyncRead + Unpin,
-    limit: usize,
-    keep_tail: bool,
-) -> (Vec<u8>, bool) {
-    let mut kept = Vec::new();
-    let mut buffer = [0u8; 8192];
-    let mut overflowed = false;
-    loop {
-        match reader.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(read) => {
-                kept.extend_from_slice(&buffer[..read]);
-                if kept.len() > limit {
-                    overflowed = true;
-                    if keep_tail {
-                        let excess = kept.len() - limit;
-                        kept.drain(..excess);
-                    } else {
-                        kept.truncate(limit);
-                    }
-                }
-            }
-        }
-    }
-    (kept, overflowed)
-}
-
 impl CommandPlan {
     pub fn program(&self) -> &str {
         self.argv.first().map(String::as_str).unwrap_or_default()
@@ -104,7 +59,7 @@ impl CommandPlan {
             return Err(fail("the command names no program".into(), String::new()));
         }
         let started = Instant::now();
-        let mut command = tokio::process::Command::new(&program);
+        let mut command = std::process::Command::new(&program);
         command
             .args(&self.argv[1..])
             .env_clear()
@@ -112,55 +67,33 @@ impl CommandPlan {
                 "PATH",
                 std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.into()),
             )
-            .envs(&self.env)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = command.spawn().map_err(|error| {
-            fail(
+            .envs(&self.env);
+        // No deadline here: the step's timeout drops this future, which kills the group. When
+        // the program exits, whatever it left running in its group goes too.
+        let run = Run::piped(
+            command,
+            Cap::head(MAX_STDOUT_BYTES),
+            Cap::tail(MAX_STDERR_BYTES),
+        )
+        .input(format!("{input}\n"))
+        .kill_group_when_done();
+        let finished = run.finish().await.map_err(|error| match error {
+            RunError::Spawn { error, .. } => fail(
                 format!("command {program:?} could not be started: {error} (is it installed and on PATH?)"),
                 String::new(),
-            )
-        })?;
-        let killer = GroupKiller {
-            process_group: child.id().map(|pid| pid as i32),
-        };
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let payload = format!("{input}\n");
-        let write = async move {
-            if let Some(mut stdin) = stdin {
-                // A program that never reads its input is not an error by itself.
-                let _ = stdin.write_all(payload.as_bytes()).await;
-                let _ = stdin.shutdown().await;
-            }
-        };
-        let read_out = async move {
-            match stdout {
-                Some(out) => read_bounded(out, MAX_STDOUT_BYTES, false).await,
-                None => (Vec::new(), false),
-            }
-        };
-        let read_err = async move {
-            match stderr {
-                Some(err) => read_bounded(err, MAX_STDERR_BYTES, true).await.0,
-                None => Vec::new(),
-            }
-        };
-        let ((), (out, out_overflowed), err, status) =
-            tokio::join!(write, read_out, read_err, child.wait());
-        // The leader exited: whatever it left running in its group goes too.
-        drop(killer);
-        let stderr_text = crate::redact::redacted_text(String::from_utf8_lossy(&err).trim());
-        let status = status.map_err(|error| {
-            fail(
+            ),
+            RunError::Wait { error, .. } => fail(
                 format!("command {program:?} could not be waited for: {error}"),
-                stderr_text.clone(),
-            )
+                String::new(),
+            ),
+            RunError::TimedOut { after, .. } => fail(
+                format!("command {program:?} did not finish within {} ms", after.as_millis()),
+                String::new(),
+            ),
         })?;
+        let stderr_text = crate::redact::redacted_text(finished.stderr.text().trim());
+        let status = finished.status;
+        let (out, out_overflowed) = (finished.stdout.bytes, finished.stdout.overflowed);
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         let stderr_note = if stderr_text.is_empty() {
             String::new()
@@ -291,19 +224,32 @@ mod tests {
 
     #[tokio::test]
     async fn dropping_the_run_kills_the_whole_group() {
-        let marker = tempfile::NamedTempFile::new().expect("temp file");
-        let path = marker.path().display().to_string();
-        // A grandchild that would write the marker after one second.
-        let plan = shell(&format!("(sleep 1; echo late > {path}) & sleep 30"));
-        let started = Instant::now();
-        let result = tokio::time::timeout(Duration::from_millis(300), plan.run(&json!({}))).await;
-        assert!(result.is_err(), "the command should still be running");
-        assert!(started.elapsed() < Duration::from_secs(5));
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        let written = std::fs::read_to_string(marker.path()).unwrap_or_default();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pid_file = dir.path().join("grandchild.pid");
+        // A grandchild in the command's process group that would outlive the test by far.
+        let plan = shell(&format!(
+            "sh -c 'echo $$ > {}; exec sleep 600' & sleep 600",
+            pid_file.display()
+        ));
+        let running = tokio::spawn(async move { plan.run(&json!({})).await });
+        let grandchild = tokio::task::spawn_blocking(move || {
+            kneo_testkit::process::wait_for_pid_file(&pid_file, Duration::from_secs(60))
+        })
+        .await
+        .expect("wait for the pid file")
+        .expect("the grandchild never started");
         assert!(
-            written.is_empty(),
-            "the grandchild survived the kill: {written:?}"
+            !running.is_finished(),
+            "the command should still be running"
         );
+        running.abort();
+        assert!(running.await.is_err_and(|error| error.is_cancelled()));
+        // Bounded only so that a surviving grandchild fails the test instead of hanging it.
+        let stopped = tokio::task::spawn_blocking(move || {
+            kneo_testkit::process::wait_until_stopped(grandchild, Duration::from_secs(60))
+        })
+        .await
+        .expect("wait for the grandchild");
+        assert!(stopped, "the grandchild {grandchild} survived the kill");
     }
 }

@@ -14,9 +14,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use kneo_process::capped::{CappedBuffer, read_capped_into};
+use kneo_process::{Cap, ProcessGroup};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::process::ChildStdin;
 use tokio::sync::oneshot;
 
 use super::settings::McpSettings;
@@ -101,7 +103,7 @@ struct Session {
     pending: Arc<Pending>,
     next_id: AtomicU64,
     alive: Arc<AtomicBool>,
-    process_group: Option<i32>,
+    process_group: ProcessGroup,
     /// Names of the tools `tools/list` returned.
     tools: Mutex<Vec<String>>,
 }
@@ -129,12 +131,7 @@ impl Session {
     /// Kills the server's whole process group.
     fn kill(&self) {
         self.alive.store(false, Ordering::SeqCst);
-        if let Some(group) = self.process_group {
-            // SAFETY: signals the process group this module created for the server.
-            unsafe {
-                libc::kill(-group, libc::SIGKILL);
-            }
-        }
+        self.process_group.kill();
     }
 
     async fn write(&self, message: &Value) -> Result<(), RequestError> {
@@ -294,24 +291,6 @@ async fn read_loop(
     reason
 }
 
-async fn keep_stderr_tail(stderr: impl AsyncRead + Unpin, tail: Arc<Mutex<Vec<u8>>>) {
-    let mut stderr = stderr;
-    let mut buffer = [0u8; 4096];
-    loop {
-        match stderr.read(&mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(read) => {
-                let mut kept = tail.lock().unwrap_or_else(PoisonError::into_inner);
-                kept.extend_from_slice(&buffer[..read]);
-                if kept.len() > STDERR_TAIL_BYTES {
-                    let excess = kept.len() - STDERR_TAIL_BYTES;
-                    kept.drain(..excess);
-                }
-            }
-        }
-    }
-}
-
 /// Why the server died, for the errors of the calls it took down with it.
 fn death_note(reason: &str, status: Option<std::process::ExitStatus>, stderr: &[u8]) -> String {
     let status = match status.and_then(|status| status.code()) {
@@ -348,16 +327,12 @@ async fn connect(plan: &McpServerPlan) -> Result<Arc<Session>, String> {
         .envs(&plan.env)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
+        .stderr(Stdio::piped());
     if let Some(cwd) = &plan.cwd {
         command.current_dir(cwd);
     }
-    let mut child: Child = command
-        .spawn()
+    let (mut child, process_group) = kneo_process::spawn_in_own_group(&mut command)
         .map_err(|error| format!("{program:?} could not be started: {error}"))?;
-    let process_group = child.id().map(|pid| pid as i32);
     let (Some(stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
@@ -365,7 +340,7 @@ async fn connect(plan: &McpServerPlan) -> Result<Arc<Session>, String> {
     };
     let pending: Arc<Pending> = Arc::default();
     let alive = Arc::new(AtomicBool::new(true));
-    let stderr_tail: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let stderr_tail = Arc::new(Mutex::new(CappedBuffer::new(Cap::tail(STDERR_TAIL_BYTES))));
     let (replies, mut reply_queue) = tokio::sync::mpsc::unbounded_channel::<Value>();
     let session = Arc::new(Session {
         server: plan.name.clone(),
@@ -376,7 +351,8 @@ async fn connect(plan: &McpServerPlan) -> Result<Arc<Session>, String> {
         process_group,
         tools: Mutex::new(Vec::new()),
     });
-    tokio::spawn(keep_stderr_tail(stderr, stderr_tail.clone()));
+    let tail = stderr_tail.clone();
+    tokio::spawn(async move { read_capped_into(stderr, &tail).await });
     // Answers to the server's own requests go out through a weak handle, so this task never
     // keeps a dropped session (and its server) alive.
     let writer = Arc::downgrade(&session);
@@ -400,7 +376,10 @@ async fn connect(plan: &McpServerPlan) -> Result<Arc<Session>, String> {
         let note = death_note(
             &reason,
             status,
-            &stderr_tail.lock().unwrap_or_else(PoisonError::into_inner),
+            stderr_tail
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .bytes(),
         );
         let waiting: Vec<_> = pending
             .lock()
@@ -628,19 +607,22 @@ mod tests {
             connect_timeout: Duration::from_millis(300),
             ..McpSettings::default()
         };
-        let plan = shell_server("sleep 30", settings);
-        let started = std::time::Instant::now();
-        let error = McpSessions::default()
-            .call_tool(&plan, "anything", &json!({}))
-            .await
-            .expect_err("no handshake");
-        assert!(started.elapsed() < Duration::from_secs(5));
+        // Never answers: only the connect timeout can end the handshake.
+        let plan = shell_server("exec sleep 600", settings);
+        // The outer bound only turns a missing connect timeout into a failure instead of a hang.
+        let error = tokio::time::timeout(
+            Duration::from_secs(60),
+            McpSessions::default().call_tool(&plan, "anything", &json!({})),
+        )
+        .await
+        .expect("the 300 ms connect timeout never fired")
+        .expect_err("no handshake");
         let ToolError::Unavailable(message) = error else {
             panic!("expected Unavailable, got {error:?}")
         };
         assert!(message.contains("MCP server 'test'"), "{message}");
         assert!(
-            message.contains("KNEO_SERV_MCP_CONNECT_TIMEOUT_SECONDS"),
+            message.contains("within 0.3 s (KNEO_SERV_MCP_CONNECT_TIMEOUT_SECONDS)"),
             "{message}"
         );
     }

@@ -48,7 +48,7 @@
 //! | `E_FUNCTION_NO_BACKING` | error | A function has neither `implementation` nor `command`. |
 //! | `E_FUNCTION_MULTIPLE_BACKINGS` | error | A function has both `implementation` and `command`. |
 //! | `E_FUNCTION_UNKNOWN` | error | A function `implementation` this server has not registered (see docs/extending.md). |
-//! | `E_UNSAFE_FUNCTION_IMPORT` | error | A function `implementation` inside an unsafe module (as for tools). |
+//! | `E_UNSAFE_FUNCTION_IMPORT` | error | A function `implementation` inside a risky module (as for tools). |
 //! | `E_HUMAN_OPTIONS_REQUIRED` | error | `request_type: selection` without `options`. |
 //! | `E_HUMAN_DEFAULT_OPTION_UNKNOWN` | error | `default_option` is not one of `options`. |
 //! | `E_HUMAN_OPTIONS_DUPLICATE` | error | The same option is listed twice. |
@@ -81,7 +81,7 @@
 //! | `W_MCP_TLS_VERIFY_DISABLED` | warning | An MCP server with `verify: false`. |
 //! | `W_MCP_INLINE_CLIENT_KEY` | warning | An inline MCP `client_key` (stored unredacted); use `client_key_ref`. |
 //! | `W_TOOL_POLICY_UNRESTRICTED` | warning | An agent selects tools without `permissions` or `policies.tool`. |
-//! | `W_HUMAN_APPROVAL_MISSING` | warning | Tools or unsafe imports are exposed and the root workflow has no human step. |
+//! | `W_HUMAN_APPROVAL_MISSING` | warning | Tools or risky imports are exposed and the root workflow has no human step. |
 
 mod components;
 mod cycles;

@@ -6,8 +6,10 @@
 //! crashed server never blocks its own restart. `kneo-ops restore` checks the same lock.
 
 use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::FlockOperation;
+use rustix::io::Errno;
 
 /// Held for as long as the process serves the store.
 #[derive(Debug)]
@@ -46,15 +48,14 @@ impl StateLock {
             .write(true)
             .open(&path)
             .map_err(io)?;
-        // SAFETY: flock on a descriptor this function owns; no memory is involved.
-        let result = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if result != 0 {
-            return Err(StateLockError::Held {
+        match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(StateLock { _file: file, path }),
+            Err(Errno::WOULDBLOCK) => Err(StateLockError::Held {
                 directory: state_dir.display().to_string(),
                 lock: path.display().to_string(),
-            });
+            }),
+            Err(errno) => Err(io(errno.into())),
         }
-        Ok(StateLock { _file: file, path })
     }
 
     /// Whether some process holds the lock of `state_dir` right now.

@@ -3,11 +3,10 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use kneo_testkit::server::{KneoServer, OPERATOR_KEY, ServerOptions};
 
-use crate::support::{Session, tui_command};
+use crate::support::{SCREEN_BOUND, Session, tui_command};
 
 fn capture(url: &str, output: &Path) {
     let status = Command::new(kneo_testkit::bins::bin_path("kneo-ops"))
@@ -40,11 +39,11 @@ fn bundles_of_a_live_and_a_dead_service_walk_the_same_tree_offline() {
         30,
         &tui_command(&["--bundle", &live.display().to_string()]),
     );
-    tui.wait_for("the live bundle's verdicts", Duration::from_secs(10), |s| {
+    tui.wait_for("the live bundle's verdicts", SCREEN_BOUND, |s| {
         s.contains("BUNDLE") && s.contains("HEALTHY") && s.contains("/healthz: alive")
     });
     tui.send_keys(&["6"]);
-    tui.wait_for("the recorded service events", Duration::from_secs(5), |s| {
+    tui.wait_for("the recorded service events", SCREEN_BOUND, |s| {
         s.contains("service.started")
     });
     drop(tui);
@@ -54,12 +53,12 @@ fn bundles_of_a_live_and_a_dead_service_walk_the_same_tree_offline() {
         30,
         &tui_command(&["--bundle", &dead.display().to_string()]),
     );
-    tui.wait_for("the dead bundle's verdicts", Duration::from_secs(10), |s| {
+    tui.wait_for("the dead bundle's verdicts", SCREEN_BOUND, |s| {
         s.contains("BUNDLE") && s.contains("DOWN") && s.contains("process down or unreachable")
     });
     // Actions need the service; the bundle refuses them.
     tui.send_keys(&["3", "x"]);
-    tui.wait_for("the offline refusal", Duration::from_secs(5), |s| {
+    tui.wait_for("the offline refusal", SCREEN_BOUND, |s| {
         s.contains("not available when reading a bundle") || s.contains("select a run first")
     });
 }

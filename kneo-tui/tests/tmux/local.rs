@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::{Session, tui_command};
+use crate::support::{SCREEN_BOUND, Session, tui_command};
 
 #[test]
 fn local_mode_serves_a_healthy_dashboard_and_stops_its_server_on_quit() {
@@ -20,28 +20,21 @@ fn local_mode_serves_a_healthy_dashboard_and_stops_its_server_on_quit() {
         24,
         &tui_command(&["--local", "--refresh", "1s"]),
     );
-    tui.wait_for(
-        "a healthy local service",
-        Duration::from_secs(20),
-        |screen| {
-            screen.contains("HEALTHY") && screen.contains("LOCAL") && screen.contains("admin (rw)")
-        },
-    );
+    tui.wait_for("a healthy local service", SCREEN_BOUND, |screen| {
+        screen.contains("HEALTHY") && screen.contains("LOCAL") && screen.contains("admin (rw)")
+    });
     let log = dir.path().join(".kneo").join("kneo-tui-local.log");
     assert!(log.is_file(), "the embedded server logs to {log:?}");
     let server_pid = find_server_pid(dir.path()).expect("the embedded server runs");
 
     tui.send_keys(&["q"]);
     let started = std::time::Instant::now();
-    while tui.command_alive() && started.elapsed() < Duration::from_secs(10) {
+    while tui.command_alive() && started.elapsed() < SCREEN_BOUND {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(!tui.command_alive(), "q quits");
-    while process_exists(server_pid) && started.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
     assert!(
-        !process_exists(server_pid),
+        kneo_testkit::process::wait_until_stopped(server_pid, SCREEN_BOUND),
         "the embedded server stops with the dashboard"
     );
 }
@@ -49,7 +42,7 @@ fn local_mode_serves_a_healthy_dashboard_and_stops_its_server_on_quit() {
 /// The `kneo service serve` process whose working directory is `dir`.
 fn find_server_pid(dir: &std::path::Path) -> Option<u32> {
     let wanted = std::fs::canonicalize(dir).ok()?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + SCREEN_BOUND;
     while std::time::Instant::now() < deadline {
         for entry in std::fs::read_dir("/proc").ok()?.flatten() {
             let Some(pid) = entry
@@ -69,9 +62,4 @@ fn find_server_pid(dir: &std::path::Path) -> Option<u32> {
         std::thread::sleep(Duration::from_millis(100));
     }
     None
-}
-
-fn process_exists(pid: u32) -> bool {
-    // A zombie has no cmdline; treat it as gone.
-    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
 }

@@ -1,12 +1,10 @@
 //! Outages under a running dashboard: Postgres stopped under the server, and the server killed.
 //! The dashboard keeps running, names the branch and its runbook section, and recovers.
 
-use std::time::Duration;
-
 use kneo_testkit::postgres::PgCluster;
 use kneo_testkit::server::{KneoServer, OPERATOR_KEY, ServerOptions};
 
-use crate::support::{Session, tui_command};
+use crate::support::{SCREEN_BOUND, Session, tui_command};
 
 /// The dashboard polls every second; the test allows two refreshes plus start-up slack.
 const REFRESH: &str = "1s";
@@ -40,7 +38,7 @@ fn postgres_stopped_under_the_server_turns_the_tree_to_run_state_store_and_back(
             REFRESH,
         ]),
     );
-    tui.wait_for("a healthy first poll", Duration::from_secs(15), healthy);
+    tui.wait_for("a healthy first poll", SCREEN_BOUND, healthy);
     let screen = tui.screen();
     assert!(
         screen.contains("ops (rw)"),
@@ -50,8 +48,7 @@ fn postgres_stopped_under_the_server_turns_the_tree_to_run_state_store_and_back(
     cluster.stop();
     let took = tui.wait_for(
         "the run_state_store branch with its § 2 section",
-        // Two refreshes, plus the time one poll may take.
-        Duration::from_secs(4),
+        SCREEN_BOUND,
         |screen| {
             screen.contains("DEGRADED")
                 && screen.contains("✗ run_state_store")
@@ -69,11 +66,7 @@ fn postgres_stopped_under_the_server_turns_the_tree_to_run_state_store_and_back(
     );
 
     cluster.start();
-    let took = tui.wait_for(
-        "recovery after Postgres returns",
-        Duration::from_secs(20),
-        recovered,
-    );
+    let took = tui.wait_for("recovery after Postgres returns", SCREEN_BOUND, recovered);
     eprintln!(
         "recovery shown {} ms after Postgres returned",
         took.as_millis()
@@ -96,12 +89,12 @@ fn a_killed_server_is_a_down_verdict_and_the_dashboard_recovers_when_it_returns(
             REFRESH,
         ]),
     );
-    tui.wait_for("a healthy first poll", Duration::from_secs(15), healthy);
+    tui.wait_for("a healthy first poll", SCREEN_BOUND, healthy);
 
     server.kill();
     tui.wait_for(
         "the down verdict with the § 1 guidance",
-        Duration::from_secs(4),
+        SCREEN_BOUND,
         |screen| {
             screen.contains("DOWN")
                 && screen.contains("process down or unreachable")
@@ -118,7 +111,7 @@ fn a_killed_server_is_a_down_verdict_and_the_dashboard_recovers_when_it_returns(
     server.restart();
     tui.wait_for(
         "recovery once the server is back on its port",
-        Duration::from_secs(15),
+        SCREEN_BOUND,
         recovered,
     );
     assert!(tui.command_alive());

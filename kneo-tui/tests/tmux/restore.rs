@@ -1,14 +1,12 @@
 //! The terminal is always restored: after `q`, after SIGTERM, and after a panic, the shell that
 //! started kneo-tui is back in cooked mode (`icanon echo`) on its normal screen.
 
-use std::time::Duration;
-
-use crate::support::{Session, tui_command};
+use crate::support::{SCREEN_BOUND, Session, tui_command};
 
 /// Runs kneo-tui from a shell, then prints the shell's terminal modes once it is back.
 fn start_in_shell(extra_env: &str) -> Session {
     let shell = Session::start(80, 24, "sh");
-    shell.wait_for("the shell prompt", Duration::from_secs(5), |s| {
+    shell.wait_for("the shell prompt", SCREEN_BOUND, |s| {
         s.contains('$') || s.contains('#')
     });
     // Nothing listens on port 1: the dashboard shows a down service at once.
@@ -17,18 +15,16 @@ fn start_in_shell(extra_env: &str) -> Session {
         tui_command(&["--url", "http://127.0.0.1:1", "--refresh", "1s"])
     );
     shell.send_keys(&[&line, "Enter"]);
-    shell.wait_for("the dashboard", Duration::from_secs(10), |s| {
+    shell.wait_for("the dashboard", SCREEN_BOUND, |s| {
         s.contains("DOWN") && s.contains("process down or unreachable")
     });
     shell
 }
 
 fn assert_restored(shell: &Session) {
-    shell.wait_for(
-        "the shell back in cooked mode",
-        Duration::from_secs(10),
-        |s| s.contains("icanon echo END"),
-    );
+    shell.wait_for("the shell back in cooked mode", SCREEN_BOUND, |s| {
+        s.contains("icanon echo END")
+    });
     let screen = shell.screen();
     assert!(
         !screen.contains("Triage tree"),
@@ -62,9 +58,12 @@ fn quitting_restores_the_terminal() {
 fn sigterm_restores_the_terminal() {
     let shell = start_in_shell("");
     let pid = tui_pid(&shell);
-    // SAFETY: signalling a process this test started.
-    let sent = unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    assert_eq!(sent, 0, "kill -TERM {pid}");
+    let target = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .expect("a pid");
+    rustix::process::kill_process(target, rustix::process::Signal::TERM)
+        .unwrap_or_else(|error| panic!("kill -TERM {pid}: {error}"));
     assert_restored(&shell);
 }
 

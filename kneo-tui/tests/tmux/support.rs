@@ -6,6 +6,11 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// How long a test waits for a screen it expects: far beyond the seconds a refresh or a start
+/// takes, so only a dashboard that never gets there fails. How soon the dashboard shows an
+/// outage is a figure the outage tests print (docs/performance.md), not a pass mark.
+pub const SCREEN_BOUND: Duration = Duration::from_secs(60);
+
 /// Every session lives on this private tmux server, never on a developer's own.
 const SOCKET: &str = "kneo-tui-tests";
 

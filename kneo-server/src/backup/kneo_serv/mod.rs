@@ -41,6 +41,8 @@ pub static FAMILY: SchemaFamily = SchemaFamily {
         document: "payload",
     },
     continuation_table: Some("continuations"),
+    // Its continuations table is archived as a table; its continuation files as entries.
+    continuations_as_entries: None,
 };
 
 const fn column(name: &'static str, kind: ColumnType, nullable: bool) -> Column {

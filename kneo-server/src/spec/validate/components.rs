@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 /// Modules whose primitives a tool or function may not wrap directly (upstream's
 /// `E_UNSAFE_*_IMPORT` list).
-const UNSAFE_MODULES: &[&str] = &[
+const RISKY_MODULES: &[&str] = &[
     "os",
     "subprocess",
     "shutil",
@@ -43,9 +43,9 @@ pub(super) fn check(spec: &Spec, catalog: &dyn Catalog, out: &mut Vec<Diagnostic
 }
 
 /// Whether an implementation path lives in a module that gives direct OS access.
-pub(super) fn is_unsafe_import(implementation: &str) -> bool {
+pub(super) fn is_risky_import(implementation: &str) -> bool {
     let module = implementation.split('.').next().unwrap_or_default();
-    UNSAFE_MODULES.contains(&module)
+    RISKY_MODULES.contains(&module)
 }
 
 fn check_agent(
@@ -192,8 +192,8 @@ fn check_tool(
 
     if let Some(implementation) = &tool.implementation {
         let field = join(&path, "implementation");
-        if is_unsafe_import(implementation) {
-            out.push(unsafe_import(
+        if is_risky_import(implementation) {
+            out.push(risky_import(
                 codes::E_UNSAFE_TOOL_IMPORT,
                 field,
                 "Tool",
@@ -337,8 +337,8 @@ fn check_function(
         ),
         (Some(implementation), None) => {
             let field = join(&path, "implementation");
-            if is_unsafe_import(implementation) {
-                out.push(unsafe_import(codes::E_UNSAFE_FUNCTION_IMPORT, field, "Function", name, implementation));
+            if is_risky_import(implementation) {
+                out.push(risky_import(codes::E_UNSAFE_FUNCTION_IMPORT, field, "Function", name, implementation));
             } else if !catalog.has_function(implementation) {
                 out.push(
                     Diagnostic::error(
@@ -407,7 +407,7 @@ fn check_human(name: &str, human: &HumanSpec, out: &mut Vec<Diagnostic>) {
     }
 }
 
-fn unsafe_import(
+fn risky_import(
     code: &str,
     path: String,
     what: &str,
@@ -418,8 +418,8 @@ fn unsafe_import(
         code,
         path,
         format!(
-            "{what} '{name}' uses implementation '{implementation}', which calls an unsafe module ({}) directly.",
-            quoted_list(UNSAFE_MODULES)
+            "{what} '{name}' uses implementation '{implementation}', which calls a risky module ({}) directly.",
+            quoted_list(RISKY_MODULES)
         ),
     )
     .suggest("Wrap the operation in a reviewed, registered handler instead of exposing the module directly.")

@@ -1,7 +1,7 @@
 //! Governance warnings: tool capabilities, MCP transport security, tool permission policies and
 //! human approval. None of them makes a spec invalid; environment policies can promote them.
 
-use super::components::is_unsafe_import;
+use super::components::is_risky_import;
 use super::{agents_with_paths, codes};
 use crate::spec::diagnostic::{Diagnostic, join};
 use crate::spec::model::{Spec, ToolSelection};
@@ -98,7 +98,7 @@ pub(super) fn check(spec: &Spec, out: &mut Vec<Diagnostic>) {
     let exposes_tools = agents_with_paths(spec)
         .iter()
         .any(|(_, agent)| !agent.tool_names().is_empty());
-    let unsafe_imports = spec
+    let risky_imports = spec
         .tools
         .values()
         .filter_map(|tool| tool.implementation.as_deref())
@@ -108,18 +108,18 @@ pub(super) fn check(spec: &Spec, out: &mut Vec<Diagnostic>) {
                 .values()
                 .filter_map(|function| function.implementation.as_deref()),
         )
-        .any(is_unsafe_import);
+        .any(is_risky_import);
     let has_human_step = spec
         .workflow
         .as_ref()
         .is_some_and(|workflow| workflow.has_human_step());
-    if (exposes_tools || unsafe_imports) && !has_human_step {
+    if (exposes_tools || risky_imports) && !has_human_step {
         // Text is kneo-serv 1.2's (golden 44).
         out.push(
             Diagnostic::warning(
                 codes::W_HUMAN_APPROVAL_MISSING,
                 "workflow",
-                "Spec exposes privileged tools or unsafe imports without a human approval step.",
+                "Spec exposes privileged tools or risky imports without a human approval step.",
             )
             .suggest(
                 "Add a human workflow step before deployment or document why the spec is exempt.",

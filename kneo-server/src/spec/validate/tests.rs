@@ -210,7 +210,7 @@ fn golden_44_output_is_reproduced_exactly() {
         {
             "code": "W_HUMAN_APPROVAL_MISSING",
             "severity": "warning",
-            "message": "Spec exposes privileged tools or unsafe imports without a human approval step.",
+            "message": "Spec exposes privileged tools or risky imports without a human approval step.",
             "path": "workflow",
             "suggestion": "Add a human workflow step before deployment or document why the spec is exempt."
         }
@@ -510,7 +510,7 @@ fn function_backing_rules() {
         "both": {"implementation": "examples.app_functions.build_report", "command": "run.sh"},
         "neither": {},
         "empty": {"command": []},
-        "unsafe": {"implementation": "subprocess.run"},
+        "risky": {"implementation": "subprocess.run"},
     }}})));
     expect(
         &validation,
@@ -530,7 +530,7 @@ fn function_backing_rules() {
     expect(
         &validation,
         "E_UNSAFE_FUNCTION_IMPORT",
-        "components.functions.unsafe.implementation",
+        "components.functions.risky.implementation",
     );
 }
 
