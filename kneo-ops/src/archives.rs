@@ -162,14 +162,35 @@ pub fn list(directory: &Path) -> Result<Vec<ArchiveInfo>, String> {
     Ok(archives)
 }
 
-/// The archives `prune --keep N` would delete: all but the newest `keep` readable ones
-/// (unreadable archives are never deleted automatically: someone should look at them).
-pub fn prune_plan(archives: &[ArchiveInfo], keep: usize) -> Vec<&ArchiveInfo> {
-    archives
-        .iter()
-        .filter(|a| a.problem.is_none())
-        .skip(keep)
-        .collect()
+/// What `prune --keep N` does.
+#[derive(Debug)]
+pub struct PrunePlan<'a> {
+    /// All but the newest `keep` readable archives (unreadable archives are never deleted
+    /// automatically: someone should look at them) …
+    pub doomed: Vec<&'a ArchiveInfo>,
+    /// … except the newest verified archive when none of the kept ones is verified: pruning
+    /// never takes away the last archive known to restore. Said aloud when it happens.
+    pub spared: Option<&'a ArchiveInfo>,
+}
+
+/// What `prune --keep keep` does with `archives` (newest first, as `list` gives them).
+pub fn prune_plan(archives: &[ArchiveInfo], keep: usize) -> PrunePlan<'_> {
+    let readable: Vec<&ArchiveInfo> = archives.iter().filter(|a| a.problem.is_none()).collect();
+    let (kept, mut doomed) = if readable.len() > keep {
+        let (kept, doomed) = readable.split_at(keep);
+        (kept.to_vec(), doomed.to_vec())
+    } else {
+        (readable, Vec::new())
+    };
+    let spared = if kept.iter().any(|a| a.verified) {
+        None
+    } else {
+        doomed
+            .iter()
+            .position(|a| a.verified)
+            .map(|index| doomed.remove(index))
+    };
+    PrunePlan { doomed, spared }
 }
 
 /// Deletes an archive and the files written beside it (`.sha256`, `.verified.json`).

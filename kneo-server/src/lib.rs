@@ -11,9 +11,11 @@
 //! - [`platform`]: the run lifecycle on top of the store and the engine (create, cancel, continue).
 //! - [`worker`]: queue workers that claim async runs under a lease.
 //! - [`service_events`]: the service's own history (starts, readiness transitions).
-//! - [`metrics`], [`telemetry`]: Prometheus text and JSON logs.
+//! - [`metrics`], [`telemetry`]: Prometheus text and JSON logs; [`answers`]: error answers by
+//!   route, status, key name and calling tool (what triage reads about callers).
 //! - [`redact`]: secret redaction applied before anything is stored or returned.
 
+pub mod answers;
 pub mod api;
 pub mod app;
 pub mod backup;

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub human_tasks_resumed: AtomicU64,
     pub human_tasks_expired: AtomicU64,
     pub resume_conflicts: AtomicU64,
+    /// Error answers by route, status, error code, key name and calling tool.
+    pub answers: crate::answers::ErrorAnswers,
 }
 
 fn add(counter: &AtomicU64, by: u64) {
@@ -189,6 +191,7 @@ impl Metrics {
             "Resumes refused with 409 (lock held or run no longer blocked).",
             get(&self.resume_conflicts).to_string(),
         );
+        self.answers.render(&mut text);
         text
     }
 }

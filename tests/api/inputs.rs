@@ -337,3 +337,39 @@ async fn oversized_chunked_bodies_are_refused() {
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
     assert!(text.contains("\"max_body_bytes\":1000"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_spec_path_names_the_path_the_root_and_the_section() {
+    let server = KneoServer::start(ServerOptions::default());
+    let api = Api::new(&server.url);
+    let answer = api
+        .post(
+            "/v1/runs",
+            OPERATOR_KEY,
+            &json!({"spec_path": "specs/nope.yaml", "input": "x"}),
+        )
+        .await;
+    assert_eq!(
+        (answer.status, answer.error_code()),
+        (400, Some("invalid_request")),
+        "{}",
+        answer.text
+    );
+    let message = answer.body["detail"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    let root = server.dir.display().to_string();
+    for expected in ["specs/nope.yaml", root.as_str(), "§ 6.4"] {
+        assert!(message.contains(expected), "{expected:?} in {message}");
+    }
+    // A path outside the root is refused without naming any path at all.
+    let confined = api
+        .post(
+            "/v1/runs",
+            OPERATOR_KEY,
+            &json!({"spec_path": "../../etc/passwd", "input": "x"}),
+        )
+        .await;
+    assert_eq!(confined.error_code(), Some("spec_path_confined"));
+    assert!(!confined.text.contains(&root), "{}", confined.text);
+}

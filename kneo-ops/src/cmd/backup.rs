@@ -198,7 +198,20 @@ fn prune(directory: &std::path::Path, keep: usize, dry_run: bool) -> u8 {
             return 1;
         }
     };
-    let doomed = archives::prune_plan(&archives, keep);
+    let archives::PrunePlan { doomed, spared } = archives::prune_plan(&archives, keep);
+    if let Some(spared) = spared {
+        let why = if keep == 0 {
+            "--keep 0 keeps no other; delete it by hand if that is really meant".to_string()
+        } else {
+            format!(
+                "none of the {keep} newest passed verify --deep; verify a newer one to let it go"
+            )
+        };
+        println!(
+            "keeping {} as well: it is the only verified archive ({why})",
+            spared.path.display()
+        );
+    }
     if doomed.is_empty() {
         println!(
             "nothing to prune: {} archive(s), keeping {keep}",

@@ -3,12 +3,13 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use kneo_ops::bundle::{self, Inspection};
-use kneo_ops::units::format_size;
+use kneo_triage::bundle::{self, Inspection};
+use kneo_triage::units::format_size;
 
 const INSPECT_EXAMPLES: &str = "\
 Exit codes: 0 intact, 1 damaged (each checksum mismatch, missing, extra or dangerous entry is
-named), 2 unreadable (not a tar.gz, or no readable manifest.json). Nothing is extracted: dangerous
+named), 2 unreadable (not a tar.gz, or no readable manifest.json) or a kneo backup archive
+rather than a bundle (it says so, and that `kneo-ops verify` reads it). Nothing is extracted: dangerous
 entries (absolute paths, `..`, links) are reported, never written.
 
 Examples:
@@ -42,6 +43,18 @@ pub fn run(args: BundleArgs) -> u8 {
 }
 
 fn inspect(file: &std::path::Path, as_json: bool) -> u8 {
+    if let Some(reason) =
+        kneo_triage::archive::wrong_kind(file, &kneo_triage::archive::ArchiveKind::Bundle)
+    {
+        if as_json {
+            println!(
+                "{}",
+                serde_json::json!({"intact": false, "kind": "backup", "error": reason})
+            );
+        }
+        eprintln!("kneo-ops bundle inspect: {reason}");
+        return 2;
+    }
     let inspection = match bundle::inspect(file) {
         Ok(inspection) => inspection,
         Err(error) => {

@@ -24,7 +24,8 @@ Refuses: a target that holds data (without --force), a service that answers on -
 embedded store, an archive whose schema is newer than this binary knows, an archive that fails
 verification. The restore is atomic (SQLite: a new file renamed into place; Postgres: one
 transaction) and its row counts are checked against the manifest.
-Exit codes: 0 restored, 1 refused or failed (the reason names the flag or the cause), 2 bad usage.";
+Exit codes: 0 restored, 1 refused or failed (the reason names the flag or the cause), 2 bad usage,
+or an escalation bundle given instead of a backup (it says so).";
 
 #[derive(Args)]
 #[command(after_help = AFTER_HELP)]
@@ -67,6 +68,18 @@ pub async fn service_answers(target: &TargetArgs) -> Option<String> {
     reply.result.is_ok().then(|| connection.url.clone())
 }
 
+/// Whether the URL check applies: always for Postgres (nothing else shows a service on it), and
+/// for the embedded store only when a URL was named (flag, variable, profile). A service merely
+/// answering at the default URL may serve any directory; one serving the target directory
+/// holds its lock, which the restore refuses on its own.
+fn url_check_applies(args: &RestoreArgs) -> bool {
+    args.store.database_url.is_some()
+        || args
+            .target
+            .connect(Duration::from_secs(2))
+            .is_ok_and(|connection| connection.url_source != kneo_client::profile::Source::Default)
+}
+
 pub async fn run(args: RestoreArgs) -> u8 {
     if args.into == RestoreInto::KneoServer
         && backup::archive_family(&args.archive) == Some(backup::Family::KneoServ)
@@ -88,7 +101,18 @@ pub async fn run(args: RestoreArgs) -> u8 {
         );
         return 2;
     }
-    if let Some(url) = service_answers(&args.target).await {
+    if let Some(reason) =
+        kneo_triage::archive::wrong_kind(&args.archive, &kneo_triage::archive::ArchiveKind::Backup)
+    {
+        eprintln!("kneo-ops restore: refused: {reason}");
+        return 2;
+    }
+    let checked = if url_check_applies(&args) {
+        service_answers(&args.target).await
+    } else {
+        None
+    };
+    if let Some(url) = checked {
         eprintln!(
             "kneo-ops restore: refused: a kneo service answers at {} — stop it first (restoring under a running \
              service would mix its writes with the archive), or point --url elsewhere if that is another service",

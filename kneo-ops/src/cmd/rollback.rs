@@ -81,10 +81,10 @@ pub enum RollbackCommand {
         #[arg(long, value_name = "FILE")]
         log: Option<PathBuf>,
         /// How long the restarted service has to answer /readyz 200
-        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = kneo_ops::units::parse_duration)]
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = kneo_triage::units::parse_duration)]
         ready_timeout: Duration,
         /// How long the stop and start commands may run before they are killed
-        #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = kneo_ops::units::parse_duration)]
+        #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = kneo_triage::units::parse_duration)]
         step_timeout: Duration,
     },
 }
@@ -210,6 +210,7 @@ fn print_plan(plan: &Plan, source: &str) {
         Verdict::NoDeploy { reason }
         | Verdict::NoFailureSinceDeploy { reason }
         | Verdict::DeployNotTheTrigger { reason }
+        | Verdict::DependencyFailure { reason, .. }
         | Verdict::NoBackup { reason } => {
             println!("no rollback: {reason}");
             if plan.backup.is_some() {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use kneo_server::backup::{self, ScratchTarget};
+use kneo_triage::archive;
 
 use super::store_progress::StoreProgress;
 
@@ -19,7 +20,9 @@ files, row counts and a parse of every row, a schema version this binary knows. 
 writes <archive>.verified.json, which `kneo-ops rollback plan` looks for.
 Exit codes: 0 ok; 1 failed, each failure named (any damage, down to a file that is not a kneo
 archive at all: not_an_archive); 2 no verdict: the archive cannot be read (missing, permission
-denied, a directory, an I/O error), or --deep cannot use its scratch store or write its record.";
+denied, a directory, an I/O error), or --deep cannot use its scratch store or write its record,
+or the file is an escalation bundle rather than a backup (it says so, and that
+`kneo-ops bundle inspect` reads it).";
 
 #[derive(Args)]
 #[command(after_help = AFTER_HELP)]
@@ -37,6 +40,10 @@ pub struct VerifyArgs {
 }
 
 pub async fn run(args: VerifyArgs) -> u8 {
+    if let Some(reason) = archive::wrong_kind(&args.archive, &archive::ArchiveKind::Backup) {
+        eprintln!("kneo-ops verify: {reason}");
+        return 2;
+    }
     let progress = StoreProgress::new("verify");
     let show = |step: backup::Progress| progress.show(&step);
     let outcome = if args.deep {

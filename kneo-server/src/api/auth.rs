@@ -115,6 +115,13 @@ pub enum KeyConfigError {
     },
     #[error("entry {position} ({name}) has an empty name or key")]
     Empty { position: usize, name: String },
+    /// A grant that is no scope but holds a colon: most likely the next entries, joined with `,`
+    /// instead of `;`, so it may hold their keys and is never printed.
+    #[error(
+        "entry {position} ({name}) names a grant with a colon that is no scope (not printed: it may hold a key); \
+         are the entries separated by ',' instead of ';'?"
+    )]
+    GrantLooksLikeEntries { position: usize, name: String },
 }
 
 /// Parses `name:key:role_or_scope[,role_or_scope]` entries separated by `;`.
@@ -145,6 +152,12 @@ pub fn parse_api_keys(raw: &str) -> Result<Vec<ApiKey>, KeyConfigError> {
             let granted: Vec<&str> = match role_scopes(grant) {
                 Some(role) => role.to_vec(),
                 None if ALL_SCOPES.contains(&grant) => vec![grant],
+                None if grant.contains(':') => {
+                    return Err(KeyConfigError::GrantLooksLikeEntries {
+                        position,
+                        name: name.to_string(),
+                    });
+                }
                 None => {
                     return Err(KeyConfigError::UnknownGrant {
                         position,
@@ -280,6 +293,32 @@ mod tests {
         let error = parse_api_keys("ops:opskey123:operator;broken-secret").expect_err("malformed");
         assert_eq!(error, KeyConfigError::Malformed { position: 2 });
         assert!(!error.to_string().contains("broken-secret"));
+    }
+
+    #[test]
+    fn entries_joined_with_commas_never_echo_a_key() {
+        for raw in [
+            "view:V13WKEY:viewer,ops:S3CRETKEY:operator",
+            "ops:k:operator,ci:CITOKEN:runs:read",
+        ] {
+            let error = parse_api_keys(raw).expect_err("refused");
+            let text = error.to_string();
+            assert!(
+                matches!(
+                    error,
+                    KeyConfigError::GrantLooksLikeEntries { position: 1, .. }
+                ),
+                "{raw}: {error:?}"
+            );
+            for secret in ["S3CRETKEY", "CITOKEN"] {
+                assert!(!text.contains(secret), "{raw}: {text}");
+            }
+            assert!(text.contains("separated by ','"), "{text}");
+        }
+        assert!(
+            parse_api_keys("ci:t:runs:read,runs:write").is_ok(),
+            "scopes hold one colon and stay valid"
+        );
     }
 
     #[test]

@@ -177,7 +177,10 @@ impl ApiError {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
-            "The run state store is unavailable; retry shortly (runbook § 2).",
+            // Runs and continuations share this answer: it names no store it cannot be sure of.
+            format!(
+                "A store the service needs is unavailable ({kind}); retry shortly (runbook § 2)."
+            ),
         )
         .with("kind", kind)
         .retry_after(2)
@@ -231,8 +234,14 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The envelope's `error` code of an answer, kept in the response's extensions for the access
+/// log and the answer counters ([`crate::answers`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode(pub &'static str);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let code = ErrorCode(self.code());
         let ErrorParts {
             status,
             body,
@@ -255,6 +264,7 @@ impl IntoResponse for ApiError {
             }
         };
         let mut response = (status, Json(body)).into_response();
+        response.extensions_mut().insert(code);
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

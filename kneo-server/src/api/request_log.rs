@@ -1,9 +1,10 @@
 //! Request ids and the access log: every response carries `X-Request-ID`, and every request
-//! leaves one JSON line on `kneo_serv.service` with `event=http_request`.
+//! leaves one JSON line on `kneo_serv.service` with `event=http_request`. Error answers are also
+//! counted by route template, key name and calling tool ([`crate::answers`]).
 
 use std::time::Instant;
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -69,6 +70,12 @@ pub async fn request_id_and_log(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|ua| ua.chars().take(200).collect::<String>());
+    // The template, not the raw path, so the answer counters' labels stay few.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|matched| matched.as_str().to_string());
+    let presented = super::auth::presented_keys(request.headers());
 
     // Log lines emitted while serving carry the request id through this span.
     let span = tracing::info_span!("request", request_id = %request_id);
@@ -84,6 +91,16 @@ pub async fn request_id_and_log(
         response.headers_mut().insert("x-request-id", value);
     }
     state.metrics.http_response(status);
+    if status >= 400 {
+        count_error_answer(
+            &state,
+            &response,
+            route,
+            &method,
+            &presented,
+            user_agent.as_deref(),
+        );
+    }
     if status >= 500 && !is_health_probe(&path) {
         state.service_events.note_server_error();
     }
@@ -101,4 +118,46 @@ pub async fn request_id_and_log(
         );
     }
     response
+}
+
+/// Counts an error answer under its route, status, error code, key name and calling tool.
+fn count_error_answer(
+    state: &AppState,
+    response: &Response,
+    route: Option<String>,
+    method: &axum::http::Method,
+    presented: &[String],
+    user_agent: Option<&str>,
+) {
+    let key = if !state.config.auth_enabled {
+        "anonymous".to_string()
+    } else if presented.is_empty() {
+        "(none)".to_string()
+    } else {
+        presented
+            .iter()
+            .find_map(|key| super::auth::find_key(&state.config.api_keys, key))
+            .map(|key| key.name.clone())
+            .unwrap_or_else(|| "(unknown)".to_string())
+    };
+    let error = response
+        .extensions()
+        .get::<super::error::ErrorCode>()
+        .map(|code| code.0.to_string())
+        .unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.as_secs_f64())
+        .unwrap_or_default();
+    state.metrics.answers.record(
+        crate::answers::AnswerLabels {
+            route: route.unwrap_or_else(|| "(unmatched)".to_string()),
+            method: method.as_str().to_string(),
+            status: response.status().as_u16(),
+            error,
+            key,
+            client: crate::answers::client_of(user_agent),
+        },
+        now,
+    );
 }

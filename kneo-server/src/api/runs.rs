@@ -95,15 +95,22 @@ where
     // must not receive each other's stored answers.
     let key = format!("{caller}/{key}");
     let store = state.stores.runs.as_ref();
-    match idempotency::admit(
+    let admission = match idempotency::admit(
         store,
         scope,
         &key,
         payload,
         state.config.idempotency_lock_ttl,
     )
-    .await?
+    .await
     {
+        Ok(admission) => admission,
+        Err(error) => {
+            idempotency::audit_conflict(store, caller, scope, &error).await;
+            return Err(error);
+        }
+    };
+    match admission {
         idempotency::Admission::Replay { status, body } => Ok((status, Json(body)).into_response()),
         idempotency::Admission::Proceed => match work().await {
             Ok((status, body)) => {

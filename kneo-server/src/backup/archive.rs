@@ -104,8 +104,16 @@ impl Packer {
             file_name_of(archive),
             uuid::Uuid::new_v4().simple()
         ));
-        let file = fs::File::create(&temporary)
-            .map_err(BackupError::io("creating the archive", &temporary))?;
+        // 0600, like a capture bundle: an archive holds every run's input and output.
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&temporary)
+        }
+        .map_err(BackupError::io("creating the archive", &temporary))?;
         let (sender, commands) = mpsc::channel();
         let handle = thread::Builder::new()
             .name("kneo-backup-pack".into())

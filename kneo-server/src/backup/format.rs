@@ -37,8 +37,8 @@ use std::cmp::Ordering;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// The `format` field of every manifest.
-pub const FORMAT_NAME: &str = "kneo-backup";
+/// The `format` field of every manifest (one constant with the tools' archive recognition).
+pub const FORMAT_NAME: &str = kneo_triage::archive::BACKUP_FORMAT;
 /// The newest archive format this binary reads and the one it writes.
 pub const FORMAT_VERSION: u32 = 1;
 pub const MANIFEST_PATH: &str = "manifest.json";

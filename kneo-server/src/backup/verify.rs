@@ -1096,6 +1096,9 @@ async fn store_checks(
     let mut sampled_detail = Vec::new();
     let mut sample: Vec<String> = checker.sample_runs.clone();
     sample.extend(checker.blocked.keys().take(SAMPLED_RUNS).cloned());
+    // A blocked run may be among the sampled ones: read (and count) each run once.
+    let mut seen = std::collections::BTreeSet::new();
+    sample.retain(|run_id| seen.insert(run_id.clone()));
     for run_id in &sample {
         let (trace_expected, checkpoints_expected) =
             checker.per_run.get(run_id).copied().unwrap_or((0, 0));

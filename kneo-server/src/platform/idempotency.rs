@@ -101,6 +101,26 @@ pub async fn admit(
     }
 }
 
+/// Records a refused reuse of a key (`idempotency.conflict`, actor = the caller's key name), so
+/// triage can name the consumer (runbook § 5.4). The key itself is not recorded.
+pub async fn audit_conflict(store: &dyn Store, caller: &str, scope: &str, error: &ApiError) {
+    if !matches!(
+        error.code(),
+        "idempotency_key_conflict" | "idempotency_key_in_progress"
+    ) {
+        return;
+    }
+    let event = super::audit::event(
+        "idempotency.conflict",
+        caller,
+        None,
+        None,
+        serde_json::json!({"scope": scope, "error": error.code()}),
+    );
+    // Best effort, like every audit of a refusal: the refusal itself is what the caller needs.
+    let _ = store.record_audit(&[event]).await;
+}
+
 pub async fn complete(store: &dyn Store, scope: &str, key: &str, status: StatusCode, body: &Value) {
     if let Err(error) = store
         .idempotency_complete(scope, key, status.as_u16(), body)

@@ -87,7 +87,12 @@ fn parse_diagnostic(message: String) -> Diagnostic {
 /// Why a spec document could not be read.
 enum DocumentError {
     Confined,
-    NotReadable,
+    /// The path as the caller gave it, and the configured root it is read under: both are the
+    /// caller's or the operator's own words, so naming them tells nothing about the host.
+    NotReadable {
+        requested: String,
+        root: std::path::PathBuf,
+    },
     /// The bytes are not a usable spec document (size, encoding, YAML, nesting, aliases).
     Parse(String),
     Internal,
@@ -97,9 +102,11 @@ impl DocumentError {
     fn into_api_error(self) -> ApiError {
         match self {
             DocumentError::Confined => ApiError::spec_path_confined(),
-            DocumentError::NotReadable => {
-                ApiError::invalid_request("A referenced file could not be read.")
-            }
+            DocumentError::NotReadable { requested, root } => ApiError::invalid_request(format!(
+                "A referenced file could not be read: spec_path {requested:?} under the spec root {} \
+                 (KNEO_SERV_SPEC_ROOT; unset: the working directory); check that the file exists there and the service may read it (runbook § 6.4).",
+                root.display()
+            )),
             DocumentError::Parse(message) => spec_invalid(vec![parse_diagnostic(message)]),
             DocumentError::Internal => ApiError::internal(),
         }
@@ -128,7 +135,10 @@ impl Platform {
                 .map(|(value, _)| value)
                 .map_err(|error| match error {
                     SpecLoadError::Path(SpecPathError::Confined) => DocumentError::Confined,
-                    SpecLoadError::Path(SpecPathError::NotReadable) => DocumentError::NotReadable,
+                    SpecLoadError::Path(SpecPathError::NotReadable) => DocumentError::NotReadable {
+                        requested: path.clone(),
+                        root: root.clone(),
+                    },
                     SpecLoadError::Parse(parse) => DocumentError::Parse(parse.to_string()),
                 }),
             SpecSource::Inline(value) => parse_json_spec(value, &limits)
@@ -191,12 +201,16 @@ impl Platform {
         let max_path_chars = self.config.limits.max_path_chars;
         let path = requested.to_string();
         let stamp = tokio::task::spawn_blocking(move || -> Result<FileStamp, DocumentError> {
+            let not_readable = || DocumentError::NotReadable {
+                requested: path.clone(),
+                root: root.clone(),
+            };
             let canonical =
                 resolve_spec_path(&root, &path, max_path_chars).map_err(|error| match error {
                     SpecPathError::Confined => DocumentError::Confined,
-                    SpecPathError::NotReadable => DocumentError::NotReadable,
+                    SpecPathError::NotReadable => not_readable(),
                 })?;
-            let metadata = std::fs::metadata(&canonical).map_err(|_| DocumentError::NotReadable)?;
+            let metadata = std::fs::metadata(&canonical).map_err(|_| not_readable())?;
             Ok(FileStamp {
                 canonical,
                 len: metadata.len(),

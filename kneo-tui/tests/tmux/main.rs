@@ -9,5 +9,6 @@ mod support;
 
 mod bundle;
 mod local;
+mod matrix;
 mod outage;
 mod restore;

@@ -87,6 +87,14 @@ pub async fn restore(
             holds: describe_counts(&replaced),
         });
     }
+    if let (StoreLocation::Sqlite { state_dir }, false) = (target, options.force)
+        && let (count @ 1.., Some(example)) = sqlite::foreign_entries(state_dir)
+    {
+        return Err(BackupError::TargetNotEmpty {
+            target: description,
+            holds: format!("{count} entries that are not a kneo store, e.g. {example:?}"),
+        });
+    }
     let safety_backup = if holds_data {
         let directory = options.safety_dir.clone().unwrap_or_else(|| match target {
             StoreLocation::Sqlite { state_dir } => parent_of(state_dir),

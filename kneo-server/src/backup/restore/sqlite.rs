@@ -80,6 +80,22 @@ pub(super) fn lock(state_dir: &Path, family: Family) -> Result<HeldLock, BackupE
     }
 }
 
+/// Entries of the state directory that are no part of a kneo store (not `kneo…`, not
+/// `continuations…`): how many, and one of their names. A restore into a directory that holds
+/// them (the home directory by mistake, another program's data) is refused like a non-empty
+/// store.
+pub(super) fn foreign_entries(state_dir: &Path) -> (usize, Option<String>) {
+    let Ok(entries) = fs::read_dir(state_dir) else {
+        return (0, None);
+    };
+    let foreign: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with("kneo") && !name.starts_with(CONTINUATIONS_DIR))
+        .collect();
+    (foreign.len(), foreign.into_iter().min())
+}
+
 /// What the state directory holds now: rows per table and continuation files. Also refuses
 /// while an earlier restore's `.pre-restore` files are there.
 pub(super) fn contents(state_dir: &Path) -> Result<BTreeMap<String, u64>, BackupError> {

@@ -286,7 +286,7 @@ const MAX_PROBE_FILE_BYTES: u64 = 256 * 1024 * 1024;
 /// capture saw. `observed_at` is the capture's `created_at`. Unsafe entries are ignored (use
 /// [`inspect`] to report them); lease look-ups are not stored, so that rule uses the counts.
 pub fn load_probes(path: &Path) -> Result<(Manifest, crate::triage::Probes), BundleError> {
-    use crate::capture::probe_paths as paths;
+    use crate::manifest::probe_paths as paths;
     use kneo_client::wire::{HealthBody, Readiness};
 
     let wanted = [
@@ -355,6 +355,7 @@ pub fn load_probes(path: &Path) -> Result<(Manifest, crate::triage::Probes), Bun
         })
         .unwrap_or_else(|| kneo_client::Reply::failed(stored.missing(paths::HEALTHZ)));
     let mut probes = crate::triage::Probes::new(manifest.target.clone(), observed_at, healthz);
+    probes.key_given = manifest.options.api_key_given;
     probes.readyz = stored.reply(paths::READYZ, |value| Readiness::from_value(&value));
     probes.health_detail =
         stored.reply(paths::HEALTH_DETAIL, |value| Readiness::from_value(&value));
@@ -408,6 +409,8 @@ impl StoredAnswers<'_> {
                 method,
                 url,
                 after: std::time::Duration::from_millis(item.duration_ms),
+                // The recorded error says which (the client's own words).
+                connected: !reason.contains("could not connect"),
             },
             (_, Some(status)) => kneo_client::CallError::Status {
                 method,

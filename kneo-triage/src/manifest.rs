@@ -14,6 +14,19 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Where the manifest sits in the archive.
 pub const MANIFEST_PATH: &str = "manifest.json";
 
+/// Where the probe answers are stored in a bundle (written by `kneo-ops capture`, read back by
+/// [`crate::bundle::load_probes`]).
+pub mod probe_paths {
+    pub const HEALTHZ: &str = "service/healthz.json";
+    pub const READYZ: &str = "service/readyz.json";
+    pub const HEALTH_DETAIL: &str = "service/health.json";
+    pub const METRICS: &str = "service/metrics.txt";
+    pub const SERVICE_EVENTS: &str = "service/service-events.json";
+    pub const QUEUED_RUNS: &str = "queue/queued-runs.json";
+    pub const RUNNING_RUNS: &str = "queue/running-runs.json";
+    pub const HUMAN_TASKS: &str = "queue/human-tasks.json";
+}
+
 /// What happened to one item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -127,8 +140,10 @@ impl Summary {
         }
     }
 
-    pub fn all_ok(&self) -> bool {
-        self.ok == self.items
+    /// No item failed or timed out. Skipped items carry their reason (the item does not apply
+    /// here, the target lacks the route, no key, `--max-bytes`) and fail nothing.
+    pub fn none_failed(&self) -> bool {
+        self.error == 0 && self.timeout == 0
     }
 }
 

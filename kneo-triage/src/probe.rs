@@ -1,13 +1,19 @@
 //! Collects [`Probes`] from a live service: every call concurrent and time-bounded, so a hung
 //! dependency shows up as a timeout verdict instead of a hung tool.
+//!
+//! The routes that need a key are asked even without one: a service with auth off answers them,
+//! and one with auth on says 401, which triage reports as the tool's access (not the service's
+//! state). Optional routes the target is known not to have are not asked again.
 
 use std::time::{Duration, Instant};
+
+use std::collections::BTreeSet;
 
 use chrono::Utc;
 use kneo_client::Client;
 use kneo_client::client::{HumanTaskQuery, PageRequest, RunQuery};
 
-use crate::triage::Probes;
+use crate::triage::{OptionalRoute, Probes};
 
 /// How to probe.
 #[derive(Debug, Clone)]
@@ -22,6 +28,8 @@ pub struct ProbeOptions {
     pub lease_checks: usize,
     /// Service events read for the 5xx-burst and restart rules.
     pub service_event_limit: u32,
+    /// Optional routes an earlier answer showed the target does not have (not asked).
+    pub known_absent: BTreeSet<OptionalRoute>,
 }
 
 impl Default for ProbeOptions {
@@ -32,6 +40,7 @@ impl Default for ProbeOptions {
             list_limit: 100,
             lease_checks: 10,
             service_event_limit: 200,
+            known_absent: BTreeSet::new(),
         }
     }
 }
@@ -47,11 +56,11 @@ impl ProbeOptions {
     }
 }
 
-/// Probes the service behind `client`. Routes that need a key are skipped without one.
+/// Probes the service behind `client`.
 pub async fn collect(client: &Client, options: &ProbeOptions) -> Probes {
     let observed_at = Utc::now();
     let bounded = client.with_request_timeout(options.bound());
-    let authenticated = client.has_api_key();
+    let wanted = |route: OptionalRoute| !options.known_absent.contains(&route);
     let page =
         |sort_by: &str, order: &str| PageRequest::new(options.list_limit, 0).sorted(sort_by, order);
     let queued_query = RunQuery {
@@ -80,18 +89,20 @@ pub async fn collect(client: &Client, options: &ProbeOptions) -> Probes {
     ) = tokio::join!(
         bounded.healthz(),
         bounded.readyz(),
-        bounded.metrics(),
-        maybe(authenticated, bounded.health_detail()),
-        maybe(authenticated, bounded.list_runs(&queued_query)),
-        maybe(authenticated, bounded.list_runs(&running_query)),
-        maybe(authenticated, bounded.list_human_tasks(&task_query)),
-        maybe(authenticated, bounded.list_service_events(&events_page)),
+        maybe(wanted(OptionalRoute::Metrics), bounded.metrics()),
+        maybe(wanted(OptionalRoute::HealthDetail), bounded.health_detail()),
+        bounded.list_runs(&queued_query),
+        bounded.list_runs(&running_query),
+        bounded.list_human_tasks(&task_query),
+        maybe(
+            wanted(OptionalRoute::ServiceEvents),
+            bounded.list_service_events(&events_page)
+        ),
     );
 
     // Leases need the running runs' ids, so they come second.
     let running_ids: Vec<String> = running_runs
-        .as_ref()
-        .and_then(|reply| reply.value())
+        .value()
         .map(|list| {
             list.runs
                 .iter()
@@ -106,12 +117,14 @@ pub async fn collect(client: &Client, options: &ProbeOptions) -> Probes {
             .await;
 
     let mut probes = Probes::new(client.base_url(), observed_at, healthz);
+    probes.key_given = client.has_api_key();
+    probes.known_absent = options.known_absent.clone();
     probes.readyz = Some(readyz);
-    probes.metrics = Some(metrics);
+    probes.metrics = metrics;
     probes.health_detail = health_detail;
-    probes.queued_runs = queued_runs;
-    probes.running_runs = running_runs;
-    probes.human_tasks = human_tasks;
+    probes.queued_runs = Some(queued_runs);
+    probes.running_runs = Some(running_runs);
+    probes.human_tasks = Some(human_tasks);
     probes.service_events = service_events;
     probes.recoveries = recoveries;
     probes

@@ -298,6 +298,55 @@ fn extract_fix(body: &str) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
+/// One line of markdown without its emphasis markers (`**Fix.**` → `Fix.`); code spans keep
+/// their backticks, which read as code in a terminal too.
+pub fn plain_inline(text: &str) -> String {
+    text.replace("**", "")
+}
+
+/// Markdown made readable as plain text: soft-wrapped lines of a paragraph or list item are joined
+/// (the reader wraps them again at its own width), `**` emphasis markers are dropped, and fenced
+/// code is kept line by line, indented. Both tools show the runbook through this.
+pub fn reflow_markdown(text: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut in_code = false;
+    let mut joinable = false;
+    for raw in text.lines() {
+        let trimmed = raw.trim();
+        if trimmed.starts_with("```") {
+            in_code = !in_code;
+            joinable = false;
+            continue;
+        }
+        if in_code {
+            out.push(format!("  {}", raw.trim_end()));
+            continue;
+        }
+        let line = trimmed.replace("**", "");
+        let starts_block = line.is_empty()
+            || line.starts_with("- ")
+            || line.starts_with("* ")
+            || line.starts_with('#')
+            || line.starts_with('|')
+            || line.starts_with('>')
+            || line
+                .split_once(". ")
+                .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+        match out.last_mut() {
+            Some(last) if joinable && !starts_block => {
+                last.push(' ');
+                last.push_str(&line);
+            }
+            _ => out.push(line.clone()),
+        }
+        joinable = !line.is_empty();
+    }
+    while out.last().is_some_and(|l| l.is_empty()) {
+        out.pop();
+    }
+    out.join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,10 +454,20 @@ mod tests {
         assert_eq!(slugify("/readyz failure matrix"), "readyz-failure-matrix");
     }
 
+    #[test]
+    fn markdown_paragraphs_are_joined_and_code_kept() {
+        let text = "**Fix.** It depends:\n1. `a`: down. Fix\n   it now.\n2. `b`: other.\n\n```sh\ncurl -s x\n```\nlast";
+        assert_eq!(
+            reflow_markdown(text),
+            "Fix. It depends:\n1. `a`: down. Fix it now.\n2. `b`: other.\n\n  curl -s x\nlast"
+        );
+    }
+
     /// The section numbers triage points at; each must exist in the real guide.
-    const SECTIONS_TRIAGE_USES: [&str; 23] = [
-        "1", "1.2", "1.3", "2", "2.2", "2.3", "2.4", "3.2", "4.1", "4.2", "4.3", "5.1", "5.3",
-        "5.4", "5.5", "5.6", "5.7", "6.1", "6.3", "6.4", "8.2", "8.3", "8.4",
+    const SECTIONS_TRIAGE_USES: [&str; 29] = [
+        "1", "1.2", "1.3", "1.5", "2", "2.2", "2.3", "2.4", "2.7", "2.8", "3.2", "4.1", "4.2",
+        "4.3", "5.1", "5.3", "5.4", "5.5", "5.6", "5.7", "6.1", "6.3", "6.4", "8.1", "8.2", "8.3",
+        "8.4", "8.5", "1.1",
     ];
 
     #[test]

@@ -104,7 +104,7 @@ pub const SYMPTOMS: &[Symptom] = &[
     row(
         503,
         Some("store_unavailable"),
-        "the run state store is unavailable",
+        "a store the service needs is unavailable",
         "2.2",
     ),
     row(
