@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use flate2::read::GzDecoder;
-use kneo_server::backup::Manifest;
+use kneo_server::backup::{Family, Manifest};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -21,6 +21,8 @@ pub struct ArchiveInfo {
     pub created_at: Option<DateTime<Utc>>,
     pub server_version: Option<String>,
     pub schema_version: Option<i64>,
+    /// Whose store it is: `kneo-server` or `kneo-serv`.
+    pub family: Option<Family>,
     pub source: Option<String>,
     pub runs: Option<u64>,
     /// The last `verify --deep` record for this exact archive passed.
@@ -30,8 +32,12 @@ pub struct ArchiveInfo {
 }
 
 impl ArchiveInfo {
-    /// As a rollback candidate (None when its manifest could not be read).
+    /// As a rollback candidate (None when its manifest could not be read, or it is the backup
+    /// of a kneo-serv store, which is no state of a kneo-server version).
     pub fn candidate(&self) -> Option<BackupCandidate> {
+        if self.family != Some(Family::Kneo) {
+            return None;
+        }
         Some(BackupCandidate {
             path: self.path.display().to_string(),
             created_at: self.created_at?,
@@ -121,6 +127,7 @@ pub fn list(directory: &Path) -> Result<Vec<ArchiveInfo>, String> {
                     .map(|at| at.with_timezone(&Utc)),
                 server_version: manifest.server_version.clone(),
                 schema_version: Some(manifest.schema_version),
+                family: Some(manifest.family),
                 source: Some(manifest.source.kind.clone()),
                 runs: manifest
                     .tables
@@ -138,6 +145,7 @@ pub fn list(directory: &Path) -> Result<Vec<ArchiveInfo>, String> {
                 created_at: None,
                 server_version: None,
                 schema_version: None,
+                family: None,
                 source: None,
                 runs: None,
                 verified: false,

@@ -77,8 +77,9 @@ pub fn identify(path: &Path) -> std::io::Result<ArchiveKind> {
             }
         };
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        // A backup writes its tables first and its manifest last: the layout says it at once.
-        if index == 0 && name.starts_with("tables/") {
+        // A backup writes its tables first and its manifest last: the layout says it at once
+        // (a backup of a kneo-serv 1.2 store keeps its tables under `kneo-serv/tables/`).
+        if index == 0 && (name.starts_with("tables/") || name.starts_with("kneo-serv/tables/")) {
             return Ok(ArchiveKind::Backup);
         }
         if name == manifest::MANIFEST_PATH {

@@ -4,9 +4,9 @@
 use kneo_client::Exit;
 use std::path::PathBuf;
 
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use kneo_ops::archives;
-use kneo_server::backup::{self, BackupOptions};
+use kneo_server::backup::{self, BackupOptions, Family};
 
 use super::store::StoreArgs;
 use super::store_progress::StoreProgress;
@@ -19,7 +19,8 @@ Examples:
   kneo-ops backup prune --backups backups/ --keep 14
 
 The service may keep running: SQLite is copied with its online backup API, Postgres is read in one
-REPEATABLE READ transaction, and continuation files are reconciled with the snapshot.
+REPEATABLE READ transaction, and continuation files are reconciled with the snapshot. The store
+says whose it is (kneo-server's or kneo-serv 1.2's); --from only insists on one.
 Exit codes: 0 written, 1 refused or failed (the reason is printed), 2 bad usage.";
 
 #[derive(Args)]
@@ -32,9 +33,34 @@ pub struct BackupArgs {
     /// The archive to write (.tar.gz); refused if it exists
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Whose store it must be; `auto` takes what the store is
+    #[arg(long, value_enum, default_value_t = SourceFamily::Auto)]
+    pub from: SourceFamily,
     /// Print a JSON summary instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+/// The store a backup expects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SourceFamily {
+    Auto,
+    /// A kneo-server store
+    #[value(name = "kneo-server", alias = "kneo")]
+    KneoServer,
+    /// A kneo-serv 1.2 deployment's store
+    #[value(name = "kneo-serv")]
+    KneoServ,
+}
+
+impl SourceFamily {
+    fn family(self) -> Option<Family> {
+        match self {
+            SourceFamily::Auto => None,
+            SourceFamily::KneoServer => Some(Family::Kneo),
+            SourceFamily::KneoServ => Some(Family::KneoServ),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -77,10 +103,11 @@ async fn create(args: BackupArgs) -> Exit {
     };
     let location = args.store.location();
     let progress = StoreProgress::new("backup");
-    let result = backup::backup(&location, &output, &BackupOptions::default(), &|step| {
-        progress.show(&step)
-    })
-    .await;
+    let options = BackupOptions {
+        family: args.from.family(),
+        ..BackupOptions::default()
+    };
+    let result = backup::backup(&location, &output, &options, &|step| progress.show(&step)).await;
     progress.finish();
     match result {
         Ok(summary) => {
@@ -101,6 +128,12 @@ async fn create(args: BackupArgs) -> Exit {
                     summary.archive.display(),
                     summary.bytes,
                     summary.sha256
+                );
+                println!(
+                    "store: {} ({}, schema version {})",
+                    location.describe(),
+                    summary.manifest.family.schema().product,
+                    summary.manifest.schema_version
                 );
                 println!("checksum file: {}", summary.sidecar.display());
                 println!("next: kneo-ops verify --deep {}", summary.archive.display());
@@ -136,8 +169,9 @@ fn list(directory: &std::path::Path, json: bool) -> Exit {
         match &archive.problem {
             Some(problem) => println!("{}  UNREADABLE: {problem}", archive.path.display()),
             None => println!(
-                "{}  {}  version {}  schema {}  {} runs  {}  {}",
+                "{}  {}  {}  version {}  schema {}  {} runs  {}  {}",
                 archive.path.display(),
+                archive.family.map_or("?", |family| family.as_str()),
                 archive
                     .created_at
                     .map(|at| at.to_rfc3339())

@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod bundle;
 pub mod capture;
+pub mod import;
 mod progress;
 pub mod restore;
 pub mod rollback;

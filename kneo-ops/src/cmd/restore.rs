@@ -5,10 +5,11 @@ use kneo_client::Exit;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use kneo_server::backup::{self, RestoreOptions};
 
 use super::TargetArgs;
+use super::import::{ImportFlags, import};
 use super::store::StoreArgs;
 use super::store_progress::StoreProgress;
 
@@ -17,6 +18,8 @@ Examples:
   kneo-ops restore backups/nightly.tar.gz --state-dir .kneo
   kneo-ops restore nightly.tar.gz --database-url \"$KNEO_SERV_DATABASE_URL\"      # SQLite → Postgres works too
   kneo-ops restore nightly.tar.gz --state-dir .kneo --force    # replace data (a safety backup is written first)
+  kneo-ops restore kneo-serv.tar.gz --state-dir /srv/app/.kneo  # a kneo-serv 1.2 archive back into kneo-serv
+  kneo-ops restore kneo-serv.tar.gz --into kneo-server --state-dir .kneo   # = kneo-ops import
 
 Refuses: a target that holds data (without --force), a service that answers on --url or holds the
 embedded store, an archive whose schema is newer than this binary knows, an archive that fails
@@ -37,10 +40,26 @@ pub struct RestoreArgs {
     /// Where the safety backup goes (default: beside the target)
     #[arg(long, value_name = "DIR")]
     pub safety_dir: Option<PathBuf>,
+    /// What to restore into: a store of the archive's own kind, or kneo-server (a kneo-serv 1.2
+    /// archive is then imported, as `kneo-ops import` does)
+    #[arg(long, value_enum, default_value_t = RestoreInto::Same)]
+    pub into: RestoreInto,
+    #[command(flatten)]
+    pub import: ImportFlags,
     #[command(flatten)]
     pub target: TargetArgs,
     #[arg(long)]
     pub json: bool,
+}
+
+/// The kind of store a restore writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RestoreInto {
+    /// The archive's own: kneo-server's, or kneo-serv 1.2's
+    Same,
+    /// kneo-server, importing a kneo-serv 1.2 archive
+    #[value(name = "kneo-server", alias = "kneo")]
+    KneoServer,
 }
 
 /// Whether a kneo service answers at the target URL (then restoring under it would be wrong).
@@ -63,6 +82,26 @@ fn url_check_applies(args: &RestoreArgs) -> bool {
 }
 
 pub async fn run(args: RestoreArgs) -> Exit {
+    if args.into == RestoreInto::KneoServer
+        && backup::archive_family(&args.archive) == Some(backup::Family::KneoServ)
+    {
+        return import(
+            &args.archive,
+            &args.store,
+            &args.import,
+            args.force,
+            args.safety_dir.clone(),
+            &args.target,
+            args.json,
+        )
+        .await;
+    }
+    if args.import.dry_run || args.import.keep_converted.is_some() {
+        eprintln!(
+            "kneo-ops restore: --dry-run and --keep-converted belong to an import: pass --into kneo-server with a kneo-serv 1.2 archive, or use kneo-ops import"
+        );
+        return Exit::Usage;
+    }
     if let Some(reason) =
         kneo_triage::archive::wrong_kind(&args.archive, &kneo_triage::archive::ArchiveKind::Backup)
     {
@@ -118,7 +157,13 @@ pub async fn run(args: RestoreArgs) -> Exit {
                 for (table, rows) in &report.restored {
                     println!("  {table}: {rows} rows");
                 }
-                println!("  continuations: {}", report.continuations);
+                // kneo-serv also has a table named continuations (listed above).
+                let files = if report.restored.contains_key("continuations") {
+                    "continuation files"
+                } else {
+                    "continuations"
+                };
+                println!("  {files}: {}", report.continuations);
                 if let Some(safety) = &report.safety_backup {
                     println!("the previous contents were saved to {}", safety.display());
                 }

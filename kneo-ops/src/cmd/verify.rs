@@ -107,6 +107,23 @@ pub async fn run(args: VerifyArgs) -> Exit {
                 if !extra.is_empty() {
                     println!("{extra}");
                 }
+                let manifest = json
+                    .get("manifest")
+                    .or_else(|| json.get("verify").and_then(|verify| verify.get("manifest")))
+                    .filter(|manifest| !manifest.is_null());
+                if let Some(manifest) = manifest {
+                    let family = manifest["family"]
+                        .as_str()
+                        .and_then(backup::Family::parse)
+                        .unwrap_or(backup::Family::Kneo);
+                    println!(
+                        "archive of a {} {} store, schema version {}, taken {}",
+                        family.schema().product,
+                        manifest["source"]["kind"].as_str().unwrap_or("?"),
+                        manifest["schema_version"],
+                        manifest["created_at"].as_str().unwrap_or("?")
+                    );
+                }
                 println!(
                     "{}: {}",
                     args.archive.display(),

@@ -39,6 +39,19 @@ fn every_subcommand_has_help_with_examples() {
             ],
         ),
         (
+            vec!["import", "--help"],
+            vec![
+                "--dry-run",
+                "kneo-serv",
+                "Exit codes: 0 imported",
+                "Examples:",
+            ],
+        ),
+        (
+            vec!["backup", "--help"],
+            vec!["--from", "kneo-serv", "Examples:"],
+        ),
+        (
             vec!["bundle", "inspect", "--help"],
             vec!["Exit codes: 0 intact, 1 damaged", "Examples:"],
         ),

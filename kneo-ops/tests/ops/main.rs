@@ -12,6 +12,7 @@ mod capture_canary;
 mod capture_dead;
 mod capture_real;
 mod help;
+mod kneo_serv_cli;
 mod rollback_drill;
 mod support;
 mod triage_real;
