@@ -1,6 +1,6 @@
 //! Helpers shared by the black-box test binaries of this package. Their HTTP client is
-//! [`kneo_testkit::http::Api`], shared with the other crates' tests; the golden replay harness is
-//! [`replay`].
+//! [`kneo_testkit::http::Api`], shared with the other crates' tests; the golden replay harness
+//! is [`replay`].
 
 pub mod replay;
 

@@ -11,13 +11,18 @@
 //!   (with the envelope) and bad body apart.
 //! - [`profile`]: where the target URL and API key come from (flags, `KNEO_SERV_URL`,
 //!   `KNEO_SERV_API_KEY`, the CLI profile file at `KNEO_SERV_PROFILES_PATH`).
+//! - [`profile_edit`]: writing that file (`kneo config profile set | use | delete`), 0600.
+//! - [`exit`]: [`Exit`], the exit codes shared by `kneo`, `kneo-ops` and `kneo-tui`.
 
 pub mod client;
+pub mod exit;
 pub mod profile;
+pub mod profile_edit;
 pub mod reply;
 pub mod wire;
 
 pub use client::{AuthScheme, Client, ClientConfig, ClientError};
+pub use exit::Exit;
 pub use profile::{DEFAULT_URL, ProfileError, Target, TargetOverrides};
 pub use reply::{CallError, Reply};
 /// URL parsing (reqwest's), re-exported so callers need no reqwest dependency of their own.

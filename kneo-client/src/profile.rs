@@ -76,6 +76,8 @@ pub struct Profile {
     pub name: String,
     pub url: Option<String>,
     pub api_key: Option<String>,
+    /// The variable that holds the key (`kneo config profile set --api-key-env`).
+    pub api_key_env: Option<String>,
 }
 
 impl std::fmt::Debug for Profile {
@@ -84,6 +86,7 @@ impl std::fmt::Debug for Profile {
             .field("name", &self.name)
             .field("url", &self.url)
             .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
+            .field("api_key_env", &self.api_key_env)
             .finish()
     }
 }
@@ -205,10 +208,12 @@ fn read_profile(name: &str, entry: &Value) -> Option<Profile> {
     };
     let url = text(&["service_url", "url", "base_url"]);
     let api_key = text(&["api_key", "key", "token"]);
-    (url.is_some() || api_key.is_some()).then(|| Profile {
+    let api_key_env = text(&["api_key_env"]);
+    (url.is_some() || api_key.is_some() || api_key_env.is_some()).then(|| Profile {
         name: name.to_string(),
         url,
         api_key,
+        api_key_env,
     })
 }
 
@@ -258,7 +263,20 @@ pub fn resolve_target_with(
                         url = profile.url.clone().map(|u| (u, source.clone()));
                     }
                     if key.is_none() {
-                        key = profile.api_key.clone().map(|k| (k, source));
+                        key = match (&profile.api_key, &profile.api_key_env) {
+                            (Some(k), _) => Some((k.clone(), source)),
+                            (None, Some(variable)) => {
+                                let value = nonempty(env(variable));
+                                if value.is_none() {
+                                    warnings.push(format!(
+                                        "profile {:?} takes its API key from ${variable}, which is not set; set it or run `kneo config profile set {} --api-key-env OTHER`",
+                                        profile.name, profile.name
+                                    ));
+                                }
+                                value.map(|k| (k, source))
+                            }
+                            (None, None) => None,
+                        };
                     }
                 }
             }

@@ -17,11 +17,14 @@ pub enum CallError {
         refused: bool,
     },
     /// The connection or the answer took longer than the call's time bound.
-    #[error("{method} {url}: no answer within {} ms", after.as_millis())]
+    #[error("{method} {url}: {} within {} ms", if *connected { "connected, but no answer" } else { "could not connect" }, after.as_millis())]
     Timeout {
         method: String,
         url: String,
         after: Duration,
+        /// The TCP connection was made and the service never answered (a hung process);
+        /// false when the connection itself did not complete in time (a path problem).
+        connected: bool,
     },
     /// The service answered with an error status; `error` is its envelope when it sent one
     /// (boxed: it is large, and most results are not errors).
@@ -201,10 +204,11 @@ mod tests {
             method: "GET".into(),
             url: "http://h/readyz".into(),
             after: Duration::from_millis(1500),
+            connected: true,
         };
         assert_eq!(
             timeout.to_string(),
-            "GET http://h/readyz: no answer within 1500 ms"
+            "GET http://h/readyz: connected, but no answer within 1500 ms"
         );
         assert!(timeout.is_no_answer());
         assert_eq!(timeout.kind(), "timeout");

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use flate2::read::GzDecoder;
-use kneo_server::backup::Manifest;
+use kneo_server::backup::{Family, Manifest};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -21,6 +21,8 @@ pub struct ArchiveInfo {
     pub created_at: Option<DateTime<Utc>>,
     pub server_version: Option<String>,
     pub schema_version: Option<i64>,
+    /// Whose store it is: `kneo-server` or `kneo-serv`.
+    pub family: Option<Family>,
     pub source: Option<String>,
     pub runs: Option<u64>,
     /// The last `verify --deep` record for this exact archive passed.
@@ -30,8 +32,12 @@ pub struct ArchiveInfo {
 }
 
 impl ArchiveInfo {
-    /// As a rollback candidate (None when its manifest could not be read).
+    /// As a rollback candidate (None when its manifest could not be read, or it is the backup
+    /// of a kneo-serv store, which is no state of a kneo-server version).
     pub fn candidate(&self) -> Option<BackupCandidate> {
+        if self.family != Some(Family::Kneo) {
+            return None;
+        }
         Some(BackupCandidate {
             path: self.path.display().to_string(),
             created_at: self.created_at?,
@@ -121,6 +127,7 @@ pub fn list(directory: &Path) -> Result<Vec<ArchiveInfo>, String> {
                     .map(|at| at.with_timezone(&Utc)),
                 server_version: manifest.server_version.clone(),
                 schema_version: Some(manifest.schema_version),
+                family: Some(manifest.family),
                 source: Some(manifest.source.kind.clone()),
                 runs: manifest
                     .tables
@@ -138,6 +145,7 @@ pub fn list(directory: &Path) -> Result<Vec<ArchiveInfo>, String> {
                 created_at: None,
                 server_version: None,
                 schema_version: None,
+                family: None,
                 source: None,
                 runs: None,
                 verified: false,
@@ -154,14 +162,35 @@ pub fn list(directory: &Path) -> Result<Vec<ArchiveInfo>, String> {
     Ok(archives)
 }
 
-/// The archives `prune --keep N` would delete: all but the newest `keep` readable ones
-/// (unreadable archives are never deleted automatically: someone should look at them).
-pub fn prune_plan(archives: &[ArchiveInfo], keep: usize) -> Vec<&ArchiveInfo> {
-    archives
-        .iter()
-        .filter(|a| a.problem.is_none())
-        .skip(keep)
-        .collect()
+/// What `prune --keep N` does.
+#[derive(Debug)]
+pub struct PrunePlan<'a> {
+    /// All but the newest `keep` readable archives (unreadable archives are never deleted
+    /// automatically: someone should look at them) …
+    pub doomed: Vec<&'a ArchiveInfo>,
+    /// … except the newest verified archive when none of the kept ones is verified: pruning
+    /// never takes away the last archive known to restore. Said aloud when it happens.
+    pub spared: Option<&'a ArchiveInfo>,
+}
+
+/// What `prune --keep keep` does with `archives` (newest first, as `list` gives them).
+pub fn prune_plan(archives: &[ArchiveInfo], keep: usize) -> PrunePlan<'_> {
+    let readable: Vec<&ArchiveInfo> = archives.iter().filter(|a| a.problem.is_none()).collect();
+    let (kept, mut doomed) = if readable.len() > keep {
+        let (kept, doomed) = readable.split_at(keep);
+        (kept.to_vec(), doomed.to_vec())
+    } else {
+        (readable, Vec::new())
+    };
+    let spared = if kept.iter().any(|a| a.verified) {
+        None
+    } else {
+        doomed
+            .iter()
+            .position(|a| a.verified)
+            .map(|index| doomed.remove(index))
+    };
+    PrunePlan { doomed, spared }
 }
 
 /// Deletes an archive and the files written beside it (`.sha256`, `.verified.json`).

@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const ABOUT: &str = "Scripted operations for the kneo run service: triage, escalation bundles, backup, verify, restore, rollback.";
+const ABOUT: &str = "Scripted operations for the kneo run service: triage, escalation bundles, backup, verify, restore, rollback, and the move from kneo-serv 1.2 (import).";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -48,6 +48,8 @@ enum Command {
     Verify(cmd::verify::VerifyArgs),
     /// Restore an archive into an empty store (atomic, refuses anything risky)
     Restore(cmd::restore::RestoreArgs),
+    /// Move a kneo-serv 1.2 archive into a kneo-server store (--dry-run: the plan)
+    Import(cmd::import::ImportArgs),
     /// Roll back after a failed upgrade: plan, then run
     Rollback(cmd::rollback::RollbackArgs),
 }
@@ -61,7 +63,7 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("kneo-ops: cannot start the async runtime: {error}");
-            return ExitCode::from(2);
+            return kneo_client::Exit::Usage.into();
         }
     };
     let code = match cli.command {
@@ -71,8 +73,9 @@ fn main() -> ExitCode {
         Command::Backup(args) => runtime.block_on(cmd::backup::run(args)),
         Command::Verify(args) => runtime.block_on(cmd::verify::run(args)),
         Command::Restore(args) => runtime.block_on(cmd::restore::run(args)),
+        Command::Import(args) => runtime.block_on(cmd::import::run(args)),
         // The rollback steps run their own runtimes (they block on commands in between).
         Command::Rollback(args) => runtime.block_on(cmd::rollback::run(args)),
     };
-    ExitCode::from(code)
+    code.into()
 }

@@ -8,6 +8,11 @@
 //! speed of `verify` on our archive. `KNEO_BENCH_LEVEL` and `KNEO_BENCH_SESSIONS` set our gzip
 //! level and Postgres sessions (default: the backup defaults); `KNEO_BENCH_KEEP=FILE` keeps a copy
 //! of our archive for profiling. Not a test: it only reports.
+//!
+//! `KNEO_BENCH_STORE=kneo-serv` benches a kneo-serv 1.2 store instead: the Postgres store recorded
+//! from the real kneo-serv (`tests/fixtures/kneo-serv-1.2/postgres/kneo_serv.sql`, 8 runs with
+//! their checkpoints, queue records, audit events and continuations) loaded, then replicated by
+//! SQL to `KNEO_BENCH_RUNS` runs with new ids throughout.
 
 // A benchmark: it runs only under `cargo bench`, where a failed unwrap stops the run with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -44,6 +49,11 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(BackupOptions::default().postgres_sessions);
+    let kneo_serv = match std::env::var("KNEO_BENCH_STORE").as_deref() {
+        Ok("kneo-serv") => true,
+        Ok("kneo-server") | Err(_) => false,
+        Ok(other) => panic!("KNEO_BENCH_STORE={other}: use kneo-server (the default) or kneo-serv"),
+    };
     let rounds: usize = std::env::var("KNEO_BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -52,20 +62,31 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    runtime.block_on(bench(runs, rounds, level, sessions));
+    runtime.block_on(bench(runs, rounds, level, sessions, kneo_serv));
 }
 
-async fn bench(runs: usize, rounds: usize, level: u32, sessions: usize) {
+async fn bench(runs: usize, rounds: usize, level: u32, sessions: usize, kneo_serv: bool) {
     let cluster = shared_cluster();
     let url = cluster.create_database();
     let populated = Instant::now();
-    populate(&url, runs).await;
-    let counts = cluster.psql(
-        &url,
-        "SELECT (SELECT count(*) FROM runs) || ' runs, ' || (SELECT count(*) FROM trace_events) || ' trace events, ' \
-         || (SELECT count(*) FROM checkpoints) || ' checkpoints, ' || (SELECT count(*) FROM audit_events) \
-         || ' audit events, ' || pg_size_pretty(pg_database_size(current_database()))",
-    );
+    let counts = if kneo_serv {
+        populate_kneo_serv(&url, runs);
+        cluster.psql(
+            &url,
+            "SELECT 'kneo-serv 1.2 store: ' || (SELECT count(*) FROM runs) || ' runs, ' || (SELECT count(*) FROM checkpoints) \
+             || ' checkpoints, ' || (SELECT count(*) FROM run_queue) || ' queue records, ' || (SELECT count(*) FROM audit_events) \
+             || ' audit events, ' || (SELECT count(*) FROM continuations) || ' continuations, ' \
+             || pg_size_pretty(pg_database_size(current_database()))",
+        )
+    } else {
+        populate(&url, runs).await;
+        cluster.psql(
+            &url,
+            "SELECT (SELECT count(*) FROM runs) || ' runs, ' || (SELECT count(*) FROM trace_events) || ' trace events, ' \
+             || (SELECT count(*) FROM checkpoints) || ' checkpoints, ' || (SELECT count(*) FROM audit_events) \
+             || ' audit events, ' || pg_size_pretty(pg_database_size(current_database()))",
+        )
+    };
     println!(
         "database: {counts} (populated in {:.1?})",
         populated.elapsed()
@@ -151,6 +172,60 @@ async fn bench(runs: usize, rounds: usize, level: u32, sessions: usize) {
     let _ = std::fs::remove_dir_all(&work);
 }
 
+/// The recorded kneo-serv 1.2 Postgres store, replicated by SQL up to `runs` runs: every copy of
+/// a run gets new ids (its own, its checkpoints', its audit events', its continuation's), and its
+/// payloads name them, as kneo-serv's would.
+fn populate_kneo_serv(url: &str, runs: usize) {
+    let cluster = shared_cluster();
+    let dump = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/kneo-serv-1.2/postgres/kneo_serv.sql");
+    let status = std::process::Command::new(cluster.bin_dir().join("psql"))
+        .arg(url)
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
+        .arg(&dump)
+        .status()
+        .expect("psql runs");
+    assert!(status.success(), "loading {} failed", dump.display());
+    let seeds: usize = cluster
+        .psql(url, "SELECT count(*) FROM runs")
+        .parse()
+        .expect("a count");
+    let copies = runs.div_ceil(seeds.max(1)).saturating_sub(1);
+    if copies == 0 {
+        return;
+    }
+    let sql = format!(
+        "BEGIN;
+         CREATE TEMP TABLE seeds AS SELECT id FROM runs;
+         CREATE TEMP TABLE copies AS SELECT n FROM generate_series(1, {copies}) n;
+         INSERT INTO runs (id, status, workflow_name, workflow_kind, agent_name, created_at, updated_at, payload, session_id)
+           SELECT r.id || '-' || n, r.status, r.workflow_name, r.workflow_kind, r.agent_name, r.created_at, r.updated_at,
+                  replace(CASE WHEN c.id IS NULL THEN r.payload ELSE replace(r.payload, c.id, c.id || '-' || n) END,
+                          r.id, r.id || '-' || n),
+                  r.session_id
+           FROM runs r JOIN seeds s ON s.id = r.id LEFT JOIN continuations c ON c.run_id = r.id CROSS JOIN copies;
+         INSERT INTO checkpoints (id, run_id, sequence, type, created_at, payload)
+           SELECT k.id || '-' || n, k.run_id || '-' || n, k.sequence, k.type, k.created_at,
+                  replace(replace(k.payload, k.id, k.id || '-' || n), k.run_id, k.run_id || '-' || n)
+           FROM checkpoints k JOIN seeds s ON s.id = k.run_id CROSS JOIN copies;
+         INSERT INTO run_queue (run_id, status, attempts, available_at, lease_owner, lease_expires_at, error, created_at, updated_at, payload)
+           SELECT q.run_id || '-' || n, q.status, q.attempts, q.available_at, q.lease_owner, q.lease_expires_at, q.error,
+                  q.created_at, q.updated_at, replace(q.payload, q.run_id, q.run_id || '-' || n)
+           FROM run_queue q JOIN seeds s ON s.id = q.run_id CROSS JOIN copies;
+         INSERT INTO audit_events (id, event_type, run_id, continuation_id, actor, created_at, payload)
+           SELECT a.id || '-' || n, a.event_type, a.run_id || '-' || n, a.continuation_id, a.actor, a.created_at,
+                  replace(replace(a.payload, a.id, a.id || '-' || n), a.run_id, a.run_id || '-' || n)
+           FROM audit_events a JOIN seeds s ON s.id = a.run_id CROSS JOIN copies;
+         INSERT INTO continuations (id, run_id, status, created_at, updated_at, payload)
+           SELECT c.id || '-' || n, c.run_id || '-' || n, c.status, c.created_at, c.updated_at,
+                  replace(replace(c.payload, c.id, c.id || '-' || n), c.run_id, c.run_id || '-' || n)
+           FROM continuations c JOIN seeds s ON s.id = c.run_id CROSS JOIN copies;
+         COMMIT;"
+    );
+    cluster.psql(url, &sql);
+    cluster.psql(url, "VACUUM ANALYZE");
+}
+
 /// 1,000 realistic runs through the store, then replicated by SQL up to `runs`.
 async fn populate(url: &str, runs: usize) {
     let store = PostgresStore::new(url, 16).expect("URL parses");
@@ -217,7 +292,12 @@ async fn write_run(store: &dyn Store, index: usize) {
     run.metadata
         .insert("environment".into(), json!("production"));
     store
-        .create_run(&run, Some(QueueEntry::Queued), &[audit("run.created")])
+        .create_run(
+            &run,
+            Some(QueueEntry::Queued),
+            &[audit("run.created")],
+            None,
+        )
         .await
         .expect("create run");
     run.status = RunStatus::Completed;

@@ -91,7 +91,7 @@ const STARTUP_STORE_WAIT: Duration = Duration::from_secs(3);
 /// SQLite problems are fatal (the file is ours). An unreachable Postgres is not: the service starts
 /// degraded and the store reconnects by itself; only a schema newer than this binary is fatal.
 pub async fn open_stores(config: &Config) -> Result<Stores, StartupError> {
-    match &config.database_url {
+    match &config.postgres_target {
         None => {
             let runs = SqliteStore::open(&config.sqlite_path()).map_err(StartupError::Store)?;
             let continuations = FileContinuationStore::new(&config.continuations_dir());
@@ -101,17 +101,22 @@ pub async fn open_stores(config: &Config) -> Result<Stores, StartupError> {
                 continuation_kind: "files",
             })
         }
-        Some(url) => {
-            let store =
-                PostgresStore::new(url, config.postgres_pool_size).map_err(StartupError::Store)?;
+        Some(target) => {
+            let store = PostgresStore::with_target(target.clone(), config.postgres_pool_size)
+                .map_err(StartupError::Store)?;
             match tokio::time::timeout(STARTUP_STORE_WAIT, store.ensure_ready()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) if error.kind == ErrorKind::SchemaTooNew => {
                     return Err(StartupError::Store(error));
                 }
                 Ok(Err(error)) => {
+                    let section = readiness::runbook_section(
+                        "run_state_store",
+                        Some(error.kind.as_str()),
+                        kneo_triage::matrix::Store::Postgres,
+                    );
                     tracing::warn!(target: "kneo_serv.service", error = %crate::redact::redacted_text(&error.message),
-                    kind = error.kind.as_str(), "Postgres is not usable yet; starting degraded (runbook § 2.2)")
+                    kind = error.kind.as_str(), "Postgres is not usable yet; starting degraded (runbook § {section})")
                 }
                 Err(_) => tracing::warn!(target: "kneo_serv.service", kind = "timeout",
                     "Postgres did not answer within 3 s; starting degraded (runbook § 2.2)"),
@@ -176,18 +181,40 @@ pub async fn start(state: AppState, listener: TcpListener) -> std::io::Result<Ru
     let address = listener.local_addr()?;
     let (shutdown, mut stopped) = watch::channel(false);
     record_start(&state).await;
+    if !state.config.unread_variables.is_empty() {
+        tracing::warn!(target: "kneo_serv.service", variables = %state.config.unread_variables.join(","),
+            "these kneo-serv variables are set but kneo does not act on them yet; they change nothing \
+             (docs/configuration.md, \"kneo-serv variables that kneo does not read\")");
+    }
     let workers = worker::spawn_in_process(&state, shutdown.subscribe());
     let monitor = tokio::spawn(monitor(state.clone(), shutdown.subscribe()));
     let router = crate::api::router(state.clone());
     let serving_state = state.clone();
+    let settings = crate::connections::ConnectionSettings {
+        max_connections: crate::connections::connection_cap(state.config.max_connections),
+        header_read_timeout: state.config.http_header_read_timeout,
+    };
     let server = tokio::spawn(async move {
-        let until_stopped = async move {
+        let stop_serving = tokio_util::sync::CancellationToken::new();
+        let until_stopped = stop_serving.clone();
+        tokio::spawn(async move {
             let _ = stopped.wait_for(|stop| *stop).await;
-        };
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(until_stopped)
-            .await;
+            until_stopped.cancel();
+        });
         let grace = serving_state.config.shutdown_timeout;
+        let result = crate::connections::serve(
+            listener,
+            router,
+            settings,
+            serving_state.metrics.clone(),
+            stop_serving,
+            grace,
+        )
+        .await;
+        // Work whose client went away is still running: let it end before the workers stop.
+        if !serving_state.platform.finish_owned_work(grace).await {
+            tracing::warn!(target: "kneo_serv.service", "request work did not finish within the shutdown timeout; its runs return to the queue when their leases expire");
+        }
         if tokio::time::timeout(grace, futures_util::future::join_all(workers))
             .await
             .is_err()

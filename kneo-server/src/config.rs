@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::api::auth::{ApiKey, KeyConfigError, parse_api_keys};
+use crate::postgres_client::PostgresTarget;
 
 /// Everything the service reads from its environment.
 #[derive(Clone)]
@@ -17,6 +18,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Postgres DSN; when set, every store moves to Postgres.
     pub database_url: Option<String>,
+    /// `database_url` parsed once, with its TLS settings and the `PGSSL*` fallbacks read.
+    pub postgres_target: Option<PostgresTarget>,
     /// Connections in the Postgres pool.
     pub postgres_pool_size: usize,
     /// Whether protected routes require a key.
@@ -38,12 +41,28 @@ pub struct Config {
     pub worker: WorkerConfig,
     /// Per-run cap on stored trace events (0 = no cap).
     pub trace_max_events: usize,
-    /// How long an idempotency record stays "in progress" before another request may take it over.
+    /// `KNEO_SERV_RUN_MAX_STORED_BYTES`: the most one execution of a run may keep in the store
+    /// (its state plus the trace and checkpoints it appends); past it the run fails with
+    /// `run_too_large` (0 = no budget).
+    pub run_max_stored_bytes: u64,
+    /// How long an idempotency mark with nothing bound to it yet stays "in progress" before
+    /// another request may take it over: the longest a crashed request blocks its retry. The
+    /// mark covers only the moment before the first write (which binds the key to its run), so
+    /// it is short (5 s; kneo-serv's 300 s had to cover whole sync runs).
     pub idempotency_lock_ttl: Duration,
     /// How long shutdown waits for in-flight runs before leaving them to lease expiry.
     pub shutdown_timeout: Duration,
     /// How often the in-process sweep looks for expired human tasks and overdue runs.
     pub sweep_interval: Duration,
+    /// `KNEO_SERV_HTTP_HEADER_READ_TIMEOUT_SECONDS`: how long a connection may take to send a
+    /// complete request head (a new connection, a half-sent head, or an idle keep-alive
+    /// connection between requests) before it is closed; also the longest pause inside a body.
+    pub http_header_read_timeout: Duration,
+    /// `KNEO_SERV_MAX_CONNECTIONS`: open client connections at most; `None` derives the cap
+    /// from the open-file limit at start.
+    pub max_connections: Option<usize>,
+    /// kneo-serv variables that are set but that kneo does not act on yet: logged at start.
+    pub unread_variables: Vec<String>,
 }
 
 /// Request-size and page-size limits (kneo-serv defaults).
@@ -134,9 +153,10 @@ impl Config {
             });
         }
         let database_url = env.text("KNEO_SERV_DATABASE_URL");
-        if let Some(url) = &database_url {
-            validate_database_url(url)?;
-        }
+        let postgres_target = match &database_url {
+            Some(url) => Some(postgres_target(url, vars)?),
+            None => None,
+        };
         let limits = Limits {
             max_body_bytes: env.positive("KNEO_SERV_MAX_BODY_BYTES", 1_048_576)?,
             max_input_chars: env.positive("KNEO_SERV_MAX_INPUT_CHARS", 20_000)?,
@@ -163,6 +183,7 @@ impl Config {
                     .unwrap_or_else(|| ".kneo".into()),
             ),
             database_url,
+            postgres_target,
             postgres_pool_size: env.positive("KNEO_SERV_POSTGRES_POOL_SIZE", 16)?,
             auth_enabled,
             api_keys,
@@ -182,9 +203,18 @@ impl Config {
                 poll_interval: env.seconds("KNEO_SERV_WORKER_POLL_SECONDS", 0.5)?,
             },
             trace_max_events: env.count("KNEO_SERV_TRACE_MAX_EVENTS", 10_000)?,
-            idempotency_lock_ttl: env.seconds("KNEO_SERV_IDEMPOTENCY_LOCK_TTL_SECONDS", 300.0)?,
+            run_max_stored_bytes: env.count("KNEO_SERV_RUN_MAX_STORED_BYTES", 64 * 1024 * 1024)?
+                as u64,
+            idempotency_lock_ttl: env.seconds("KNEO_SERV_IDEMPOTENCY_LOCK_TTL_SECONDS", 5.0)?,
             shutdown_timeout: env.seconds("KNEO_SERV_SHUTDOWN_TIMEOUT_SECONDS", 30.0)?,
             sweep_interval: env.seconds("KNEO_SERV_SWEEP_INTERVAL_SECONDS", 5.0)?,
+            http_header_read_timeout: env
+                .seconds("KNEO_SERV_HTTP_HEADER_READ_TIMEOUT_SECONDS", 10.0)?,
+            max_connections: match env.text("KNEO_SERV_MAX_CONNECTIONS") {
+                None => None,
+                Some(_) => Some(env.positive("KNEO_SERV_MAX_CONNECTIONS", 1)?),
+            },
+            unread_variables: unread_variables(vars),
         })
     }
 
@@ -223,22 +253,73 @@ impl fmt::Debug for Config {
     }
 }
 
-fn validate_database_url(url: &str) -> Result<(), ConfigError> {
+/// Prefixes of kneo-serv variables kneo does not act on yet (docs/configuration.md, "kneo-serv
+/// variables that kneo does not read"): OpenTelemetry export, retention and the checkpoint limits.
+const UNREAD_PREFIXES: [&str; 3] = [
+    "KNEO_SERV_OTEL_",
+    "KNEO_SERV_RETENTION_",
+    "KNEO_SERV_CHECKPOINT_",
+];
+
+/// The set variables under [`UNREAD_PREFIXES`], sorted, so the start can say they change nothing.
+fn unread_variables(vars: &HashMap<String, String>) -> Vec<String> {
+    let mut names: Vec<String> = vars
+        .keys()
+        .filter(|name| {
+            UNREAD_PREFIXES
+                .iter()
+                .any(|prefix| name.starts_with(prefix))
+        })
+        .cloned()
+        .collect();
+    names.sort();
+    names
+}
+
+/// Parses the Postgres URL with its TLS settings; a `PGSSL*` variable it falls back to is read
+/// from the same variables, so a bad one is named here too.
+fn postgres_target(
+    url: &str,
+    vars: &HashMap<String, String>,
+) -> Result<PostgresTarget, ConfigError> {
     let looks_like_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
-    let parsed = url.parse::<tokio_postgres::Config>();
-    if looks_like_url && parsed.is_ok() {
-        return Ok(());
-    }
-    let problem = match parsed {
-        Err(error) => format!("is not a usable Postgres URL ({error})"),
-        Ok(_) => "is not a postgres:// URL".to_string(),
+    let parsed = PostgresTarget::from_url_with(url, &|name| vars.get(name).cloned());
+    let error = match parsed {
+        Ok(target) if looks_like_url => return Ok(target),
+        Ok(_) => None,
+        Err(error) => Some(error),
     };
-    Err(ConfigError {
-        variable: "KNEO_SERV_DATABASE_URL".into(),
-        // The DSN may hold a password: show it with the password masked.
-        value: Some(crate::redact::redact_dsn(url)),
-        problem,
-        expected: "a libpq URL such as postgres://user:password@host:5432/dbname".into(),
+    Err(match error {
+        // A TLS variable of libpq's (PGSSLROOTCERT, …) is the thing to fix, not the URL.
+        Some(error) if error.setting.starts_with("PG") => ConfigError {
+            variable: error.setting.clone(),
+            value: error.value.clone(),
+            problem: error.problem.clone(),
+            expected: format!("{} (runbook § 2.9)", error.fix),
+        },
+        Some(error) if error.setting != "connection string" => ConfigError {
+            variable: "KNEO_SERV_DATABASE_URL".into(),
+            value: Some(crate::redact::redact_dsn(url)),
+            problem: format!(
+                "{} {}",
+                match &error.value {
+                    Some(value) => format!("{}={value:?}", error.setting),
+                    None => error.setting.clone(),
+                },
+                error.problem
+            ),
+            expected: format!("{} (runbook § 2.9)", error.fix),
+        },
+        other => ConfigError {
+            variable: "KNEO_SERV_DATABASE_URL".into(),
+            // The DSN may hold a password: show it with the password masked.
+            value: Some(crate::redact::redact_dsn(url)),
+            problem: match other {
+                Some(error) => format!("is not a usable Postgres URL ({})", error.problem),
+                None => "is not a postgres:// URL".to_string(),
+            },
+            expected: "a libpq URL such as postgres://user:password@host:5432/dbname".into(),
+        },
     })
 }
 
@@ -408,6 +489,8 @@ impl Env<'_> {
         for name in ["KNEO_SERV_PROVIDER_RETRIES", "KNEO_SERV_MCP_RETRIES"] {
             self.bounded(name, 0, 20)?;
         }
+        // kneo-serv quietly drops a budget it cannot read; a typo must not lift the ceiling.
+        self.positive("KNEO_SERV_TOKEN_BUDGET", 1)?;
         for name in [
             "KNEO_SERV_PROVIDER_RETRY_ON_TIMEOUT",
             "KNEO_SERV_WORKFLOW_RETRY_ON_TIMEOUT",
@@ -462,6 +545,31 @@ fn key_config_error(error: &KeyConfigError) -> ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_kneo_serv_variables_kneo_does_not_act_on_are_listed_for_the_start_warning() {
+        let config = Config::from_vars(&vars(&[
+            ("KNEO_SERV_RETENTION_RUNS_DAYS", "30"),
+            ("KNEO_SERV_OTEL_ENABLED", "true"),
+            ("KNEO_SERV_CHECKPOINT_MAX_BYTES", "1000"),
+            ("KNEO_SERV_TRACE_MAX_EVENTS", "10"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.unread_variables,
+            [
+                "KNEO_SERV_CHECKPOINT_MAX_BYTES",
+                "KNEO_SERV_OTEL_ENABLED",
+                "KNEO_SERV_RETENTION_RUNS_DAYS"
+            ]
+        );
+        assert!(
+            Config::from_vars(&vars(&[]))
+                .unwrap()
+                .unread_variables
+                .is_empty()
+        );
+    }
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
@@ -528,6 +636,37 @@ mod tests {
         let text = error.to_string();
         assert!(text.contains("KNEO_SERV_DATABASE_URL"), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn postgres_tls_settings_are_checked_at_start_and_name_what_to_fix() {
+        let error = Config::from_vars(&vars(&[(
+            "KNEO_SERV_DATABASE_URL",
+            "postgres://u:hunter2@db/x?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+        )]))
+        .expect_err("refused");
+        let text = error.to_string();
+        assert_eq!(error.variable, "KNEO_SERV_DATABASE_URL");
+        assert!(
+            text.contains("sslrootcert=\"/nonexistent/ca.pem\" cannot be read"),
+            "{text}"
+        );
+        assert!(text.contains("§ 2.9"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        let error = Config::from_vars(&vars(&[
+            ("KNEO_SERV_DATABASE_URL", "postgres://db/x"),
+            ("PGSSLMODE", "verify"),
+        ]))
+        .expect_err("refused");
+        assert_eq!(error.variable, "PGSSLMODE");
+        assert_eq!(error.value.as_deref(), Some("verify"));
+        let config = Config::from_vars(&vars(&[
+            ("KNEO_SERV_DATABASE_URL", "postgres://db/x"),
+            ("PGSSLMODE", "require"),
+        ]))
+        .expect("valid");
+        let target = config.postgres_target.expect("parsed");
+        assert_eq!(target.ssl_mode(), crate::postgres_client::SslMode::Require);
     }
 
     #[test]

@@ -26,6 +26,18 @@ pub struct Metrics {
     pub human_tasks_resumed: AtomicU64,
     pub human_tasks_expired: AtomicU64,
     pub resume_conflicts: AtomicU64,
+    /// Error answers by route, status, error code, key name and calling tool.
+    pub answers: crate::answers::ErrorAnswers,
+    /// Client connections open right now.
+    pub http_connections: AtomicI64,
+    /// Requests being served right now (each connection has at most one in flight).
+    pub http_requests_in_flight: AtomicI64,
+    /// Connections answered `503 too_many_connections` because every open one was busy.
+    pub http_connections_refused: AtomicU64,
+    /// Work of abandoned requests still running (it ends as if the client had waited).
+    pub http_abandoned_work_running: AtomicI64,
+    /// Requests whose client went away before the answer, by route.
+    http_requests_abandoned: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 fn add(counter: &AtomicU64, by: u64) {
@@ -57,6 +69,14 @@ impl Metrics {
     pub fn tokens(&self, input: u64, output: u64) {
         add(&self.tokens_input, input);
         add(&self.tokens_output, output);
+    }
+
+    pub fn http_request_abandoned(&self, route: &str) {
+        let mut abandoned = self
+            .http_requests_abandoned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *abandoned.entry(route.to_string()).or_insert(0) += 1;
     }
 
     pub fn http_response(&self, status: u16) {
@@ -166,6 +186,34 @@ impl Metrics {
             get(&self.http_server_errors).to_string(),
         );
         emit(
+            "kneo_http_connections",
+            "gauge",
+            "Client connections open.",
+            self.http_connections.load(Ordering::Relaxed).to_string(),
+        );
+        emit(
+            "kneo_http_requests_in_flight",
+            "gauge",
+            "HTTP requests being served.",
+            self.http_requests_in_flight
+                .load(Ordering::Relaxed)
+                .to_string(),
+        );
+        emit(
+            "kneo_http_abandoned_work_running",
+            "gauge",
+            "Requests whose client went away while the work they started still runs.",
+            self.http_abandoned_work_running
+                .load(Ordering::Relaxed)
+                .to_string(),
+        );
+        emit(
+            "kneo_http_connections_refused_total",
+            "counter",
+            "Connections refused with 503 because every open connection was busy.",
+            get(&self.http_connections_refused).to_string(),
+        );
+        emit(
             "kneo_human_tasks_requested_total",
             "counter",
             "Human tasks opened by runs reaching a human step.",
@@ -189,6 +237,24 @@ impl Metrics {
             "Resumes refused with 409 (lock held or run no longer blocked).",
             get(&self.resume_conflicts).to_string(),
         );
+        self.answers.render(&mut text);
+        // Labelled, so written after the single-value families.
+        let _ = write!(
+            text,
+            "# HELP kneo_http_requests_abandoned_total Requests whose client went away before the answer (the work they started still ran to its end).\n# TYPE kneo_http_requests_abandoned_total counter\n"
+        );
+        for (route, count) in self
+            .http_requests_abandoned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
+            let route = route.replace('\\', "\\\\").replace('"', "\\\"");
+            let _ = writeln!(
+                text,
+                "kneo_http_requests_abandoned_total{{route=\"{route}\"}} {count}"
+            );
+        }
         text
     }
 }
@@ -215,6 +281,20 @@ mod tests {
         assert!(text.contains("kneo_tokens_total 7\n"));
         assert!(text.contains("kneo_runs_queued 7\n"));
         assert!(text.contains("# TYPE kneo_worker_count gauge\n"));
+    }
+
+    #[test]
+    fn abandoned_requests_are_counted_by_route() {
+        let metrics = Metrics::default();
+        metrics.http_request_abandoned("/v1/runs");
+        metrics.http_request_abandoned("/v1/runs");
+        metrics.http_request_abandoned("/v1/human-tasks/{continuation_id}/resume");
+        let text = metrics.render(None);
+        assert!(text.contains("# TYPE kneo_http_requests_abandoned_total counter\n"));
+        assert!(text.contains("kneo_http_requests_abandoned_total{route=\"/v1/runs\"} 2\n"));
+        assert!(text.contains(
+            "kneo_http_requests_abandoned_total{route=\"/v1/human-tasks/{continuation_id}/resume\"} 1\n"
+        ));
     }
 
     #[test]

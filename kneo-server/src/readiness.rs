@@ -13,16 +13,10 @@ use crate::app::AppState;
 use crate::store::{ErrorKind, StoreError};
 
 /// The check names, in the order kneo-serv reports them.
-pub const CHECK_NAMES: [&str; 8] = [
-    "api",
-    "run_state_store",
-    "continuation_store",
-    "queue",
-    "runtime_registry",
-    "tool_registry",
-    "providers",
-    "mcp",
-];
+pub use kneo_triage::matrix::CHECK_NAMES;
+use kneo_triage::matrix::Store;
+/// Where the runbook explains a failing check: the readiness matrix shared with the tools.
+pub use kneo_triage::matrix::runbook_section;
 
 /// The result of one readiness evaluation.
 #[derive(Debug, Clone)]
@@ -45,43 +39,13 @@ impl Readiness {
     }
 }
 
-/// Where the runbook explains a failing check (the readiness matrix).
-pub fn runbook_section(check: &str, kind: Option<&str>) -> &'static str {
-    /// Kinds that mean the database cannot be reached or logged into.
-    const UNREACHABLE: [&str; 5] = [
-        "connection_refused",
-        "auth_failed",
-        "timeout",
-        "database_missing",
-        "unavailable",
-    ];
-    /// Kinds that mean the embedded store's files are missing, unwritable or damaged.
-    const FILES: [&str; 4] = ["not_found", "permission_denied", "io_error", "corrupt"];
-    match (check, kind) {
-        ("api", _) => "1.3",
-        (_, Some("schema_too_new")) => "2.7",
-        ("run_state_store", Some("schema_missing")) => "2.4",
-        ("run_state_store", Some("locked")) => "2.3",
-        ("continuation_store", Some("corrupt")) => "8.3",
-        ("run_state_store" | "continuation_store" | "queue", Some(kind))
-            if UNREACHABLE.contains(&kind) =>
-        {
-            "2.2"
-        }
-        ("run_state_store" | "continuation_store", Some(kind)) if FILES.contains(&kind) => "2.8",
-        ("run_state_store" | "continuation_store", _) => "2",
-        ("queue", _) => "5.1",
-        ("providers" | "mcp", _) => "3.2",
-        _ => "extending",
-    }
-}
-
 /// A generic, secret-free sentence for each failure kind.
 fn public_message(check: &str, kind: ErrorKind) -> String {
     let what = match check {
         "run_state_store" => "The run state store",
         "continuation_store" => "The continuation store",
         "queue" => "The run queue",
+        "api" => "The API",
         _ => "The dependency",
     };
     let why = match kind {
@@ -96,6 +60,8 @@ fn public_message(check: &str, kind: ErrorKind) -> String {
         ErrorKind::Corrupt => "holds unreadable records",
         ErrorKind::Locked => "is locked by another process",
         ErrorKind::Io => "fails with an I/O error",
+        ErrorKind::TlsFailed => "failed the TLS handshake",
+        ErrorKind::CertificateInvalid => "has a TLS certificate problem",
         ErrorKind::Unavailable | ErrorKind::Internal => "is unavailable",
     };
     format!("{what} {why}.")
@@ -119,6 +85,7 @@ async fn bounded<T>(
 fn failed(
     name: &str,
     error: &StoreError,
+    store: Store,
     mut entry: Map<String, Value>,
     details: &mut Map<String, Value>,
 ) -> Value {
@@ -129,7 +96,7 @@ fn failed(
         "runbook".into(),
         json!(format!(
             "§ {}",
-            runbook_section(name, Some(error.kind.as_str()))
+            runbook_section(name, Some(error.kind.as_str()), store)
         )),
     );
     details.insert(name.into(), json!({"error": error.kind.as_str(), "message": crate::redact::redacted_text(&error.message)}));
@@ -207,16 +174,30 @@ pub async fn evaluate(state: &AppState) -> Readiness {
     );
     let mut checks = Map::new();
     let mut details = Map::new();
+    let store = match stores.runs.kind() {
+        crate::store::StoreKind::Sqlite => Store::Embedded,
+        crate::store::StoreKind::Postgres => Store::Postgres,
+    };
 
     let mut api = entry("api");
     api.insert("status".into(), json!("ready"));
-    checks.insert("api".into(), Value::Object(api));
+    let api = if crate::drill::broken_release() {
+        let error = StoreError::new(
+            ErrorKind::Internal,
+            "this release is broken on purpose (KNEO_SERV_DRILL_BROKEN_RELEASE)",
+        );
+        failed("api", &error, store, api, &mut details)
+    } else {
+        Value::Object(api)
+    };
+    checks.insert("api".into(), api);
 
     let run_state_check = match &run_state {
         Ok(()) => Value::Object(entry("run_state_store")),
         Err(error) => failed(
             "run_state_store",
             error,
+            store,
             entry("run_state_store"),
             &mut details,
         ),
@@ -230,6 +211,7 @@ pub async fn evaluate(state: &AppState) -> Readiness {
         Err(error) => failed(
             "continuation_store",
             error,
+            store,
             continuation_entry,
             &mut details,
         ),
@@ -260,7 +242,7 @@ pub async fn evaluate(state: &AppState) -> Readiness {
             );
             Value::Object(queue_entry)
         }
-        Err(error) => failed("queue", error, queue_entry, &mut details),
+        Err(error) => failed("queue", error, store, queue_entry, &mut details),
     };
     checks.insert("queue".into(), queue_check);
 
@@ -317,18 +299,6 @@ mod tests {
         assert_eq!(provider_env_var("openai"), "OPENAI_API_KEY");
         assert_eq!(provider_env_var("anthropic"), "ANTHROPIC_API_KEY");
         assert_eq!(provider_env_var("my-llm"), "MY_LLM_API_KEY");
-    }
-
-    #[test]
-    fn every_check_has_a_runbook_section() {
-        for name in CHECK_NAMES {
-            assert!(!runbook_section(name, None).is_empty());
-        }
-        assert_eq!(
-            runbook_section("run_state_store", Some("schema_too_new")),
-            "2.7"
-        );
-        assert_eq!(runbook_section("providers", None), "3.2");
     }
 
     #[test]

@@ -245,11 +245,21 @@ pub mod history {
     }
 
     async fn read_postgres(url: &str) -> Result<Vec<ServiceEvent>, StoreError> {
-        let safe = crate::redact::redacted_text(url);
+        let target = crate::postgres_client::PostgresTarget::from_url(url).map_err(|error| {
+            StoreError::internal(format!(
+                "reading service events from {}: {error}",
+                crate::redact::redact_dsn(url)
+            ))
+        })?;
+        let safe = target.describe().to_string();
         let failed = |what: &str, error: tokio_postgres::Error| {
-            StoreError::internal(format!("{what} ({safe}): {error}"))
+            StoreError::internal(format!(
+                "{what} ({safe}): {}",
+                crate::postgres_client::failure::explain(&error)
+            ))
         };
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        let (client, connection) = target
+            .connect()
             .await
             .map_err(|e| failed("connecting", e))?;
         let driver = tokio::spawn(connection);

@@ -46,6 +46,8 @@ pub async fn run_worker(
     while !*stopped.borrow() {
         let request = ClaimRequest {
             worker_id: worker_id.clone(),
+            // This loop executes one run at a time, and none while it claims.
+            reclaim_own_leases: true,
             lease: platform.config.worker.lease,
             max_attempts: platform.config.worker.max_attempts,
             limit: 1,

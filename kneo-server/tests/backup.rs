@@ -167,7 +167,12 @@ async fn write_run(store: &dyn Store, continuations: &dyn ContinuationStore, ind
         json!({"role": "user", "content": format!("input {index}\nwith a newline"), "name": null}),
     ];
     store
-        .create_run(&run, Some(QueueEntry::Queued), &[audit("run.created", &id)])
+        .create_run(
+            &run,
+            Some(QueueEntry::Queued),
+            &[audit("run.created", &id)],
+            None,
+        )
         .await
         .expect("create run");
     let blocked = index % BLOCKED_EVERY == 7;
@@ -353,7 +358,9 @@ fn sqlite_tables(state_dir: &Path) -> Tables {
 }
 
 async fn postgres_tables(url: &str) -> Tables {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+    let (client, connection) = kneo_server::postgres_client::PostgresTarget::from_url(url)
+        .expect("the URL is usable")
+        .connect()
         .await
         .expect("connect");
     let driver = tokio::spawn(connection);

@@ -1,19 +1,26 @@
-//! Schema drift: a backup carries every table and column of the live schema, on both backends.
+//! Schema drift: a backup carries every table and column of the live schema, on both backends,
+//! for both schema families.
 //!
-//! The archive layout is a hand-written list (`backup::format::TABLES`, see its module doc for
-//! why). Each test migrates a fresh store, reads its live schema (`PRAGMA table_info`,
-//! `information_schema.columns`), takes a real backup of it and compares: a table or column the
-//! backup does not write fails the test with its name, so a migration cannot silently make
-//! backups lose data.
+//! The archive layout is a hand-written list (`backup::format::TABLES` for kneo-server,
+//! `backup::kneo_serv::TABLES` for kneo-serv 1.2; see the format's module doc for why). Each test
+//! reads a live schema (`PRAGMA table_info`, `information_schema.columns`) — of a freshly migrated
+//! kneo-server store, or of the kneo-serv 1.2 store recorded from the real kneo-serv — takes a real
+//! backup of it and compares: a table or column the backup does not write fails the test with its
+//! name, so a migration cannot silently make backups lose data.
 
 // A test target: a failing check panics with what was expected.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+// The recorded kneo-serv 1.2 stores, shared with the kneo_serv test target.
+#[allow(dead_code)]
+#[path = "kneo_serv/fixtures.rs"]
+mod kneo_serv_fixtures;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use kneo_server::backup::format::{self, CONTINUATION_COLUMNS, TABLES_PREFIX};
+use kneo_server::backup::format::{self, Family, SchemaFamily};
 use kneo_server::backup::{BackupOptions, StoreLocation, backup, no_progress};
 use kneo_server::store::postgres::PostgresStore;
 use kneo_server::store::sqlite::SqliteStore;
@@ -23,15 +30,18 @@ use serde_json::Value;
 /// Table name → column names.
 type Schema = BTreeMap<String, BTreeSet<String>>;
 
-/// What an archive carries: every `tables/<name>.jsonl` entry with the columns its lines are
-/// written with (the table's layout in the format), and the Postgres `continuations` table,
-/// whose rows are the `continuations/<id>.json` entries (present or not: a fresh store has none).
-fn carried_by(archive: &Path) -> Schema {
+/// What an archive of `family` carries: every `<tables_prefix><name>.jsonl` entry with the
+/// columns its lines are written with (the table's layout in the format), and the Postgres table
+/// whose rows are continuation entries (kneo-server's `continuations`; present or not: a fresh
+/// store has none).
+fn carried_by(archive: &Path, family: &SchemaFamily) -> Schema {
     let mut carried = Schema::new();
-    carried.insert(
-        "continuations".into(),
-        CONTINUATION_COLUMNS.iter().map(|c| c.to_string()).collect(),
-    );
+    if let Some(entries) = &family.continuations_as_entries {
+        carried.insert(
+            entries.name.to_string(),
+            entries.columns.iter().map(|c| c.to_string()).collect(),
+        );
+    }
     let file = std::fs::File::open(archive).expect("open the archive");
     let mut entries = tar::Archive::new(flate2::read::GzDecoder::new(file));
     for entry in entries.entries().expect("archive entries") {
@@ -41,11 +51,15 @@ fn carried_by(archive: &Path) -> Schema {
             .expect("entry path")
             .to_string_lossy()
             .into_owned();
-        if !path.starts_with(TABLES_PREFIX) {
+        if !path.starts_with(family.tables_prefix) {
             continue;
         }
         let table = format::table_for_path(&path)
             .unwrap_or_else(|| panic!("{path}: an entry of no table the format knows"));
+        assert_eq!(
+            table.family, family.family,
+            "{path}: a table of the other family"
+        );
         let columns: BTreeSet<String> = table.columns.iter().map(|c| c.name.to_string()).collect();
         // The lines are written in the layout: every key of every row is one of its columns.
         let mut text = Vec::new();
@@ -92,14 +106,24 @@ fn drift(live: &Schema, carried: &Schema) -> Vec<String> {
     problems
 }
 
-/// Backs up the fresh store at `source` and fails naming every difference from `live`.
-async fn assert_a_backup_carries(backend: &str, source: &StoreLocation, live: &Schema) {
+/// Backs up the `family` store at `source` and fails naming every difference from `live`.
+async fn assert_a_backup_carries(
+    backend: &str,
+    family: Family,
+    source: &StoreLocation,
+    live: &Schema,
+) {
+    let family = family.schema();
     let work = tempfile::tempdir().expect("tempdir");
-    let archive = work.path().join("fresh.tar.gz");
-    backup(source, &archive, &BackupOptions::default(), &no_progress)
+    let archive = work.path().join("backup.tar.gz");
+    let summary = backup(source, &archive, &BackupOptions::default(), &no_progress)
         .await
-        .unwrap_or_else(|error| panic!("{backend}: backup of a fresh store: {error}"));
-    let carried = carried_by(&archive);
+        .unwrap_or_else(|error| panic!("{backend}: backup of a {} store: {error}", family.product));
+    assert_eq!(
+        summary.manifest.family, family.family,
+        "{backend}: detected family"
+    );
+    let carried = carried_by(&archive, family);
     assert!(
         live.contains_key("runs") && live.contains_key("schema_migrations"),
         "{backend}: the live schema was not read: {live:?}"
@@ -107,21 +131,16 @@ async fn assert_a_backup_carries(backend: &str, source: &StoreLocation, live: &S
     let problems = drift(live, &carried);
     assert!(
         problems.is_empty(),
-        "{backend}: the backup format has drifted from the schema; add each to \
-         backup::format::TABLES (and bump FORMAT_VERSION or convert older archives):\n  {}",
+        "{backend}: the backup format has drifted from the {} schema; add each to the family's \
+         TABLES (and bump FORMAT_VERSION or convert older archives):\n  {}",
+        family.product,
         problems.join("\n  ")
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sqlite_backup_carries_every_table_and_column_of_the_schema() {
-    let work = tempfile::tempdir().expect("tempdir");
-    let state_dir = work.path().join(".kneo");
-    std::fs::create_dir_all(state_dir.join("continuations")).expect("state directory");
-    let database = state_dir.join("kneo_runs.sqlite");
-    drop(SqliteStore::open(&database).expect("SQLite opens and migrates"));
-
-    let connection = rusqlite::Connection::open(&database).expect("open the store");
+/// The tables and columns of the SQLite database at `database`.
+fn sqlite_schema(database: &Path) -> Schema {
+    let connection = rusqlite::Connection::open(database).expect("open the store");
     let mut live = Schema::new();
     let names: Vec<String> = connection
         .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
@@ -140,22 +159,14 @@ async fn a_sqlite_backup_carries_every_table_and_column_of_the_schema() {
             .expect("column names");
         live.insert(name, columns);
     }
-    drop(connection);
-    assert_a_backup_carries("SQLite", &StoreLocation::sqlite(&state_dir), &live).await;
+    live
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_postgres_backup_carries_every_table_and_column_of_the_schema() {
-    let url = tokio::task::spawn_blocking(|| shared_cluster().create_database())
-        .await
-        .expect("create a database");
-    PostgresStore::new(&url, 2)
-        .expect("URL parses")
-        .ensure_ready()
-        .await
-        .expect("migrates");
-
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+/// The tables and columns of the current schema of the Postgres database at `url`.
+async fn postgres_schema(url: &str) -> Schema {
+    let (client, connection) = kneo_server::postgres_client::PostgresTarget::from_url(url)
+        .expect("the URL is usable")
+        .connect()
         .await
         .expect("connect");
     let driver = tokio::spawn(connection);
@@ -173,7 +184,51 @@ async fn a_postgres_backup_carries_every_table_and_column_of_the_schema() {
     }
     drop(client);
     let _ = driver.await;
-    assert_a_backup_carries("Postgres", &StoreLocation::postgres(&url), &live).await;
+    live
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_backup_carries_every_table_and_column_of_the_schema() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let state_dir = work.path().join(".kneo");
+    std::fs::create_dir_all(state_dir.join("continuations")).expect("state directory");
+    let database = state_dir.join("kneo_runs.sqlite");
+    drop(SqliteStore::open(&database).expect("SQLite opens and migrates"));
+    let live = sqlite_schema(&database);
+    let source = StoreLocation::sqlite(&state_dir);
+    assert_a_backup_carries("SQLite", Family::Kneo, &source, &live).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_backup_carries_every_table_and_column_of_the_schema() {
+    let url = tokio::task::spawn_blocking(|| shared_cluster().create_database())
+        .await
+        .expect("create a database");
+    PostgresStore::new(&url, 2)
+        .expect("URL parses")
+        .ensure_ready()
+        .await
+        .expect("migrates");
+    let live = postgres_schema(&url).await;
+    let source = StoreLocation::postgres(&url);
+    assert_a_backup_carries("Postgres", Family::Kneo, &source, &live).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kneo_serv_sqlite_backup_carries_every_table_and_column_of_its_schema() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let state_dir = kneo_serv_fixtures::sqlite_store(work.path());
+    let live = sqlite_schema(&state_dir.join("kneo_runs.sqlite"));
+    let source = StoreLocation::sqlite(&state_dir);
+    assert_a_backup_carries("kneo-serv SQLite", Family::KneoServ, &source, &live).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kneo_serv_postgres_backup_carries_every_table_and_column_of_its_schema() {
+    let url = kneo_serv_fixtures::postgres_store().await;
+    let live = postgres_schema(&url).await;
+    let source = StoreLocation::postgres(&url);
+    assert_a_backup_carries("kneo-serv Postgres", Family::KneoServ, &source, &live).await;
 }
 
 #[test]

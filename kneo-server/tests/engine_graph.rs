@@ -233,9 +233,14 @@ async fn on_error_policies(server: &KneoServer, client: &Client) {
     let run = client
         .run_state(result["run_id"].as_str().expect("id"))
         .await;
-    assert_eq!(run["error"]["type"], "max_steps_exceeded");
+    // kneo-serv's error type; the message says what happened and the fix.
+    assert_eq!(run["error"]["type"], "max_iterations");
     let message = run["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("max_steps=3"), "{message}");
+    assert_eq!(
+        run["metadata"]["workflow"]["termination"], "max_steps",
+        "{run}"
+    );
     assert_eq!(strings(&run["visited_nodes"]), ["ping", "pong", "ping"]);
 }
 

@@ -41,6 +41,7 @@ components:
         Use the tool.
         CALL_TOOL {remote_tool} {arguments}
       model: {{provider: dummy, name: m}}
+      strategy: {{type: react}}
       tools: {{include: [{remote_tool}], permissions: {{network: false, shell: false}}}}
 tools:
   {remote_tool}:

@@ -135,7 +135,9 @@ async fn the_openai_provider_answers_retries_times_out_and_names_missing_secrets
         ServerOptions::default()
             .env("KNEO_TEST_PROVIDER_KEY", "test-key-123")
             .env("KNEO_SERV_PROVIDER_RETRIES", "2")
-            .env("KNEO_SERV_PROVIDER_RETRY_BACKOFF_SECONDS", "0.05"),
+            .env("KNEO_SERV_PROVIDER_RETRY_BACKOFF_SECONDS", "0.05")
+            // One answer of the fake costs 18 tokens: one call fits, two do not.
+            .env("KNEO_SERV_TOKEN_BUDGET", "30"),
     );
     let client = Client::new(&server);
     let key = "KNEO_TEST_PROVIDER_KEY";
@@ -175,21 +177,33 @@ async fn the_openai_provider_answers_retries_times_out_and_names_missing_secrets
         metrics.text
     );
 
-    // A tool call through the provider's protocol.
+    // A tool call through the provider's protocol: two model calls, 36 tokens, more than
+    // KNEO_SERV_TOKEN_BUDGET allows; the spec's own model.token_budget wins over it.
+    let tools =
+        "  strategy: {type: react}\n  tools: {include: [shout], permissions: {network: false}}\n";
+    let over_budget = write_spec(
+        &server,
+        "over_budget.yaml",
+        &agent_spec(&base, "tools", key, tools),
+    );
+    let result = client.run(&over_budget, "shout hi").await;
+    assert_eq!(result["status"], "failed", "{result}");
+    let run = client
+        .run_state(result["run_id"].as_str().expect("run id"))
+        .await;
+    assert_eq!(run["error"]["type"], "TokenBudgetExceeded", "{run}");
+    let message = run["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("usage 36 exceeded limit 30"), "{message}");
     let with_tools = write_spec(
         &server,
         "tools.yaml",
-        &agent_spec(
-            &base,
-            "tools",
-            key,
-            "  tools: {include: [shout], permissions: {network: false}}\n",
-        ),
+        &agent_spec(&base, "tools", key, tools)
+            .replace("name: gpt-test", "name: gpt-test\n    token_budget: 100"),
     );
     let result = client.run(&with_tools, "shout hi").await;
     assert_eq!(result["status"], "completed", "{result}");
     assert_eq!(result["output_text"], "Final: HI");
-    assert_eq!(fake.calls("tools"), 2);
+    assert_eq!(fake.calls("tools"), 4);
 
     // 429, then 200: retried.
     let flaky = write_spec(&server, "flaky.yaml", &agent_spec(&base, "flaky", key, ""));

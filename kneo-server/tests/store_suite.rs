@@ -21,10 +21,10 @@ use kneo_server::store::postgres::PostgresStore;
 use kneo_server::store::sqlite::SqliteStore;
 use kneo_server::store::{
     AuditEvent, AuditQuery, CheckpointQuery, ClaimRequest, ClaimResult, Continuation,
-    ContinuationStore, EnvironmentPolicyRecord, ErrorKind, Expect, IdempotencyBegin,
-    IdempotencyRequest, PageQuery, Progress, QueueEntry, QueueStatus, QueueTransition, RunFilter,
-    RunQuery, RunRecord, RunSort, RunStatus, SaveOutcome, ServiceEvent, SortOrder, Store,
-    StoreError, StoreKind, TraceQuery,
+    ContinuationStore, CreateOutcome, EnvironmentPolicyRecord, ErrorKind, Expect, IdempotencyBegin,
+    IdempotencyBinding, IdempotencyRequest, PageQuery, Progress, QueueEntry, QueueStatus,
+    QueueTransition, RunFilter, RunQuery, RunRecord, RunSort, RunStatus, SaveOutcome, ServiceEvent,
+    SortOrder, Store, StoreError, StoreKind, TraceQuery,
 };
 use kneo_testkit::postgres::{PgCluster, shared_cluster};
 use serde_json::{Value, json};
@@ -264,6 +264,7 @@ fn claim_request(
 ) -> ClaimRequest {
     ClaimRequest {
         worker_id: worker_id.into(),
+        reclaim_own_leases: false,
         lease,
         max_attempts,
         limit,
@@ -294,7 +295,7 @@ async fn expire_lease(store: &dyn Store, run_id: &str, worker_id: &str) {
 async fn create_queued(store: &dyn Store, id: &str, created_at: &str) -> RunRecord {
     let record = run(id, RunStatus::Created, created_at);
     store
-        .create_run(&record, Some(QueueEntry::Queued), &[])
+        .create_run(&record, Some(QueueEntry::Queued), &[], None)
         .await
         .expect("create a queued run");
     record
@@ -307,7 +308,7 @@ async fn create_leased(store: &dyn Store, id: &str, worker_id: &str, lease: Dura
         lease,
     };
     store
-        .create_run(&record, Some(entry), &[])
+        .create_run(&record, Some(entry), &[], None)
         .await
         .expect("create a leased run");
     record
@@ -335,7 +336,10 @@ async fn runs_are_created_read_and_listed(fixture: &Fixture) {
             &ago(100.0 - index as f64),
         );
         record.updated_at = ago(10.0 + index as f64);
-        store.create_run(&record, None, &[]).await.expect("create");
+        store
+            .create_run(&record, None, &[], None)
+            .await
+            .expect("create");
     }
 
     let stored = store.get_run("run-2").await.expect("get").expect("present");
@@ -417,7 +421,7 @@ async fn runs_are_created_read_and_listed(fixture: &Fixture) {
 
     let duplicate = run("run-0", RunStatus::Created, &ago(1.0));
     assert!(
-        store.create_run(&duplicate, None, &[]).await.is_err(),
+        store.create_run(&duplicate, None, &[], None).await.is_err(),
         "a second run with the same id is refused"
     );
 }
@@ -437,6 +441,7 @@ async fn a_created_run_is_queued_with_its_audit_events(fixture: &Fixture) {
             &queued,
             Some(QueueEntry::Queued),
             std::slice::from_ref(&event),
+            None,
         )
         .await
         .expect("create");
@@ -716,12 +721,12 @@ async fn claims_are_fifo_and_skip_finished_runs(fixture: &Fixture) {
     // Cancelled while queued, and blocked: their records are closed, never claimed.
     let cancelled = run("run-cancelled", RunStatus::Cancelled, &ago(15.0));
     store
-        .create_run(&cancelled, Some(QueueEntry::Queued), &[])
+        .create_run(&cancelled, Some(QueueEntry::Queued), &[], None)
         .await
         .expect("create");
     let blocked = run("run-blocked", RunStatus::Blocked, &ago(12.0));
     store
-        .create_run(&blocked, Some(QueueEntry::Queued), &[])
+        .create_run(&blocked, Some(QueueEntry::Queued), &[], None)
         .await
         .expect("create");
 
@@ -806,6 +811,51 @@ async fn an_expired_lease_is_reclaimed_before_queued_runs(fixture: &Fixture) {
         .await
         .expect("claim");
     assert_eq!(claimed_ids(&second), [("run-waiting".to_string(), 1)]);
+}
+
+/// A lease its own worker lost track of (a claim whose answer never came, a release during an
+/// outage) is claimed again by that worker at once, not after the lease; and a holder can list
+/// its quiet leases to hand back the ones it no longer executes.
+async fn a_holder_finds_and_reclaims_its_own_stranded_leases(fixture: &Fixture) {
+    let store = fixture.store.as_ref();
+    create_leased(store, "run-stranded", "worker-own", LONG_LEASE).await;
+    create_leased(store, "run-other", "worker-else", LONG_LEASE).await;
+    assert_eq!(
+        store
+            .leases_of("worker-own", Duration::ZERO)
+            .await
+            .expect("leases"),
+        vec!["run-stranded".to_string()]
+    );
+    assert!(
+        store
+            .leases_of("worker-own", Duration::from_secs(3600))
+            .await
+            .expect("leases")
+            .is_empty(),
+        "a lease taken within the quiet time is not listed"
+    );
+    let not_asked = store
+        .claim_runs(&claim_request("worker-own", LONG_LEASE, 5, 5))
+        .await
+        .expect("claim");
+    assert!(
+        not_asked.claimed.is_empty(),
+        "a claimer that may hold runs keeps its leases"
+    );
+    let claimed = store
+        .claim_runs(&ClaimRequest {
+            reclaim_own_leases: true,
+            ..claim_request("worker-own", LONG_LEASE, 5, 5)
+        })
+        .await
+        .expect("claim");
+    let ids: Vec<&str> = claimed.claimed.iter().map(|c| c.run.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["run-stranded"],
+        "another worker's live lease is left alone"
+    );
 }
 
 async fn concurrent_claimers_take_each_run_exactly_once(fixture: &Fixture) {
@@ -1175,6 +1225,7 @@ async fn orphaned_runs_are_requeued_only_by_the_embedded_store(fixture: &Fixture
                 "the lease must be expired, not {expiry}"
             );
             let claim = ClaimRequest {
+                reclaim_own_leases: false,
                 worker_id: "worker-new".into(),
                 lease: LONG_LEASE,
                 max_attempts: 1,
@@ -1223,7 +1274,10 @@ async fn overdue_runs_are_the_unfinished_ones_past_their_deadline(fixture: &Fixt
     for (id, status, deadline) in deadlines {
         let mut record = run(id, status, &ago(100.0));
         record.deadline_at = deadline;
-        store.create_run(&record, None, &[]).await.expect("create");
+        store
+            .create_run(&record, None, &[], None)
+            .await
+            .expect("create");
     }
     let now = clock::now_text();
     let overdue = store.overdue_runs(&now, 10).await.expect("overdue");
@@ -1579,7 +1633,7 @@ async fn idempotency_records_start_replay_conflict_and_expire(fixture: &Fixture)
         IdempotencyBegin::Conflict
     );
     store
-        .idempotency_abandon("runs:create", "k1")
+        .idempotency_abandon("runs:create", "k1", "h1")
         .await
         .expect("abandon");
     assert!(
@@ -1612,7 +1666,7 @@ async fn idempotency_records_start_replay_conflict_and_expire(fixture: &Fixture)
         IdempotencyBegin::Started
     );
     store
-        .idempotency_abandon("runs:create", "k2")
+        .idempotency_abandon("runs:create", "k2", "h1")
         .await
         .expect("abandon");
     assert_eq!(
@@ -1652,6 +1706,212 @@ async fn idempotency_records_start_replay_conflict_and_expire(fixture: &Fixture)
             .await
             .expect("begin"),
         IdempotencyBegin::Conflict
+    );
+}
+
+/// Binding a key to its run in the run's own transaction: one run per key whoever races, a
+/// bound key answers from its run, and an async answer completes the key at once.
+async fn idempotency_keys_bind_to_one_run(fixture: &Fixture) {
+    let store = fixture.store.as_ref();
+    let request = |key: &str, ttl: Duration| IdempotencyRequest {
+        scope: "runs:create".into(),
+        key: key.into(),
+        request_hash: "h1".into(),
+        lock_ttl: ttl,
+    };
+    let binding = |key: &str, answer: Option<(u16, serde_json::Value)>| IdempotencyBinding {
+        scope: "runs:create".into(),
+        key: key.into(),
+        request_hash: "h1".into(),
+        answer,
+    };
+    // A sync create: the key is bound to the run; a retry learns the run, never makes another.
+    assert_eq!(
+        store
+            .idempotency_begin(&request("b1", LONG_LEASE))
+            .await
+            .expect("begin"),
+        IdempotencyBegin::Started
+    );
+    let first = run("run-b1", RunStatus::Running, &ago(1.0));
+    assert_eq!(
+        store
+            .create_run(&first, None, &[], Some(&binding("b1", None)))
+            .await
+            .expect("create"),
+        CreateOutcome::Created
+    );
+    assert_eq!(
+        store
+            .idempotency_begin(&request("b1", LONG_LEASE))
+            .await
+            .expect("begin"),
+        IdempotencyBegin::Bound {
+            run_id: "run-b1".into()
+        }
+    );
+    let second = run("run-b1-again", RunStatus::Running, &ago(1.0));
+    assert_eq!(
+        store
+            .create_run(&second, None, &[], Some(&binding("b1", None)))
+            .await
+            .expect("create"),
+        CreateOutcome::KeyTaken
+    );
+    assert_eq!(
+        store.get_run("run-b1-again").await.expect("get"),
+        None,
+        "nothing written"
+    );
+    store
+        .idempotency_abandon("runs:create", "b1", "h1")
+        .await
+        .expect("abandon");
+    assert!(
+        matches!(
+            store
+                .idempotency_begin(&request("b1", LONG_LEASE))
+                .await
+                .expect("begin"),
+            IdempotencyBegin::Bound { .. }
+        ),
+        "a bound key is never abandoned"
+    );
+    let answer = json!({"run_id": "run-b1", "status": "completed"});
+    store
+        .idempotency_complete("runs:create", "b1", 200, &answer)
+        .await
+        .expect("complete");
+    assert_eq!(
+        store
+            .idempotency_begin(&request("b1", LONG_LEASE))
+            .await
+            .expect("begin"),
+        IdempotencyBegin::Replay {
+            status: 200,
+            body: answer.clone()
+        }
+    );
+    store
+        .idempotency_complete("runs:create", "b1", 500, &json!({}))
+        .await
+        .expect("complete again");
+    assert!(
+        matches!(
+            store
+                .idempotency_begin(&request("b1", LONG_LEASE))
+                .await
+                .expect("begin"),
+            IdempotencyBegin::Replay { status: 200, .. }
+        ),
+        "a completed answer is never replaced"
+    );
+
+    // An async create completes the key in its own transaction.
+    let accepted = json!({"run_id": "run-b2", "status": "created"});
+    assert_eq!(
+        store
+            .idempotency_begin(&request("b2", LONG_LEASE))
+            .await
+            .expect("begin"),
+        IdempotencyBegin::Started
+    );
+    store
+        .create_run(
+            &run("run-b2", RunStatus::Created, &ago(1.0)),
+            Some(QueueEntry::Queued),
+            &[],
+            Some(&binding("b2", Some((202, accepted.clone())))),
+        )
+        .await
+        .expect("create");
+    assert_eq!(
+        store
+            .idempotency_begin(&request("b2", LONG_LEASE))
+            .await
+            .expect("begin"),
+        IdempotencyBegin::Replay {
+            status: 202,
+            body: accepted
+        }
+    );
+
+    // A holder that lost its mark (lapsed, taken over) still cannot make a second run.
+    assert_eq!(
+        store
+            .idempotency_begin(&request("b3", EXPIRED))
+            .await
+            .expect("begin"),
+        IdempotencyBegin::Started
+    );
+    tokio::time::sleep(CLOCK_TICK).await;
+    assert_eq!(
+        store
+            .idempotency_begin(&request("b3", LONG_LEASE))
+            .await
+            .expect("begin"),
+        IdempotencyBegin::Started,
+        "the lapsed mark is taken over"
+    );
+    let outcomes = [
+        store
+            .create_run(
+                &run("run-b3-a", RunStatus::Running, &ago(1.0)),
+                None,
+                &[],
+                Some(&binding("b3", None)),
+            )
+            .await
+            .expect("create"),
+        store
+            .create_run(
+                &run("run-b3-b", RunStatus::Running, &ago(1.0)),
+                None,
+                &[],
+                Some(&binding("b3", None)),
+            )
+            .await
+            .expect("create"),
+    ];
+    assert_eq!(outcomes, [CreateOutcome::Created, CreateOutcome::KeyTaken]);
+
+    // A progress write binds too (a continue or a resume), or writes nothing.
+    let blocked = run("run-b4", RunStatus::Blocked, &ago(1.0));
+    store
+        .create_run(&blocked, None, &[], None)
+        .await
+        .expect("create");
+    let mut resumed = blocked.clone();
+    resumed.status = RunStatus::Running;
+    let mut progress = Progress::new(resumed.clone());
+    progress.expect = Expect::Status(RunStatus::Blocked);
+    progress.idempotency = Some(binding("b3", None));
+    assert_eq!(
+        store.save_progress(&progress).await.expect("save"),
+        SaveOutcome::KeyTaken
+    );
+    assert_eq!(
+        store
+            .get_run("run-b4")
+            .await
+            .expect("get")
+            .map(|r| r.status),
+        Some(RunStatus::Blocked),
+        "nothing written"
+    );
+    progress.idempotency = Some(binding("b4", None));
+    assert_eq!(
+        store.save_progress(&progress).await.expect("save"),
+        SaveOutcome::Saved
+    );
+    assert_eq!(
+        store
+            .idempotency_begin(&request("b4", LONG_LEASE))
+            .await
+            .expect("begin"),
+        IdempotencyBegin::Bound {
+            run_id: "run-b4".into()
+        }
     );
 }
 
@@ -1891,7 +2151,10 @@ async fn runs_are_filtered_by_kind_name_session_error_time_and_text(fixture: &Fi
     failed.workflow_name = Some("other-workflow".into());
     failed.error = Some(json!({"message": "Boom: upstream ZEBRA timeout", "type": "RuntimeError"}));
     for record in [&agent, &workflow, &failed] {
-        store.create_run(record, None, &[]).await.expect("create");
+        store
+            .create_run(record, None, &[], None)
+            .await
+            .expect("create");
     }
     let listed = |filter: RunFilter, status: Option<RunStatus>| {
         let query = RunQuery {
@@ -2058,6 +2321,8 @@ scenarios!(
     checkpoints_are_paged_filtered_and_the_last_one_found,
     audit_events_are_filtered_and_newest_first,
     idempotency_records_start_replay_conflict_and_expire,
+    idempotency_keys_bind_to_one_run,
+    a_holder_finds_and_reclaims_its_own_stranded_leases,
     locks_are_exclusive_and_expire,
     service_events_are_listed_newest_first,
     a_schema_from_a_newer_kneo_is_refused,
@@ -2148,6 +2413,7 @@ async fn postgres_degraded_start_recovers_without_a_restart() {
             &run("run-1", RunStatus::Created, &ago(1.0)),
             Some(QueueEntry::Queued),
             &[],
+            None,
         )
         .await
         .expect("usable");

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use kneo_client::Reply;
 use kneo_client::wire::{AuditEventList, CheckpointPage, Run, RunList, TracePage};
-use kneo_ops::triage::{self, Health, Level, Probes, Report, Thresholds, Verdict};
+use kneo_triage::triage::{self, Health, Level, Probes, Report, Thresholds, Verdict};
 
 use crate::history::{History, Sample};
 use crate::strings;
@@ -207,6 +207,8 @@ pub struct RunsState {
     pub status: Option<String>,
     pub search: String,
     pub list: Option<Fetched<RunList>>,
+    /// Why the list on screen is old: the last fetch failed with this.
+    pub stale: Option<String>,
     pub selected: usize,
     pub drill: Option<Drill>,
 }
@@ -241,6 +243,8 @@ pub struct TriageState {
     pub selected: Option<String>,
     /// Whether the selection follows the worst finding (until the user moves it).
     pub follow: bool,
+    /// The verdict and runbook pane beside the tree.
+    pub pane: PaneState,
 }
 
 impl Default for TriageState {
@@ -249,6 +253,60 @@ impl Default for TriageState {
             toggled: BTreeSet::new(),
             selected: None,
             follow: true,
+            pane: PaneState::default(),
+        }
+    }
+}
+
+/// The verdict and runbook pane: where it is scrolled to, and whether it has the keys (⏎ on a
+/// finding gives them to it: ↑↓ pick a `§` reference, ⏎ opens that section, Esc goes back).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PaneState {
+    /// Wrapped lines scrolled past.
+    pub scroll: u16,
+    pub focused: bool,
+    /// Which of the pane's `§` references is picked (when focused).
+    pub reference: usize,
+    /// Sections opened from references, newest last.
+    pub opened: Vec<String>,
+    /// What the last frame drew, to keep scrolling within the text.
+    pub facts: PaneFacts,
+}
+
+/// What rendering found out about the pane (it alone knows the wrapped lines).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PaneFacts {
+    /// Wrapped lines of text, and the rows the pane shows.
+    pub lines: u16,
+    pub height: u16,
+    /// The `§` references in the pane (section numbers) and the wrapped line of each.
+    pub references: Vec<String>,
+    pub reference_lines: Vec<u16>,
+}
+
+impl PaneState {
+    fn max_scroll(&self) -> u16 {
+        self.facts.lines.saturating_sub(self.facts.height)
+    }
+
+    fn scroll_by(&mut self, by: i32) {
+        let next = (i32::from(self.scroll) + by).clamp(0, i32::from(self.max_scroll()));
+        self.scroll = u16::try_from(next).unwrap_or(0);
+    }
+
+    /// Moves the pick to the next or previous reference and scrolls it into view.
+    fn pick(&mut self, by: isize) {
+        let count = self.facts.reference_lines.len();
+        if count == 0 {
+            self.scroll_by(by as i32);
+            return;
+        }
+        self.reference = (self.reference as isize + by).clamp(0, count as isize - 1) as usize;
+        if let Some(line) = self.facts.reference_lines.get(self.reference).copied() {
+            let height = self.facts.height.max(1);
+            if line < self.scroll || line >= self.scroll + height {
+                self.scroll = line.saturating_sub(2).min(self.max_scroll());
+            }
         }
     }
 }
@@ -335,6 +393,11 @@ pub enum Action {
     Logged(LogEntry),
     /// A message for the footer (copy done, refresh asked).
     Notice(String),
+    /// Scroll the verdict and runbook pane (J / K).
+    ScrollDown,
+    ScrollUp,
+    /// What the last frame drew of the verdict pane.
+    PaneDrawn(PaneFacts),
 }
 
 /// What the main loop must do after an update.
@@ -367,6 +430,9 @@ pub struct App {
     pub screen: Screen,
     pub mode: Mode,
     pub latest: Option<Latest>,
+    /// The latest poll in which the service answered: every screen but Triage keeps showing it,
+    /// marked stale, while the service does not answer.
+    pub last_answered: Option<Latest>,
     /// When the last poll whose `/healthz` answered 200 finished.
     pub last_good_at: Option<DateTime<Utc>>,
     pub history: History,
@@ -399,6 +465,7 @@ impl App {
             screen: Screen::Triage,
             mode: Mode::Normal,
             latest: None,
+            last_answered: None,
             last_good_at: None,
             history,
             triage: TriageState::default(),
@@ -413,6 +480,23 @@ impl App {
             observed: Vec::new(),
             quit: false,
         }
+    }
+
+    /// Whether the verdict pane has the keys (Triage screen only).
+    pub fn pane_focused(&self) -> bool {
+        self.screen == Screen::Triage && self.triage.pane.focused
+    }
+
+    /// The poll whose answers the screens show: the latest, or while the service does not
+    /// answer, the last one in which it did (with `true` for "stale").
+    pub fn shown(&self) -> Option<(&Latest, bool)> {
+        let latest = self.latest.as_ref()?;
+        if latest.probes.not_answering()
+            && let Some(answered) = &self.last_answered
+        {
+            return Some((answered, true));
+        }
+        Some((latest, false))
     }
 
     pub fn is_offline(&self) -> bool {
@@ -449,7 +533,14 @@ impl App {
             }
             Action::RunsLoaded { status, result } => {
                 if status == self.runs.status {
-                    self.runs.list = Some(result);
+                    match (result, &self.runs.list) {
+                        // A failed fetch keeps the last list on screen, marked stale.
+                        (Err(error), Some(Ok(_))) => self.runs.stale = Some(error),
+                        (result, _) => {
+                            self.runs.stale = None;
+                            self.runs.list = Some(result);
+                        }
+                    }
                     self.clamp_runs_selection();
                 }
                 Vec::new()
@@ -467,6 +558,12 @@ impl App {
             }
             Action::Notice(text) => {
                 self.message = Some(text);
+                Vec::new()
+            }
+            Action::PaneDrawn(facts) => {
+                self.triage.pane.facts = facts;
+                self.triage.pane.scroll =
+                    self.triage.pane.scroll.min(self.triage.pane.max_scroll());
                 Vec::new()
             }
             other => self.update_input(other),
@@ -575,6 +672,32 @@ impl App {
             }
             Action::PrevScreen => {
                 self.screen = self.screen.offset(-1);
+                Vec::new()
+            }
+            Action::Up if self.pane_focused() => {
+                self.triage.pane.pick(-1);
+                Vec::new()
+            }
+            Action::Down if self.pane_focused() => {
+                self.triage.pane.pick(1);
+                Vec::new()
+            }
+            Action::PageUp if self.pane_focused() => {
+                let page = self.triage.pane.facts.height.max(1);
+                self.triage.pane.scroll_by(-i32::from(page));
+                Vec::new()
+            }
+            Action::PageDown if self.pane_focused() => {
+                let page = self.triage.pane.facts.height.max(1);
+                self.triage.pane.scroll_by(i32::from(page));
+                Vec::new()
+            }
+            Action::ScrollDown => {
+                self.triage.pane.scroll_by(3);
+                Vec::new()
+            }
+            Action::ScrollUp => {
+                self.triage.pane.scroll_by(-3);
                 Vec::new()
             }
             Action::Up => {
@@ -822,12 +945,16 @@ impl App {
                 headline,
             });
         }
-        self.latest = Some(Latest {
+        let latest = Latest {
             probes,
             failed_runs,
             report,
             elapsed,
-        });
+        };
+        if !latest.probes.not_answering() {
+            self.last_answered = Some(latest.clone());
+        }
+        self.latest = Some(latest);
         self.settle_triage_selection();
         if self.readiness_follow {
             self.readiness_selected = self
@@ -846,26 +973,21 @@ impl App {
         let Some(latest) = &self.latest else {
             return;
         };
-        let exists = |id: &str| {
-            latest
-                .report
-                .stages
-                .iter()
-                .flat_map(Verdict::walk)
-                .any(|v| v.id == id)
-        };
+        let exists = |id: &str| latest.report.all().iter().any(|v| v.id == id);
         let still_there = self.triage.selected.as_deref().is_some_and(exists);
         if self.triage.follow || !still_there {
             self.triage.follow = true;
-            self.triage.selected = Some(
-                latest
-                    .report
-                    .findings()
-                    .first()
-                    .map(|v| v.id.clone())
-                    .or_else(|| latest.report.stages.first().map(|v| v.id.clone()))
-                    .unwrap_or_default(),
-            );
+            let wanted = latest
+                .report
+                .findings()
+                .first()
+                .map(|v| v.id.clone())
+                .or_else(|| latest.report.stages.first().map(|v| v.id.clone()))
+                .unwrap_or_default();
+            if self.triage.selected.as_deref() != Some(wanted.as_str()) {
+                self.triage.pane = PaneState::default();
+            }
+            self.triage.selected = Some(wanted);
         }
     }
 
@@ -894,8 +1016,8 @@ impl App {
             }
         }
         let mut out = Vec::new();
-        for stage in &report.stages {
-            visit(self, stage, 0, &mut out);
+        for group in report.groups() {
+            visit(self, group, 0, &mut out);
         }
         out
     }
@@ -915,12 +1037,7 @@ impl App {
     fn selected_verdict(&self) -> Option<&Verdict> {
         let latest = self.latest.as_ref()?;
         let id = self.triage.selected.as_deref()?;
-        latest
-            .report
-            .stages
-            .iter()
-            .flat_map(Verdict::walk)
-            .find(|v| v.id == id)
+        latest.report.all().into_iter().find(|v| v.id == id)
     }
 
     // ---- selection ----
@@ -930,9 +1047,8 @@ impl App {
         match self.screen {
             Screen::Triage => self.triage_rows().len(),
             Screen::Readiness => self
-                .latest
-                .as_ref()
-                .and_then(|l| l.probes.readyz.as_ref())
+                .shown()
+                .and_then(|(l, _)| l.probes.readyz.as_ref())
                 .and_then(|r| r.value())
                 .map(|r| r.checks.len())
                 .unwrap_or(0),
@@ -966,6 +1082,9 @@ impl App {
                     .and_then(|id| rows.iter().position(|r| r == id))
                     .unwrap_or(0);
                 if let Some(id) = rows.get(step(current)) {
+                    if self.triage.selected.as_ref() != Some(id) {
+                        self.triage.pane = PaneState::default();
+                    }
                     self.triage.selected = Some(id.clone());
                     self.triage.follow = false;
                 }
@@ -995,15 +1114,31 @@ impl App {
     fn enter(&mut self) -> Vec<Effect> {
         match self.screen {
             Screen::Triage => {
-                if let Some(verdict) = self.selected_verdict()
-                    && !verdict.children.is_empty()
-                {
-                    let id = verdict.id.clone();
-                    if !self.triage.toggled.remove(&id) {
-                        self.triage.toggled.insert(id);
+                let pane = &mut self.triage.pane;
+                if pane.focused {
+                    // ⏎ on a `§` reference opens that section in the pane.
+                    if let Some(number) = pane.facts.references.get(pane.reference).cloned() {
+                        pane.opened.push(number);
+                        pane.scroll = 0;
+                        pane.reference = 0;
                     }
-                    self.triage.follow = false;
+                    return Vec::new();
                 }
+                match self.selected_verdict() {
+                    Some(verdict) if !verdict.children.is_empty() => {
+                        let id = verdict.id.clone();
+                        if !self.triage.toggled.remove(&id) {
+                            self.triage.toggled.insert(id);
+                        }
+                    }
+                    // ⏎ on a leaf gives the keys to the verdict and runbook pane.
+                    Some(_) => {
+                        self.triage.pane.focused = true;
+                        self.triage.pane.reference = 0;
+                    }
+                    None => {}
+                }
+                self.triage.follow = false;
                 Vec::new()
             }
             Screen::Runs => {
@@ -1061,6 +1196,15 @@ impl App {
 
     fn back(&mut self) -> Vec<Effect> {
         match self.screen {
+            Screen::Triage if self.triage.pane.focused => {
+                let pane = &mut self.triage.pane;
+                if pane.opened.pop().is_none() {
+                    pane.focused = false;
+                }
+                pane.scroll = 0;
+                pane.reference = 0;
+                Vec::new()
+            }
             Screen::Triage => {
                 if let Some(verdict) = self.selected_verdict() {
                     let id = verdict.id.clone();
@@ -1111,13 +1255,17 @@ impl App {
             None
         }
         let latest = self.latest.as_ref()?;
-        latest.report.stages.iter().find_map(|s| search(s, id))
+        latest
+            .report
+            .groups()
+            .into_iter()
+            .find_map(|s| search(s, id))
     }
 
     // ---- derived lists (shared with the view) ----
 
     pub fn queue_rows(&self) -> Vec<crate::stuck::QueueRow> {
-        let Some(latest) = &self.latest else {
+        let Some((latest, _)) = self.shown() else {
             return Vec::new();
         };
         crate::stuck::queue_rows(
@@ -1154,9 +1302,8 @@ impl App {
 
     pub fn sorted_tasks(&self) -> Vec<&kneo_client::wire::HumanTask> {
         let mut tasks: Vec<&kneo_client::wire::HumanTask> = self
-            .latest
-            .as_ref()
-            .and_then(|l| l.probes.human_tasks.as_ref())
+            .shown()
+            .and_then(|(l, _)| l.probes.human_tasks.as_ref())
             .and_then(|r| r.value())
             .map(|list| list.tasks.iter().collect())
             .unwrap_or_default();
@@ -1174,9 +1321,8 @@ impl App {
 
     fn event_count(&self) -> usize {
         let service = self
-            .latest
-            .as_ref()
-            .and_then(|l| l.probes.service_events.as_ref())
+            .shown()
+            .and_then(|(l, _)| l.probes.service_events.as_ref())
             .and_then(|r| r.value())
             .map(|list| list.events.len())
             .unwrap_or(0);
@@ -1240,14 +1386,16 @@ impl App {
                 .sorted_tasks()
                 .get(self.tasks_selected)
                 .map(|t| t.id.clone()),
-            Screen::Events => crate::view::event_items(self)
+            Screen::Events => self
+                .shown()
+                .map(|(shown, _)| crate::view::event_items(self, shown))
+                .unwrap_or_default()
                 .into_iter()
                 .nth(self.events_selected)
                 .and_then(|item| item.id),
             Screen::Readiness => self
-                .latest
-                .as_ref()
-                .and_then(|l| l.probes.readyz.as_ref())
+                .shown()
+                .and_then(|(l, _)| l.probes.readyz.as_ref())
                 .and_then(|r| r.value())
                 .and_then(|r| r.checks.get(self.readiness_selected))
                 .map(|c| c.name.clone()),

@@ -1,9 +1,9 @@
 //! `--bundle FILE`: a `kneo-ops capture` bundle read back into the same [`Probes`] a live poll
 //! produces, so the same triage tree is walked offline from the recorded bodies.
 //!
-//! The probe answers are read by `kneo_ops::bundle::load_probes` (shared with kneo-ops, so both
+//! The probe answers are read by `kneo_triage::bundle::load_probes` (shared with kneo-ops, so both
 //! tools turn a recorded item into the same reply: a stored body with its HTTP status, or the
-//! failure the item recorded); the bundle is verified with `kneo_ops::bundle::inspect` (problems
+//! failure the item recorded); the bundle is verified with `kneo_triage::bundle::inspect` (problems
 //! are shown, not fatal). This module adds what only the dashboard needs: the captured runs'
 //! files (`runs/<id>/run.json`, `trace.json`, `checkpoints.json`, `audit-events.json`) for the
 //! Runs screen and its drill-down.
@@ -17,8 +17,8 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use flate2::read::GzDecoder;
 use kneo_client::wire::{AuditEventList, CheckpointPage, Run, RunList, TracePage};
-use kneo_ops::manifest::Manifest;
-use kneo_ops::triage::Probes;
+use kneo_triage::manifest::Manifest;
+use kneo_triage::triage::Probes;
 
 use crate::app::{DrillData, Fetched, PollOutcome};
 
@@ -41,9 +41,14 @@ pub struct Bundle {
 impl Bundle {
     /// Reads and verifies the bundle at `path`.
     pub fn open(path: &Path) -> anyhow::Result<Bundle> {
-        let inspection = kneo_ops::bundle::inspect(path)
+        if let Some(reason) =
+            kneo_triage::archive::wrong_kind(path, &kneo_triage::archive::ArchiveKind::Bundle)
+        {
+            anyhow::bail!("cannot open {}: {reason}", path.display());
+        }
+        let inspection = kneo_triage::bundle::inspect(path)
             .with_context(|| format!("cannot open the bundle {}", path.display()))?;
-        let (manifest, probes) = kneo_ops::bundle::load_probes(path)
+        let (manifest, probes) = kneo_triage::bundle::load_probes(path)
             .with_context(|| format!("cannot read the probes of {}", path.display()))?;
         let files = read_run_files(path)?;
         Ok(Bundle {
@@ -80,7 +85,7 @@ impl Bundle {
         self.probes.observed_at
     }
 
-    fn item(&self, path: &str) -> Option<&kneo_ops::manifest::Item> {
+    fn item(&self, path: &str) -> Option<&kneo_triage::manifest::Item> {
         self.manifest.items.iter().find(|item| item.path == path)
     }
 
@@ -212,7 +217,7 @@ fn read_run_files(path: &Path) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         if !entry.header().entry_type().is_file()
             || !name.starts_with("runs/")
-            || kneo_ops::bundle::hazard_reason(&name).is_some()
+            || kneo_triage::bundle::hazard_reason(&name).is_some()
         {
             continue;
         }
@@ -333,7 +338,7 @@ mod tests {
             at: bundle.observed_at(),
         });
         let latest = app.latest.as_ref().expect("evaluated");
-        assert_eq!(latest.report.health, kneo_ops::triage::Health::Degraded);
+        assert_eq!(latest.report.health, kneo_triage::triage::Health::Degraded);
         assert_eq!(
             app.triage.selected.as_deref(),
             Some("readyz.run_state_store")

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use kneo_ops::triage::Thresholds;
-use kneo_ops::units::parse_duration;
+use kneo_triage::triage::Thresholds;
+use kneo_triage::units::parse_duration;
 
 use crate::app::Settings;
 

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 /// `3 s`, `12 min`, `3.5 h`, `2 d` (the same words as kneo-ops' verdicts).
 pub fn duration(duration: Duration) -> String {
-    kneo_ops::triage::human_duration(duration)
+    kneo_triage::triage::human_duration(duration)
 }
 
 /// A refresh interval as given on the command line: `500ms`, `1s`, `2s`, `1m`.
@@ -34,7 +34,7 @@ pub fn latency(duration: Duration) -> String {
 
 /// How long before `now` the service timestamp `text` was; `None` when it does not parse.
 pub fn age_of(now: DateTime<Utc>, text: &str) -> Option<Duration> {
-    let then = kneo_ops::triage::parse_time(text)?;
+    let then = kneo_triage::triage::parse_time(text)?;
     Some((now - then).to_std().unwrap_or(Duration::ZERO))
 }
 
@@ -78,6 +78,54 @@ pub fn truncate(text: &str, width: usize) -> String {
     out
 }
 
+/// A line broken into rows of at most `width` columns at spaces, for panes that scroll by row.
+/// `§ 2.4` never breaks between the mark and the number; a list item's or an indented line's
+/// continuation rows hang under its text; a word longer than the row is cut.
+pub fn wrap_line(line: &str, width: usize) -> Vec<String> {
+    let width = width.max(8);
+    if line.chars().count() <= width {
+        return vec![line.to_string()];
+    }
+    let indent = line.len() - line.trim_start_matches(' ').len();
+    let body = &line[indent..];
+    let marker = body
+        .split_once(' ')
+        .filter(|(first, _)| {
+            *first == "-" || *first == "*" || first.trim_end_matches('.').parse::<u32>().is_ok()
+        })
+        .map(|(first, _)| first.chars().count() + 1)
+        .unwrap_or(0);
+    let hang = " ".repeat((indent + marker).min(width / 2));
+    // Glue the mark to its number so the pair wraps as one word.
+    let glued = body.replace("§ ", "§\u{1}");
+    let mut rows: Vec<String> = Vec::new();
+    let mut row = " ".repeat(indent);
+    for word in glued.split(' ').filter(|w| !w.is_empty()) {
+        let word = word.replace('\u{1}', " ");
+        let used = row.chars().count();
+        let fresh = row.trim().is_empty();
+        if !fresh && used + 1 + word.chars().count() > width {
+            rows.push(std::mem::replace(&mut row, hang.clone()));
+        }
+        let mut word = word.as_str().to_string();
+        while row.chars().count() + word.chars().count() > width {
+            let room = width.saturating_sub(row.chars().count()).max(1);
+            let cut: String = word.chars().take(room).collect();
+            word = word.chars().skip(room).collect();
+            row.push_str(&cut);
+            rows.push(std::mem::replace(&mut row, hang.clone()));
+        }
+        if !row.trim().is_empty() {
+            row.push(' ');
+        }
+        row.push_str(&word);
+    }
+    if !row.trim().is_empty() {
+        rows.push(row);
+    }
+    rows
+}
+
 /// The first 8 characters of a UUID-like id (enough to tell runs apart on screen).
 pub fn short_id(id: &str) -> String {
     id.chars().take(8).collect()
@@ -103,49 +151,6 @@ pub fn error_text(error: &serde_json::Value) -> String {
         }
         other => other.to_string(),
     }
-}
-
-/// Markdown made readable in a narrow pane: soft-wrapped lines of a paragraph or list item are
-/// joined (the pane wraps them again at its own width), `**` emphasis markers are dropped, and
-/// fenced code is kept line by line.
-pub fn reflow_markdown(text: &str) -> String {
-    let mut out: Vec<String> = Vec::new();
-    let mut in_code = false;
-    let mut joinable = false;
-    for raw in text.lines() {
-        let trimmed = raw.trim();
-        if trimmed.starts_with("```") {
-            in_code = !in_code;
-            joinable = false;
-            continue;
-        }
-        if in_code {
-            out.push(format!("  {}", raw.trim_end()));
-            continue;
-        }
-        let line = trimmed.replace("**", "");
-        let starts_block = line.is_empty()
-            || line.starts_with("- ")
-            || line.starts_with("* ")
-            || line.starts_with('#')
-            || line.starts_with('|')
-            || line.starts_with('>')
-            || line
-                .split_once(". ")
-                .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
-        match out.last_mut() {
-            Some(last) if joinable && !starts_block => {
-                last.push(' ');
-                last.push_str(&line);
-            }
-            _ => out.push(line.clone()),
-        }
-        joinable = !line.is_empty();
-    }
-    while out.last().is_some_and(|l| l.is_empty()) {
-        out.pop();
-    }
-    out.join("\n")
 }
 
 #[cfg(test)]
@@ -190,12 +195,20 @@ mod tests {
     }
 
     #[test]
-    fn markdown_paragraphs_are_joined_and_code_kept() {
-        let text = "**Fix.** It depends:\n1. `a`: down. Fix\n   it now.\n2. `b`: other.\n\n```sh\ncurl -s x\n```\nlast";
-        assert_eq!(
-            reflow_markdown(text),
-            "Fix. It depends:\n1. `a`: down. Fix it now.\n2. `b`: other.\n\n  curl -s x\nlast"
+    fn long_lines_wrap_at_spaces_keeping_section_marks_whole() {
+        let rows = wrap_line(
+            "- § 1.1 Start refused: auth is enabled but no API keys are configured (runbook § 1.1)",
+            30,
         );
+        assert!(rows.iter().all(|row| row.chars().count() <= 30), "{rows:?}");
+        assert_eq!(rows[0], "- § 1.1 Start refused: auth is");
+        assert!(rows[1].starts_with("  "), "continuations hang: {rows:?}");
+        assert!(
+            rows.iter().any(|row| row.contains("(runbook § 1.1)")),
+            "the mark and its number stay together: {rows:?}"
+        );
+        let long = wrap_line(&"x".repeat(25), 10);
+        assert_eq!(long, ["xxxxxxxxxx", "xxxxxxxxxx", "xxxxx"]);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use kneo_ops::triage::{BacklogSample, Health};
+use kneo_triage::triage::{BacklogSample, Health};
 
 /// What one poll saw.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -49,7 +49,7 @@ const fn bind(
 }
 
 /// The normal-mode bindings, in the order the help lists them.
-pub static BINDINGS: [Binding; 27] = [
+pub static BINDINGS: [Binding; 29] = [
     bind(
         &[Key::Char('1')],
         "1",
@@ -133,6 +133,18 @@ pub static BINDINGS: [Binding; 27] = [
         "End G",
         strings::HELP_TOP_BOTTOM,
         Action::Bottom,
+    ),
+    bind(
+        &[Key::Char('J')],
+        "J",
+        strings::HELP_SCROLL,
+        Action::ScrollDown,
+    ),
+    bind(
+        &[Key::Char('K')],
+        "K",
+        strings::HELP_SCROLL,
+        Action::ScrollUp,
     ),
     bind(
         &[
@@ -292,6 +304,7 @@ fn combined(first: &'static str, second: &'static str) -> &'static str {
         ("↑ k", "↓ j") => "↑↓ jk",
         ("PgUp ^U", "PgDn ^D") => "PgUp PgDn ^U ^D",
         ("Home g", "End G") => "Home End g G",
+        ("J", "K") => "J K",
         _ => second,
     }
 }
@@ -357,7 +370,19 @@ mod tests {
     fn help_lists_every_binding() {
         let rows = help_rows();
         let labels: Vec<&str> = rows.iter().map(|(label, _)| *label).collect();
-        for expected in ["1-6", "↑↓ jk", "/", ":", "c", "y", "x", "?", "q ^C", "L"] {
+        for expected in [
+            "1-6",
+            "↑↓ jk",
+            "J K",
+            "/",
+            ":",
+            "c",
+            "y",
+            "x",
+            "?",
+            "q ^C",
+            "L",
+        ] {
             assert!(labels.contains(&expected), "{expected} in {labels:?}");
         }
     }

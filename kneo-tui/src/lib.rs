@@ -1,6 +1,6 @@
 //! kneo-tui: the on-call terminal dashboard of the kneo run service (DESIGN.md § 7).
 //!
-//! It walks the triage tree of `kneo_ops::triage` live (or offline from a capture bundle) and
+//! It walks the triage tree of `kneo_triage::triage` live (or offline from a capture bundle) and
 //! shows, beside each verdict, the runbook text that says what to do.
 //!
 //! Module map (the shape of the ratatui `simple-async` template, with television's pure render):
@@ -43,3 +43,49 @@ pub mod testing;
 pub mod theme;
 pub mod ui;
 pub mod view;
+
+#[cfg(test)]
+mod dependency_tests {
+    /// The dashboard builds on the triage model and the client only: never the server's HTTP
+    /// stack, stores or backup engine (DESIGN.md § 7; issue 13 item 11).
+    #[test]
+    fn the_dashboard_does_not_build_the_server() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let output = std::process::Command::new(cargo)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args([
+                "tree",
+                "-p",
+                "kneo-tui",
+                "-e",
+                "normal,build,dev",
+                "--prefix",
+                "none",
+                "--offline",
+            ])
+            .output()
+            .expect("run cargo tree");
+        assert!(
+            output.status.success(),
+            "cargo tree failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let tree = String::from_utf8_lossy(&output.stdout);
+        for forbidden in [
+            "axum ",
+            "rusqlite ",
+            "tokio-postgres ",
+            "kneo-server ",
+            "kneo-ops ",
+        ] {
+            assert!(
+                !tree.lines().any(|line| line.starts_with(forbidden)),
+                "kneo-tui depends on {forbidden}:\n{tree}"
+            );
+        }
+        assert!(
+            tree.lines().any(|line| line.starts_with("kneo-triage ")),
+            "{tree}"
+        );
+    }
+}

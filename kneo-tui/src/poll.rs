@@ -2,19 +2,23 @@
 //! result into the event channel. The UI never awaits the network, and every call is bounded by
 //! `--timeout`, so a hung service shows up as a timeout verdict, not a frozen screen.
 //!
-//! - [`spawn_probes`]: every `--refresh`, `kneo_ops::probe::collect` (health, readiness, queue,
-//!   human tasks, service events, metrics, leases) plus the recent failed runs.
+//! - [`spawn_probes`]: every `--refresh`, `kneo_triage::probe::collect` (health, readiness, queue,
+//!   human tasks, service events, metrics, leases) plus the recent failed runs. It learns once
+//!   per target which optional routes the target lacks (kneo-serv 1.2 has no `/v1/health` and no
+//!   service events) and stops asking for them, until `/healthz` shows another service.
 //! - [`spawn_details`]: the Runs screen's list (with its status filter) and the open
 //!   drill-down (run, trace, checkpoints, audit events), refetched each refresh and at once when
 //!   the filter or the run changes.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use kneo_client::client::{AuditQuery, PageRequest, RunQuery};
 use kneo_client::{Client, Reply};
-use kneo_ops::probe::{self, ProbeOptions};
+use kneo_triage::probe::{self, ProbeOptions};
+use kneo_triage::triage::OptionalRoute;
 use tokio::sync::{Notify, watch};
 
 use crate::app::{Action, DrillData, Fetched, PollOutcome, RunsWatch};
@@ -54,12 +58,14 @@ pub fn spawn_probes(
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(config.refresh);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut learned = Learned::default();
         loop {
             tokio::select! {
                 _ = interval.tick() => {}
                 _ = refresh.probes.notified() => { interval.reset(); }
             }
-            let outcome = poll_once(&client, &config).await;
+            let outcome = poll_once(&client, &config, &learned.absent).await;
+            learned.learn(&outcome.probes);
             let action = Action::Polled {
                 outcome: Box::new(outcome),
                 at: Utc::now(),
@@ -71,8 +77,38 @@ pub fn spawn_probes(
     })
 }
 
+/// What the probe poller learned about its target.
+#[derive(Debug, Default)]
+struct Learned {
+    /// `service` and `version` of the `/healthz` the learning holds for.
+    identity: Option<(Option<String>, Option<String>)>,
+    absent: BTreeSet<OptionalRoute>,
+}
+
+impl Learned {
+    fn learn(&mut self, probes: &kneo_triage::triage::Probes) {
+        let Some(body) = probes.healthz.value() else {
+            // A target that does not answer teaches nothing.
+            return;
+        };
+        let identity = Some((body.service.clone(), body.version.clone()));
+        if identity != self.identity {
+            // Another service answers (an upgrade, a failover): learn it again.
+            self.identity = identity;
+            self.absent.clear();
+        }
+        self.absent
+            .extend(kneo_triage::triage::capabilities::absent_routes(probes));
+    }
+}
+
 /// One poll: the triage probes and the failed runs, side by side, bounded by the timeout.
-pub async fn poll_once(client: &Client, config: &PollConfig) -> PollOutcome {
+/// `absent` are the optional routes the target is known not to have.
+pub async fn poll_once(
+    client: &Client,
+    config: &PollConfig,
+    absent: &BTreeSet<OptionalRoute>,
+) -> PollOutcome {
     let started = Instant::now();
     let options = ProbeOptions {
         call_timeout: config.timeout,
@@ -80,19 +116,15 @@ pub async fn poll_once(client: &Client, config: &PollConfig) -> PollOutcome {
         list_limit: config.list_limit,
         lease_checks: 10,
         service_event_limit: 200,
+        known_absent: absent.clone(),
     };
     let bounded = client.with_request_timeout(config.timeout);
     let failed_query = RunQuery {
         status: Some("failed".into()),
         page: PageRequest::new(config.list_limit.min(50), 0).sorted("updated_at", "desc"),
     };
-    let failed = async {
-        if client.has_api_key() {
-            Some(bounded.list_runs(&failed_query).await)
-        } else {
-            None
-        }
-    };
+    // Asked without a key too: a service with auth off answers.
+    let failed = async { Some(bounded.list_runs(&failed_query).await) };
     let (probes, failed_runs) = tokio::join!(probe::collect(client, &options), failed);
     PollOutcome {
         probes,
@@ -125,17 +157,6 @@ pub fn spawn_details(
             }
             let wanted = watch.borrow_and_update().clone();
             if !wanted.visible && wanted.drill.is_none() {
-                continue;
-            }
-            if !client.has_api_key() {
-                let result = Err(crate::strings::NEEDS_KEY.to_string());
-                let action = Action::RunsLoaded {
-                    status: wanted.status.clone(),
-                    result,
-                };
-                if sender.send(Event::App(action)).await.is_err() {
-                    return;
-                }
                 continue;
             }
             let bounded = client.with_request_timeout(config.timeout);

@@ -43,18 +43,18 @@ pub fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("kneo-tui: cannot start the async runtime: {error}");
-            return ExitCode::from(2);
+            return kneo_client::Exit::Usage.into();
         }
     };
     let result = runtime.block_on(run(cli, started));
     // Pollers may still be waiting on the network; do not wait for them.
     runtime.shutdown_timeout(Duration::from_millis(100));
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => kneo_client::Exit::Success.into(),
         Err(error) => {
             crate::terminal::restore();
             eprintln!("kneo-tui: {error:#}");
-            ExitCode::from(2)
+            kneo_client::Exit::Usage.into()
         }
     }
 }
@@ -100,7 +100,10 @@ fn resolve(cli: &Cli) -> anyhow::Result<Resolved> {
         }
         (target.url, target.api_key, None)
     };
-    let mut config = ClientConfig::new(url.clone()).api_key(api_key.clone());
+    // The name lets the service's answer counters tell the dashboard's polls from its callers.
+    let mut config = ClientConfig::new(url.clone())
+        .api_key(api_key.clone())
+        .user_agent(concat!("kneo-tui/", env!("CARGO_PKG_VERSION")));
     config.connect_timeout = cli.timeout.min(Duration::from_secs(2));
     config.request_timeout = cli.timeout;
     let client = Client::new(config).context("cannot build the HTTP client")?;
@@ -142,7 +145,7 @@ async fn run(cli: Cli, started: Instant) -> anyhow::Result<()> {
 
     let mut guard = TerminalGuard::init().context("cannot take over the terminal")?;
     let timing = Timing::from_env(started);
-    draw(&mut guard, &app, theme)?;
+    draw(&mut guard, &mut app, theme)?;
     timing.record("first_frame_ms");
 
     let (sender, mut receiver) = event::channel();
@@ -187,6 +190,16 @@ async fn run(cli: Cli, started: Instant) -> anyhow::Result<()> {
                 watch_receiver,
                 sender.clone(),
             ));
+            if let Some(server) = &local {
+                // The key this session made is the one thing to copy into another terminal.
+                let text = crate::strings::local_key(&server.url, &server.api_key);
+                app.log(crate::app::LogEntry {
+                    at: Utc::now(),
+                    ok: true,
+                    text: text.clone(),
+                });
+                app.message = Some(text);
+            }
             context = Some(ActionContext {
                 url,
                 api_key,
@@ -212,7 +225,7 @@ async fn run(cli: Cli, started: Instant) -> anyhow::Result<()> {
             }
             offline = Some(bundle);
             // The bundle's verdicts are known at once: show them without waiting for an event.
-            draw(&mut guard, &app, theme)?;
+            draw(&mut guard, &mut app, theme)?;
             timing.record("first_data_frame_ms");
         }
     }
@@ -306,7 +319,7 @@ async fn run(cli: Cli, started: Instant) -> anyhow::Result<()> {
         if let Some(outcome) = quit {
             break outcome;
         }
-        draw(&mut guard, &app, theme)?;
+        draw(&mut guard, &mut app, theme)?;
         if !data_frame_recorded && app.latest.is_some() {
             data_frame_recorded = true;
             timing.record("first_data_frame_ms");
@@ -321,18 +334,23 @@ async fn run(cli: Cli, started: Instant) -> anyhow::Result<()> {
 
 fn bundle_status(bundle: &Bundle) -> String {
     let (items, failed) = bundle.item_counts();
-    let created = kneo_ops::triage::parse_time(&bundle.manifest.created_at)
+    let created = kneo_triage::triage::parse_time(&bundle.manifest.created_at)
         .map(crate::format::stamp)
         .unwrap_or_else(|| bundle.manifest.created_at.clone());
     crate::strings::status_bundle(&created, items, failed)
 }
 
-fn draw(guard: &mut TerminalGuard, app: &App, theme: Theme) -> anyhow::Result<()> {
+/// Draws a frame, then tells the app what only rendering knows (the verdict pane's rows).
+fn draw(guard: &mut TerminalGuard, app: &mut App, theme: Theme) -> anyhow::Result<()> {
     let model = view::build(app, Utc::now(), theme.color);
+    let mut facts = ui::RenderFacts::default();
     guard
         .terminal
-        .draw(|frame| ui::render(frame, &model))
+        .draw(|frame| facts = ui::render(frame, &model))
         .context("cannot draw on the terminal")?;
+    if let Some(pane) = facts.pane.filter(|pane| *pane != app.triage.pane.facts) {
+        app.update(Action::PaneDrawn(pane));
+    }
     Ok(())
 }
 

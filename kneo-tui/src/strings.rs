@@ -19,6 +19,9 @@ pub const SCREEN_EVENTS: &str = "Events";
 pub const BADGE_HEALTHY: &str = "HEALTHY";
 pub const BADGE_DEGRADED: &str = "DEGRADED";
 pub const BADGE_DOWN: &str = "DOWN";
+pub const BADGE_HUNG: &str = "HUNG";
+/// The tool could not reach the service: its state is not known from here.
+pub const BADGE_UNKNOWN: &str = "NOT JUDGED";
 pub const BADGE_WAITING: &str = "WAITING";
 pub const BADGE_LIVE: &str = "LIVE";
 pub const BADGE_LOCAL: &str = "LOCAL";
@@ -28,8 +31,26 @@ pub const BADGE_READ_ONLY: &str = "RO";
 // ---- status bar ----
 pub const NO_KEY: &str = "no key";
 pub const KEY_UNCHECKED: &str = "key set";
-pub const KEY_REJECTED: &str = "key rejected (401)";
-pub const KEY_TOO_NARROW: &str = "key lacks runs:read";
+/// The key worked, and the target does not say whose it is (kneo-serv 1.2 has no /v1/health).
+pub const KEY_ACCEPTED: &str = "key ok";
+/// The service answers without a key: its auth is off.
+pub const AUTH_OFF: &str = "no key (auth off)";
+
+/// The tool's own access problem, for the status bar (`key rejected (401)`, `key lacks
+/// audit:read`, `unreachable from here`).
+pub fn access_problem(id: &str, title: &str) -> String {
+    match id {
+        "access.key_rejected" => "✗ key rejected (401)".into(),
+        "access.no_key" => "✗ no key (the service needs one)".into(),
+        "access.unreachable" => "✗ unreachable from here".into(),
+        "access.not_kneo" => "✗ not kneo at this URL".into(),
+        "access.readyz_auth" | "access.healthz_auth" => "✗ auth in front of /readyz".into(),
+        _ => match id.strip_prefix("access.scope.") {
+            Some(scope) => format!("✗ key lacks {scope}"),
+            None => format!("✗ {title}"),
+        },
+    }
+}
 pub const NEVER: &str = "never";
 pub const POLLING: &str = "polling…";
 
@@ -64,6 +85,9 @@ pub fn identity(name: &str, can_write: bool) -> String {
 // ---- footer ----
 pub const HINTS: &str =
     "1-6 screens  ↑↓ move  ⏎ open  / search  : command  r refresh  ? help  q quit";
+pub const HINTS_TRIAGE: &str =
+    "1-6 screens  ↑↓ move  ⏎ open  J K scroll runbook  r refresh  ? help  q quit";
+pub const HINTS_PANE: &str = "↑↓ pick a § reference  ⏎ open it  J K PgUp PgDn scroll  Esc back";
 pub const HINTS_READ_ONLY: &str =
     "1-6 screens  ↑↓ move  ⏎ open  / search  : command  ? help  q quit  (read-only)";
 pub const COMMAND_PROMPT: &str = ":";
@@ -84,16 +108,36 @@ pub const LOADING: &str = "loading…";
 // ---- triage ----
 pub const TRIAGE_TREE: &str = "Triage tree";
 pub const TRIAGE_DETAIL: &str = "Verdict and runbook";
+pub const TRIAGE_DETAIL_FOCUSED: &str = "Runbook";
 pub const NO_SECTION: &str = "No runbook section: this verdict is informational.";
 pub const EXTENDING: &str =
     "See docs/extending.md: registering runtimes and tools (no troubleshooting section).";
 pub const RUNBOOK_MISSING: &str = "The runbook text was not embedded in this build.";
 
-pub fn start_with(title: &str, section: Option<&str>) -> String {
-    match section {
-        Some(section) => format!("Start with: {title} ({section})"),
-        None => format!("Start with: {title}"),
-    }
+/// `headline` is the report's own `start_with` (the verdict's title and section).
+pub fn start_with(headline: &str) -> String {
+    format!("Start with: {headline}")
+}
+
+pub fn stale_answers(clock: &str, age: &str) -> String {
+    format!("stale: the service is not answering; these are its answers of {clock} ({age} ago)")
+}
+
+pub fn stale_list(error: &str) -> String {
+    format!("stale: the last fetch failed ({error}); the list is the one before it")
+}
+
+pub const PANE_FOCUSED: &str = "Esc back";
+
+/// `§ 1.2 › § 2.4 (Esc goes back)`: how the pane got to the section it shows.
+pub fn opened_trail(from: Option<&str>, opened: &[String]) -> String {
+    let mut trail: Vec<String> = from.map(str::to_string).into_iter().collect();
+    trail.extend(opened.iter().map(|number| format!("§ {number}")));
+    format!("{} (Esc goes back)", trail.join(" › "))
+}
+/// `12-29/40`: the rows of the pane's text on screen.
+pub fn pane_position(first: u16, last: u16, total: u16) -> String {
+    format!("{first}-{last}/{total}")
 }
 
 pub fn runbook_heading(number: &str, title: &str) -> String {
@@ -293,6 +337,9 @@ pub fn cancel_done(run_id: &str, status: &str) -> String {
 pub fn cancel_failed(run_id: &str, reason: &str) -> String {
     format!("cancel of run {run_id} failed: {reason}")
 }
+pub fn local_key(url: &str, key: &str) -> String {
+    format!("local server {url}; its admin key: {key} (L shows it again)")
+}
 pub fn refreshed() -> String {
     "refresh requested".into()
 }
@@ -306,8 +353,8 @@ pub const HELP_NEXT_SCREEN: &str = "next / previous screen";
 pub const HELP_MOVE: &str = "move the selection";
 pub const HELP_PAGE: &str = "move a page";
 pub const HELP_TOP_BOTTOM: &str = "first / last row";
-pub const HELP_ENTER: &str = "open: a verdict; a run, then trace → checkpoints → audit";
-pub const HELP_BACK: &str = "close a verdict; go back up the drill-down";
+pub const HELP_ENTER: &str = "open: a verdict (a finding: its runbook, § refs); a run";
+pub const HELP_BACK: &str = "close a verdict or a § section; go back up the drill-down";
 pub const HELP_SEARCH: &str = "search the runs list (⏎ keeps it, Esc clears it)";
 pub const HELP_STATUS: &str = "cycle the runs status filter";
 pub const HELP_COMMAND: &str = "command line, then one of:";
@@ -320,6 +367,7 @@ pub const HELP_COPY: &str = "copy the selected id (OSC 52 clipboard)";
 pub const HELP_CANCEL: &str = "cancel the selected run (asks; needs runs:write)";
 pub const HELP_LOG: &str = "show the action log";
 pub const HELP_HELP: &str = "this help";
+pub const HELP_SCROLL: &str = "scroll the verdict and runbook pane (Triage)";
 pub const HELP_QUIT: &str = "quit (the terminal is restored)";
 pub const HELP_CONFIRM: &str = "in a confirmation: yes / no";
 pub const HELP_TEXT: &str = "in the : or / line: erase, run, cancel";

@@ -1,5 +1,5 @@
 //! Stuck-run detection for the Queue screen, run by run (DESIGN.md § 5, stage 3), with the same
-//! thresholds as the triage tree (`kneo_ops::triage::Thresholds`, set from the command line):
+//! thresholds as the triage tree (`kneo_triage::triage::Thresholds`, set from the command line):
 //!
 //! - queued longer than `queued_max_age` while workers are zero or idle → § 5.1;
 //! - running with an expired lease, or without a checkpoint for longer than `heartbeat` → § 5.3;
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use kneo_client::wire::{HumanTask, Run, RunList};
-use kneo_ops::triage::{Probes, Thresholds, parse_time};
+use kneo_triage::triage::{Probes, Thresholds, parse_time};
 
 use crate::format;
 use crate::strings;

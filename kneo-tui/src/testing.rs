@@ -9,7 +9,7 @@ use kneo_client::wire::{
     ServiceEventList,
 };
 use kneo_client::{CallError, Reply};
-use kneo_ops::triage::Probes;
+use kneo_triage::triage::Probes;
 use serde_json::{Value, json};
 
 use crate::app::{Action, App, DrillData, PollOutcome, Settings, Source, SourceKind};
@@ -74,7 +74,7 @@ fn healthz_ok() -> Reply<HealthBody> {
         200,
         parse(
             json!({"ok": true, "service": "kneo-serv-platform", "version": "0.1.0",
-            "metadata": {"status": "healthy", "commit": "4f2c9e1"}}),
+            "metadata": {"status": "healthy", "commit": "4f2c9e1", "started_at": ago(3600), "instance_id": "inst-1"}}),
         ),
     )
     .with_latency(Duration::from_millis(3))
@@ -193,12 +193,14 @@ fn started_events() -> Value {
 
 /// The probes of one scenario at `observed_at`.
 pub fn probes(scenario: Scenario) -> Probes {
-    match scenario {
+    let mut probes = match scenario {
         Scenario::Healthy => healthy(),
         Scenario::Failing503 => failing_503(),
         Scenario::Down => down(),
         Scenario::StuckQueue => stuck_queue(),
-    }
+    };
+    probes.key_given = true;
+    probes
 }
 
 fn healthy() -> Probes {
@@ -377,7 +379,7 @@ fn stuck_queue() -> Probes {
 
 /// Healthy, except that every route needing a key answers `status` (401 or 403).
 pub fn key_refused(status: u16) -> Probes {
-    let mut probes = healthy();
+    let mut probes = probes(Scenario::Healthy);
     let body = if status == 401 {
         json!({"detail": {"error": "unauthorized", "message": "A valid Kneo service API key is required."}})
     } else {
@@ -397,6 +399,7 @@ pub fn slow() -> Probes {
         method: "GET".into(),
         url: format!("{BASE}{path}"),
         after: Duration::from_secs(3),
+        connected: true,
     };
     let mut probes = Probes::new(
         BASE,

@@ -1,7 +1,7 @@
 //! Colours, or none at all: with `NO_COLOR` set (https://no-color.org) every style keeps only
 //! bold, reverse and dim, so a verdict still stands out on a monochrome terminal.
 
-use kneo_ops::triage::{Health, Level};
+use kneo_triage::triage::{Health, Level};
 use ratatui::style::{Color, Modifier, Style};
 
 /// The styles of one run; `color: false` under `NO_COLOR` or `--no-color`.
@@ -76,7 +76,8 @@ impl Theme {
         match health {
             Some(Health::Healthy) => base.fg(Color::Green),
             Some(Health::Degraded) => base.fg(Color::Yellow),
-            Some(Health::Down) => base.fg(Color::Red),
+            Some(Health::Down | Health::Hung) => base.fg(Color::Red),
+            Some(Health::Unknown) => base.fg(Color::Magenta),
             None => base.fg(Color::Gray),
         }
     }

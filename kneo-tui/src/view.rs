@@ -7,8 +7,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use kneo_client::CallError;
 use kneo_client::wire::{ReadinessCheck, ServiceEvent};
-use kneo_ops::runbook;
-use kneo_ops::triage::{Health, Level, Verdict};
+use kneo_triage::matrix::Store;
+use kneo_triage::runbook;
+use kneo_triage::triage::{Health, Level, Verdict};
 
 use crate::app::{App, DrillLevel, Latest, Mode, Pending, Screen, SourceKind};
 use crate::format;
@@ -24,6 +25,8 @@ pub struct ViewModel {
     pub header: Header,
     pub status: StatusBar,
     pub footer: Footer,
+    /// Above the body when it shows old answers: what they are and how old.
+    pub stale: Option<String>,
     pub body: Body,
     pub overlay: Option<Overlay>,
 }
@@ -40,6 +43,8 @@ pub struct Header {
 pub struct StatusBar {
     pub target: String,
     pub identity: String,
+    /// The identity is the tool's own access problem (no key, key rejected, …).
+    pub access_problem: bool,
     pub refresh: String,
     /// `poll 12 ms ✓`, or the bundle's summary.
     pub poll: String,
@@ -86,6 +91,8 @@ pub enum Body {
 pub struct TreeRow {
     pub depth: usize,
     pub level: Level,
+    /// `✓ ! ✗`, `·` for a note, `–` for what was not judged.
+    pub symbol: &'static str,
     pub title: String,
     pub section: Option<String>,
     /// `Some(open)` for a verdict with children.
@@ -105,11 +112,18 @@ pub struct TriageView {
 #[derive(Debug, Clone)]
 pub struct VerdictDetail {
     pub level: Level,
+    pub symbol: &'static str,
     pub title: String,
     pub detail: String,
     pub section: Option<String>,
     pub runbook_heading: Option<String>,
     pub runbook_text: String,
+    /// Sections opened from `§` references, oldest first (the text shown is the last one's).
+    pub opened: Vec<String>,
+    pub scroll: u16,
+    /// The pane has the keys; `reference` is the picked `§` reference.
+    pub focused: bool,
+    pub reference: usize,
 }
 
 // ---- readiness ----
@@ -259,16 +273,16 @@ pub fn build(app: &App, now: DateTime<Utc>, color: bool) -> ViewModel {
         },
         read_only: app.source.read_only,
     };
-    let body = match &app.latest {
-        None => Body::Waiting(strings::waiting_for_first_poll(&app.source.target)),
-        Some(latest) => match app.screen {
+    let body = match (&app.latest, app.shown()) {
+        (Some(latest), Some((shown, _))) => match app.screen {
             Screen::Triage => Body::Triage(triage(app, latest)),
-            Screen::Readiness => Body::Readiness(readiness(app, latest)),
-            Screen::Queue => Body::Queue(queue(app, latest)),
+            Screen::Readiness => Body::Readiness(readiness(app, shown)),
+            Screen::Queue => Body::Queue(queue(app, shown)),
             Screen::Runs => Body::Runs(runs(app, now)),
-            Screen::Tasks => Body::Tasks(tasks(app, now)),
-            Screen::Events => Body::Events(events(app, now)),
+            Screen::Tasks => Body::Tasks(tasks(app, shown, now)),
+            Screen::Events => Body::Events(events(app, shown, now)),
         },
+        _ => Body::Waiting(strings::waiting_for_first_poll(&app.source.target)),
     };
     ViewModel {
         color,
@@ -276,9 +290,30 @@ pub fn build(app: &App, now: DateTime<Utc>, color: bool) -> ViewModel {
         header,
         status: status_bar(app),
         footer: footer(app),
+        stale: stale(app, now),
         body,
         overlay: overlay(app),
     }
+}
+
+/// What the stale banner says, on screens that show old answers.
+fn stale(app: &App, now: DateTime<Utc>) -> Option<String> {
+    if app.screen == Screen::Triage {
+        return None;
+    }
+    if app.screen == Screen::Runs
+        && let Some(error) = &app.runs.stale
+    {
+        return Some(strings::stale_list(error));
+    }
+    let (shown, stale) = app.shown()?;
+    stale.then(|| {
+        let at = shown.probes.observed_at;
+        strings::stale_answers(
+            &format::clock(at),
+            &format::duration((now - at).to_std().unwrap_or(Duration::ZERO)),
+        )
+    })
 }
 
 fn status_bar(app: &App) -> StatusBar {
@@ -299,9 +334,11 @@ fn status_bar(app: &App) -> StatusBar {
         (_, Some(at)) => strings::status_last_good(&format::clock(at)),
         (_, None) => strings::status_last_good(strings::NEVER),
     };
+    let (identity, access_problem) = identity(app);
     StatusBar {
         target: app.source.target.clone(),
-        identity: identity(app),
+        identity,
+        access_problem,
         refresh,
         poll,
         poll_ok,
@@ -309,20 +346,36 @@ fn status_bar(app: &App) -> StatusBar {
     }
 }
 
-/// Who the key is, as `GET /v1/health` told, or why that is unknown.
-fn identity(app: &App) -> String {
-    if !app.source.has_key {
-        return strings::NO_KEY.into();
-    }
-    let Some(detail) = app
-        .latest
-        .as_ref()
-        .and_then(|l| l.probes.health_detail.as_ref())
-    else {
-        return strings::KEY_UNCHECKED.into();
+/// Who the key is, as `GET /v1/health` told, or the tool's own access problem (its own line of
+/// the status bar: it never sets the header).
+fn identity(app: &App) -> (String, bool) {
+    let Some(latest) = &app.latest else {
+        let text = if app.source.has_key {
+            strings::KEY_UNCHECKED
+        } else {
+            strings::NO_KEY
+        };
+        return (text.into(), false);
     };
-    match &detail.result {
-        Ok(readiness) => {
+    if let Some(problem) = latest.report.access_problems().first() {
+        return (strings::access_problem(&problem.id, &problem.title), true);
+    }
+    let detail = latest.probes.health_detail.as_ref().and_then(|r| r.value());
+    // Without /v1/health (kneo-serv 1.2), a listing read with the key shows the key works.
+    let key_worked = [&latest.probes.queued_runs, &latest.probes.running_runs]
+        .into_iter()
+        .any(|reply| reply.as_ref().is_some_and(|r| r.is_ok()));
+    match (detail, app.source.has_key) {
+        (None, _) if !key_worked => (
+            if app.source.has_key {
+                strings::KEY_UNCHECKED
+            } else {
+                strings::NO_KEY
+            }
+            .into(),
+            false,
+        ),
+        (Some(readiness), _) => {
             let name = readiness
                 .identity
                 .as_ref()
@@ -332,11 +385,15 @@ fn identity(app: &App) -> String {
             let can_write = app
                 .identity_scopes()
                 .is_some_and(|s| s.contains("runs:write"));
-            strings::identity(name, can_write)
+            let text = if name == "anonymous" {
+                strings::AUTH_OFF.to_string()
+            } else {
+                strings::identity(name, can_write)
+            };
+            (text, false)
         }
-        Err(CallError::Status { status: 401, .. }) => strings::KEY_REJECTED.into(),
-        Err(CallError::Status { status: 403, .. }) => strings::KEY_TOO_NARROW.into(),
-        Err(_) => strings::KEY_UNCHECKED.into(),
+        (None, true) => (strings::KEY_ACCEPTED.into(), false),
+        (None, false) => (strings::AUTH_OFF.into(), false),
     }
 }
 
@@ -368,14 +425,18 @@ fn footer(app: &App) -> Footer {
             text: strings::poll_error(&error.to_string()),
         };
     }
+    let hints = if app.pane_focused() {
+        strings::HINTS_PANE
+    } else if app.source.read_only {
+        strings::HINTS_READ_ONLY
+    } else if app.screen == Screen::Triage {
+        strings::HINTS_TRIAGE
+    } else {
+        strings::HINTS
+    };
     Footer {
         kind: FooterKind::Hints,
-        text: if app.source.read_only {
-            strings::HINTS_READ_ONLY
-        } else {
-            strings::HINTS
-        }
-        .to_string(),
+        text: hints.to_string(),
     }
 }
 
@@ -417,28 +478,47 @@ fn triage(app: &App, latest: &Latest) -> TriageView {
         .map(|(depth, verdict)| TreeRow {
             depth: *depth,
             level: verdict.level,
+            symbol: verdict.symbol(),
             title: verdict.title.clone(),
             section: verdict.section_label(),
             expanded: (!verdict.children.is_empty()).then(|| app.is_expanded(verdict)),
             children: verdict.children.len(),
         })
         .collect();
-    let findings = report.findings();
-    let headline = match findings.first() {
-        Some(first) => strings::start_with(&first.title, first.section_label().as_deref()),
+    // The same line `kneo-ops triage` ends with.
+    let headline = match &report.start_with {
+        Some(start) => strings::start_with(start),
         None => strings::ALL_OK.into(),
     };
-    let detail = visible
+    let mut detail = visible
         .get(selected)
         .map(|(_, v)| verdict_detail(v))
         .unwrap_or_else(|| VerdictDetail {
             level: Level::Ok,
+            symbol: " ",
             title: String::new(),
             detail: String::new(),
             section: None,
             runbook_heading: None,
             runbook_text: String::new(),
+            opened: Vec::new(),
+            scroll: 0,
+            focused: false,
+            reference: 0,
         });
+    let pane = &app.triage.pane;
+    detail.scroll = pane.scroll;
+    detail.focused = pane.focused;
+    detail.reference = pane.reference;
+    detail.opened = pane.opened.clone();
+    if let Some(section) = pane
+        .opened
+        .last()
+        .and_then(|number| runbook::section(number))
+    {
+        detail.runbook_heading = Some(strings::runbook_heading(&section.number, &section.title));
+        detail.runbook_text = runbook::reflow_markdown(&section.body);
+    }
     TriageView {
         health: report.health,
         headline,
@@ -452,7 +532,7 @@ fn verdict_detail(verdict: &Verdict) -> VerdictDetail {
     let (heading, text) = match (&verdict.runbook, verdict.section.as_deref()) {
         (Some(section), _) => (
             Some(strings::runbook_heading(&section.number, &section.title)),
-            format::reflow_markdown(&section.fix_steps()),
+            runbook::reflow_markdown(&section.fix_steps()),
         ),
         (None, Some("extending")) => (None, strings::EXTENDING.to_string()),
         (None, Some(_)) if !runbook::is_embedded() => (None, strings::RUNBOOK_MISSING.into()),
@@ -461,11 +541,16 @@ fn verdict_detail(verdict: &Verdict) -> VerdictDetail {
     };
     VerdictDetail {
         level: verdict.level,
+        symbol: verdict.symbol(),
         title: verdict.title.clone(),
         detail: verdict.detail.clone(),
         section: verdict.section_label(),
         runbook_heading: heading,
         runbook_text: text,
+        opened: Vec::new(),
+        scroll: 0,
+        focused: false,
+        reference: 0,
     }
 }
 
@@ -502,12 +587,17 @@ fn readiness(app: &App, latest: &Latest) -> ReadinessView {
             unavailable: Some(strings::readiness_unavailable(&reason)),
         };
     };
-    let rows: Vec<CheckRow> = readiness.checks.iter().map(check_row).collect();
+    let store = Store::of(readiness);
+    let rows: Vec<CheckRow> = readiness
+        .checks
+        .iter()
+        .map(|check| check_row(check, store))
+        .collect();
     let selected = app.readiness_selected.min(rows.len().saturating_sub(1));
     let detail = readiness
         .checks
         .get(selected)
-        .map(check_detail)
+        .map(|check| check_detail(check, store))
         .unwrap_or_default();
     ReadinessView {
         ready: Some(readiness.ready),
@@ -535,33 +625,23 @@ fn short_error(error: Option<&CallError>) -> String {
     }
 }
 
-fn check_section(check: &ReadinessCheck) -> String {
+fn check_section(check: &ReadinessCheck, store: Store) -> String {
     if check.ok {
         return String::new();
     }
-    let section = kneo_server_section(check);
+    let section = matrix_section(check, store);
     match runbook::normalize_number(&section) {
         Some(number) => format!("§ {number}"),
         None => section,
     }
 }
 
-/// The readiness matrix (the server's own mapping, through kneo-ops' verdicts).
-fn kneo_server_section(check: &ReadinessCheck) -> String {
-    check
-        .runbook
-        .clone()
-        .unwrap_or_else(|| match check.name.as_str() {
-            "api" => "1.3".into(),
-            "run_state_store" => "2.2".into(),
-            "continuation_store" => "2".into(),
-            "queue" => "5.1".into(),
-            "providers" | "mcp" => "3.2".into(),
-            _ => "extending".into(),
-        })
+/// The readiness matrix: the same table the triage tree and the server's `runbook` field use.
+fn matrix_section(check: &ReadinessCheck, store: Store) -> String {
+    kneo_triage::matrix::runbook_section(&check.name, check.error.as_deref(), store).to_string()
 }
 
-fn check_row(check: &ReadinessCheck) -> CheckRow {
+fn check_row(check: &ReadinessCheck, store: Store) -> CheckRow {
     let state = if check.ok {
         check_summary(check)
     } else {
@@ -571,7 +651,7 @@ fn check_row(check: &ReadinessCheck) -> CheckRow {
         ok: check.ok,
         name: check.name.clone(),
         state,
-        section: check_section(check),
+        section: check_section(check, store),
         message: if check.ok {
             String::new()
         } else {
@@ -597,7 +677,7 @@ fn check_summary(check: &ReadinessCheck) -> String {
     }
 }
 
-fn check_detail(check: &ReadinessCheck) -> Vec<(String, String)> {
+fn check_detail(check: &ReadinessCheck, store: Store) -> Vec<(String, String)> {
     let mut lines = vec![(strings::LABEL_CHECK.to_string(), check.name.clone())];
     if check.ok {
         lines.push((strings::LABEL_STATE.into(), check_summary(check)));
@@ -616,7 +696,7 @@ fn check_detail(check: &ReadinessCheck) -> Vec<(String, String)> {
         if !missing.is_empty() {
             lines.push((strings::LABEL_MISSING.into(), missing.join(", ")));
         }
-        let section = kneo_server_section(check);
+        let section = matrix_section(check, store);
         let heading = runbook::section(&section)
             .map(|s| strings::runbook_heading(&s.number, &s.title))
             .unwrap_or(section);
@@ -765,7 +845,7 @@ fn runs(app: &App, now: DateTime<Utc>) -> RunsView {
                         let when = event
                             .timestamp
                             .as_deref()
-                            .and_then(kneo_ops::triage::parse_time)
+                            .and_then(kneo_triage::triage::parse_time)
                             .map(format::clock)
                             .unwrap_or_else(|| "--:--:--".into());
                         let what = event
@@ -893,7 +973,7 @@ fn compact_json(value: &serde_json::Value, width: usize) -> String {
 
 // ---- tasks ----
 
-fn tasks(app: &App, now: DateTime<Utc>) -> TasksView {
+fn tasks(app: &App, shown: &Latest, now: DateTime<Utc>) -> TasksView {
     let soon = app.settings.expiring_soon;
     let mut counts = [0usize; 4];
     let rows: Vec<TaskRow> = app
@@ -945,9 +1025,7 @@ fn tasks(app: &App, now: DateTime<Utc>) -> TasksView {
         .collect();
     // Pending counts every open task that is neither escalated nor overdue.
     let summary = strings::tasks_summary(counts[0] + counts[2], counts[1], counts[2], counts[3]);
-    let note = app
-        .latest
-        .as_ref()
+    let note = Some(shown)
         .and_then(|l| l.probes.human_tasks.as_ref())
         .and_then(|r| r.error())
         .map(|e| short_error(Some(e)))
@@ -963,10 +1041,8 @@ fn tasks(app: &App, now: DateTime<Utc>) -> TasksView {
 // ---- events ----
 
 /// The Events timeline, newest first: the service's events and what kneo-tui itself saw.
-pub fn event_items(app: &App) -> Vec<EventItem> {
-    let mut items: Vec<EventItem> = app
-        .latest
-        .as_ref()
+pub fn event_items(app: &App, shown: &Latest) -> Vec<EventItem> {
+    let mut items: Vec<EventItem> = Some(shown)
         .and_then(|l| l.probes.service_events.as_ref())
         .and_then(|r| r.value())
         .map(|list| list.events.iter().map(service_event_item).collect())
@@ -983,7 +1059,7 @@ pub fn event_items(app: &App) -> Vec<EventItem> {
         level: Some(match observed.health {
             Health::Healthy => Level::Ok,
             Health::Degraded => Level::Warn,
-            Health::Down => Level::Fail,
+            Health::Down | Health::Hung | Health::Unknown => Level::Fail,
         }),
         local: true,
     }));
@@ -1057,7 +1133,7 @@ fn service_event_item(event: &ServiceEvent) -> EventItem {
         at: event
             .created_at
             .as_deref()
-            .and_then(kneo_ops::triage::parse_time),
+            .and_then(kneo_triage::triage::parse_time),
         id: event.id.clone(),
         kind: event.event_type.clone(),
         summary,
@@ -1066,8 +1142,8 @@ fn service_event_item(event: &ServiceEvent) -> EventItem {
     }
 }
 
-fn events(app: &App, now: DateTime<Utc>) -> EventsView {
-    let rows: Vec<EventRow> = event_items(app)
+fn events(app: &App, shown: &Latest, now: DateTime<Utc>) -> EventsView {
+    let rows: Vec<EventRow> = event_items(app, shown)
         .into_iter()
         .map(|item| EventRow {
             time: item.at.map(format::stamp).unwrap_or_else(|| "?".into()),
@@ -1081,9 +1157,7 @@ fn events(app: &App, now: DateTime<Utc>) -> EventsView {
             local: item.local,
         })
         .collect();
-    let note = app
-        .latest
-        .as_ref()
+    let note = Some(shown)
         .and_then(|l| l.probes.service_events.as_ref())
         .and_then(|r| r.error())
         .map(|e| short_error(Some(e)))

@@ -63,6 +63,14 @@ pub(crate) fn shared_golden(name: &str) -> PathBuf {
     shared_path(&Path::new("golden").join(name))
 }
 
+/// Overrides the directory of the extended recordings (`kneo-serv-1.2.0-ext`).
+pub use ext::GOLDEN_EXT_DIR_ENV;
+
+/// The directory of the extended recordings (see [`ext::dir`]).
+pub fn ext_dir() -> PathBuf {
+    ext::dir()
+}
+
 /// kneo-serv 1.2.0's own OpenAPI document (`shared/reference/kneo-serv-1.2.0-openapi.json`).
 pub fn reference_openapi() -> Value {
     let path = shared_path(Path::new("reference/kneo-serv-1.2.0-openapi.json"));

@@ -41,6 +41,9 @@ impl Api {
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(60))
+            // Below the server's 10 s idle keep-alive limit, so a pooled connection is not
+            // reused just as the server closes it.
+            .pool_idle_timeout(Duration::from_secs(4))
             .build()
             .unwrap_or_else(|error| panic!("cannot build the test HTTP client: {error}"));
         Api {
@@ -156,5 +159,52 @@ impl Answer {
             text,
             body,
         }
+    }
+}
+
+/// An answer read off a raw TCP exchange: the status line's code, the head, and the body.
+#[derive(Debug, Clone)]
+pub struct RawAnswer {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl RawAnswer {
+    /// The body as JSON (`Null` when it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// Sends `request` as raw bytes on a new connection to `address` (`127.0.0.1:PORT`) and reads
+/// the answer until the server closes the connection (send `Connection: close`), or `limit`:
+/// for requests no HTTP client would send (oversize heads, half-sent requests).
+pub async fn raw_exchange(address: &str, request: &[u8], limit: Duration) -> RawAnswer {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {address}: {e}"));
+        // The server may answer and close before the whole request was written.
+        let _ = stream.write_all(request).await;
+        let mut bytes = Vec::new();
+        let _ = stream.read_to_end(&mut bytes).await;
+        bytes
+    };
+    let bytes = tokio::time::timeout(limit, exchange)
+        .await
+        .unwrap_or_else(|_| panic!("no answer from {address} within {limit:?}"));
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {head:?}"));
+    RawAnswer {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
     }
 }

@@ -6,6 +6,7 @@
 //!
 //! - [`postgres`]: a real PostgreSQL cluster from the machine's own server binaries
 //!   (no Docker), one per test process via [`postgres::shared_cluster`], one database per test.
+//! - [`certificates`]: throwaway CA, server and client certificates (openssl) for TLS tests.
 //! - [`bins`]: paths to the workspace's built binaries, for black-box tests.
 //! - [`golden`]: the recorded request/response pairs of kneo-serv 1.2.0.
 //! - [`shape`]: compares a real JSON response with a golden one by structure, not by value.
@@ -15,6 +16,7 @@
 //! - [`workspace`]: finds the workspace root that the other modules resolve paths from.
 
 pub mod bins;
+pub mod certificates;
 pub mod fixtures;
 pub mod golden;
 pub mod http;

@@ -25,6 +25,8 @@ use std::sync::OnceLock;
 use kneo_process::Watchdog;
 use tempfile::TempDir;
 
+pub use crate::certificates::{CLIENT_CERT_ROLE, TestCertificates};
+
 const MISSING_BINARIES: &str = "PostgreSQL server binaries (initdb, pg_ctl) not found in `pg_config --bindir`, \
      /usr/lib/postgresql/*/bin or PATH; \
      install the `postgresql` package (apt-get install -y postgresql)";
@@ -44,7 +46,14 @@ pub struct PgCluster {
     port: u16,
     bin_dir: PathBuf,
     run_as: RunAs,
+    /// The certificates of a cluster with `ssl=on`.
+    tls: Option<TestCertificates>,
 }
+
+/// The role that logs in with a password over TLS (`scram-sha-256`, so with channel binding).
+pub const SCRAM_ROLE: &str = "kneo_scram";
+/// [`SCRAM_ROLE`]'s password.
+pub const SCRAM_PASSWORD: &str = "scram-test-password-1";
 
 /// Who runs `initdb` and `pg_ctl`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +111,20 @@ impl PgCluster {
     /// Prefer [`shared_cluster`] unless the test needs to [`stop`](Self::stop) the server.
     pub fn start_new() -> PgCluster {
         Self::try_start_new().unwrap_or_else(|message| panic!("{message}"))
+    }
+
+    /// Creates and starts a cluster of its own with `ssl=on`, using fresh [`TestCertificates`].
+    ///
+    /// Over TCP, the superuser is trusted, [`CLIENT_CERT_ROLE`] must present the client
+    /// certificate (`cert`) and [`SCRAM_ROLE`] its password (`scram-sha-256`). With
+    /// `require_tls`, pg_hba.conf has `hostssl` lines only, so a plain connection is refused.
+    pub fn start_with_tls(require_tls: bool) -> PgCluster {
+        Self::try_start_new_with(Some(require_tls)).unwrap_or_else(|message| panic!("{message}"))
+    }
+
+    /// The certificates of a cluster started with [`start_with_tls`](Self::start_with_tls).
+    pub fn certificates(&self) -> Option<&TestCertificates> {
+        self.tls.as_ref()
     }
 
     /// The TCP port the server listens on; it stays the same across `stop`/`start`.
@@ -188,6 +211,10 @@ impl PgCluster {
     }
 
     fn try_start_new() -> Result<PgCluster, String> {
+        Self::try_start_new_with(None)
+    }
+
+    fn try_start_new_with(require_tls: Option<bool>) -> Result<PgCluster, String> {
         let bin_dir = locate_bin_dir()?;
         let run_as = RunAs::for_current_user();
         let dir = tempfile::Builder::new()
@@ -200,10 +227,50 @@ impl PgCluster {
             port: 0,
             bin_dir,
             run_as,
+            tls: None,
         };
         cluster.init_data_dir()?;
+        if let Some(require_tls) = require_tls {
+            cluster.tls = Some(cluster.set_up_tls(require_tls)?);
+        }
         cluster.start_on_free_port()?;
+        if cluster.tls.is_some() {
+            cluster.psql(
+                &cluster.url("postgres"),
+                &format!(
+                    "CREATE ROLE {CLIENT_CERT_ROLE} LOGIN SUPERUSER; \
+                     CREATE ROLE {SCRAM_ROLE} LOGIN SUPERUSER PASSWORD '{SCRAM_PASSWORD}'"
+                ),
+            );
+        }
         Ok(cluster)
+    }
+
+    /// Writes the certificates and a pg_hba.conf for them; `try_start` turns `ssl` on.
+    fn set_up_tls(&self, require_tls: bool) -> Result<TestCertificates, String> {
+        let certificate_dir = self.dir.path().join("certificates");
+        fs::create_dir(&certificate_dir)
+            .map_err(|error| format!("cannot create {certificate_dir:?}: {error}"))?;
+        let certificates = TestCertificates::generate(&certificate_dir);
+        // The server refuses a key file that is not its own user's.
+        for entry in fs::read_dir(&certificate_dir).map_err(|error| error.to_string())? {
+            let path = entry.map_err(|error| error.to_string())?.path();
+            self.run_as.hand_over(&path)?;
+        }
+        let plain = if require_tls {
+            ""
+        } else {
+            "host all all 127.0.0.1/32 trust\n"
+        };
+        let rules = format!(
+            "local all all trust\n\
+             hostssl all {CLIENT_CERT_ROLE} 127.0.0.1/32 cert\n\
+             hostssl all {SCRAM_ROLE} 127.0.0.1/32 scram-sha-256\n\
+             hostssl all all 127.0.0.1/32 trust\n{plain}"
+        );
+        let hba = self.data_dir().join("pg_hba.conf");
+        fs::write(&hba, rules).map_err(|error| format!("cannot write {hba:?}: {error}"))?;
+        Ok(certificates)
     }
 
     fn init_data_dir(&self) -> Result<(), String> {
@@ -239,13 +306,21 @@ impl PgCluster {
     }
 
     fn try_start(&self) -> Result<(), String> {
-        let options = format!(
+        let mut options = format!(
             "-c listen_addresses={HOST} -p {port} -k '{socket_dir}' -c fsync=off \
              -c synchronous_commit=off -c full_page_writes=off -c autovacuum=off \
              -c max_connections=300",
             port = self.port,
             socket_dir = self.dir.path().display(),
         );
+        if let Some(files) = &self.tls {
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file='{}' -c ssl_key_file='{}' -c ssl_ca_file='{}'",
+                files.server_cert().display(),
+                files.server_key().display(),
+                files.ca_cert().display(),
+            ));
+        }
         let mut command = self.server_command("pg_ctl");
         command
             .arg("-D")

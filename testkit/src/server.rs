@@ -34,6 +34,8 @@ pub struct ServerOptions {
     pub database_url: Option<String>,
     /// Port to bind (0 picks a free one).
     pub port: u16,
+    /// `(soft, hard)` RLIMIT_NOFILE of the server process (set with `prlimit` as it starts).
+    pub open_file_limit: Option<(u64, u64)>,
     /// Also lay out the spec root of the ext recordings ([`fixtures::write_golden_ext_specs`]).
     pub golden_ext_specs: bool,
 }
@@ -41,6 +43,12 @@ pub struct ServerOptions {
 impl ServerOptions {
     pub fn env(mut self, key: &str, value: &str) -> ServerOptions {
         self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Starts the server under this open-file limit instead of the test process's own.
+    pub fn open_file_limit(mut self, soft: u64, hard: u64) -> ServerOptions {
+        self.open_file_limit = Some((soft, hard));
         self
     }
 
@@ -125,7 +133,18 @@ impl KneoServer {
             .unwrap_or_else(|error| {
                 panic!("cannot open the server log {:?}: {error}", self.log_path())
             });
-        let mut command = Command::new(bin_path("kneo"));
+        let mut command = match self.options.open_file_limit {
+            // prlimit sets the limit and then executes kneo in the same process.
+            Some((soft, hard)) => {
+                let mut command = Command::new("prlimit");
+                command
+                    .arg(format!("--nofile={soft}:{hard}"))
+                    .arg("--")
+                    .arg(bin_path("kneo"));
+                command
+            }
+            None => Command::new(bin_path("kneo")),
+        };
         command
             .args([
                 "service",

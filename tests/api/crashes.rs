@@ -54,9 +54,94 @@ async fn data_written_survives_kill_9_and_a_restart() {
 /// a second time: it never completed, and there is at most one per worker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_500_async_runs_loses_nothing_and_repeats_no_completed_step() {
-    const RUNS: usize = 500;
     // specs/counted.yaml: steps `one`, `two` and `three`, each logging its invocation.
-    const STEPS_PER_RUN: usize = 3;
+    kill_9_mid_run(KillCase {
+        spec: "specs/counted.yaml",
+        text: None,
+        runs: 500,
+        steps_per_run: 3,
+        parallel_per_run: 1,
+    })
+    .await;
+}
+
+/// Three participants that log their invocations, for each orchestration type and for a
+/// sequential workflow under guardrails.
+fn workflow_with(workflow: &str, guardrails: &str) -> String {
+    format!(
+        "version: v1
+agent:
+  name: crash-root
+  model: {{provider: dummy, name: m}}
+{guardrails}workflow:
+{workflow}
+components:
+  functions:
+    record: {{implementation: kneo.builtin.record_invocation}}
+"
+    )
+}
+
+const PARTICIPANTS: &str = "  participants:
+    - {id: one,   kind: function, ref: record}
+    - {id: two,   kind: function, ref: record}
+    - {id: three, kind: function, ref: record}";
+
+/// Guardrail, concurrent, handoff and group-chat runs survive `kill -9` like sequential ones:
+/// nothing accepted is lost and no participant or step that completed runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_guardrail_and_orchestration_runs_loses_nothing() {
+    let guarded = workflow_with(
+        "  type: sequential\n  name: guarded\n  steps:\n    - {id: one, kind: function, ref: record}\n    - {id: two, kind: function, ref: record}\n    - {id: three, kind: function, ref: record}",
+        "  guardrails:\n    workflow:\n      - {id: no-secrets, type: keyword, config: {keywords: [secret]}}\n      - {id: loud-x, type: regex, action: warn, config: {patterns: ['x']}}\n",
+    );
+    let concurrent = workflow_with(
+        &format!("  type: concurrent\n  name: fan-out\n{PARTICIPANTS}"),
+        "",
+    );
+    let handoff = workflow_with(
+        &format!(
+            "  type: handoff\n  name: relay\n  selector: {{type: round_robin}}\n{PARTICIPANTS}"
+        ),
+        "",
+    );
+    let group_chat = workflow_with(
+        &format!("  type: group-chat\n  name: chat\n  rounds: 1\n{PARTICIPANTS}"),
+        "",
+    );
+    for (name, text, parallel_per_run) in [
+        ("guarded.yaml", guarded, 1),
+        ("concurrent.yaml", concurrent, 3),
+        ("handoff.yaml", handoff, 1),
+        ("group_chat.yaml", group_chat, 1),
+    ] {
+        kill_9_mid_run(KillCase {
+            spec: name,
+            text: Some(text),
+            runs: 150,
+            steps_per_run: 3,
+            parallel_per_run,
+        })
+        .await;
+    }
+}
+
+/// One kill -9 scenario: a spec whose steps each log their invocation.
+struct KillCase {
+    /// The spec file (under `specs/`) the runs execute.
+    spec: &'static str,
+    /// Its text, when it is not one of the fixtures.
+    text: Option<String>,
+    runs: usize,
+    steps_per_run: usize,
+    /// Steps one run may have in flight at once (a concurrent workflow's participants).
+    parallel_per_run: usize,
+}
+
+/// Submits `case.runs` async runs, kills the server mid-way, restarts it, and checks that every
+/// accepted run completes, that every checkpointed step had run, and that no completed step runs
+/// again.
+async fn kill_9_mid_run(case: KillCase) {
     const WORKERS: usize = 2;
     let log = tempfile::NamedTempFile::new().expect("log");
     let log_path = log.path().to_str().expect("utf-8").to_string();
@@ -64,10 +149,18 @@ async fn kill_9_during_500_async_runs_loses_nothing_and_repeats_no_completed_ste
         .env("KNEO_INVOCATION_LOG", &log_path)
         .env("KNEO_SERV_WORKER_CONCURRENCY", &WORKERS.to_string());
     let mut server = KneoServer::start(options);
+    let spec_path = match &case.text {
+        Some(text) => {
+            crate::write_spec(&server.dir, case.spec, text);
+            format!("specs/{}", case.spec)
+        }
+        None => case.spec.to_string(),
+    };
+    let (runs, steps_per_run) = (case.runs, case.steps_per_run);
     let api = Api::new(&server.url);
-    let body = json!({"spec_path": "specs/counted.yaml", "input": "x", "async_mode": true});
+    let body = json!({"spec_path": spec_path, "input": "x", "async_mode": true});
     // Submitted 32 at a time, so the queue fills much faster than two workers drain it.
-    let submissions = futures_util::stream::iter(0..RUNS).map(|_| {
+    let submissions = futures_util::stream::iter(0..runs).map(|_| {
         let (api, body) = (api.clone(), body.clone());
         async move { api.post("/v1/runs", OPERATOR_KEY, &body).await }
     });
@@ -77,13 +170,13 @@ async fn kill_9_during_500_async_runs_loses_nothing_and_repeats_no_completed_ste
         assert_eq!(answer.status, 202, "{}", answer.text);
         accepted.insert(answer.body["run_id"].as_str().expect("id").to_string());
     }
-    assert_eq!(accepted.len(), RUNS, "every submission created its own run");
+    assert_eq!(accepted.len(), runs, "every submission created its own run");
     // Let the workers complete some steps, then kill the process mid-stream.
     let deadline = Instant::now() + Duration::from_secs(30);
     // Counts whole lines only: a line being appended may be read half-written.
     let logged =
         || std::fs::read_to_string(log.path()).map_or(0, |text| text.matches('\n').count());
-    while logged() < 150 {
+    while logged() < runs * steps_per_run / 10 {
         assert!(Instant::now() < deadline, "the workers never started");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -91,7 +184,7 @@ async fn kill_9_during_500_async_runs_loses_nothing_and_repeats_no_completed_ste
 
     let before_kill = invocations(log.path());
     assert!(
-        before_kill.len() < RUNS * STEPS_PER_RUN,
+        before_kill.len() < runs * steps_per_run,
         "the kill came after every step had run ({} invocations): it must come mid-way",
         before_kill.len()
     );
@@ -108,8 +201,8 @@ async fn kill_9_during_500_async_runs_loses_nothing_and_repeats_no_completed_ste
     );
     let in_flight: HashSet<_> = ran_before_kill.difference(&completed_at_kill).collect();
     assert!(
-        in_flight.len() <= WORKERS,
-        "more steps in flight at the kill than workers: {in_flight:?}"
+        in_flight.len() <= WORKERS * case.parallel_per_run,
+        "{spec_path}: more steps in flight at the kill than workers can run: {in_flight:?}"
     );
 
     server.restart();
@@ -118,10 +211,10 @@ async fn kill_9_during_500_async_runs_loses_nothing_and_repeats_no_completed_ste
         let run = api
             .wait_terminal(id, OPERATOR_KEY, Duration::from_secs(120))
             .await;
-        assert_eq!(run["status"], "completed", "run {id}: {run}");
+        assert_eq!(run["status"], "completed", "{spec_path} run {id}: {run}");
     }
     let listed = api.get("/v1/runs?limit=1", OPERATOR_KEY).await;
-    assert_eq!(listed.body["total"], RUNS, "{}", listed.text);
+    assert_eq!(listed.body["total"], runs, "{}", listed.text);
 
     let all = invocations(log.path());
     assert_eq!(
@@ -147,7 +240,7 @@ async fn kill_9_during_500_async_runs_loses_nothing_and_repeats_no_completed_ste
     let ran: HashSet<_> = ran_before_kill.union(&ran_after_restart).collect();
     assert_eq!(
         ran.len(),
-        RUNS * STEPS_PER_RUN,
+        runs * steps_per_run,
         "every step of every accepted run ran"
     );
     assert!(ran.iter().all(|(run_id, _)| accepted.contains(run_id)));
@@ -334,4 +427,146 @@ fn completed_steps_in_store(dir: &Path) -> HashSet<(String, String)> {
             None => panic!("unexpected sqlite3 output line {line:?}"),
         })
         .collect()
+}
+
+/// `KNEO_OUTAGES` overrides the five Postgres outages of the acceptance line.
+fn outage_count() -> usize {
+    std::env::var("KNEO_OUTAGES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(5)
+}
+
+/// Postgres stopped and started five times while clients keep creating runs (async and sync):
+/// every run the service accepted ends terminal afterwards, well before any lease could hand a
+/// stranded run back (the lease is left at its default 300 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_stopped_and_started_under_load_ends_every_accepted_run() {
+    let cluster = PgCluster::start_new();
+    let url = cluster.create_database();
+    let invocations = tempfile::NamedTempFile::new().expect("an invocation log");
+    let server = KneoServer::start(
+        ServerOptions::default()
+            .postgres(&url)
+            .env("KNEO_SERV_WORKER_CONCURRENCY", "2")
+            .env(
+                "KNEO_INVOCATION_LOG",
+                invocations.path().to_str().expect("utf-8"),
+            ),
+    );
+    let api = Api::new(&server.url);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(4))
+        .build()
+        .expect("an HTTP client");
+    let clients: Vec<_> = (0..8)
+        .map(|client| {
+            let (http, base, stop) = (http.clone(), server.url.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut accepted = Vec::new();
+                let mut refused = 0usize;
+                let mut sequence = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    sequence += 1;
+                    let async_mode = client % 4 != 0;
+                    let body = json!({"spec_path": "specs/counted.yaml", "input": format!("{client}-{sequence}"), "async_mode": async_mode});
+                    let sent = http
+                        .post(format!("{base}/v1/runs"))
+                        .header("authorization", format!("Bearer {OPERATOR_KEY}"))
+                        .json(&body)
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(response) if response.status().is_success() => {
+                            let answer: serde_json::Value =
+                                response.json().await.unwrap_or_default();
+                            if let Some(id) = answer["run_id"].as_str() {
+                                accepted.push(id.to_string());
+                            }
+                        }
+                        Ok(response) => {
+                            let status = response.status().as_u16();
+                            let text = response.text().await.unwrap_or_default();
+                            assert!(
+                                status == 503 || status == 500,
+                                "unexpected {status} during an outage: {text}"
+                            );
+                            refused += 1;
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        Err(_) => refused += 1,
+                    }
+                }
+                (accepted, refused)
+            })
+        })
+        .collect();
+    for _ in 0..outage_count() {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        cluster.stop();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        cluster.start();
+        let back = Instant::now() + Duration::from_secs(50);
+        while api.send("GET", "/readyz", &[], None).await.status != 200 {
+            assert!(
+                Instant::now() < back,
+                "not ready again after Postgres returned"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for client in clients {
+        let (runs, refusals) = client.await.expect("a client");
+        accepted.extend(runs);
+        refused += refusals;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut unfinished: Vec<String> = accepted.clone();
+    while !unfinished.is_empty() {
+        let mut still = Vec::new();
+        for id in &unfinished {
+            let run = api.get(&format!("/v1/runs/{id}"), OPERATOR_KEY).await;
+            let status = run.body["status"].as_str().unwrap_or_default();
+            if !["completed", "failed", "cancelled", "timed_out", "expired"].contains(&status) {
+                still.push(id.clone());
+            }
+        }
+        if !still.is_empty() && Instant::now() > deadline {
+            let id = &still[0];
+            let recovery = api
+                .get(&format!("/v1/runs/{id}/recovery"), OPERATOR_KEY)
+                .await;
+            panic!(
+                "{} of {} accepted runs never ended, e.g. {id}: {}",
+                still.len(),
+                accepted.len(),
+                recovery.text
+            );
+        }
+        unfinished = still;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let completed = api
+        .get("/v1/runs?status=completed&limit=1", OPERATOR_KEY)
+        .await;
+    println!(
+        "kneo-test: {} outages; {} runs accepted, all terminal ({} completed); {refused} requests refused during outages",
+        outage_count(),
+        accepted.len(),
+        completed.body["total"]
+    );
+    assert!(!accepted.is_empty(), "the load got runs accepted");
+    assert_eq!(
+        completed.body["total"],
+        accepted.len(),
+        "every accepted run completed: {}",
+        completed.text
+    );
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use kneo_testkit::bins::bin_path;
 use kneo_testkit::fixtures;
 use kneo_testkit::http::{Answer, Api};
+use kneo_testkit::postgres::PgCluster;
 use kneo_testkit::server::{self, KneoServer, ServerOptions};
 use serde_json::json;
 
@@ -281,5 +282,64 @@ async fn a_missing_continuation_directory_fails_readiness_and_recovers_without_r
         after.body["metadata"]["instance_id"], instance,
         "the service restarted: {}",
         after.text
+    );
+}
+
+/// A Postgres that only takes TLS (testkit's `ssl=on` cluster with a throwaway CA): a certificate
+/// signed by another CA fails readiness as `certificate_invalid`, plain TCP against it as
+/// `tls_failed`, both with runbook § 2.9 and the degraded-start line naming it, and the right CA
+/// with `sslmode=verify-full` makes every check pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_names_postgres_tls_failures_and_passes_over_verify_full() {
+    let cluster = PgCluster::start_with_tls(true);
+    let database = cluster.create_database();
+    let files = cluster
+        .certificates()
+        .expect("a TLS cluster has certificates");
+    let with_ca = |ca: &Path| {
+        format!(
+            "{database}?sslmode=verify-full&sslrootcert={}",
+            ca.display()
+        )
+    };
+    let cases = [
+        (with_ca(&files.other_ca_cert()), "certificate_invalid"),
+        (format!("{database}?sslmode=disable"), "tls_failed"),
+    ];
+    for (url, kind) in cases {
+        let server = KneoServer::start(ServerOptions::default().postgres(&url));
+        let api = Api::new(&server.url);
+        let ready = wait_for(&api, "/readyz", 503, "with a refused TLS session").await;
+        let checks = &ready.body["detail"]["metadata"]["checks"];
+        for name in ["run_state_store", "continuation_store", "queue"] {
+            assert_eq!(checks[name]["error"], kind, "{name}: {}", ready.text);
+            assert_eq!(checks[name]["runbook"], "§ 2.9", "{name}: {}", ready.text);
+        }
+        let log = server.log();
+        let degraded_start = log
+            .lines()
+            .find(|line| line.contains("Postgres is not usable yet; starting degraded"))
+            .unwrap_or_else(|| panic!("no degraded-start line in the log:\n{log}"));
+        assert!(
+            degraded_start.contains(&format!(r#""kind":"{kind}""#))
+                && degraded_start.contains("§ 2.9"),
+            "{degraded_start}"
+        );
+    }
+    // A retention window kneo-serv would act on is not silently ignored: the start names it.
+    let server = KneoServer::start(
+        ServerOptions::default()
+            .postgres(&with_ca(&files.ca_cert()))
+            .env("KNEO_SERV_RETENTION_RUNS_DAYS", "30"),
+    );
+    let api = Api::new(&server.url);
+    let ready = wait_for(&api, "/readyz", 200, "over verify-full with the right CA").await;
+    assert_eq!(ready.body["metadata"]["ready"], true, "{}", ready.text);
+    let log = server.log();
+    assert!(
+        log.lines()
+            .any(|line| line.contains("kneo does not act on them yet")
+                && line.contains("KNEO_SERV_RETENTION_RUNS_DAYS")),
+        "no warning about the unread variable:\n{log}"
     );
 }

@@ -194,7 +194,7 @@ async fn malformed_requests_get_a_4xx_envelope_never_a_5xx() {
         "{}",
         validated.text
     );
-    assert_eq!(validated.body["diagnostics"][1]["code"], "E_SCHEMA");
+    assert_eq!(validated.body["diagnostics"][0]["code"], "E_SCHEMA");
     // The service is still healthy afterwards.
     assert_eq!(api.send("GET", "/readyz", &[], None).await.status, 200);
 }
@@ -336,4 +336,47 @@ async fn oversized_chunked_bodies_are_refused() {
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
     assert!(text.contains("\"max_body_bytes\":1000"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_spec_path_names_the_path_the_root_and_the_section() {
+    let server = KneoServer::start(ServerOptions::default());
+    let api = Api::new(&server.url);
+    let answer = api
+        .post(
+            "/v1/runs",
+            OPERATOR_KEY,
+            &json!({"spec_path": "specs/nope.yaml", "input": "x"}),
+        )
+        .await;
+    assert_eq!(
+        (answer.status, answer.error_code()),
+        (400, Some("invalid_request")),
+        "{}",
+        answer.text
+    );
+    let message = answer.body["detail"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    let root = server.dir.display().to_string();
+    for expected in ["specs/nope.yaml", root.as_str(), "§ 6.4"] {
+        assert!(message.contains(expected), "{expected:?} in {message}");
+    }
+    // A path that climbs out of the root is refused by its shape, as kneo-serv's request model
+    // refuses it (a native 422 on `spec_path`), without naming any path of the host.
+    let confined = api
+        .post(
+            "/v1/runs",
+            OPERATOR_KEY,
+            &json!({"spec_path": "../../etc/passwd", "input": "x"}),
+        )
+        .await;
+    assert_eq!(confined.status, 422, "{}", confined.text);
+    assert_eq!(
+        confined.body["detail"][0]["loc"],
+        json!(["body", "spec_path"]),
+        "{}",
+        confined.text
+    );
+    assert!(!confined.text.contains(&root), "{}", confined.text);
 }

@@ -4,16 +4,23 @@
 // A test target: a failed unwrap fails the test with its message, which is what it should do.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod abandoned;
+mod attack;
 mod cli;
 mod conformance;
+mod connections;
 mod crashes;
 mod degraded;
 mod golden;
 mod golden_routes;
+mod golden_spec_behaviour;
 mod human;
 mod inputs;
+mod overrides;
+mod retries;
 mod runs;
 mod scale;
+mod verdicts;
 
 use std::path::Path;
 

@@ -405,3 +405,74 @@ async fn starts_and_readiness_transitions_are_recorded_as_service_events() {
     assert_eq!(start["details"]["schema_version"], 2);
     assert!(start["host"].as_str().is_some_and(|host| !host.is_empty()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_answers_are_counted_by_route_key_and_tool_and_conflicts_are_audited() {
+    let server = KneoServer::start(ServerOptions::default());
+    let api = Api::new(&server.url);
+    let body = json!({"spec_path": "specs/hello.yaml", "input": "one"});
+    assert_eq!(api.post("/v1/runs", VIEWER_KEY, &body).await.status, 403);
+    assert_eq!(api.post("/v1/runs", VIEWER_KEY, &body).await.status, 403);
+    assert_eq!(
+        api.get("/v1/runs/no-such-run", "not-a-key").await.status,
+        401
+    );
+    let probe = api
+        .send("GET", "/v1/runs", &[("user-agent", "kneo-ops/0.1.0")], None)
+        .await;
+    assert_eq!(probe.status, 401);
+    let idempotent = |input: &str| {
+        let api = api.clone();
+        let body = json!({"spec_path": "specs/hello.yaml", "input": input});
+        async move {
+            api.send(
+                "POST",
+                "/v1/runs",
+                &[
+                    ("authorization", "Bearer opskey123"),
+                    ("idempotency-key", "same-key-1"),
+                ],
+                Some(&body),
+            )
+            .await
+        }
+    };
+    assert_eq!(idempotent("first").await.status, 200);
+    let conflict = idempotent("second").await;
+    assert_eq!(conflict.error_code(), Some("idempotency_key_conflict"));
+
+    let metrics = api.send("GET", "/metrics", &[], None).await.text;
+    for series in [
+        r#"kneo_http_error_answers_total{route="/v1/runs",method="POST",status="403",error="forbidden",key="view",client="other"} 2"#,
+        r#"kneo_http_error_answers_total{route="/v1/runs/{run_id}",method="GET",status="401",error="unauthorized",key="(unknown)",client="other"} 1"#,
+        r#"kneo_http_error_answers_total{route="/v1/runs",method="GET",status="401",error="unauthorized",key="(none)",client="kneo-ops"} 1"#,
+        r#"kneo_http_error_answers_total{route="/v1/runs",method="POST",status="409",error="idempotency_key_conflict",key="ops",client="other"} 1"#,
+    ] {
+        assert!(metrics.contains(series), "no {series} in:\n{metrics}");
+    }
+    assert!(
+        !metrics.contains("viewkey123") && !metrics.contains("not-a-key"),
+        "key names, never keys: {metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE kneo_http_requests_total counter\n"),
+        "the kneo-serv families keep their names and types"
+    );
+
+    let audit = api
+        .get(
+            "/v1/audit-events?event_type=idempotency.conflict",
+            "opskey123",
+        )
+        .await;
+    let events = audit.body["events"].as_array().cloned().unwrap_or_default();
+    assert_eq!(events.len(), 1, "{}", audit.text);
+    assert_eq!(events[0]["actor"], "ops");
+    assert_eq!(events[0]["metadata"]["scope"], "runs:create");
+    assert_eq!(events[0]["metadata"]["error"], "idempotency_key_conflict");
+    assert!(
+        !audit.text.contains("same-key-1"),
+        "the key itself is not recorded: {}",
+        audit.text
+    );
+}

@@ -187,7 +187,7 @@ fn invocations(log: &Path) -> Vec<(String, String)> {
 
 /// A `kneo service worker` process with its own invocation log and its output kept in files;
 /// killed when dropped, pass or fail.
-struct WorkerProcess {
+pub(crate) struct WorkerProcess {
     index: usize,
     child: Child,
     /// The steps this process ran (its `KNEO_INVOCATION_LOG`).
@@ -197,7 +197,12 @@ struct WorkerProcess {
 }
 
 impl WorkerProcess {
-    fn start(database_url: &str, dir: &Path, logs: &Path, index: usize) -> WorkerProcess {
+    pub(crate) fn start(
+        database_url: &str,
+        dir: &Path,
+        logs: &Path,
+        index: usize,
+    ) -> WorkerProcess {
         let invocations = logs.join(format!("worker-{index}-invocations.log"));
         let stdout = logs.join(format!("worker-{index}.stdout"));
         let stderr = logs.join(format!("worker-{index}.stderr"));
@@ -232,7 +237,7 @@ impl WorkerProcess {
     }
 
     /// Waits for the process to announce its workers (`kneo worker: 2 worker(s) claiming runs`).
-    async fn wait_until_claiming(&mut self) {
+    pub(crate) async fn wait_until_claiming(&mut self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let stdout = std::fs::read_to_string(&self.stdout).unwrap_or_default();
@@ -250,7 +255,7 @@ impl WorkerProcess {
         }
     }
 
-    fn assert_running(&mut self) {
+    pub(crate) fn assert_running(&mut self) {
         let state = self.child.try_wait();
         assert!(
             matches!(state, Ok(None)),

@@ -9,6 +9,10 @@
 //! kneo-load --url … --mode async --runs 20000          # queue end to end: accepted → all terminal
 //! kneo-load --url … --mode readyz --seconds 10         # only the /readyz sampler (e.g. a hung store)
 //! ```
+//!
+//! An async load counts its own runs: it is drained when every run it submitted is terminal,
+//! read from those runs, so runs other clients left behind do not change its figure; it reports
+//! `not_terminal` (and exits 1) if some of its runs were still going after `--drain-timeout`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,6 +28,8 @@ struct Options {
     seconds: f64,
     runs: u64,
     spec_path: String,
+    /// Seconds an async load waits for its runs to end before it reports them not terminal.
+    drain_timeout: f64,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -35,6 +41,7 @@ fn parse_options() -> Result<Options, String> {
         seconds: 10.0,
         runs: 10_000,
         spec_path: "specs/hello.yaml".into(),
+        drain_timeout: 300.0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -47,8 +54,9 @@ fn parse_options() -> Result<Options, String> {
             "--seconds" => options.seconds = value()?.parse().map_err(|_| "--seconds takes a number")?,
             "--runs" => options.runs = value()?.parse().map_err(|_| "--runs takes a number")?,
             "--spec-path" => options.spec_path = value()?,
+            "--drain-timeout" => options.drain_timeout = value()?.parse().map_err(|_| "--drain-timeout takes a number")?,
             "--help" | "-h" => {
-                return Err("usage: kneo-load --url URL [--key KEY] [--mode sync|async|readyz] [--concurrency N] [--seconds S] [--runs N] [--spec-path P]".into())
+                return Err("usage: kneo-load --url URL [--key KEY] [--mode sync|async|readyz] [--concurrency N] [--seconds S] [--runs N] [--spec-path P] [--drain-timeout S]".into())
             }
             other => return Err(format!("unknown option {other}; see --help")),
         }
@@ -113,6 +121,7 @@ async fn main() {
     let client = match reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(options.concurrency + 4)
+        .pool_idle_timeout(Duration::from_secs(4))
         .timeout(Duration::from_secs(60))
         .build()
     {
@@ -145,6 +154,9 @@ async fn main() {
         "{}",
         serde_json::to_string_pretty(&report).unwrap_or_default()
     );
+    if report["not_terminal"].as_u64().is_some_and(|n| n > 0) {
+        std::process::exit(1);
+    }
 }
 
 fn create_body(options: &Options, async_mode: bool, index: u64) -> String {
@@ -205,26 +217,23 @@ async fn run_sync(client: &reqwest::Client, options: &Options) -> Value {
     })
 }
 
-/// Submits `runs` async creates, then waits until the queue has drained them all; reports the
-/// end-to-end rate (first submit to last terminal) and checks none was lost.
+/// Submits `runs` async creates, then waits until every run this load submitted is terminal
+/// (read from those runs, not from the service-wide queue gauges, which also count other
+/// clients' runs); reports the end-to-end rate (first submit to last terminal), and how many of
+/// its runs were still not terminal if it gave up after `--drain-timeout` seconds.
 async fn run_async(client: &reqwest::Client, options: &Options) -> Value {
     let started = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
-    let accepted = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..options.concurrency {
-        let (client, next, accepted, errors) = (
-            client.clone(),
-            next.clone(),
-            accepted.clone(),
-            errors.clone(),
-        );
+        let (client, next, errors) = (client.clone(), next.clone(), errors.clone());
         let url = format!("{}/v1/runs", options.url);
         let key = options.key.clone();
         let total = options.runs;
         let body = create_body(options, true, 0);
         tasks.push(tokio::spawn(async move {
+            let mut accepted = Vec::new();
             while next.fetch_add(1, Ordering::Relaxed) < total {
                 let response = client
                     .post(&url)
@@ -235,48 +244,98 @@ async fn run_async(client: &reqwest::Client, options: &Options) -> Value {
                     .await;
                 match response {
                     Ok(response) if response.status().as_u16() == 202 => {
-                        let _ = response.bytes().await;
-                        accepted.fetch_add(1, Ordering::Relaxed);
+                        let answer: Value = response.json().await.unwrap_or_default();
+                        match answer["run_id"].as_str() {
+                            Some(id) => accepted.push(id.to_string()),
+                            None => {
+                                errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
                     }
                     _ => {
                         errors.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
+            accepted
         }));
     }
+    let mut accepted = Vec::new();
     for task in tasks {
-        let _ = task.await;
+        accepted.extend(task.await.unwrap_or_default());
     }
     let submitted_after = started.elapsed().as_secs_f64();
-    // Drained when the queue reports nothing queued or running.
-    loop {
-        let metrics = client.get(format!("{}/metrics", options.url)).send().await;
-        let text = match metrics {
-            Ok(response) => response.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        let gauge = |name: &str| {
-            text.lines()
-                .find(|line| line.starts_with(name) && line[name.len()..].starts_with(' '))
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|value| value.parse::<f64>().ok())
-                .unwrap_or(f64::MAX)
-        };
-        if gauge("kneo_runs_queued") == 0.0 && gauge("kneo_runs_running") == 0.0 {
+    let deadline = Instant::now() + Duration::from_secs_f64(options.drain_timeout);
+    let not_terminal = drain(client, options, &accepted, deadline).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let count = accepted.len();
+    json!({
+        "mode": "async",
+        "concurrency": options.concurrency,
+        "accepted": count,
+        "errors": errors.load(Ordering::Relaxed),
+        "submit_seconds": submitted_after,
+        "drain_seconds": elapsed,
+        "not_terminal": not_terminal,
+        "runs_per_second_end_to_end": if not_terminal == 0 { count as f64 / elapsed } else { 0.0 },
+    })
+}
+
+/// Whether `GET /v1/runs/{id}` shows the run terminal (an unreadable answer counts as not).
+async fn is_terminal(client: &reqwest::Client, options: &Options, run_id: &str) -> bool {
+    let response = client
+        .get(format!("{}/v1/runs/{run_id}", options.url))
+        .header("authorization", format!("Bearer {}", options.key))
+        .send()
+        .await;
+    let Ok(response) = response else {
+        return false;
+    };
+    let run: Value = response.json().await.unwrap_or_default();
+    matches!(
+        run["status"].as_str(),
+        Some("completed" | "failed" | "cancelled" | "timed_out" | "expired")
+    )
+}
+
+/// Waits until every run in `runs` is terminal or `deadline` passes; returns how many are not.
+///
+/// The queue is first in, first out, so the load polls its last run until it ends, then checks
+/// all the others once (in parallel), and polls again only those still going.
+async fn drain(
+    client: &reqwest::Client,
+    options: &Options,
+    runs: &[String],
+    deadline: Instant,
+) -> usize {
+    use futures_util::StreamExt;
+    let Some(last) = runs.last() else {
+        return 0;
+    };
+    while !is_terminal(client, options, last).await {
+        if Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    let accepted = accepted.load(Ordering::Relaxed);
-    json!({
-        "mode": "async",
-        "concurrency": options.concurrency,
-        "accepted": accepted,
-        "errors": errors.load(Ordering::Relaxed),
-        "submit_seconds": submitted_after,
-        "drain_seconds": elapsed,
-        "runs_per_second_end_to_end": accepted as f64 / elapsed,
-    })
+    let mut pending: Vec<String> = runs.to_vec();
+    loop {
+        let checked: Vec<(String, bool)> = futures_util::stream::iter(pending)
+            .map(|id| async move {
+                let done = is_terminal(client, options, &id).await;
+                (id, done)
+            })
+            .buffer_unordered(options.concurrency.max(1))
+            .collect()
+            .await;
+        pending = checked
+            .into_iter()
+            .filter(|(_, done)| !done)
+            .map(|(id, _)| id)
+            .collect();
+        if pending.is_empty() || Instant::now() > deadline {
+            return pending.len();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

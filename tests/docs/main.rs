@@ -25,6 +25,8 @@ use std::path::{Path, PathBuf};
 
 use kneo_testkit::workspace;
 
+mod readme;
+
 /// First components that are a person's home or a checkout location, not a deployment's.
 const DEVELOPMENT_ROOTS: [&str; 4] = ["home", "root", "Users", "work"];
 

@@ -43,6 +43,9 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Bound on a whole call: connect, send, and read the full body.
     pub request_timeout: Duration,
+    /// The `User-Agent` sent: the tools name themselves (`kneo-ops/0.1.0`, `kneo-tui/0.1.0`), so
+    /// the service's answer counters can tell their own probes from other callers.
+    pub user_agent: String,
 }
 
 impl ClientConfig {
@@ -53,7 +56,14 @@ impl ClientConfig {
             auth_scheme: AuthScheme::Bearer,
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(10),
+            user_agent: DEFAULT_USER_AGENT.to_string(),
         }
+    }
+
+    /// Names the calling tool in the `User-Agent` (`kneo-ops/0.1.0`).
+    pub fn user_agent(mut self, agent: impl Into<String>) -> ClientConfig {
+        self.user_agent = agent.into();
+        self
     }
 
     pub fn api_key(mut self, key: Option<String>) -> ClientConfig {
@@ -71,9 +81,13 @@ impl std::fmt::Debug for ClientConfig {
             .field("auth_scheme", &self.auth_scheme)
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
+            .field("user_agent", &self.user_agent)
             .finish()
     }
 }
+
+/// The `User-Agent` of a client that does not name its tool.
+pub const DEFAULT_USER_AGENT: &str = concat!("kneo-client/", env!("CARGO_PKG_VERSION"));
 
 /// Why a client could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -124,7 +138,11 @@ impl Client {
             .no_proxy()
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
-            .user_agent(concat!("kneo-client/", env!("CARGO_PKG_VERSION")))
+            // Below the server's idle keep-alive limit (kneo closes a connection that sends no
+            // request for 10 s by default; kneo-serv's uvicorn after 5 s), so a pooled
+            // connection is not reused just as the server closes it.
+            .pool_idle_timeout(std::time::Duration::from_secs(4))
+            .user_agent(config.user_agent.as_str())
             .build()
             .map_err(|error| ClientError::Build(error_chain(&error)))?;
         let base = config.base_url.trim_end_matches('/').to_string();
@@ -437,6 +455,8 @@ fn classify(method: &str, url: &str, timeout: Duration, error: &reqwest::Error) 
             method,
             url,
             after: timeout,
+            // reqwest marks a timeout while connecting as a connect error too.
+            connected: !error.is_connect(),
         };
     }
     if error.is_builder() {

@@ -193,9 +193,18 @@ async fn an_answer_that_never_comes_is_a_timeout_after_the_configured_bound() {
     .await
     .expect("the client's 300 ms timeout never fired");
     match reply.error() {
-        Some(CallError::Timeout { after, url, .. }) => {
+        Some(CallError::Timeout {
+            after,
+            url,
+            connected,
+            ..
+        }) => {
             assert_eq!(*after, Duration::from_millis(300));
             assert!(url.ends_with("/v1/audit-events"), "{url}");
+            assert!(
+                *connected,
+                "a service that accepted the connection and never answered"
+            );
         }
         other => panic!("expected a timeout, got {other:?}"),
     }

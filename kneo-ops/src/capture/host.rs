@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use super::items::{Collected, Content};
 use super::process::{CommandError, find_on_path, run_command};
-use crate::manifest::ItemStatus;
 use crate::redaction::percent_decode;
+use kneo_triage::manifest::ItemStatus;
 
 fn status_of(error: &CommandError) -> ItemStatus {
     match error {

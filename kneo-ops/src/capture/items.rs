@@ -6,13 +6,19 @@ use chrono::{DateTime, Utc};
 use kneo_client::{CallError, Client, Reply};
 use serde_json::{Map, Value, json};
 
-use crate::manifest::ItemStatus;
+use kneo_triage::manifest::ItemStatus;
 
 /// What an item holds, before redaction.
 #[derive(Debug, Clone)]
 pub(crate) enum Content {
     Json(Value),
     Text(String),
+    /// Bytes the caller already redacted (with what it removed), stored as they are: the
+    /// verdicts, whose runbook text is the tool's own and must not be mangled by the rules.
+    Redacted {
+        bytes: Vec<u8>,
+        counts: crate::redaction::RuleCounts,
+    },
 }
 
 impl Content {
@@ -225,7 +231,7 @@ impl PagedList<'_> {
                 let too_old = self.created_after.is_some_and(|cutoff| {
                     item.get("created_at")
                         .and_then(Value::as_str)
-                        .and_then(crate::triage::parse_time)
+                        .and_then(kneo_triage::triage::parse_time)
                         .is_some_and(|created| created < cutoff)
                 });
                 if too_old {

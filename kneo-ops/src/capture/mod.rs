@@ -33,13 +33,14 @@ use sha2::Digest;
 pub use archive::ArchiveError;
 use items::{Collected, Content, PagedList, from_reply, safe_component};
 
-use crate::manifest::{
+use crate::redaction::{Redactor, RuleCounts};
+use kneo_triage::manifest::{
     self, Item, ItemStatus, Manifest, RecordedOptions, RedactionReport, RuleReport, ServiceInfo,
     Summary, ToolInfo,
 };
-use crate::probe::{self, ProbeOptions};
-use crate::redaction::{Redactor, RuleCounts};
-use crate::triage::{self, Probes, Thresholds};
+use kneo_triage::probe::{self, ProbeOptions};
+use kneo_triage::triage::capabilities::{self, OptionalRoute};
+use kneo_triage::triage::{self, Probes, Thresholds};
 
 /// Time caps per kind of collector (each also bounded by the time left in the budget).
 #[derive(Debug, Clone)]
@@ -84,6 +85,9 @@ pub struct CaptureOptions {
     pub max_bytes: u64,
     /// The service's state directory, for the free-space check.
     pub state_dir: PathBuf,
+    /// Whether `state_dir` was given (`--state-dir`): the default `.kneo` missing from the
+    /// directory the capture runs in only means the check does not apply here.
+    pub state_dir_given: bool,
     pub output: PathBuf,
     /// The `kneo` binary for `spec validate`; found next to this program or on PATH if `None`.
     pub kneo_binary: Option<PathBuf>,
@@ -120,6 +124,7 @@ impl CaptureOptions {
             budget: Duration::from_secs(60),
             max_bytes: 50_000_000,
             state_dir: PathBuf::from(".kneo"),
+            state_dir_given: false,
             output,
             kneo_binary: None,
             thresholds: Thresholds::default(),
@@ -211,7 +216,7 @@ pub async fn capture(
                 Ok(probes) => probes,
                 Err(_) => probes_cut_at_budget(client, created_at),
             };
-        let items = probe_items(&probes, client.has_api_key());
+        let items = probe_items(&probes);
         for item in &items {
             progress.collected(&item.path, item.status, item.duration);
         }
@@ -252,7 +257,8 @@ pub async fn capture(
     preparing.extend(probe_preparing);
     let mut collected = Vec::new();
 
-    let report = triage::evaluate(&probes, &options.thresholds);
+    let (report, report_counts) =
+        redacted_report(&triage::evaluate(&probes, &options.thresholds), &redactor);
     let rendered = triage::render::render_text(
         &report,
         &triage::render::RenderOptions {
@@ -261,13 +267,19 @@ pub async fn capture(
         },
     );
     let triage_source = "kneo-ops triage over the probes of this capture";
-    collected.push(match serde_json::to_value(&report) {
-        Ok(value) => Collected::ok(
-            TRIAGE_ITEMS[0],
-            triage_source,
-            Content::Json(value),
-            Duration::ZERO,
-        ),
+    collected.push(match serde_json::to_vec_pretty(&report) {
+        Ok(mut bytes) => {
+            bytes.push(b'\n');
+            Collected::ok(
+                TRIAGE_ITEMS[0],
+                triage_source,
+                Content::Redacted {
+                    bytes,
+                    counts: report_counts.clone(),
+                },
+                Duration::ZERO,
+            )
+        }
         Err(error) => Collected::failed(
             TRIAGE_ITEMS[0],
             triage_source,
@@ -279,7 +291,10 @@ pub async fn capture(
     collected.push(Collected::ok(
         TRIAGE_ITEMS[1],
         triage_source,
-        Content::Text(rendered),
+        Content::Redacted {
+            bytes: rendered.into_bytes(),
+            counts: report_counts,
+        },
         Duration::ZERO,
     ));
     collected.push(Collected::ok(
@@ -365,17 +380,7 @@ pub async fn capture(
     })
 }
 
-/// Where the probe answers are stored in a bundle (read back by [`crate::bundle::load_probes`]).
-pub mod probe_paths {
-    pub const HEALTHZ: &str = "service/healthz.json";
-    pub const READYZ: &str = "service/readyz.json";
-    pub const HEALTH_DETAIL: &str = "service/health.json";
-    pub const METRICS: &str = "service/metrics.txt";
-    pub const SERVICE_EVENTS: &str = "service/service-events.json";
-    pub const QUEUED_RUNS: &str = "queue/queued-runs.json";
-    pub const RUNNING_RUNS: &str = "queue/running-runs.json";
-    pub const HUMAN_TASKS: &str = "queue/human-tasks.json";
-}
+pub use kneo_triage::manifest::probe_paths;
 
 /// Items derived from the probes, in this order.
 const PROBE_ITEMS: [&str; 8] = [
@@ -450,11 +455,25 @@ fn plan<'a>(
         "files: /proc".into(),
         host::resources(),
     ));
-    collectors.push(one(
-        "host/disk.json".into(),
-        format!("statvfs: {}", options.state_dir.display()),
-        host::disk(&options.state_dir, bound.left()),
-    ));
+    let disk_source = format!("statvfs: {}", options.state_dir.display());
+    if options.state_dir_given || options.state_dir.is_dir() {
+        collectors.push(one(
+            "host/disk.json".into(),
+            disk_source,
+            host::disk(&options.state_dir, bound.left()),
+        ));
+    } else {
+        let reason = format!(
+            "no {} in the directory the capture ran in, so the free-space check does not apply here; \
+             run the capture on the service's host with --state-dir for it",
+            options.state_dir.display()
+        );
+        collectors.push(one(
+            "host/disk.json".into(),
+            disk_source.clone(),
+            async move { Collected::skipped("host/disk.json", disk_source, reason) },
+        ));
+    }
     if let Some(dsn) = options.database_url.as_deref() {
         let bound = cap(caps.postgres);
         collectors.push(one(
@@ -600,7 +619,7 @@ fn plan<'a>(
 }
 
 fn triage_duration(duration: Duration) -> String {
-    crate::triage::human_duration(duration)
+    kneo_triage::triage::human_duration(duration)
 }
 
 /// `kneo` next to this program, else on PATH.
@@ -681,15 +700,13 @@ fn probes_cut_at_budget(client: &Client, observed_at: chrono::DateTime<Utc>) -> 
         method: "GET".into(),
         url: format!("{}/healthz", client.base_url()),
         after: Duration::ZERO,
+        // The probes did not finish within the budget: the service was too slow to answer.
+        connected: true,
     };
     Probes::new(client.base_url(), observed_at, Reply::failed(timeout))
 }
 
-fn probe_items(probes: &Probes, authenticated: bool) -> Vec<Collected> {
-    let skipped = |path: &str, source: &str| Collected::skipped(path, source, NEEDS_KEY);
-    let optional = |path: &str, source: &str, item: Option<Collected>| {
-        item.unwrap_or_else(|| skipped(path, source))
-    };
+fn probe_items(probes: &Probes) -> Vec<Collected> {
     let missing = |path: &str, source: &str| {
         Collected::failed(
             path,
@@ -710,76 +727,92 @@ fn probe_items(probes: &Probes, authenticated: bool) -> Vec<Collected> {
         Some(reply) => from_reply(PROBE_ITEMS[1], "GET /readyz", reply, true, false),
         None => missing(PROBE_ITEMS[1], "GET /readyz"),
     });
-    let detail = probes
-        .health_detail
-        .as_ref()
-        .map(|reply| from_reply(PROBE_ITEMS[2], "GET /v1/health", reply, true, false));
-    items.push(if authenticated {
-        detail.unwrap_or_else(|| missing(PROBE_ITEMS[2], "GET /v1/health"))
-    } else {
-        optional(PROBE_ITEMS[2], "GET /v1/health", detail)
-    });
-    items.push(match &probes.metrics {
-        Some(reply) => from_reply(PROBE_ITEMS[3], "GET /metrics", reply, false, true),
-        None => missing(PROBE_ITEMS[3], "GET /metrics"),
-    });
-    let listings: [(&str, &str, Option<Collected>); 4] = [
+    items.push(optional_item(
+        PROBE_ITEMS[2],
+        "GET /v1/health",
+        probes.health_detail.as_ref(),
+        OptionalRoute::HealthDetail,
+        probes,
+        true,
+        false,
+    ));
+    items.push(optional_item(
+        PROBE_ITEMS[3],
+        "GET /metrics",
+        probes.metrics.as_ref(),
+        OptionalRoute::Metrics,
+        probes,
+        false,
+        true,
+    ));
+    items.push(optional_item(
+        PROBE_ITEMS[4],
+        "GET /v1/service/events?limit=1000",
+        probes.service_events.as_ref(),
+        OptionalRoute::ServiceEvents,
+        probes,
+        false,
+        false,
+    ));
+    for (index, source, reply) in [
+        (5, "GET /v1/runs?status=queued", probes.queued_runs.as_ref()),
         (
-            PROBE_ITEMS[4],
-            "GET /v1/service/events?limit=1000",
-            probes.service_events.as_ref().map(|r| {
-                from_reply(
-                    PROBE_ITEMS[4],
-                    "GET /v1/service/events?limit=1000",
-                    r,
-                    false,
-                    false,
-                )
-            }),
-        ),
-        (
-            PROBE_ITEMS[5],
-            "GET /v1/runs?status=queued",
-            probes.queued_runs.as_ref().map(|r| {
-                from_reply(
-                    PROBE_ITEMS[5],
-                    "GET /v1/runs?status=queued",
-                    r,
-                    false,
-                    false,
-                )
-            }),
-        ),
-        (
-            PROBE_ITEMS[6],
+            6,
             "GET /v1/runs?status=running",
-            probes.running_runs.as_ref().map(|r| {
-                from_reply(
-                    PROBE_ITEMS[6],
-                    "GET /v1/runs?status=running",
-                    r,
-                    false,
-                    false,
-                )
-            }),
+            probes.running_runs.as_ref(),
         ),
-        (
-            PROBE_ITEMS[7],
-            "GET /v1/human-tasks",
-            probes
-                .human_tasks
-                .as_ref()
-                .map(|r| from_reply(PROBE_ITEMS[7], "GET /v1/human-tasks", r, false, false)),
-        ),
-    ];
-    for (path, source, item) in listings {
-        items.push(match (item, authenticated) {
-            (Some(item), _) => item,
-            (None, true) => missing(path, source),
-            (None, false) => skipped(path, source),
+    ] {
+        items.push(match reply {
+            Some(reply) => from_reply(PROBE_ITEMS[index], source, reply, false, false),
+            None => missing(PROBE_ITEMS[index], source),
         });
     }
+    items.push(match &probes.human_tasks {
+        Some(reply) => from_reply(PROBE_ITEMS[7], "GET /v1/human-tasks", reply, false, false),
+        None => missing(PROBE_ITEMS[7], "GET /v1/human-tasks"),
+    });
     items
+}
+
+/// An optional route's item: its answer, or `skipped` when the target does not have the route
+/// (the 404 body is kept, so an offline triage sees the same absence).
+fn optional_item<T>(
+    path: &str,
+    source: &str,
+    reply: Option<&Reply<T>>,
+    route: OptionalRoute,
+    probes: &Probes,
+    evidence: bool,
+    as_text: bool,
+) -> Collected {
+    let Some(reply) = reply else {
+        if probes.known_absent.contains(&route) {
+            return Collected::skipped(
+                path,
+                source,
+                format!(
+                    "the target does not have {} (it answered 404 before)",
+                    route.path()
+                ),
+            );
+        }
+        return Collected::failed(
+            path,
+            source,
+            ItemStatus::Timeout,
+            "cut off at the end of the capture budget",
+            Duration::ZERO,
+        );
+    };
+    let mut item = from_reply(path, source, reply, evidence, as_text);
+    if capabilities::is_absent(reply) {
+        item.status = ItemStatus::Skipped;
+        item.error = Some(format!(
+            "the target does not have {} (HTTP 404): kneo-serv 1.2 has neither /v1/health nor /v1/service/events",
+            route.path()
+        ));
+    }
+    item
 }
 
 /// JSON items larger than this (compact) are stored without indentation.
@@ -917,9 +950,9 @@ fn store(
                 item.status = ItemStatus::Skipped;
                 item.error = Some(format!(
                     "not stored: its {} would pass --max-bytes {} ({} already stored)",
-                    crate::units::format_size(size),
-                    crate::units::format_size(max_bytes),
-                    crate::units::format_size(total)
+                    kneo_triage::units::format_size(size),
+                    kneo_triage::units::format_size(max_bytes),
+                    kneo_triage::units::format_size(total)
                 ));
             } else {
                 note_counts(&mut redaction, &counts, &path);
@@ -959,7 +992,48 @@ fn redact_content(content: Content, redactor: &Redactor) -> (Vec<u8>, RuleCounts
             let (clean, counts) = redactor.redact_text(&text);
             (clean.into_bytes(), counts)
         }
+        Content::Redacted { bytes, counts } => (bytes, counts),
     }
+}
+
+/// The report with what came from the service redacted (titles, details, the target and its
+/// identity) and the runbook text left as the tool embeds it: the runbook's own examples
+/// (`X-Kneo-Api-Key: $KEY`) are not secrets, and a bundle must show the same fix steps.
+fn redacted_report(report: &triage::Report, redactor: &Redactor) -> (triage::Report, RuleCounts) {
+    fn redact_tree(verdict: &mut triage::Verdict, redactor: &Redactor, counts: &mut RuleCounts) {
+        for text in [&mut verdict.title, &mut verdict.detail] {
+            let (clean, found) = redactor.redact_text(text);
+            counts.merge(&found);
+            *text = clean;
+        }
+        for child in &mut verdict.children {
+            redact_tree(child, redactor, counts);
+        }
+    }
+    let mut report = report.clone();
+    let mut counts = RuleCounts::default();
+    for verdict in report
+        .stages
+        .iter_mut()
+        .chain([&mut report.access, &mut report.notes])
+    {
+        redact_tree(verdict, redactor, &mut counts);
+    }
+    let identity = &mut report.service;
+    for text in [
+        Some(&mut report.target),
+        report.start_with.as_mut(),
+        identity.name.as_mut(),
+        identity.version.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let (clean, found) = redactor.redact_text(text);
+        counts.merge(&found);
+        *text = clean;
+    }
+    (report, counts)
 }
 
 fn note_counts(redaction: &mut RedactionTally, counts: &RuleCounts, path: &str) {

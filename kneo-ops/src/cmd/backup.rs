@@ -1,11 +1,12 @@
 //! `kneo-ops backup`: a consistent snapshot of all state into one archive; `backup list` and
 //! `backup prune` for the local archive directory.
 
+use kneo_client::Exit;
 use std::path::PathBuf;
 
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use kneo_ops::archives;
-use kneo_server::backup::{self, BackupOptions};
+use kneo_server::backup::{self, BackupOptions, Family};
 
 use super::store::StoreArgs;
 use super::store_progress::StoreProgress;
@@ -18,7 +19,8 @@ Examples:
   kneo-ops backup prune --backups backups/ --keep 14
 
 The service may keep running: SQLite is copied with its online backup API, Postgres is read in one
-REPEATABLE READ transaction, and continuation files are reconciled with the snapshot.
+REPEATABLE READ transaction, and continuation files are reconciled with the snapshot. The store
+says whose it is (kneo-server's or kneo-serv 1.2's); --from only insists on one.
 Exit codes: 0 written, 1 refused or failed (the reason is printed), 2 bad usage.";
 
 #[derive(Args)]
@@ -31,9 +33,34 @@ pub struct BackupArgs {
     /// The archive to write (.tar.gz); refused if it exists
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Whose store it must be; `auto` takes what the store is
+    #[arg(long, value_enum, default_value_t = SourceFamily::Auto)]
+    pub from: SourceFamily,
     /// Print a JSON summary instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+/// The store a backup expects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SourceFamily {
+    Auto,
+    /// A kneo-server store
+    #[value(name = "kneo-server", alias = "kneo")]
+    KneoServer,
+    /// A kneo-serv 1.2 deployment's store
+    #[value(name = "kneo-serv")]
+    KneoServ,
+}
+
+impl SourceFamily {
+    fn family(self) -> Option<Family> {
+        match self {
+            SourceFamily::Auto => None,
+            SourceFamily::KneoServer => Some(Family::Kneo),
+            SourceFamily::KneoServ => Some(Family::KneoServ),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -57,7 +84,7 @@ pub enum BackupCommand {
     },
 }
 
-pub async fn run(args: BackupArgs) -> u8 {
+pub async fn run(args: BackupArgs) -> Exit {
     match args.command {
         Some(BackupCommand::List { backups, json }) => list(&backups, json),
         Some(BackupCommand::Prune {
@@ -69,17 +96,18 @@ pub async fn run(args: BackupArgs) -> u8 {
     }
 }
 
-async fn create(args: BackupArgs) -> u8 {
+async fn create(args: BackupArgs) -> Exit {
     let Some(output) = args.output else {
         eprintln!("kneo-ops backup: name the archive to write with -o FILE");
-        return 2;
+        return Exit::Usage;
     };
     let location = args.store.location();
     let progress = StoreProgress::new("backup");
-    let result = backup::backup(&location, &output, &BackupOptions::default(), &|step| {
-        progress.show(&step)
-    })
-    .await;
+    let options = BackupOptions {
+        family: args.from.family(),
+        ..BackupOptions::default()
+    };
+    let result = backup::backup(&location, &output, &options, &|step| progress.show(&step)).await;
     progress.finish();
     match result {
         Ok(summary) => {
@@ -101,24 +129,30 @@ async fn create(args: BackupArgs) -> u8 {
                     summary.bytes,
                     summary.sha256
                 );
+                println!(
+                    "store: {} ({}, schema version {})",
+                    location.describe(),
+                    summary.manifest.family.schema().product,
+                    summary.manifest.schema_version
+                );
                 println!("checksum file: {}", summary.sidecar.display());
                 println!("next: kneo-ops verify --deep {}", summary.archive.display());
             }
-            0
+            Exit::Success
         }
         Err(error) => {
             eprintln!("kneo-ops backup: {error}");
-            1
+            Exit::Failed
         }
     }
 }
 
-fn list(directory: &std::path::Path, json: bool) -> u8 {
+fn list(directory: &std::path::Path, json: bool) -> Exit {
     let archives = match archives::list(directory) {
         Ok(archives) => archives,
         Err(message) => {
             eprintln!("kneo-ops backup list: {message}");
-            return 1;
+            return Exit::Failed;
         }
     };
     if json {
@@ -126,7 +160,7 @@ fn list(directory: &std::path::Path, json: bool) -> u8 {
             "{}",
             serde_json::to_string_pretty(&archives).unwrap_or_default()
         );
-        return 0;
+        return Exit::Success;
     }
     if archives.is_empty() {
         println!("no archives in {}", directory.display());
@@ -135,8 +169,9 @@ fn list(directory: &std::path::Path, json: bool) -> u8 {
         match &archive.problem {
             Some(problem) => println!("{}  UNREADABLE: {problem}", archive.path.display()),
             None => println!(
-                "{}  {}  version {}  schema {}  {} runs  {}  {}",
+                "{}  {}  {}  version {}  schema {}  {} runs  {}  {}",
                 archive.path.display(),
+                archive.family.map_or("?", |family| family.as_str()),
                 archive
                     .created_at
                     .map(|at| at.to_rfc3339())
@@ -153,24 +188,37 @@ fn list(directory: &std::path::Path, json: bool) -> u8 {
             ),
         }
     }
-    0
+    Exit::Success
 }
 
-fn prune(directory: &std::path::Path, keep: usize, dry_run: bool) -> u8 {
+fn prune(directory: &std::path::Path, keep: usize, dry_run: bool) -> Exit {
     let archives = match archives::list(directory) {
         Ok(archives) => archives,
         Err(message) => {
             eprintln!("kneo-ops backup prune: {message}");
-            return 1;
+            return Exit::Failed;
         }
     };
-    let doomed = archives::prune_plan(&archives, keep);
+    let archives::PrunePlan { doomed, spared } = archives::prune_plan(&archives, keep);
+    if let Some(spared) = spared {
+        let why = if keep == 0 {
+            "--keep 0 keeps no other; delete it by hand if that is really meant".to_string()
+        } else {
+            format!(
+                "none of the {keep} newest passed verify --deep; verify a newer one to let it go"
+            )
+        };
+        println!(
+            "keeping {} as well: it is the only verified archive ({why})",
+            spared.path.display()
+        );
+    }
     if doomed.is_empty() {
         println!(
             "nothing to prune: {} archive(s), keeping {keep}",
             archives.len()
         );
-        return 0;
+        return Exit::Success;
     }
     let mut failed = false;
     for archive in doomed {
@@ -186,5 +234,5 @@ fn prune(directory: &std::path::Path, keep: usize, dry_run: bool) -> u8 {
             println!("deleted {}", archive.path.display());
         }
     }
-    u8::from(failed)
+    Exit::success_if(!failed)
 }

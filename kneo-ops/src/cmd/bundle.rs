@@ -1,14 +1,16 @@
 //! `kneo-ops bundle`: read capture bundles back.
 
+use kneo_client::Exit;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use kneo_ops::bundle::{self, Inspection};
-use kneo_ops::units::format_size;
+use kneo_triage::bundle::{self, Inspection};
+use kneo_triage::units::format_size;
 
 const INSPECT_EXAMPLES: &str = "\
 Exit codes: 0 intact, 1 damaged (each checksum mismatch, missing, extra or dangerous entry is
-named), 2 unreadable (not a tar.gz, or no readable manifest.json). Nothing is extracted: dangerous
+named), 2 unreadable (not a tar.gz, or no readable manifest.json) or a kneo backup archive
+rather than a bundle (it says so, and that `kneo-ops verify` reads it). Nothing is extracted: dangerous
 entries (absolute paths, `..`, links) are reported, never written.
 
 Examples:
@@ -35,13 +37,25 @@ pub enum BundleCommand {
     },
 }
 
-pub fn run(args: BundleArgs) -> u8 {
+pub fn run(args: BundleArgs) -> Exit {
     match args.command {
         BundleCommand::Inspect { file, json } => inspect(&file, json),
     }
 }
 
-fn inspect(file: &std::path::Path, as_json: bool) -> u8 {
+fn inspect(file: &std::path::Path, as_json: bool) -> Exit {
+    if let Some(reason) =
+        kneo_triage::archive::wrong_kind(file, &kneo_triage::archive::ArchiveKind::Bundle)
+    {
+        if as_json {
+            println!(
+                "{}",
+                serde_json::json!({"intact": false, "kind": "backup", "error": reason})
+            );
+        }
+        eprintln!("kneo-ops bundle inspect: {reason}");
+        return Exit::Usage;
+    }
     let inspection = match bundle::inspect(file) {
         Ok(inspection) => inspection,
         Err(error) => {
@@ -52,7 +66,7 @@ fn inspect(file: &std::path::Path, as_json: bool) -> u8 {
                 );
             }
             eprintln!("kneo-ops bundle inspect: {error}");
-            return 2;
+            return Exit::Usage;
         }
     };
     if as_json {
@@ -66,13 +80,13 @@ fn inspect(file: &std::path::Path, as_json: bool) -> u8 {
             Ok(text) => println!("{text}"),
             Err(error) => {
                 eprintln!("kneo-ops bundle inspect: cannot print JSON: {error}");
-                return 2;
+                return Exit::Usage;
             }
         }
     } else {
         print_human(file, &inspection);
     }
-    if inspection.is_intact() { 0 } else { 1 }
+    Exit::success_if(inspection.is_intact())
 }
 
 fn print_human(file: &std::path::Path, inspection: &Inspection) {

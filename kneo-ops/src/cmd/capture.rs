@@ -1,13 +1,14 @@
 //! `kneo-ops capture`: the escalation bundle.
 
+use kneo_client::Exit;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 use kneo_ops::capture::{self, CaptureOptions, Captured};
-use kneo_ops::manifest::ItemStatus;
 use kneo_ops::redaction::Redactor;
-use kneo_ops::units::{format_size, parse_duration, parse_size};
+use kneo_triage::manifest::ItemStatus;
+use kneo_triage::units::{format_size, parse_duration, parse_size};
 use serde_json::json;
 
 use super::TargetArgs;
@@ -24,8 +25,10 @@ Everything is redacted before it is written: kneo-server's rules, the API key in
 to turn redaction off. manifest.json records every item's status (ok / error / timeout /
 skipped), error, duration, size and sha256, and what redaction removed.
 
-Exit codes: 0 every item ok, 1 bundle written but some items failed (a dead service still
-gives a bundle), 2 the bundle could not be written.
+Exit codes: 0 every item ok or skipped with its reason (it does not apply here, such as
+host/disk.json away from the service's .kneo, or the target lacks the route), 1 bundle written
+but some items failed or timed out (a dead service still gives a bundle), 2 the bundle could
+not be written.
 
 Examples:
   kneo-ops capture -o incident-42.tar.gz
@@ -63,9 +66,9 @@ pub struct CaptureArgs {
     /// Bytes stored before compression; items beyond it are recorded as skipped
     #[arg(long, value_name = "SIZE", default_value = "50MB", value_parser = parse_size)]
     pub max_bytes: u64,
-    /// The service's state directory (for its free disk space)
-    #[arg(long, value_name = "DIR", default_value = ".kneo")]
-    pub state_dir: PathBuf,
+    /// The service's state directory, for its free disk space [default: .kneo, when it exists here]
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// The kneo binary for spec validation [default: next to kneo-ops, else on PATH]
     #[arg(long, value_name = "PATH")]
     pub kneo_bin: Option<PathBuf>,
@@ -74,12 +77,12 @@ pub struct CaptureArgs {
     pub json: bool,
 }
 
-pub async fn run(args: CaptureArgs) -> u8 {
+pub async fn run(args: CaptureArgs) -> Exit {
     let connection = match args.target.connect(Duration::from_secs(10)) {
         Ok(connection) => connection,
         Err(error) => {
             eprintln!("kneo-ops capture: {error:#}");
-            return 2;
+            return Exit::Usage;
         }
     };
     let mut redactor = Redactor::new();
@@ -106,7 +109,10 @@ pub async fn run(args: CaptureArgs) -> u8 {
     options.since = args.since;
     options.budget = args.budget;
     options.max_bytes = args.max_bytes;
-    options.state_dir = args.state_dir;
+    if let Some(state_dir) = args.state_dir {
+        options.state_dir = state_dir;
+        options.state_dir_given = true;
+    }
     options.kneo_binary = args.kneo_bin;
 
     let progress = StderrProgress::new();
@@ -116,7 +122,7 @@ pub async fn run(args: CaptureArgs) -> u8 {
         Ok(captured) => captured,
         Err(error) => {
             eprintln!("kneo-ops capture: the bundle was not written: {error}");
-            return 2;
+            return Exit::Usage;
         }
     };
     if args.json {
@@ -124,10 +130,10 @@ pub async fn run(args: CaptureArgs) -> u8 {
     } else {
         print_human(&captured);
     }
-    if captured.manifest.summary.all_ok() {
-        0
+    if captured.manifest.summary.none_failed() {
+        Exit::Success
     } else {
-        1
+        Exit::Failed
     }
 }
 

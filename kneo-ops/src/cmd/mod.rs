@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod bundle;
 pub mod capture;
+pub mod import;
 mod progress;
 pub mod restore;
 pub mod rollback;
@@ -18,7 +19,7 @@ use clap::Args;
 use kneo_client::profile::{TargetOverrides, resolve_target};
 use kneo_client::{Client, ClientConfig};
 
-use kneo_ops::units::parse_duration;
+use kneo_triage::units::parse_duration;
 
 /// Which service to talk to, and how long to wait for it.
 /// (No `Debug`: it holds the API key.)
@@ -44,6 +45,8 @@ pub struct Connection {
     pub api_key: Option<String>,
     /// The URL as given (it may carry `user:password@`, which must be redacted).
     pub url: String,
+    /// Where the URL came from (`Default` when nothing named one).
+    pub url_source: kneo_client::profile::Source,
 }
 
 impl TargetArgs {
@@ -58,7 +61,10 @@ impl TargetArgs {
         for warning in &target.warnings {
             eprintln!("kneo-ops: warning: {warning}");
         }
-        let mut config = ClientConfig::new(target.url.clone()).api_key(target.api_key.clone());
+        // The name lets the service's answer counters tell the tool's probes from its callers.
+        let mut config = ClientConfig::new(target.url.clone())
+            .api_key(target.api_key.clone())
+            .user_agent(concat!("kneo-ops/", env!("CARGO_PKG_VERSION")));
         config.connect_timeout = self.connect_timeout;
         config.request_timeout = call_timeout;
         let client = Client::new(config)
@@ -67,6 +73,7 @@ impl TargetArgs {
             client,
             api_key: target.api_key,
             url: target.url,
+            url_source: target.url_source,
         })
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use kneo_ops::capture::Progress;
-use kneo_ops::manifest::ItemStatus;
+use kneo_triage::manifest::ItemStatus;
 
 pub enum StderrProgress {
     Bar(ProgressBar),

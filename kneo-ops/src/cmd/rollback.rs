@@ -2,6 +2,7 @@
 //! whether the deploy is the trigger and which verified backup to go back to; then carry it out
 //! step by step, with confirmation and a log.
 
+use kneo_client::Exit;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -81,10 +82,10 @@ pub enum RollbackCommand {
         #[arg(long, value_name = "FILE")]
         log: Option<PathBuf>,
         /// How long the restarted service has to answer /readyz 200
-        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = kneo_ops::units::parse_duration)]
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = kneo_triage::units::parse_duration)]
         ready_timeout: Duration,
         /// How long the stop and start commands may run before they are killed
-        #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = kneo_ops::units::parse_duration)]
+        #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = kneo_triage::units::parse_duration)]
         step_timeout: Duration,
     },
 }
@@ -210,6 +211,7 @@ fn print_plan(plan: &Plan, source: &str) {
         Verdict::NoDeploy { reason }
         | Verdict::NoFailureSinceDeploy { reason }
         | Verdict::DeployNotTheTrigger { reason }
+        | Verdict::DependencyFailure { reason, .. }
         | Verdict::NoBackup { reason } => {
             println!("no rollback: {reason}");
             if plan.backup.is_some() {
@@ -227,7 +229,7 @@ fn service_url(args: &PlanArgs) -> String {
     })
 }
 
-pub async fn run(args: RollbackArgs) -> u8 {
+pub async fn run(args: RollbackArgs) -> Exit {
     match args.command {
         RollbackCommand::Plan(plan_args) => {
             let commands = StepCommands {
@@ -246,11 +248,11 @@ pub async fn run(args: RollbackArgs) -> u8 {
                     } else {
                         print_plan(&plan, &source);
                     }
-                    u8::from(plan.verdict != Verdict::RollBack)
+                    Exit::success_if(plan.verdict == Verdict::RollBack)
                 }
                 Err(message) => {
                     eprintln!("kneo-ops rollback plan: {message}");
-                    1
+                    Exit::Failed
                 }
             }
         }
@@ -276,21 +278,21 @@ pub async fn run(args: RollbackArgs) -> u8 {
                 Ok(found) => found,
                 Err(message) => {
                     eprintln!("kneo-ops rollback run: {message}");
-                    return 1;
+                    return Exit::Failed;
                 }
             };
             print_plan(&plan, &source);
             let Some(backup) = plan.backup.clone() else {
                 eprintln!("kneo-ops rollback run: nothing to roll back to (see above)");
-                return 1;
+                return Exit::Failed;
             };
             if plan.verdict != Verdict::RollBack && !force {
                 eprintln!("kneo-ops rollback run: refused (see above); --force rolls back anyway");
-                return 1;
+                return Exit::Failed;
             }
             if dry_run {
                 println!("dry run: nothing was changed");
-                return 0;
+                return Exit::Success;
             }
             let log_path = log.unwrap_or_else(|| {
                 PathBuf::from(format!(
@@ -305,7 +307,7 @@ pub async fn run(args: RollbackArgs) -> u8 {
                         "kneo-ops rollback run: cannot write the log {}: {error}",
                         log_path.display()
                     );
-                    return 1;
+                    return Exit::Failed;
                 }
             };
             runner.note(&format!(
@@ -347,14 +349,14 @@ pub async fn run(args: RollbackArgs) -> u8 {
                 Ok(()) => {
                     runner.note("rollback done");
                     println!("rollback done; log: {}", log_path.display());
-                    0
+                    Exit::Success
                 }
                 Err(message) => {
                     eprintln!(
                         "kneo-ops rollback run: {message}; log: {}",
                         log_path.display()
                     );
-                    1
+                    Exit::Failed
                 }
             }
         }

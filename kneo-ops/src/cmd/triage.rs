@@ -1,18 +1,24 @@
 //! `kneo-ops triage`: one walk of the triage tree against a live service.
 
+use kneo_client::Exit;
 use std::time::Duration;
 
 use clap::Args;
-use kneo_ops::probe::{self, ProbeOptions};
-use kneo_ops::triage::render::{RenderOptions, render_text};
-use kneo_ops::triage::{self, Thresholds};
-use kneo_ops::units::parse_duration;
+use kneo_triage::probe::{self, ProbeOptions};
+use kneo_triage::triage::render::{RenderOptions, render_text};
+use kneo_triage::triage::{self, Thresholds};
+use kneo_triage::units::parse_duration;
 
 use super::TargetArgs;
 
 const EXAMPLES: &str = "\
-Exit codes: 0 healthy, 1 degraded (the service answers but something is wrong),
-2 down or unreachable (or the target could not be worked out).
+Exit codes (the service's state first, the tool's own access second):
+  0  healthy, and the tool saw everything it asked for
+  1  degraded: the service answers, but something is wrong (or its callers get errors)
+  2  down (connection refused, crashed) or hung (connects, never answers)
+  3  cannot judge: fix the tool's access first (no key, key rejected, a scope lacking,
+     the service not reachable from here, or the target could not be worked out);
+     only when nothing judged so far is wrong with the service
 
 Examples:
   kneo-ops triage
@@ -20,8 +26,9 @@ Examples:
   KNEO_SERV_API_KEY=... kneo-ops triage --json | jq '.stages[] | select(.level != \"ok\")'
   kneo-ops triage --queued-max-age 5m --heartbeat 10m
 
-Without an API key only /healthz, /readyz and /metrics are probed; with one, queued and running
-runs, human tasks, service events and GET /v1/health are read too.";
+Every route triage reads is asked even without a key (a service with auth off answers); the
+answers a key is needed for are then reported as the tool's access, with exit code 3.
+kneo-serv 1.2 has no GET /v1/health and no service events: their absence is a note.";
 
 /// Walk the triage tree once: liveness, readiness, queue and runs, symptoms
 #[derive(Args)]
@@ -44,20 +51,20 @@ pub struct TriageArgs {
     /// A running run without a checkpoint for longer than this is silent (§ 5.3)
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     pub heartbeat: Duration,
-    /// A human task this long past its deadline should have been expired or escalated (§ 8.2)
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    /// A human task this long past its deadline should have been expired or escalated (§ 8.5)
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub blocked_grace: Duration,
-    /// Service events (5xx bursts, restarts) this recent count
+    /// Service events (5xx bursts, starts) and other callers' error answers this recent count
     #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
     pub events_window: Duration,
 }
 
-pub async fn run(args: TriageArgs) -> u8 {
+pub async fn run(args: TriageArgs) -> Exit {
     let connection = match args.target.connect(args.timeout) {
         Ok(connection) => connection,
         Err(error) => {
             eprintln!("kneo-ops triage: {error:#}");
-            return 2;
+            return Exit::CannotJudge;
         }
     };
     let options = ProbeOptions {
@@ -77,7 +84,7 @@ pub async fn run(args: TriageArgs) -> u8 {
             Ok(text) => println!("{text}"),
             Err(error) => {
                 eprintln!("kneo-ops triage: cannot print the verdicts as JSON: {error}");
-                return 2;
+                return Exit::CannotJudge;
             }
         }
     } else {
@@ -91,11 +98,6 @@ pub async fn run(args: TriageArgs) -> u8 {
                 }
             )
         );
-        if !connection.client.has_api_key() {
-            println!(
-                "\n(no API key: runs, human tasks and service events were not read; set KNEO_SERV_API_KEY)"
-            );
-        }
     }
-    report.exit_code()
+    report.exit()
 }

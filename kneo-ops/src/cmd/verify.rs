@@ -1,10 +1,12 @@
 //! `kneo-ops verify`: checks an archive without trusting it; `--deep` restores it into a scratch
 //! store and runs the server's own queries there.
 
+use kneo_client::Exit;
 use std::path::PathBuf;
 
 use clap::Args;
 use kneo_server::backup::{self, ScratchTarget};
+use kneo_triage::archive;
 
 use super::store_progress::StoreProgress;
 
@@ -19,7 +21,9 @@ files, row counts and a parse of every row, a schema version this binary knows. 
 writes <archive>.verified.json, which `kneo-ops rollback plan` looks for.
 Exit codes: 0 ok; 1 failed, each failure named (any damage, down to a file that is not a kneo
 archive at all: not_an_archive); 2 no verdict: the archive cannot be read (missing, permission
-denied, a directory, an I/O error), or --deep cannot use its scratch store or write its record.";
+denied, a directory, an I/O error), or --deep cannot use its scratch store or write its record,
+or the file is an escalation bundle rather than a backup (it says so, and that
+`kneo-ops bundle inspect` reads it).";
 
 #[derive(Args)]
 #[command(after_help = AFTER_HELP)]
@@ -36,7 +40,11 @@ pub struct VerifyArgs {
     pub json: bool,
 }
 
-pub async fn run(args: VerifyArgs) -> u8 {
+pub async fn run(args: VerifyArgs) -> Exit {
+    if let Some(reason) = archive::wrong_kind(&args.archive, &archive::ArchiveKind::Backup) {
+        eprintln!("kneo-ops verify: {reason}");
+        return Exit::Usage;
+    }
     let progress = StoreProgress::new("verify");
     let show = |step: backup::Progress| progress.show(&step);
     let outcome = if args.deep {
@@ -99,19 +107,36 @@ pub async fn run(args: VerifyArgs) -> u8 {
                 if !extra.is_empty() {
                     println!("{extra}");
                 }
+                let manifest = json
+                    .get("manifest")
+                    .or_else(|| json.get("verify").and_then(|verify| verify.get("manifest")))
+                    .filter(|manifest| !manifest.is_null());
+                if let Some(manifest) = manifest {
+                    let family = manifest["family"]
+                        .as_str()
+                        .and_then(backup::Family::parse)
+                        .unwrap_or(backup::Family::Kneo);
+                    println!(
+                        "archive of a {} {} store, schema version {}, taken {}",
+                        family.schema().product,
+                        manifest["source"]["kind"].as_str().unwrap_or("?"),
+                        manifest["schema_version"],
+                        manifest["created_at"].as_str().unwrap_or("?")
+                    );
+                }
                 println!(
                     "{}: {}",
                     args.archive.display(),
                     if ok { "ok" } else { "FAILED" }
                 );
             }
-            if ok { 0 } else { 1 }
+            Exit::success_if(ok)
         }
         // The library reports every problem of a file it could read, not being a kneo archive
         // included; an error means there is no verdict.
         Err(error) => {
             eprintln!("kneo-ops verify: no verdict: {error}");
-            2
+            Exit::Usage
         }
     }
 }

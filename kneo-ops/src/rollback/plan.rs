@@ -4,7 +4,8 @@
 //! The rule of the runbook ("When to roll back"): only when the trouble began right after a
 //! deploy. So the plan finds the deploy (the first start of the running version after a start
 //! of another one), the first failure after it (a readiness turning false, or a burst of 5xx),
-//! and refuses when the service was already failing before the deploy.
+//! and refuses when the service was already failing before the deploy, or when that first
+//! failure is a dependency (a store, a secret, a registry): a rollback does not cure those.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -51,6 +52,14 @@ pub enum Verdict {
     NoFailureSinceDeploy { reason: String },
     /// The service was already failing before the deploy: diagnose instead of rolling back.
     DeployNotTheTrigger { reason: String },
+    /// The first failure after the deploy is a dependency, which the runbook section fixes and a
+    /// rollback does not.
+    DependencyFailure {
+        reason: String,
+        check: String,
+        kind: String,
+        section: String,
+    },
     /// No usable backup from the previous version, taken before the deploy.
     NoBackup { reason: String },
 }
@@ -139,6 +148,31 @@ fn failure(event: &HistoryEvent) -> Option<String> {
     }
 }
 
+/// Checks whose failure is a dependency's (a store, a secret, a registry), not the new version's.
+const DEPENDENCY_CHECKS: [&str; 6] = [
+    "run_state_store",
+    "continuation_store",
+    "providers",
+    "mcp",
+    "tool_registry",
+    "runtime_registry",
+];
+
+/// The failing dependency of a readiness failure: `(check, kind)`. A store whose schema is
+/// newer than the binary is the version's doing (§ 2.7), not a dependency's.
+fn failing_dependency(event: &HistoryEvent) -> Option<(String, String)> {
+    if event.event_type != "readiness.changed"
+        || event.details.get("ready") != Some(&Value::Bool(false))
+    {
+        return None;
+    }
+    let failing = event.details.get("failing")?.as_object()?;
+    DEPENDENCY_CHECKS.iter().find_map(|check| {
+        let kind = failing.get(*check)?.as_str().unwrap_or("failed");
+        (kind != "schema_too_new").then(|| (check.to_string(), kind.to_string()))
+    })
+}
+
 /// Finds the deploy: the first start of the running version after the last start of another.
 pub fn find_deploy(events: &[HistoryEvent]) -> Result<Deploy, String> {
     let starts: Vec<&HistoryEvent> = events.iter().filter(|e| is_start(e)).collect();
@@ -221,14 +255,35 @@ pub fn plan(
     match events
         .iter()
         .filter(|e| e.at >= deploy.at)
-        .find_map(|e| failure(e).map(|what| (e.at, what)))
+        .find_map(|e| failure(e).map(|what| (e, what)))
     {
-        Some((at, what)) => {
+        Some((event, what)) => {
+            let at = event.at;
             plan.first_failure = Some(FailureSeen {
                 at,
                 what,
                 after_deploy_seconds: (at - deploy.at).num_seconds(),
             });
+            if plan.verdict == Verdict::RollBack
+                && let Some((check, kind)) = failing_dependency(event)
+            {
+                let section = kneo_triage::matrix::runbook_section(
+                    &check,
+                    Some(&kind),
+                    kneo_triage::matrix::Store::Unknown,
+                )
+                .to_string();
+                plan.verdict = Verdict::DependencyFailure {
+                    reason: format!(
+                        "the first failure after the deploy is a dependency: {check} failed with {kind} at {}; a rollback \
+                         does not cure a dependency, follow runbook § {section} instead (incident_response.md, \"When to roll back\")",
+                        at.to_rfc3339()
+                    ),
+                    check,
+                    kind,
+                    section,
+                };
+            }
         }
         None if plan.verdict == Verdict::RollBack => {
             plan.verdict = Verdict::NoFailureSinceDeploy {
@@ -431,6 +486,83 @@ mod tests {
             Some("b.tar.gz")
         );
         assert_eq!(plan.steps.len(), 4);
+    }
+
+    #[test]
+    fn a_dependency_failing_after_the_deploy_is_not_a_reason_to_roll_back() {
+        let history = vec![
+            event("service.started", 0, "1.0.0", json!({})),
+            event("service.started", 60, "1.1.0", json!({})),
+            event(
+                "readiness.changed",
+                61,
+                "1.1.0",
+                json!({"ready": false, "failing": {"providers": "missing_secret"}}),
+            ),
+        ];
+        let plan = plan(
+            &history,
+            &[backup("b.tar.gz", 20, "1.0.0", true)],
+            &StepCommands::default(),
+        );
+        match &plan.verdict {
+            Verdict::DependencyFailure {
+                reason,
+                check,
+                kind,
+                section,
+            } => {
+                assert_eq!(
+                    (check.as_str(), kind.as_str(), section.as_str()),
+                    ("providers", "missing_secret", "3.2")
+                );
+                assert!(reason.contains("runbook § 3.2"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(plan.steps.len(), 4, "--force still has the steps");
+
+        for (failing, dependency) in [
+            (json!({"run_state_store": "connection_refused"}), true),
+            (
+                json!({"continuation_store": "not_found", "queue": "timeout"}),
+                true,
+            ),
+            (json!({"mcp": "missing_secret"}), true),
+            (json!({"run_state_store": "schema_too_new"}), false),
+            (json!({"queue": "timeout"}), false),
+        ] {
+            let mut history = history.clone();
+            history[2] = event(
+                "readiness.changed",
+                61,
+                "1.1.0",
+                json!({"ready": false, "failing": failing.clone()}),
+            );
+            let verdict = super::plan(
+                &history,
+                &[backup("b.tar.gz", 20, "1.0.0", true)],
+                &StepCommands::default(),
+            )
+            .verdict;
+            assert_eq!(
+                matches!(verdict, Verdict::DependencyFailure { .. }),
+                dependency,
+                "{failing}: {verdict:?}"
+            );
+        }
+        let mut burst = history.clone();
+        burst[2] = event("http.5xx_burst", 61, "1.1.0", json!({"count": 40}));
+        assert_eq!(
+            super::plan(
+                &burst,
+                &[backup("b.tar.gz", 20, "1.0.0", true)],
+                &StepCommands::default()
+            )
+            .verdict,
+            Verdict::RollBack,
+            "5xx answers that start with the new version are its doing"
+        );
     }
 
     #[test]

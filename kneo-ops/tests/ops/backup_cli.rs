@@ -269,5 +269,110 @@ fn backup_verify_restore_round_trip_with_refusals() {
         "0",
         "--dry-run",
     ]);
-    assert!(text(&pruned).contains("would delete"), "{}", text(&pruned));
+    // The verified archive is kept even with --keep 0, aloud. (Whether broken.tar.gz is
+    // readable enough to be pruned depends on where the flipped byte fell.)
+    let said = text(&pruned);
+    assert!(
+        said.contains("it is the only verified archive")
+            && !said.contains(&format!("would delete {archive_text}\n")),
+        "{said}"
+    );
+}
+
+#[test]
+fn backups_are_private_deep_verify_counts_each_run_once_and_prune_keeps_the_last_verified() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = KneoServer::start(ServerOptions::default());
+    make_runs(&server.url, 2);
+    let blocked: Value = tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("client")
+                .post(format!("{}/v1/runs", server.url))
+                .header("authorization", format!("Bearer {OPERATOR_KEY}"))
+                .json(&json!({"spec_path": "specs/approval.yaml", "input": "a blocked run"}))
+                .send()
+                .await
+                .expect("create")
+                .json()
+                .await
+                .expect("json")
+        });
+    assert_eq!(blocked["status"], "blocked", "{blocked}");
+    let backups = tempfile::tempdir().expect("tempdir");
+    let archive = |name: &str| backups.path().join(name).display().to_string();
+    for name in ["a.tar.gz", "b.tar.gz", "c.tar.gz"] {
+        let made = ops(&[
+            "backup",
+            "--state-dir",
+            &state(&server.dir),
+            "-o",
+            &archive(name),
+        ]);
+        assert!(made.status.success(), "{}", text(&made));
+    }
+    let mode = std::fs::metadata(archive("a.tar.gz"))
+        .expect("archive")
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "archives are written 0600, like bundles"
+    );
+
+    let deep = ops(&["verify", "--deep", &archive("a.tar.gz")]);
+    assert_eq!(deep.status.code(), Some(0), "{}", text(&deep));
+    assert!(
+        text(&deep).contains("3 run(s) read back"),
+        "each of the 3 runs once, the blocked one too: {}",
+        text(&deep)
+    );
+
+    let pruned = ops(&[
+        "backup",
+        "prune",
+        "--backups",
+        &backups.path().display().to_string(),
+        "--keep",
+        "1",
+    ]);
+    assert_eq!(pruned.status.code(), Some(0), "{}", text(&pruned));
+    assert!(
+        text(&pruned).contains("it is the only verified archive"),
+        "{}",
+        text(&pruned)
+    );
+    assert!(
+        std::path::Path::new(&archive("a.tar.gz")).exists(),
+        "the only verified archive stays"
+    );
+    assert!(!std::path::Path::new(&archive("b.tar.gz")).exists());
+    assert!(
+        std::path::Path::new(&archive("c.tar.gz")).exists(),
+        "--keep 1 keeps the newest"
+    );
+
+    // A directory that holds other files but no kneo store is refused like a non-empty store.
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    std::fs::write(elsewhere.path().join("notes.txt"), "mine").expect("write");
+    let refused = ops(&[
+        "restore",
+        &archive("a.tar.gz"),
+        "--state-dir",
+        &elsewhere.path().display().to_string(),
+        "--url",
+        "http://127.0.0.1:9",
+    ]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("1 entries that are not a kneo store, e.g. \"notes.txt\"")
+            && text(&refused).contains("--force"),
+        "{}",
+        text(&refused)
+    );
+    assert!(!elsewhere.path().join("kneo_runs.sqlite").exists());
 }

@@ -138,3 +138,56 @@ fn capture_refuses_to_overwrite_and_exits_2() {
         b"keep"
     );
 }
+
+#[test]
+fn a_bundle_and_a_backup_say_what_they_are_to_the_commands_that_read_the_other() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = small_bundle(dir.path());
+    let server = kneo_testkit::server::KneoServer::start(Default::default());
+    let state_dir = server.dir.join(".kneo").display().to_string();
+    let (made, _) = run_kneo_ops(
+        &["backup", "--state-dir", &state_dir, "-o", "backup.tar.gz"],
+        &[],
+        dir.path(),
+    );
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    drop(server);
+    let bundle = bundle.display().to_string();
+
+    for args in [
+        vec!["verify", bundle.as_str()],
+        vec!["restore", bundle.as_str(), "--state-dir", "restored"],
+    ] {
+        let (output, _) = run_kneo_ops(&args, &[], dir.path());
+        let said = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {said}");
+        assert!(
+            said.contains("is an escalation bundle (kneo-ops capture), not a backup")
+                && said.contains("kneo-ops bundle inspect"),
+            "{args:?}: {said}"
+        );
+        assert!(!said.contains("FAIL"), "{said}");
+    }
+    assert!(
+        !dir.path().join("restored").exists(),
+        "nothing was restored"
+    );
+
+    let (inspected, _) = run_kneo_ops(&["bundle", "inspect", "backup.tar.gz"], &[], dir.path());
+    let said = text(&inspected.stderr);
+    assert_eq!(inspected.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("is a kneo backup archive (kneo-ops backup), not an escalation bundle")
+            && said.contains("kneo-ops verify"),
+        "{said}"
+    );
+
+    let tui = std::process::Command::new(kneo_testkit::bins::bin_path("kneo-tui"))
+        .args(["--bundle", "backup.tar.gz"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run kneo-tui");
+    let said = text(&tui.stderr);
+    assert_eq!(tui.status.code(), Some(2), "{said}");
+    assert!(said.contains("is a kneo backup archive"), "{said}");
+}

@@ -81,20 +81,21 @@ async fn a_hanging_readyz_is_cut_at_the_budget_and_marked_timeout() {
     assert_eq!(
         item(&manifest, "service/health.json")["status"],
         "skipped",
-        "no key: authenticated items are skipped"
+        "a route the target does not have (404) is skipped, not an error"
     );
     let verdicts: serde_json::Value =
         serde_json::from_slice(&files["triage/verdicts.json"]).expect("verdicts");
     assert_eq!(
-        verdicts["health"], "down",
-        "a /readyz timeout is handled like a /healthz timeout"
+        verdicts["health"], "hung",
+        "a /readyz that connects and never answers is a hung service"
     );
-    let (_, probes) = kneo_ops::bundle::load_probes(&dir.path().join("slow.tar.gz"))
+    let (_, probes) = kneo_triage::bundle::load_probes(&dir.path().join("slow.tar.gz"))
         .expect("probes from the bundle");
-    let offline = kneo_ops::triage::evaluate(&probes, &kneo_ops::triage::Thresholds::default());
-    assert_eq!(offline.health, kneo_ops::triage::Health::Down);
+    let offline =
+        kneo_triage::triage::evaluate(&probes, &kneo_triage::triage::Thresholds::default());
+    assert_eq!(offline.health, kneo_triage::triage::Health::Hung);
     assert_eq!(
         offline.stages[1].title,
-        "/readyz: no answer (treat as down)"
+        "/readyz: hung (connects, never answers)"
     );
 }

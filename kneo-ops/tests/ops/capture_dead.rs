@@ -84,12 +84,14 @@ async fn a_stopped_service_still_gives_a_bundle_that_records_each_failure() {
     assert!(manifest["service"].is_null());
 
     // The same tree walks offline from the bundle.
-    let (stored, probes) = kneo_ops::bundle::load_probes(&bundle).expect("probes from the bundle");
-    let offline = kneo_ops::triage::evaluate(&probes, &kneo_ops::triage::Thresholds::default());
+    let (stored, probes) =
+        kneo_triage::bundle::load_probes(&bundle).expect("probes from the bundle");
+    let offline =
+        kneo_triage::triage::evaluate(&probes, &kneo_triage::triage::Thresholds::default());
     assert_eq!(Some(offline.health.as_str()), stored.health.as_deref());
     assert_eq!(
         offline.stages[0].title,
-        "/healthz: process down or unreachable"
+        "/healthz: process down (connection refused)"
     );
 
     let (inspected, _) = run_kneo_ops_async(&["bundle", "inspect", "dead.tar.gz"], &[], &dir).await;

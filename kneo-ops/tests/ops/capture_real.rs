@@ -183,7 +183,23 @@ async fn a_capture_of_a_real_server_holds_every_item_and_verifies() {
         .expect("validate json");
     assert_eq!(validation["output"]["valid"], true);
     let verdicts: Value = serde_json::from_slice(&files["triage/verdicts.json"]).expect("verdicts");
-    assert_eq!(verdicts["health"], "healthy");
+    assert_eq!(
+        verdicts["health"], "degraded",
+        "the refused resume above is a caller's symptom the service counted"
+    );
+    assert_eq!(
+        verdicts["start_with"],
+        "key root got HTTP 409 run_state_conflict on POST /v1/human-tasks/{continuation_id}/resume (§ 8.4)",
+        "the consumer is named by its key's name (KEY is testkit's admin key, root)"
+    );
+    // The runbook's own text is the tool's, not the service's: redaction leaves it whole.
+    let stored = text(&files["triage/verdicts.json"]);
+    assert!(
+        stored.contains("X-Kneo-Api-Key: $KEY") && !stored.contains("[REDACTED]"),
+        "the verdicts keep the runbook's examples:\n{stored}"
+    );
+    let rendered = text(&files["triage/verdicts.txt"]);
+    assert!(!rendered.contains("[REDACTED]"), "{rendered}");
     assert!(text(&files["service/readyz.json"]).contains("run_state_store"));
     assert!(text(&files["service/metrics.txt"]).contains("kneo_worker_count"));
 
@@ -235,8 +251,9 @@ async fn a_capture_of_a_real_server_holds_every_item_and_verifies() {
     assert!(names.contains(&"manifest.json".to_string()));
 
     // The same tree walks offline from the bundle (what kneo-tui --bundle does).
-    let (_, probes) = kneo_ops::bundle::load_probes(&bundle).expect("probes from the bundle");
-    let offline = kneo_ops::triage::evaluate(&probes, &kneo_ops::triage::Thresholds::default());
+    let (_, probes) = kneo_triage::bundle::load_probes(&bundle).expect("probes from the bundle");
+    let offline =
+        kneo_triage::triage::evaluate(&probes, &kneo_triage::triage::Thresholds::default());
     assert_eq!(
         serde_json::to_value(&offline.stages).expect("json"),
         verdicts["stages"],
@@ -260,5 +277,34 @@ async fn a_capture_of_a_real_server_holds_every_item_and_verifies() {
     assert!(
         report.contains(&format!("Intact: {} file(s) match", expected.len())),
         "{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_capture_away_from_the_service_directory_skips_the_disk_check_and_exits_0() {
+    let server = KneoServer::start(ServerOptions::default());
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let (output, _) = run_kneo_ops_async(
+        &["capture", "--url", &server.url, "-o", "away.tar.gz"],
+        &[("KNEO_SERV_API_KEY", KEY)],
+        elsewhere.path(),
+    )
+    .await;
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "an item that does not apply is skipped, not an error\nstdout: {stdout}\nstderr: {}",
+        text(&output.stderr)
+    );
+    assert!(stdout.contains("0 error, 0 timeout, 1 skipped"), "{stdout}");
+    let manifest = manifest(&read_bundle(&elsewhere.path().join("away.tar.gz")));
+    let disk = item(&manifest, "host/disk.json");
+    assert_eq!(disk["status"], "skipped", "{disk}");
+    assert!(
+        disk["error"].as_str().is_some_and(
+            |reason| reason.contains("does not apply here") && reason.contains("--state-dir")
+        ),
+        "{disk}"
     );
 }

@@ -20,7 +20,8 @@ fn every_subcommand_has_help_with_examples() {
         (
             vec!["triage", "--help"],
             vec![
-                "Exit codes: 0 healthy, 1 degraded",
+                "0  healthy",
+                "3  cannot judge: fix the tool's access first",
                 "--json",
                 "--queued-max-age",
                 "Examples:",
@@ -36,6 +37,19 @@ fn every_subcommand_has_help_with_examples() {
                 "Exit codes: 0 every item ok",
                 "Examples:",
             ],
+        ),
+        (
+            vec!["import", "--help"],
+            vec![
+                "--dry-run",
+                "kneo-serv",
+                "Exit codes: 0 imported",
+                "Examples:",
+            ],
+        ),
+        (
+            vec!["backup", "--help"],
+            vec!["--from", "kneo-serv", "Examples:"],
         ),
         (
             vec!["bundle", "inspect", "--help"],

@@ -13,6 +13,7 @@ mod capture_dead;
 mod capture_real;
 mod environment_policies;
 mod help;
+mod kneo_serv_cli;
 mod rollback_drill;
 mod support;
 mod triage_real;

@@ -1,6 +1,6 @@
 //! The rollback drill: run version "N-1", back it up, "upgrade" to a higher version with a newer
-//! migration, break readiness, then `rollback plan` names the backup and `rollback run` brings
-//! the old version back to a green `/readyz`.
+//! migration that is broken in itself, then `rollback plan` names the backup, `rollback run`
+//! brings the old version back to a green `/readyz`, and triage calls it healthy (exit 0).
 
 use std::time::{Duration, Instant};
 
@@ -54,11 +54,11 @@ fn a_failed_upgrade_is_rolled_back_to_the_verified_backup_of_the_previous_versio
     );
     assert!(ops(&["verify", "--deep", &archive]).status.success());
 
-    // The upgrade: the real version, one more migration, and readiness that fails.
+    // The upgrade: the real version, one more migration, and a release broken in itself.
     server.restart_with(&[
         ("KNEO_SERV_DRILL_VERSION", ""),
         ("KNEO_SERV_DRILL_EXTRA_MIGRATION", "true"),
-        ("KNEO_SERV_HEALTH_PROVIDERS", "openai"),
+        ("KNEO_SERV_DRILL_BROKEN_RELEASE", "true"),
     ]);
     let health = get(&url, "/healthz").body;
     assert_ne!(health["version"], OLD_VERSION);
@@ -164,4 +164,16 @@ fn a_failed_upgrade_is_rolled_back_to_the_verified_backup_of_the_previous_versio
             "{step} missing from the log:\n{logged}"
         );
     }
+
+    // The service after the rollback is healthy: the restarts it took are notes.
+    let triaged = std::process::Command::new(bin_path("kneo-ops"))
+        .args(["triage", "--url", &url])
+        .env_remove("KNEO_SERV_URL")
+        .env("KNEO_SERV_API_KEY", kneo_testkit::server::OPERATOR_KEY)
+        .env("KNEO_SERV_PROFILES_PATH", dir.join("no-profiles.json"))
+        .output()
+        .expect("run kneo-ops triage");
+    let report = String::from_utf8_lossy(&triaged.stdout);
+    assert_eq!(triaged.status.code(), Some(0), "{report}");
+    assert!(report.contains("Overall: HEALTHY"), "{report}");
 }

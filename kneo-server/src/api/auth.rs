@@ -115,6 +115,13 @@ pub enum KeyConfigError {
     },
     #[error("entry {position} ({name}) has an empty name or key")]
     Empty { position: usize, name: String },
+    /// A grant that is no scope but holds a colon: most likely the next entries, joined with `,`
+    /// instead of `;`, so it may hold their keys and is never printed.
+    #[error(
+        "entry {position} ({name}) names a grant with a colon that is no scope (not printed: it may hold a key); \
+         are the entries separated by ',' instead of ';'?"
+    )]
+    GrantLooksLikeEntries { position: usize, name: String },
 }
 
 /// Parses `name:key:role_or_scope[,role_or_scope]` entries separated by `;`.
@@ -145,6 +152,12 @@ pub fn parse_api_keys(raw: &str) -> Result<Vec<ApiKey>, KeyConfigError> {
             let granted: Vec<&str> = match role_scopes(grant) {
                 Some(role) => role.to_vec(),
                 None if ALL_SCOPES.contains(&grant) => vec![grant],
+                None if grant.contains(':') => {
+                    return Err(KeyConfigError::GrantLooksLikeEntries {
+                        position,
+                        name: name.to_string(),
+                    });
+                }
                 None => {
                     return Err(KeyConfigError::UnknownGrant {
                         position,
@@ -176,30 +189,32 @@ pub fn find_key<'a>(keys: &'a [ApiKey], presented: &str) -> Option<&'a ApiKey> {
     found
 }
 
-/// The keys a request presented: `X-Kneo-Api-Key` and `Authorization: Bearer …`.
-pub fn presented_keys(headers: &HeaderMap) -> Vec<String> {
-    let mut keys = Vec::new();
-    if let Some(value) = headers.get("x-kneo-api-key").and_then(|v| v.to_str().ok()) {
-        let value = value.trim();
-        if !value.is_empty() {
-            keys.push(value.to_string());
-        }
-    }
+/// The key a request presents: the `Authorization: Bearer …` token when there is one, otherwise
+/// `X-Kneo-Api-Key`.
+///
+/// Only one key is ever tried, so a request cannot offer several and pass with whichever matches.
+/// The Bearer token wins, as in kneo-serv 1.2: an `X-Kneo-Api-Key` beside a Bearer token is not
+/// looked at (a proxy that adds its own Bearer header decides who the caller is).
+pub fn presented_key(headers: &HeaderMap) -> Option<String> {
     let bearer = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().split_once(' '))
         .filter(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
         .map(|(_, token)| token.trim().to_string());
-    keys.extend(bearer);
-    keys
+    bearer.or_else(|| {
+        headers
+            .get("x-kneo-api-key")
+            .and_then(|value| value.to_str().ok())
+            .map(str::trim)
+            .filter(|value| !value.is_empty())
+            .map(str::to_string)
+    })
 }
 
-/// The first presented key that matches a configured one.
+/// The configured key matching the presented one.
 pub fn authenticate<'a>(keys: &'a [ApiKey], headers: &HeaderMap) -> Option<&'a ApiKey> {
-    presented_keys(headers)
-        .iter()
-        .find_map(|presented| find_key(keys, presented))
+    find_key(keys, &presented_key(headers)?)
 }
 
 /// The authenticated caller of a request.
@@ -283,6 +298,32 @@ mod tests {
     }
 
     #[test]
+    fn entries_joined_with_commas_never_echo_a_key() {
+        for raw in [
+            "view:V13WKEY:viewer,ops:S3CRETKEY:operator",
+            "ops:k:operator,ci:CITOKEN:runs:read",
+        ] {
+            let error = parse_api_keys(raw).expect_err("refused");
+            let text = error.to_string();
+            assert!(
+                matches!(
+                    error,
+                    KeyConfigError::GrantLooksLikeEntries { position: 1, .. }
+                ),
+                "{raw}: {error:?}"
+            );
+            for secret in ["S3CRETKEY", "CITOKEN"] {
+                assert!(!text.contains(secret), "{raw}: {text}");
+            }
+            assert!(text.contains("separated by ','"), "{text}");
+        }
+        assert!(
+            parse_api_keys("ci:t:runs:read,runs:write").is_ok(),
+            "scopes hold one colon and stay valid"
+        );
+    }
+
+    #[test]
     fn an_unknown_role_is_refused() {
         let error = parse_api_keys("ops:k:superuser").expect_err("unknown");
         assert!(error.to_string().contains("superuser"));
@@ -297,15 +338,19 @@ mod tests {
     }
 
     #[test]
-    fn both_headers_are_accepted() {
+    fn the_bearer_token_wins_over_x_kneo_api_key() {
         let mut headers = HeaderMap::new();
         headers.insert("authorization", "Bearer tok".parse().expect("header"));
-        assert_eq!(presented_keys(&headers), vec!["tok".to_string()]);
+        assert_eq!(presented_key(&headers), Some("tok".to_string()));
+        headers.insert("x-kneo-api-key", "tok2".parse().expect("header"));
+        assert_eq!(presented_key(&headers), Some("tok".to_string()));
         let mut headers = HeaderMap::new();
         headers.insert("x-kneo-api-key", "tok2".parse().expect("header"));
-        assert_eq!(presented_keys(&headers), vec!["tok2".to_string()]);
+        assert_eq!(presented_key(&headers), Some("tok2".to_string()));
+        headers.insert("authorization", "Basic abc".parse().expect("header"));
+        assert_eq!(presented_key(&headers), Some("tok2".to_string()));
         let mut headers = HeaderMap::new();
         headers.insert("authorization", "Basic abc".parse().expect("header"));
-        assert!(presented_keys(&headers).is_empty());
+        assert_eq!(presented_key(&headers), None);
     }
 }

@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use crate::platform::error::PlatformError;
-use crate::spec::diagnostic::Diagnostic;
 use crate::store::StoreError;
 
 /// One entry of a native 422 validation list.
@@ -184,7 +183,10 @@ impl ApiError {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
-            "The run state store is unavailable; retry shortly (runbook § 2).",
+            // Runs and continuations share this answer: it names no store it cannot be sure of.
+            format!(
+                "A store the service needs is unavailable ({kind}); retry shortly (runbook § 2)."
+            ),
         )
         .with("kind", kind)
         .retry_after(2)
@@ -244,7 +246,7 @@ impl From<PlatformError> for ApiError {
         match error {
             PlatformError::NotFound => ApiError::not_found(),
             PlatformError::InvalidRequest(message) => ApiError::invalid_request(message),
-            PlatformError::SpecInvalid(diagnostics) => spec_invalid(diagnostics),
+            PlatformError::SpecInvalid(diagnostics) => crate::platform::specs::refusal(diagnostics),
             PlatformError::PathConfined { what } => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "spec_path_confined",
@@ -269,22 +271,16 @@ impl From<PlatformError> for ApiError {
 }
 
 /// `400 spec_invalid` carrying the diagnostics (runbook § 6.1).
-pub fn spec_invalid(diagnostics: Vec<Diagnostic>) -> ApiError {
-    let first = diagnostics
-        .iter()
-        .find(|d| d.is_error())
-        .map(|d| format!(" First error: {} at {}: {}", d.code, d.path, d.message))
-        .unwrap_or_default();
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "spec_invalid",
-        format!("The spec is invalid (runbook § 6.1).{first}"),
-    )
-    .with("diagnostics", json!(diagnostics))
-}
+pub use crate::platform::specs::spec_invalid;
+
+/// The envelope's `error` code of an answer, kept in the response's extensions for the access
+/// log and the answer counters ([`crate::answers`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode(pub &'static str);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let code = ErrorCode(self.code());
         let ErrorParts {
             status,
             body,
@@ -307,6 +303,7 @@ impl IntoResponse for ApiError {
             }
         };
         let mut response = (status, Json(body)).into_response();
+        response.extensions_mut().insert(code);
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -2,17 +2,19 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 
 use super::auth::Principal;
 use super::error::ApiError;
-use super::input::{ObjectReader, QueryParams, page_fields, parse_json_object, read_body};
-use super::runs::with_idempotency;
+use super::input::{BodyLimits, ObjectReader, PathId, QueryParams, page_fields, read_json_object};
+use super::lifecycle::run_owned;
+use super::runs::answer;
 use crate::app::AppState;
 use crate::platform::human::{DECISIONS, Decision, TaskFilter};
+use crate::platform::idempotency;
 use crate::store::SortOrder;
 
 pub async fn list(
@@ -93,7 +95,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
-    Path(continuation_id): Path<String>,
+    PathId(continuation_id): PathId,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     principal.require("human:read")?;
@@ -139,26 +141,36 @@ pub async fn resume(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
-    Path(continuation_id): Path<String>,
+    PathId(continuation_id): PathId,
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
     principal.require("human:write")?;
     QueryParams::parse(query.as_deref(), &[])?;
-    let bytes = read_body(body, state.config.limits.max_body_bytes).await?;
-    let fields = parse_json_object(&bytes)?;
+    let fields = read_json_object(&headers, body, BodyLimits::of(&state.config)).await?;
     let mut payload = fields.clone();
     payload.insert("continuation_id".into(), json!(continuation_id));
     let decision = read_decision(&state, fields)?;
+    let key = idempotency::key_from(&headers)?;
+    let payload = Value::Object(payload);
     let platform = state.platform.clone();
     let actor = principal.name.clone();
-    with_idempotency(
-        &state,
-        &headers,
-        &principal.name,
-        "human:resume",
-        &Value::Object(payload),
-        || async move { platform.resume(&continuation_id, decision, &actor).await },
-    )
+    run_owned(&state, async move {
+        let worker = platform.clone();
+        platform
+            .idempotently(
+                &principal.name,
+                "human:resume",
+                key,
+                &payload,
+                move |mark| async move {
+                    worker
+                        .resume(&continuation_id, decision, &actor, mark.as_ref())
+                        .await
+                },
+            )
+            .await
+    })
     .await
+    .map(answer)
 }

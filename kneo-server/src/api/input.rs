@@ -9,22 +9,128 @@ use serde_json::{Map, Value, json};
 use super::error::{ApiError, ValidationIssue};
 use crate::store::{LIST_WINDOW, PageQuery, SortOrder};
 
-/// Reads a body up to `max_bytes`; passing the cap (even without a `Content-Length`) is a 413.
-pub async fn read_body(body: Body, max_bytes: usize) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(body, max_bytes)
-        .await
-        .map_err(|error| {
-            // to_bytes reports the cap as a length-limit error somewhere in its source chain.
-            let mut source: Option<&dyn std::error::Error> = Some(&error);
-            while let Some(current) = source {
-                if current.to_string().contains("length limit") {
-                    return ApiError::payload_too_large(max_bytes);
-                }
-                source = current.source();
-            }
-            ApiError::invalid_request(format!("The request body could not be read: {error}"))
-        })
+/// The one id in a route's path (`{run_id}`, `{continuation_id}`).
+///
+/// An id that is not UTF-8 after percent-decoding, or holds a NUL, names nothing that can exist:
+/// it is `404 not_found` in the envelope, as kneo-serv answers, and never reaches the store
+/// (Postgres refuses NUL in text).
+pub struct PathId(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(id) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::not_found())?;
+        if id.contains('\0') {
+            return Err(ApiError::not_found());
+        }
+        Ok(PathId(id))
+    }
 }
+
+/// How a body is read: at most `max_bytes`, with no pause between two pieces longer than
+/// `idle` (a client that stops sending half-way gets `408 request_timeout`, not a held task).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub max_bytes: usize,
+    pub idle: std::time::Duration,
+}
+
+impl BodyLimits {
+    pub fn of(config: &crate::config::Config) -> BodyLimits {
+        BodyLimits {
+            max_bytes: config.limits.max_body_bytes,
+            idle: config.http_header_read_timeout,
+        }
+    }
+}
+
+/// Reads a body within `limits`; passing the cap (even without a `Content-Length`) is a 413.
+pub async fn read_body(body: Body, limits: BodyLimits) -> Result<axum::body::Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut bytes: Vec<u8> = Vec::new();
+    loop {
+        let frame = match tokio::time::timeout(limits.idle, body.frame()).await {
+            Err(_) => {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    format!(
+                        "The request body stopped arriving for {} s (KNEO_SERV_HTTP_HEADER_READ_TIMEOUT_SECONDS); send it whole and promptly.",
+                        limits.idle.as_secs_f64()
+                    ),
+                ));
+            }
+            Ok(None) => return Ok(axum::body::Bytes::from(bytes)),
+            Ok(Some(Err(error))) => {
+                return Err(ApiError::invalid_request(format!(
+                    "The request body could not be read: {error}"
+                )));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Some(data) = frame.data_ref() {
+            if bytes.len() + data.len() > limits.max_bytes {
+                return Err(ApiError::payload_too_large(limits.max_bytes));
+            }
+            bytes.extend_from_slice(data);
+        }
+    }
+}
+
+/// Reads a JSON object body: up to `max_bytes`, sent as JSON (`application/json` or
+/// `application/*+json`), parsed strictly.
+///
+/// A body with any other content type (text, a form, multipart, or none) is not read as JSON,
+/// as kneo-serv refuses it: the native 422 `model_attributes_type`, with the start of the body.
+pub async fn read_json_object(
+    headers: &axum::http::HeaderMap,
+    body: Body,
+    limits: BodyLimits,
+) -> Result<Map<String, Value>, ApiError> {
+    let bytes = read_body(body, limits).await?;
+    if !bytes.iter().all(u8::is_ascii_whitespace) && !is_json_content_type(headers) {
+        let text = String::from_utf8_lossy(&bytes);
+        let shown: String = text.chars().take(BODY_ECHO_CHARS).collect();
+        return Err(ApiError::validation(vec![ValidationIssue {
+            kind: "model_attributes_type",
+            loc: vec![json!("body")],
+            msg: "Input should be a valid dictionary or object to extract fields from (send the body as Content-Type: application/json)".into(),
+            input: Some(json!(shown)),
+            ctx: None,
+        }]));
+    }
+    parse_json_object(&bytes)
+}
+
+/// How much of a body that is not JSON a 422 shows back.
+const BODY_ECHO_CHARS: usize = 200;
+
+/// `application/json` or `application/<anything>+json`, any case, with or without parameters.
+fn is_json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+    else {
+        return false;
+    };
+    let media_type = value.split(';').next().unwrap_or_default().trim();
+    let Some((kind, subtype)) = media_type.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (subtype.eq_ignore_ascii_case("json") || subtype.to_ascii_lowercase().ends_with("+json"))
+}
+
+/// The message of a native 422 for a string holding a NUL character.
+const NUL_MESSAGE: &str = "String should not contain the NUL character (\\u0000)";
 
 /// Parses a JSON object body; anything else is a native 422.
 pub fn parse_json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
@@ -43,7 +149,7 @@ pub fn parse_json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
             Some(loc) => Err(ApiError::validation(vec![ValidationIssue {
                 kind: "string_pattern_mismatch",
                 loc,
-                msg: "String should not contain the NUL character (\\u0000)".into(),
+                msg: NUL_MESSAGE.into(),
                 input: None,
                 ctx: None,
             }])),
@@ -350,6 +456,15 @@ impl QueryParams {
         unknown.dedup();
         if !unknown.is_empty() {
             return Err(ApiError::unknown_query_parameters(unknown));
+        }
+        // Postgres cannot compare text with a NUL in it, and no id, name or filter holds one.
+        if let Some((name, value)) = pairs.iter().find(|(_, value)| value.contains('\0')) {
+            return Err(Self::issue(
+                name,
+                "string_pattern_mismatch",
+                NUL_MESSAGE.into(),
+                &value.replace('\0', "\\u0000"),
+            ));
         }
         Ok(QueryParams { pairs })
     }

@@ -3,8 +3,14 @@
 //! Handlers are thin: they check the caller's scope, read input strictly and hand over to the
 //! [`crate::platform`]. Errors leave through one envelope ([`error`]).
 //!
+//! **Rule: state-changing work is not owned by the connection.** A handler's future is dropped
+//! when its client disconnects, so nothing that writes may run in it: a handler validates, then
+//! gives the work to [`lifecycle::run_owned`], a task the server owns and graceful shutdown
+//! waits for. The work then ends the same whether the client waits or not ([`lifecycle`]).
+//!
 //! - [`auth`]: keys, roles, scopes; [`error`]: the envelope; [`input`]: strict bodies and queries;
-//!   [`limits`]: the body cap; [`request_log`]: request ids and the access log.
+//!   [`limits`]: head and body caps; [`request_log`]: request ids, the access log, abandoned
+//!   requests; [`lifecycle`]: server-owned work.
 //! - One module per resource: [`health`], [`metrics`], [`runs`] (with [`run_filters`]),
 //!   [`run_inspection`], [`human_tasks`], [`audit`], [`specs`] (with [`spec_request`]),
 //!   [`skills`], [`security`], [`policies`], [`service_events`].
@@ -16,6 +22,7 @@ pub mod error;
 pub mod health;
 pub mod human_tasks;
 pub mod input;
+pub mod lifecycle;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
@@ -61,6 +68,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             limits::body_size_cap,
         ))
+        .layer(axum::middleware::from_fn(limits::request_head_cap))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

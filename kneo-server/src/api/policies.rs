@@ -4,11 +4,12 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
 use super::auth::Principal;
 use super::error::{ApiError, ValidationIssue};
-use super::input::{ObjectReader, QueryParams, parse_json_object, read_body};
+use super::input::{BodyLimits, ObjectReader, QueryParams, read_json_object};
 use super::spec_request::MAX_ENVIRONMENT_CHARS;
 use crate::app::AppState;
 use crate::platform::environment_policy::EnvironmentPolicy;
@@ -42,9 +43,13 @@ fn environment_name(environment: String) -> Result<String, ApiError> {
 }
 
 /// Reads an `EnvironmentPolicyRequest`: the seven fields, each optional, nothing else.
-async fn read_policy(state: &AppState, body: Body) -> Result<EnvironmentPolicy, ApiError> {
-    let bytes = read_body(body, state.config.limits.max_body_bytes).await?;
-    let mut reader = ObjectReader::new(parse_json_object(&bytes)?);
+async fn read_policy(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<EnvironmentPolicy, ApiError> {
+    let fields = read_json_object(headers, body, BodyLimits::of(&state.config)).await?;
+    let mut reader = ObjectReader::new(fields);
     let defaults = EnvironmentPolicy::default();
     let flag = |reader: &mut ObjectReader, name: &str, default: bool| {
         reader.optional_bool(name).unwrap_or(default)
@@ -99,13 +104,14 @@ pub async fn put(
     State(state): State<AppState>,
     principal: Principal,
     Path(environment): Path<String>,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     principal.require("policies:write")?;
     QueryParams::parse(query.as_deref(), &[])?;
     let environment = environment_name(environment)?;
-    let policy = read_policy(&state, body).await?;
+    let policy = read_policy(&state, &headers, body).await?;
     let change = state
         .platform
         .put_environment_policy(&environment, &policy, &principal.name)
@@ -122,13 +128,14 @@ pub async fn preview(
     State(state): State<AppState>,
     principal: Principal,
     Path(environment): Path<String>,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     principal.require("policies:read")?;
     QueryParams::parse(query.as_deref(), &[])?;
     let environment = environment_name(environment)?;
-    let candidate = read_policy(&state, body).await?;
+    let candidate = read_policy(&state, &headers, body).await?;
     let preview = state
         .platform
         .preview_environment_policy(&environment, &candidate)

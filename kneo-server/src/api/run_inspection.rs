@@ -2,19 +2,19 @@
 //! `checkpoints/diff` (all `runs:read`).
 
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use serde_json::{Value, json};
 
 use super::auth::Principal;
 use super::error::ApiError;
-use super::input::QueryParams;
+use super::input::{PathId, QueryParams};
 use crate::app::AppState;
 
 /// `GET /v1/runs/{id}/replay`: a timeline of the run's checkpoints and its replay context.
 pub async fn replay(
     State(state): State<AppState>,
     principal: Principal,
-    Path(run_id): Path<String>,
+    PathId(run_id): PathId,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     principal.require("runs:read")?;
@@ -26,7 +26,7 @@ pub async fn replay(
 pub async fn recovery(
     State(state): State<AppState>,
     principal: Principal,
-    Path(run_id): Path<String>,
+    PathId(run_id): PathId,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     principal.require("runs:read")?;
@@ -38,7 +38,7 @@ pub async fn recovery(
 pub async fn graph(
     State(state): State<AppState>,
     principal: Principal,
-    Path(run_id): Path<String>,
+    PathId(run_id): PathId,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     principal.require("runs:read")?;
@@ -57,7 +57,7 @@ pub async fn graph(
 pub async fn policy_report(
     State(state): State<AppState>,
     principal: Principal,
-    Path(run_id): Path<String>,
+    PathId(run_id): PathId,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     principal.require("runs:read")?;
@@ -73,7 +73,7 @@ pub async fn policy_report(
 pub async fn checkpoints_diff(
     State(state): State<AppState>,
     principal: Principal,
-    Path(run_id): Path<String>,
+    PathId(run_id): PathId,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     principal.require("runs:read")?;

@@ -3,18 +3,19 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::auth::Principal;
 use super::error::ApiError;
-use super::input::{ObjectReader, QueryParams, page_fields, parse_json_object, read_body};
+use super::input::{BodyLimits, ObjectReader, PathId, QueryParams, page_fields, read_json_object};
+use super::lifecycle::run_owned;
 use super::spec_request::{SpecFields, read_skills_overlay};
 use crate::app::AppState;
 use crate::engine::executor::expand_checkpoint;
-use crate::platform::{CreateRun, idempotency, responses};
+use crate::platform::{CreateRun, MAX_RUN_TIMEOUT_SECONDS, idempotency, responses};
 use crate::store::{CheckpointQuery, RunQuery, RunSort, RunStatus, SortOrder, TraceQuery};
 
 const NO_PARAMETERS: &[&str] = &[];
@@ -39,6 +40,7 @@ fn read_create_request(
     let skills = read_skills_overlay(&mut reader);
     let session_id = reader.optional_string("session_id", Some(limits.max_path_chars));
     reader.finish()?;
+    let timeout_seconds = run_timeout_seconds(&metadata)?;
     let spec = spec.into_request(
         "A run needs a spec: give `spec_path` (relative to the spec root) or an inline `spec`.",
     )?;
@@ -51,51 +53,51 @@ fn read_create_request(
         skills,
         session_id,
         via_specs_run,
+        timeout_seconds,
     })
 }
 
-/// Runs `work` under the request's `Idempotency-Key`, if it sent one.
-pub async fn with_idempotency<F, Fut>(
-    state: &AppState,
-    headers: &HeaderMap,
-    caller: &str,
-    scope: &str,
-    payload: &Value,
-    work: F,
-) -> Result<Response, ApiError>
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<(StatusCode, Value), ApiError>>,
-{
-    let Some(key) = idempotency::key_from(headers)? else {
-        let (status, body) = work().await?;
-        return Ok((status, Json(body)).into_response());
+/// `metadata.timeout_seconds`, when given: a number of seconds in `(0, MAX_RUN_TIMEOUT_SECONDS]`.
+fn run_timeout_seconds(metadata: &Map<String, Value>) -> Result<Option<f64>, ApiError> {
+    let issue = |kind: &'static str, msg: String, input: &Value| {
+        ApiError::validation(vec![super::error::ValidationIssue {
+            kind,
+            loc: vec![json!("body"), json!("metadata"), json!("timeout_seconds")],
+            msg,
+            input: Some(input.clone()),
+            ctx: None,
+        }])
     };
-    // Keys belong to their caller: two clients that happen to pick the same key and payload
-    // must not receive each other's stored answers.
-    let key = format!("{caller}/{key}");
-    let store = state.stores.runs.as_ref();
-    match idempotency::admit(
-        store,
-        scope,
-        &key,
-        payload,
-        state.config.idempotency_lock_ttl,
-    )
-    .await?
-    {
-        idempotency::Admission::Replay { status, body } => Ok((status, Json(body)).into_response()),
-        idempotency::Admission::Proceed => match work().await {
-            Ok((status, body)) => {
-                idempotency::complete(store, scope, &key, status, &body).await;
-                Ok((status, Json(body)).into_response())
+    match metadata.get("timeout_seconds") {
+        None | Some(Value::Null) => Ok(None),
+        Some(value @ Value::Number(number)) => match number.as_f64() {
+            Some(seconds) if seconds > 0.0 && seconds <= MAX_RUN_TIMEOUT_SECONDS => {
+                Ok(Some(seconds))
             }
-            Err(error) => {
-                idempotency::abandon(store, scope, &key).await;
-                Err(error)
-            }
+            Some(seconds) if seconds <= 0.0 => Err(issue(
+                "greater_than",
+                "Input should be greater than 0 (seconds until the run's deadline)".into(),
+                value,
+            )),
+            _ => Err(issue(
+                "less_than_equal",
+                format!(
+                    "Input should be less than or equal to {MAX_RUN_TIMEOUT_SECONDS} (seconds until the run's deadline)"
+                ),
+                value,
+            )),
         },
+        Some(other) => Err(issue(
+            "float_type",
+            "Input should be a valid number (seconds until the run's deadline)".into(),
+            other,
+        )),
     }
+}
+
+/// Answers an idempotent platform call: `(status, body)` as JSON.
+pub fn answer((status, body): (StatusCode, Value)) -> Response {
+    (status, Json(body)).into_response()
 }
 
 async fn create_with_scope(
@@ -108,21 +110,27 @@ async fn create_with_scope(
 ) -> Result<Response, ApiError> {
     principal.require("runs:write")?;
     QueryParams::parse(query.as_deref(), NO_PARAMETERS)?;
-    let bytes = read_body(body, state.config.limits.max_body_bytes).await?;
-    let fields = parse_json_object(&bytes)?;
+    let fields = read_json_object(&headers, body, BodyLimits::of(&state.config)).await?;
     let payload = Value::Object(fields.clone());
     let request = read_create_request(&state, fields, scope == "specs:run")?;
+    let key = idempotency::key_from(&headers)?;
     let platform = state.platform.clone();
     let actor = principal.name.clone();
-    with_idempotency(
-        &state,
-        &headers,
-        &principal.name,
-        scope,
-        &payload,
-        || async move { platform.create_run(request, &actor).await },
-    )
+    let scope = scope.to_string();
+    run_owned(&state, async move {
+        let worker = platform.clone();
+        platform
+            .idempotently(
+                &principal.name,
+                &scope,
+                key,
+                &payload,
+                move |mark| async move { worker.create_run(request, &actor, mark.as_ref()).await },
+            )
+            .await
+    })
     .await
+    .map(answer)
 }
 
 pub async fn create(
@@ -202,7 +210,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
-    Path(run_id): Path<String>,
+    PathId(run_id): PathId,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     principal.require("runs:read")?;
@@ -220,43 +228,50 @@ pub async fn get(
 pub async fn cancel(
     State(state): State<AppState>,
     principal: Principal,
-    Path(run_id): Path<String>,
+    PathId(run_id): PathId,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     principal.require("runs:write")?;
     QueryParams::parse(query.as_deref(), NO_PARAMETERS)?;
-    let run = state.platform.cancel(&run_id, &principal.name).await?;
-    let trace = state.platform.embedded_trace(&run.id).await;
-    Ok(Json(responses::run_status(&run, trace)))
+    let platform = state.platform.clone();
+    let actor = principal.name.clone();
+    run_owned(&state, async move {
+        let run = platform.cancel(&run_id, &actor).await?;
+        let trace = platform.embedded_trace(&run.id).await;
+        Ok(Json(responses::run_status(&run, trace)))
+    })
+    .await
 }
 
 pub async fn continue_run(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
-    Path(run_id): Path<String>,
+    PathId(run_id): PathId,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     principal.require("runs:write")?;
     QueryParams::parse(query.as_deref(), NO_PARAMETERS)?;
     let payload = json!({"run_id": run_id});
+    let key = idempotency::key_from(&headers)?;
     let platform = state.platform.clone();
     let actor = principal.name.clone();
-    with_idempotency(
-        &state,
-        &headers,
-        &principal.name,
-        "runs:continue",
-        &payload,
-        || async move { platform.continue_run(&run_id, &actor).await },
-    )
+    run_owned(&state, async move {
+        let worker = platform.clone();
+        platform
+            .idempotently(&principal.name, "runs:continue", key, &payload, move |mark| async move {
+                worker.continue_run(&run_id, &actor, mark.as_ref()).await
+            })
+            .await
+    })
     .await
+    .map(answer)
 }
 
 pub async fn trace(
     State(state): State<AppState>,
     principal: Principal,
-    Path(run_id): Path<String>,
+    PathId(run_id): PathId,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     principal.require("runs:read")?;
@@ -303,7 +318,7 @@ pub async fn trace(
 pub async fn checkpoints(
     State(state): State<AppState>,
     principal: Principal,
-    Path(run_id): Path<String>,
+    PathId(run_id): PathId,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     principal.require("runs:read")?;

@@ -5,11 +5,12 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
 use super::auth::Principal;
 use super::error::ApiError;
-use super::input::{ObjectReader, QueryParams, parse_json_object, read_body};
+use super::input::{BodyLimits, ObjectReader, QueryParams, read_json_object};
 use super::spec_request::SpecFields;
 use crate::app::AppState;
 use crate::platform::specs::SpecRequest;
@@ -23,13 +24,14 @@ const NO_SPEC_COMPILE: &str = "Either spec_path or spec must be provided.";
 async fn read_request(
     state: &AppState,
     principal: &Principal,
+    headers: &HeaderMap,
     query: Option<&str>,
     body: Body,
 ) -> Result<ObjectReader, ApiError> {
     principal.require("specs:read")?;
     QueryParams::parse(query, &[])?;
-    let bytes = read_body(body, state.config.limits.max_body_bytes).await?;
-    Ok(ObjectReader::new(parse_json_object(&bytes)?))
+    let fields = read_json_object(headers, body, BodyLimits::of(&state.config)).await?;
+    Ok(ObjectReader::new(fields))
 }
 
 /// Reads a body of only the shared spec fields.
@@ -47,10 +49,11 @@ fn spec_only(
 pub async fn validate(
     State(state): State<AppState>,
     principal: Principal,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let reader = read_request(&state, &principal, query.as_deref(), body).await?;
+    let reader = read_request(&state, &principal, &headers, query.as_deref(), body).await?;
     let request = spec_only(&state, reader, NO_SPEC_VALIDATE)?;
     let validation = state
         .platform
@@ -66,10 +69,11 @@ pub async fn validate(
 pub async fn compile(
     State(state): State<AppState>,
     principal: Principal,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let mut reader = read_request(&state, &principal, query.as_deref(), body).await?;
+    let mut reader = read_request(&state, &principal, &headers, query.as_deref(), body).await?;
     let fields = SpecFields::read(&mut reader, &state.config.limits);
     let strict = reader.optional_bool("strict").unwrap_or(true);
     reader.finish()?;
@@ -93,10 +97,11 @@ pub async fn compile(
 pub async fn explain(
     State(state): State<AppState>,
     principal: Principal,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let reader = read_request(&state, &principal, query.as_deref(), body).await?;
+    let reader = read_request(&state, &principal, &headers, query.as_deref(), body).await?;
     let request = spec_only(&state, reader, NO_SPEC_COMPILE)?;
     let explanation = state
         .platform
@@ -115,10 +120,11 @@ pub async fn explain(
 pub async fn graph(
     State(state): State<AppState>,
     principal: Principal,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let reader = read_request(&state, &principal, query.as_deref(), body).await?;
+    let reader = read_request(&state, &principal, &headers, query.as_deref(), body).await?;
     let request = spec_only(&state, reader, NO_SPEC_COMPILE)?;
     let topology = state.platform.graph_spec(&request, &principal.name).await?;
     Ok(Json(Value::Object(topology.to_json())))
@@ -128,10 +134,11 @@ pub async fn graph(
 pub async fn policy_report(
     State(state): State<AppState>,
     principal: Principal,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let reader = read_request(&state, &principal, query.as_deref(), body).await?;
+    let reader = read_request(&state, &principal, &headers, query.as_deref(), body).await?;
     let request = spec_only(&state, reader, NO_SPEC_VALIDATE)?;
     let report = state
         .platform

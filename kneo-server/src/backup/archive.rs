@@ -21,12 +21,11 @@ use flate2::Compression;
 use super::BackupError;
 use super::files::{HashingReader, HashingWriter, file_name_of, parent_of};
 use super::format::{
-    self, GZIP_HEADER, KeyPart, MANIFEST_PATH, TableSpec, continuation_id_for_path,
-    is_safe_continuation_id,
+    self, ContinuationEntry, Family, GZIP_HEADER, KeyPart, MANIFEST_PATH, TableSpec,
+    continuation_id_for_path, is_safe_continuation_id, parse_continuation,
 };
 use super::rows::{JsonMode, Row, decode_line};
 use super::verify::{Failure, FailureKind};
-use crate::store::Continuation;
 
 /// The largest `manifest.json` or continuation document read into memory.
 const MAX_DOCUMENT_BYTES: u64 = 256 * 1024 * 1024;
@@ -105,8 +104,16 @@ impl Packer {
             file_name_of(archive),
             uuid::Uuid::new_v4().simple()
         ));
-        let file = fs::File::create(&temporary)
-            .map_err(BackupError::io("creating the archive", &temporary))?;
+        // 0600, like a capture bundle: an archive holds every run's input and output.
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&temporary)
+        }
+        .map_err(BackupError::io("creating the archive", &temporary))?;
         let (sender, commands) = mpsc::channel();
         let handle = thread::Builder::new()
             .name("kneo-backup-pack".into())
@@ -243,7 +250,11 @@ pub trait Visitor {
     }
 
     /// A continuation document that parsed, with its bytes as stored.
-    fn continuation(&mut self, continuation: Continuation, raw: &[u8]) -> Result<(), BackupError>;
+    fn continuation(
+        &mut self,
+        continuation: ContinuationEntry,
+        raw: &[u8],
+    ) -> Result<(), BackupError>;
 }
 
 /// Counts the bytes read from the archive file, for progress.
@@ -384,6 +395,19 @@ pub fn scan(
     scan.archive_bytes = bytes;
     progress(total, total);
     Ok(scan)
+}
+
+/// The schema family an archive's first entry (its first table) belongs to, read from the first
+/// few kilobytes, so a restore can prepare its target before the one pass that loads it. `None`
+/// when the file is not a readable archive or its first entry names no family; the pass itself
+/// then says what is wrong.
+pub fn peek_family(path: &Path) -> Option<Family> {
+    let file = fs::File::open(path).ok()?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(BufReader::new(file)));
+    let mut entries = archive.entries().ok()?;
+    let first = entries.next()?.ok()?;
+    let name = first.path().ok()?.to_string_lossy().into_owned();
+    format::family_of_path(&name)
 }
 
 /// What the decompression thread saw of the whole file.
@@ -578,11 +602,11 @@ fn read_entry<R: Read>(
         }
     } else if let Some(table) = format::table_for_path(&name) {
         read_table(table, &name, &mut hashing, visitor, scan)?
-    } else if let Some(id) = continuation_id_for_path(&name) {
+    } else if let Some((family, id)) = continuation_id_for_path(&name) {
         let id = id.to_string();
         match read_document(&mut hashing, &name) {
             Ok(Ok(bytes)) => {
-                read_continuation(&id, &name, &bytes, visitor, scan)?;
+                read_continuation(family, &id, &name, &bytes, visitor, scan)?;
                 Ok(())
             }
             Ok(Err(failure)) => {
@@ -595,7 +619,7 @@ fn read_entry<R: Read>(
         scan.failures.push(Failure::new(
             FailureKind::UnexpectedEntry,
             Some(name.clone()),
-            "a kneo archive holds only manifest.json, tables/<table>.jsonl and continuations/<id>.json".into(),
+            "a kneo archive holds only manifest.json, <family prefix>tables/<table>.jsonl and <family prefix>continuations/<id>.json".into(),
         ));
         Ok(())
     };
@@ -649,6 +673,7 @@ fn read_document(reader: &mut impl Read, name: &str) -> io::Result<Result<Vec<u8
 }
 
 fn read_continuation(
+    family: Family,
     id: &str,
     name: &str,
     bytes: &[u8],
@@ -663,7 +688,7 @@ fn read_continuation(
         ));
         return Ok(());
     }
-    match serde_json::from_slice::<Continuation>(bytes) {
+    match parse_continuation(family, bytes) {
         Ok(continuation) if continuation.id == id => {
             scan.continuations += 1;
             visitor.continuation(continuation, bytes)
@@ -1109,7 +1134,7 @@ mod tests {
             Ok(())
         }
 
-        fn continuation(&mut self, _: Continuation, _: &[u8]) -> Result<(), BackupError> {
+        fn continuation(&mut self, _: ContinuationEntry, _: &[u8]) -> Result<(), BackupError> {
             Ok(())
         }
     }

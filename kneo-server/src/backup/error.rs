@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use crate::store::StoreError;
 
+use super::format::Family;
+
 use super::verify::Failure;
 
 /// Why a backup, verification or restore could not be carried out.
@@ -39,6 +41,51 @@ pub enum BackupError {
         what: String,
         found: i64,
         known: i64,
+    },
+
+    #[error(
+        "{what} is at {product} schema version {found}, older than this kneo-ops reads ({oldest}); start {product} once against it so it migrates, then try again"
+    )]
+    SchemaTooOld {
+        what: String,
+        product: &'static str,
+        found: i64,
+        oldest: i64,
+    },
+
+    #[error(
+        "{location} holds no store kneo-ops knows: it has no runs table with the columns of kneo-server or of kneo-serv 1.2; check --state-dir or --database-url names the store"
+    )]
+    NotAStore { location: String },
+
+    #[error(
+        "{location} is a {found} store, not a {expected} one; drop --from (the store says what it is) or point at the other store"
+    )]
+    WrongFamily {
+        location: String,
+        found: Family,
+        expected: Family,
+    },
+
+    #[error(
+        "{target} already holds a {found} schema and {archive} is a {wanted} archive; restore it into an empty database or state directory{hint}"
+    )]
+    TargetOfOtherFamily {
+        target: String,
+        archive: PathBuf,
+        found: Family,
+        wanted: Family,
+        /// How to get where the user probably wants to go.
+        hint: &'static str,
+    },
+
+    #[error(
+        "{path} is not a kneo-serv 1.2 archive ({}); `kneo-ops import` moves kneo-serv archives into kneo-server, `kneo-ops restore` restores the others",
+        match found { Some(family) => format!("it is a {family} archive"), None => "its first entry names no schema family".to_string() }
+    )]
+    NotKneoServArchive {
+        path: PathBuf,
+        found: Option<Family>,
     },
 
     #[error("{path} already exists; choose another archive name or remove it first")]
@@ -102,7 +149,10 @@ pub enum BackupError {
         source: rusqlite::Error,
     },
 
-    #[error("{action} on {target}: {source}")]
+    #[error(
+        "{action} on {target}: {}",
+        crate::postgres_client::failure::explain(source)
+    )]
     Postgres {
         action: String,
         target: String,

@@ -1,15 +1,22 @@
 //! The archive format (version 1): the entries, the layout of every table, and the manifest with
 //! its self-checksum.
 //!
-//! An archive is a gzip-compressed tar holding, in this order:
+//! An archive holds the state of one store of one *schema family* ([`Family`]): kneo-server's own
+//! ([`TABLES`]), or kneo-serv 1.2's ([`crate::backup::kneo_serv::TABLES`]). Both are described by
+//! the same data ([`TableSpec`], [`SchemaFamily`]) and read, checked and restored by the same
+//! engine. An archive is a gzip-compressed tar holding, in this order:
 //!
-//! - `tables/<table>.jsonl` for every table of [`TABLES`], in that order: one JSON object per row
-//!   and line, keys in the column order given here, rows in primary-key order (text compared as
-//!   bytes). Timestamps are RFC 3339 text exactly as [`crate::clock::format`] writes them
-//!   (`2026-11-28T04:38:11.312209+00:00`), documents are nested JSON, absent values are `null`.
-//! - `continuations/<id>.json`, one per paused human task (the continuation document), sorted by id,
-//!   whichever store they came from (files on SQLite, the `continuations` table on Postgres).
-//! - `manifest.json` (see [`Manifest`]), last.
+//! - `<tables prefix><table>.jsonl` for every table of the family, in its order (`tables/` for
+//!   kneo-server, `kneo-serv/tables/` for kneo-serv): one JSON object per row and line, keys in the
+//!   column order given here, rows in key order (text compared as bytes). Timestamps are RFC 3339
+//!   text exactly as [`crate::clock::format`] writes them (`2026-11-28T04:38:11.312209+00:00`),
+//!   documents are nested JSON, documents kept as text ([`ColumnType::JsonText`]) are JSON strings,
+//!   absent values are `null`.
+//! - `<continuations prefix><id>.json`, one per paused human task (the continuation document),
+//!   sorted by id, whichever store they came from (files on SQLite, the `continuations` table of a
+//!   kneo-server Postgres store).
+//! - `manifest.json` (see [`Manifest`]), last. Its `family` names the schema family; the path
+//!   prefixes say it too, so a reader knows the family from the first entry.
 //!
 //! Every tar header is deterministic (mode 0644, uid/gid 0, mtime 0, no user names) and the gzip
 //! header is fixed (`1f 8b 08 00 00000000 00 ff`), so two backups of the same data differ only in
@@ -30,8 +37,8 @@ use std::cmp::Ordering;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// The `format` field of every manifest.
-pub const FORMAT_NAME: &str = "kneo-backup";
+/// The `format` field of every manifest (one constant with the tools' archive recognition).
+pub const FORMAT_NAME: &str = kneo_triage::archive::BACKUP_FORMAT;
 /// The newest archive format this binary reads and the one it writes.
 pub const FORMAT_VERSION: u32 = 1;
 pub const MANIFEST_PATH: &str = "manifest.json";
@@ -47,11 +54,143 @@ pub const MANIFEST_CHECKSUM_FIELD: &str = "manifest_sha256";
 pub enum ColumnType {
     Text,
     Int,
+    /// A finite floating-point number (kneo-serv keeps epoch seconds so), written as the shortest
+    /// JSON number that reads back to the same value.
+    Real,
     /// RFC 3339 text in the one format of [`crate::clock::format`].
     Timestamp,
     /// A nested JSON document.
     Json,
+    /// A JSON document stored as text and kept byte for byte (kneo-serv's `payload` columns):
+    /// written as a JSON string, which must hold valid JSON.
+    JsonText,
 }
+
+/// The schema a store (and so an archive) follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Family {
+    /// kneo-server's own stores.
+    #[serde(rename = "kneo-server")]
+    Kneo,
+    /// A kneo-serv 1.2 deployment (the Python service).
+    #[serde(rename = "kneo-serv")]
+    KneoServ,
+}
+
+impl Family {
+    pub const ALL: [Family; 2] = [Family::Kneo, Family::KneoServ];
+
+    /// The manifest's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Kneo => "kneo-server",
+            Family::KneoServ => "kneo-serv",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Family> {
+        Family::ALL
+            .into_iter()
+            .find(|family| family.as_str() == text)
+    }
+
+    /// Everything the engine knows about the family's schema.
+    pub fn schema(self) -> &'static SchemaFamily {
+        match self {
+            Family::Kneo => &KNEO,
+            Family::KneoServ => &crate::backup::kneo_serv::FAMILY,
+        }
+    }
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One schema family, as data: its tables, the schema versions this binary reads, where its
+/// entries live in an archive, and which columns say what a run is waiting on.
+#[derive(Debug)]
+pub struct SchemaFamily {
+    pub family: Family,
+    /// For messages: "kneo-server", "kneo-serv 1.2".
+    pub product: &'static str,
+    /// Every table, in archive order.
+    pub tables: &'static [TableSpec],
+    /// The schema versions (`MAX(version)` of `schema_migrations`) this binary reads and writes.
+    pub oldest_schema: i64,
+    pub newest_schema: i64,
+    pub tables_prefix: &'static str,
+    pub continuations_prefix: &'static str,
+    /// The runs table and its id, status and document columns.
+    pub runs: RunColumns,
+    /// A table whose rows are continuations (kneo-serv keeps them in one on Postgres), checked
+    /// against the blocked runs like continuation files are.
+    pub continuation_table: Option<&'static str>,
+    /// A Postgres table the archive carries as continuation entries rather than as a table.
+    pub continuations_as_entries: Option<EntryTable>,
+}
+
+/// A Postgres table whose rows are archived as `<continuations_prefix><id>.json` entries: each
+/// document holds what a restore writes back into the columns.
+#[derive(Debug)]
+pub struct EntryTable {
+    pub name: &'static str,
+    pub columns: &'static [&'static str],
+}
+
+/// Where a family keeps what the engine needs to know about a run.
+#[derive(Debug)]
+pub struct RunColumns {
+    pub table: &'static str,
+    pub id: &'static str,
+    pub status: &'static str,
+    /// The run document; its top-level `continuation_id` names the task a blocked run waits on.
+    pub document: &'static str,
+}
+
+impl SchemaFamily {
+    /// The table named `name`.
+    pub fn table(&self, name: &str) -> Option<&'static TableSpec> {
+        self.tables.iter().find(|table| table.name == name)
+    }
+
+    pub fn runs_table(&self) -> Option<&'static TableSpec> {
+        self.table(self.runs.table)
+    }
+
+    pub fn continuation_path(&self, id: &str) -> String {
+        format!("{}{id}.json", self.continuations_prefix)
+    }
+
+    /// Whether this binary reads archives and stores at schema version `version`.
+    pub fn knows_schema(&self, version: i64) -> bool {
+        (self.oldest_schema..=self.newest_schema).contains(&version)
+    }
+}
+
+/// kneo-server's schema family.
+pub static KNEO: SchemaFamily = SchemaFamily {
+    family: Family::Kneo,
+    product: "kneo-server",
+    tables: TABLES,
+    oldest_schema: crate::store::SCHEMA_VERSION,
+    newest_schema: crate::store::SCHEMA_VERSION,
+    tables_prefix: TABLES_PREFIX,
+    continuations_prefix: CONTINUATIONS_PREFIX,
+    runs: RunColumns {
+        table: "runs",
+        id: "id",
+        status: "status",
+        document: "document",
+    },
+    continuation_table: None,
+    continuations_as_entries: Some(EntryTable {
+        name: "continuations",
+        columns: CONTINUATION_COLUMNS,
+    }),
+};
 
 #[derive(Debug)]
 pub struct Column {
@@ -65,21 +204,26 @@ pub struct Column {
 /// One table of the archive: its columns in line order and its primary key.
 #[derive(Debug)]
 pub struct TableSpec {
+    /// The schema family the table belongs to (two families may both have a `runs`).
+    pub family: Family,
     pub name: &'static str,
     pub columns: &'static [Column],
-    /// Primary-key columns, the order rows are written in.
+    /// The columns rows are ordered by, unique together: the primary key, or the primary key
+    /// after columns that give a more useful order (kneo-serv's audit events by time).
     pub key: &'static [&'static str],
     /// A `GENERATED ALWAYS AS IDENTITY` column on Postgres, whose sequence a restore moves past
     /// the restored rows.
     pub identity: Option<&'static str>,
-    /// False for `schema_migrations`: it describes the target's own schema, which the target's
-    /// migrations just created, so a restore keeps the target's ledger.
+    /// False for kneo-server's `schema_migrations`: it describes the target's own schema, which
+    /// the target's migrations just created, so a restore keeps the target's ledger.
     pub restored: bool,
+    /// The column naming the run a row belongs to, for the checks that every such run exists.
+    pub run_reference: Option<&'static str>,
 }
 
 impl TableSpec {
     pub fn path(&self) -> String {
-        format!("{TABLES_PREFIX}{}.jsonl", self.name)
+        format!("{}{}.jsonl", self.family.schema().tables_prefix, self.name)
     }
 
     pub fn column_index(&self, name: &str) -> Option<usize> {
@@ -105,11 +249,12 @@ const fn column(name: &'static str, kind: ColumnType, nullable: bool) -> Column 
 
 use ColumnType::{Int, Json, Text, Timestamp};
 
-/// Every table, in archive order. The columns are those of schema version 2 on both backends; a
-/// migration that changes a table must change this list and bump [`FORMAT_VERSION`] or add a
-/// conversion for older archives.
+/// kneo-server's tables, in archive order. The columns are those of schema version 2 on both
+/// backends; a migration that changes a table must change this list and bump [`FORMAT_VERSION`]
+/// or add a conversion for older archives.
 pub const TABLES: &[TableSpec] = &[
     TableSpec {
+        family: Family::Kneo,
         name: "schema_migrations",
         columns: &[
             column("version", Int, false),
@@ -119,8 +264,10 @@ pub const TABLES: &[TableSpec] = &[
         key: &["version"],
         identity: None,
         restored: false,
+        run_reference: None,
     },
     TableSpec {
+        family: Family::Kneo,
         name: "runs",
         columns: &[
             column("id", Text, false),
@@ -136,8 +283,10 @@ pub const TABLES: &[TableSpec] = &[
         key: &["id"],
         identity: None,
         restored: true,
+        run_reference: None,
     },
     TableSpec {
+        family: Family::Kneo,
         name: "run_queue",
         columns: &[
             column("run_id", Text, false),
@@ -152,8 +301,10 @@ pub const TABLES: &[TableSpec] = &[
         key: &["run_id"],
         identity: None,
         restored: true,
+        run_reference: Some("run_id"),
     },
     TableSpec {
+        family: Family::Kneo,
         name: "trace_events",
         columns: &[
             column("run_id", Text, false),
@@ -167,8 +318,10 @@ pub const TABLES: &[TableSpec] = &[
         key: &["run_id", "position"],
         identity: None,
         restored: true,
+        run_reference: Some("run_id"),
     },
     TableSpec {
+        family: Family::Kneo,
         name: "checkpoints",
         columns: &[
             column("run_id", Text, false),
@@ -182,8 +335,10 @@ pub const TABLES: &[TableSpec] = &[
         key: &["run_id", "sequence"],
         identity: None,
         restored: true,
+        run_reference: Some("run_id"),
     },
     TableSpec {
+        family: Family::Kneo,
         name: "audit_events",
         columns: &[
             column("position", Int, false),
@@ -198,8 +353,10 @@ pub const TABLES: &[TableSpec] = &[
         key: &["position"],
         identity: Some("position"),
         restored: true,
+        run_reference: None,
     },
     TableSpec {
+        family: Family::Kneo,
         name: "idempotency_records",
         columns: &[
             column("scope", Text, false),
@@ -215,8 +372,10 @@ pub const TABLES: &[TableSpec] = &[
         key: &["scope", "key"],
         identity: None,
         restored: true,
+        run_reference: None,
     },
     TableSpec {
+        family: Family::Kneo,
         name: "locks",
         columns: &[
             column("name", Text, false),
@@ -227,8 +386,10 @@ pub const TABLES: &[TableSpec] = &[
         key: &["name"],
         identity: None,
         restored: true,
+        run_reference: None,
     },
     TableSpec {
+        family: Family::Kneo,
         name: "service_events",
         columns: &[
             column("position", Int, false),
@@ -242,8 +403,10 @@ pub const TABLES: &[TableSpec] = &[
         key: &["position"],
         identity: Some("position"),
         restored: true,
+        run_reference: None,
     },
     TableSpec {
+        family: Family::Kneo,
         name: "environment_policies",
         columns: &[
             column("environment", Text, false),
@@ -253,8 +416,10 @@ pub const TABLES: &[TableSpec] = &[
         key: &["environment"],
         identity: None,
         restored: true,
+        run_reference: None,
     },
     TableSpec {
+        family: Family::Kneo,
         name: "project_metadata",
         columns: &[
             column("key", Text, false),
@@ -264,6 +429,7 @@ pub const TABLES: &[TableSpec] = &[
         key: &["key"],
         identity: None,
         restored: true,
+        run_reference: None,
     },
 ];
 
@@ -273,15 +439,31 @@ pub const TABLES: &[TableSpec] = &[
 /// files).
 pub const CONTINUATION_COLUMNS: &[&str] = &["id", "run_id", "created_at", "document"];
 
-/// The table named `name`.
+/// kneo-server's table named `name`.
 pub fn table(name: &str) -> Option<&'static TableSpec> {
-    TABLES.iter().find(|table| table.name == name)
+    KNEO.table(name)
 }
 
-/// The table whose archive entry is `path`.
+/// The table (of whichever family) whose archive entry is `path`.
 pub fn table_for_path(path: &str) -> Option<&'static TableSpec> {
-    let name = path.strip_prefix(TABLES_PREFIX)?.strip_suffix(".jsonl")?;
-    table(name)
+    Family::ALL.into_iter().find_map(|family| {
+        let schema = family.schema();
+        let name = path
+            .strip_prefix(schema.tables_prefix)?
+            .strip_suffix(".jsonl")?;
+        schema.table(name)
+    })
+}
+
+/// The family whose table or continuation entries have a path like `path`, known or not.
+pub fn family_of_path(path: &str) -> Option<Family> {
+    // The longest prefix first: `kneo-serv/tables/` is not under `tables/`, but say so anyway.
+    let mut families = Family::ALL;
+    families.sort_by_key(|family| std::cmp::Reverse(family.schema().tables_prefix.len()));
+    families.into_iter().find(|family| {
+        let schema = family.schema();
+        path.starts_with(schema.tables_prefix) || path.starts_with(schema.continuations_prefix)
+    })
 }
 
 /// A continuation id that is safe as a file name (the rule of the file continuation store).
@@ -293,14 +475,48 @@ pub fn is_safe_continuation_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// kneo-server's archive entry for continuation `id`.
 pub fn continuation_path(id: &str) -> String {
-    format!("{CONTINUATIONS_PREFIX}{id}.json")
+    KNEO.continuation_path(id)
 }
 
-/// The continuation id of an archive entry `continuations/<id>.json`, if the path has that form.
-pub fn continuation_id_for_path(path: &str) -> Option<&str> {
-    path.strip_prefix(CONTINUATIONS_PREFIX)?
-        .strip_suffix(".json")
+/// The family and continuation id of an archive entry `<continuations prefix><id>.json`, if the
+/// path has that form.
+pub fn continuation_id_for_path(path: &str) -> Option<(Family, &str)> {
+    Family::ALL.into_iter().find_map(|family| {
+        let id = path
+            .strip_prefix(family.schema().continuations_prefix)?
+            .strip_suffix(".json")?;
+        Some((family, id))
+    })
+}
+
+/// What the engine reads out of a continuation document: which task, for which run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContinuationEntry {
+    pub family: Family,
+    pub id: String,
+    /// kneo-serv lets a continuation name no run; kneo-server's always names one.
+    pub run_id: Option<String>,
+    /// kneo-server's documents carry it; kneo-serv's do not.
+    pub created_at: Option<String>,
+}
+
+/// Reads a continuation document of `family`: kneo-server's must be a whole
+/// [`crate::store::Continuation`]; kneo-serv's a JSON object with a string `id` (its other fields
+/// are the resume state, which kneo-serv itself reads tolerantly).
+pub fn parse_continuation(family: Family, bytes: &[u8]) -> Result<ContinuationEntry, String> {
+    match family {
+        Family::Kneo => serde_json::from_slice::<crate::store::Continuation>(bytes)
+            .map(|continuation| ContinuationEntry {
+                family,
+                id: continuation.id,
+                run_id: Some(continuation.run_id),
+                created_at: Some(continuation.created_at),
+            })
+            .map_err(|error| error.to_string()),
+        Family::KneoServ => crate::backup::kneo_serv::parse_continuation(bytes),
+    }
 }
 
 /// A primary-key value, compared as the stores order keys (text as bytes).
@@ -352,13 +568,16 @@ pub struct Manifest {
     /// Always [`FORMAT_NAME`].
     pub format: String,
     pub format_version: u32,
+    /// The schema family of the tables (archives written before families existed are kneo-server's).
+    #[serde(default = "kneo_family")]
+    pub family: Family,
     /// When the snapshot was taken (RFC 3339).
     pub created_at: String,
     /// The kneo that wrote the archive.
     pub tool_version: String,
     /// The version of the last service start recorded in `service_events`, if any.
     pub server_version: Option<String>,
-    /// The highest applied migration of the source (`schema_migrations`).
+    /// The highest applied migration of the source (`schema_migrations`), in its family's numbering.
     pub schema_version: i64,
     pub source: SourceInfo,
     /// Every table, in archive order.
@@ -368,6 +587,10 @@ pub struct Manifest {
     pub files: Vec<FileEntry>,
     /// See the type's documentation; the last field.
     pub manifest_sha256: String,
+}
+
+fn kneo_family() -> Family {
+    Family::Kneo
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -430,6 +653,14 @@ pub struct ConsistencyWarning {
 }
 
 impl Manifest {
+    /// The rows the manifest records for table `name` (0 for a table it does not list).
+    pub fn rows_of(&self, name: &str) -> i64 {
+        self.tables
+            .iter()
+            .find(|table| table.name == name)
+            .map_or(0, |table| i64::try_from(table.rows).unwrap_or(i64::MAX))
+    }
+
     /// The bytes of `manifest.json`, with the self-checksum filled in.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut blank = self.clone();
@@ -496,6 +727,7 @@ mod tests {
         Manifest {
             format: FORMAT_NAME.into(),
             format_version: FORMAT_VERSION,
+            family: Family::Kneo,
             created_at: "2026-11-28T04:38:11.312209+00:00".into(),
             tool_version: "0.1.0".into(),
             server_version: None,
@@ -520,6 +752,24 @@ mod tests {
         let text = String::from_utf8(bytes).expect("utf-8");
         let changed = text.replace("\"schema_version\": 1", "\"schema_version\": 2");
         assert!(check_manifest_checksum(changed.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_manifest_written_before_families_is_kneo_servers() {
+        let bytes = manifest().to_bytes();
+        let text = String::from_utf8(bytes).expect("utf-8");
+        assert!(text.contains("\"family\": \"kneo-server\""), "{text}");
+        let older = text.replace("  \"family\": \"kneo-server\",\n", "");
+        assert_ne!(older, text);
+        let parsed: Manifest = serde_json::from_str(&older).expect("parses");
+        assert_eq!(parsed.family, Family::Kneo);
+        assert_eq!(Family::parse("kneo-serv"), Some(Family::KneoServ));
+        assert_eq!(
+            family_of_path("kneo-serv/tables/runs.jsonl"),
+            Some(Family::KneoServ)
+        );
+        assert_eq!(family_of_path("tables/runs.jsonl"), Some(Family::Kneo));
+        assert_eq!(family_of_path("manifest.json"), None);
     }
 
     #[test]

@@ -8,17 +8,24 @@
 //!   the archive atomically.
 //! - [`verify`]: [`verify`] checks an archive without trusting it; [`verify_deep`] also restores it
 //!   into a scratch store and runs the server's own queries there.
+//! - [`import`]: [`import()`] moves a kneo-serv 1.2 archive into a kneo-server store: converted
+//!   record by record into a kneo-server archive, which is then restored.
 //! - [`restore`]: [`restore`] loads an archive into a state directory or a Postgres database,
 //!   atomically, refusing a non-empty target (without `force`), a live embedded store, a newer
 //!   schema and an archive that fails verification. Archives move between the two stores.
-//! - [`format`]: the archive layout, the table columns and the manifest (read this first).
+//! - [`format`]: the archive layout, the schema families and their table columns, and the
+//!   manifest (read this first). [`kneo_serv`] describes the kneo-serv 1.2 family, [`detect`]
+//!   tells the families apart in a live store.
 //! - `archive`, `rows`, `files`, `postgres`: the tar.gz container, JSONL rows, file plumbing and
 //!   Postgres connections they share.
 
 mod archive;
+pub mod detect;
 mod error;
 mod files;
 pub mod format;
+pub mod import;
+pub mod kneo_serv;
 mod postgres;
 pub mod restore;
 mod rows;
@@ -27,8 +34,10 @@ pub mod verify;
 
 use std::path::PathBuf;
 
+pub use archive::peek_family as archive_family;
 pub use error::BackupError;
-pub use format::Manifest;
+pub use format::{Family, Manifest};
+pub use import::{ImportOptions, ImportPlan, ImportReport, NotCarried, import};
 pub use restore::{RestoreOptions, RestoreReport, restore};
 pub use snapshot::{BackupOptions, BackupSummary, backup};
 pub use verify::{
@@ -114,6 +123,8 @@ pub enum Stage {
     Pack,
     /// Reading an archive to check it.
     Verify,
+    /// Converting a kneo-serv archive into a kneo-server one.
+    Convert,
     /// Loading an archive into a store.
     Restore,
     /// Checking the restored store.

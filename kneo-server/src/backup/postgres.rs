@@ -1,31 +1,14 @@
 //! Postgres connections for backup and restore: one dedicated session (not the store's pool), so
 //! a snapshot or a restore runs in one transaction of its own.
 
-use tokio_postgres::config::Host;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::Client;
 
 use super::BackupError;
+use crate::postgres_client::PostgresTarget;
 
 /// `host:port/database` of a URL, never its password; the URL itself (redacted) if it does not parse.
 pub fn describe_url(url: &str) -> String {
-    match url.parse::<Config>() {
-        Ok(config) => describe(&config),
-        Err(_) => crate::redact::redact_dsn(url),
-    }
-}
-
-fn describe(config: &Config) -> String {
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let host = match config.get_hosts().first() {
-        Some(Host::Tcp(name)) => name.clone(),
-        Some(Host::Unix(path)) => path.display().to_string(),
-        None => "localhost".into(),
-    };
-    let database = config
-        .get_dbname()
-        .or(config.get_user())
-        .unwrap_or("postgres");
-    format!("{host}:{port}/{database}")
+    crate::postgres_client::describe_url(url)
 }
 
 /// An open session and the task driving it (aborted when dropped).
@@ -43,21 +26,22 @@ impl Drop for Session {
 
 /// Connects to `url` for `purpose` (named in `pg_stat_activity`).
 pub async fn connect(url: &str, purpose: &str) -> Result<Session, BackupError> {
-    let mut config = url.parse::<Config>().map_err(|error| {
+    let mut target = PostgresTarget::from_url(url).map_err(|error| {
         BackupError::Internal(format!(
-            "the Postgres URL {} is not valid: {error}; use postgres://USER@HOST:PORT/DATABASE",
+            "the Postgres URL {} cannot be used: {error}",
             crate::redact::redact_dsn(url)
         ))
     })?;
+    let config = target.config_mut();
     if config.get_application_name().is_none() {
         config.application_name(purpose);
     }
     config.connect_timeout(std::time::Duration::from_secs(10));
-    let target = describe(&config);
-    let (client, connection) = config
-        .connect(NoTls)
+    let (client, connection) = target
+        .connect()
         .await
-        .map_err(BackupError::postgres("connecting", &target))?;
+        .map_err(BackupError::postgres("connecting", target.describe()))?;
+    let target = target.describe().to_string();
     let driver = tokio::spawn(async move {
         // The session ends with an error when it is dropped mid-query; the caller has the answer.
         let _ = connection.await;

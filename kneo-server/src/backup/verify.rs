@@ -22,8 +22,8 @@ use super::files::{
     ScratchDir, parent_of, sha256_of_file, sidecar_path, verification_record_path, write_atomically,
 };
 use super::format::{
-    self, FORMAT_NAME, FORMAT_VERSION, MANIFEST_PATH, Manifest, TABLES, TableSpec,
-    check_manifest_checksum,
+    self, ContinuationEntry, FORMAT_NAME, FORMAT_VERSION, Family, MANIFEST_PATH, Manifest,
+    TableSpec, check_manifest_checksum,
 };
 use super::restore::Loaded;
 use super::rows::{Cell, JsonMode, Row};
@@ -67,6 +67,8 @@ pub enum FailureKind {
     FormatVersion,
     /// A schema version newer than this kneo knows.
     SchemaTooNew,
+    /// Entries of another schema family than the manifest's, or of two families.
+    FamilyMismatch,
     /// A file the manifest lists is not in the archive.
     MissingFile,
     /// A file in the archive that the manifest does not list.
@@ -102,6 +104,7 @@ impl FailureKind {
             FailureKind::ManifestChecksum => "manifest_checksum",
             FailureKind::FormatVersion => "format_version",
             FailureKind::SchemaTooNew => "schema_too_new",
+            FailureKind::FamilyMismatch => "family_mismatch",
             FailureKind::MissingFile => "missing_file",
             FailureKind::ExtraFile => "extra_file",
             FailureKind::ChecksumMismatch => "checksum_mismatch",
@@ -347,23 +350,24 @@ fn check_manifest(scan: &Scan, failures: &mut Vec<Failure>) -> Option<Manifest> 
             ),
         ));
     }
-    if manifest.schema_version > SCHEMA_VERSION {
+    let family = manifest.family.schema();
+    if manifest.schema_version > family.newest_schema {
         failures.push(Failure::new(
             FailureKind::SchemaTooNew,
             path.clone(),
             format!(
-                "the archive is at schema version {} but this kneo knows versions up to {SCHEMA_VERSION}; verify and restore it with the kneo that wrote it ({})",
-                manifest.schema_version, manifest.tool_version
+                "the archive is at {} schema version {} but this kneo knows versions up to {}; verify and restore it with the kneo that wrote it ({})",
+                family.product, manifest.schema_version, family.newest_schema, manifest.tool_version
             ),
         ));
     }
-    if manifest.schema_version < 1 {
+    if manifest.schema_version < family.oldest_schema {
         failures.push(Failure::new(
             FailureKind::ManifestInvalid,
             path.clone(),
             format!(
-                "schema version {} is not a kneo schema",
-                manifest.schema_version
+                "schema version {} is not a {} schema this kneo reads ({} to {})",
+                manifest.schema_version, family.product, family.oldest_schema, family.newest_schema
             ),
         ));
     }
@@ -433,14 +437,26 @@ fn check_files(manifest: &Manifest, scan: &Scan, failures: &mut Vec<Failure>) {
                 "the archive holds a file the manifest does not list".into(),
             ));
         }
+        if let Some(other) = format::family_of_path(path).filter(|other| *other != manifest.family)
+        {
+            failures.push(Failure::new(
+                FailureKind::FamilyMismatch,
+                Some(path.clone()),
+                format!(
+                    "a {other} entry in an archive whose manifest says {}",
+                    manifest.family
+                ),
+            ));
+        }
     }
+    let family = manifest.family.schema();
     let mut tables_seen = HashSet::new();
     for entry in &manifest.tables {
-        let Some(table) = format::table(&entry.name) else {
+        let Some(table) = family.table(&entry.name) else {
             failures.push(Failure::new(
                 FailureKind::ManifestInvalid,
                 manifest_path.clone(),
-                format!("unknown table {:?}", entry.name),
+                format!("unknown {} table {:?}", family.product, entry.name),
             ));
             continue;
         };
@@ -482,7 +498,7 @@ fn check_files(manifest: &Manifest, scan: &Scan, failures: &mut Vec<Failure>) {
             ));
         }
     }
-    for table in TABLES {
+    for table in family.tables {
         if !tables_seen.contains(table.name) {
             failures.push(Failure::new(
                 FailureKind::ManifestInvalid,
@@ -494,7 +510,10 @@ fn check_files(manifest: &Manifest, scan: &Scan, failures: &mut Vec<Failure>) {
     let continuation_files = manifest
         .files
         .iter()
-        .filter(|file| format::continuation_id_for_path(&file.path).is_some())
+        .filter(|file| {
+            format::continuation_id_for_path(&file.path)
+                .is_some_and(|(family, _)| family == manifest.family)
+        })
         .count() as u64;
     if manifest.continuations.count != continuation_files
         || scan.continuations != continuation_files
@@ -549,11 +568,11 @@ pub(crate) struct Checker {
     detailed: bool,
     run_ids: HashSet<String>,
     /// Blocked runs → the continuation their document names.
-    blocked: HashMap<String, Option<String>>,
+    pub(crate) blocked: HashMap<String, Option<String>>,
     /// Run ids referenced by queue, trace and checkpoint rows, per table.
-    referenced: HashMap<&'static str, HashSet<String>>,
-    /// (continuation id, run id) of every continuation file.
-    continuations: Vec<(String, String)>,
+    referenced: HashMap<&'static str, (&'static TableSpec, HashSet<String>)>,
+    /// (family, continuation id, run id) of every continuation file and continuation table row.
+    continuations: Vec<(Family, String, Option<String>)>,
     /// For a deep verification: per run, its trace and checkpoint counts.
     pub(crate) per_run: HashMap<String, (i64, i64)>,
     /// Runs in file order (first few), for sampling.
@@ -581,7 +600,7 @@ impl Checker {
 
     /// Warnings for rows that refer to missing rows.
     fn relations(&self, manifest: Option<&Manifest>, warnings: &mut Vec<Failure>) {
-        for (table, referenced) in &self.referenced {
+        for (table, referenced) in self.referenced.values() {
             let missing: Vec<&String> = referenced
                 .iter()
                 .filter(|run| !self.run_ids.contains(*run))
@@ -591,7 +610,7 @@ impl Checker {
                 shown.sort_unstable();
                 warnings.push(Failure::new(
                     FailureKind::Inconsistent,
-                    Some(format!("tables/{table}.jsonl")),
+                    Some(table.path()),
                     format!(
                         "rows of {} run(s) that are not in runs (e.g. {})",
                         missing.len(),
@@ -601,15 +620,22 @@ impl Checker {
             }
         }
         let mut matched = HashSet::new();
-        for (id, run_id) in &self.continuations {
-            match self.blocked.get(run_id) {
+        for (family, id, run_id) in &self.continuations {
+            match run_id.as_ref().and_then(|run_id| self.blocked.get(run_id)) {
                 Some(Some(blocked_on)) if blocked_on == id => {
-                    matched.insert(run_id.as_str());
+                    if let Some(run_id) = run_id {
+                        matched.insert(run_id.as_str());
+                    }
                 }
                 _ => warnings.push(Failure::new(
                     FailureKind::Inconsistent,
-                    Some(format::continuation_path(id)),
-                    format!("its run {run_id} is not blocked on it in the archive"),
+                    Some(family.schema().continuation_path(id)),
+                    match run_id {
+                        Some(run_id) => {
+                            format!("its run {run_id} is not blocked on it in the archive")
+                        }
+                        None => "it names no run".to_string(),
+                    },
                 )),
             }
         }
@@ -668,12 +694,14 @@ impl Visitor for Tee<'_> {
 
     fn continuation(
         &mut self,
-        continuation: crate::store::Continuation,
+        continuation: ContinuationEntry,
         raw: &[u8],
     ) -> Result<(), BackupError> {
-        self.checker
-            .continuations
-            .push((continuation.id.clone(), continuation.run_id.clone()));
+        self.checker.continuations.push((
+            continuation.family,
+            continuation.id.clone(),
+            continuation.run_id.clone(),
+        ));
         match self.extra.as_mut() {
             Some(extra) => extra.continuation(continuation, raw),
             None => Ok(()),
@@ -683,46 +711,64 @@ impl Visitor for Tee<'_> {
 
 impl Checker {
     fn observe(&mut self, table: &'static TableSpec, row: &Row) {
-        match table.name {
-            "runs" => {
-                let id = row.text(table, "id").unwrap_or_default().to_string();
-                let status = row.text(table, "status").unwrap_or_default().to_string();
-                if status == RunStatus::Blocked.as_str() {
-                    let continuation = match row.get(table, "document") {
-                        Some(Cell::Checked { continuation_id }) => continuation_id.clone(),
-                        Some(Cell::Json(document)) => {
-                            super::snapshot::continuation_of_run(document.get())
-                        }
-                        _ => None,
-                    };
-                    self.blocked.insert(id.clone(), continuation);
-                }
-                if self.detailed {
-                    *self.runs_by_status.entry(status).or_default() += 1;
-                    if self.sample_runs.len() < SAMPLED_RUNS {
-                        self.sample_runs.push(id.clone());
+        let family = table.family.schema();
+        if table.name == family.runs.table {
+            let id = row
+                .text(table, family.runs.id)
+                .unwrap_or_default()
+                .to_string();
+            let status = row
+                .text(table, family.runs.status)
+                .unwrap_or_default()
+                .to_string();
+            if status == RunStatus::Blocked.as_str() {
+                let continuation = match row.get(table, family.runs.document) {
+                    Some(Cell::Checked { continuation_id }) => continuation_id.clone(),
+                    Some(Cell::Json(document)) => {
+                        super::snapshot::continuation_of_run(document.get())
                     }
-                }
-                self.run_ids.insert(id);
+                    Some(Cell::Text(document)) => super::snapshot::continuation_of_run(document),
+                    _ => None,
+                };
+                self.blocked.insert(id.clone(), continuation);
             }
-            "run_queue" | "trace_events" | "checkpoints" => {
-                let run = row.text(table, "run_id").unwrap_or_default();
-                let referenced = self.referenced.entry(table.name).or_default();
-                if !referenced.contains(run) {
-                    referenced.insert(run.to_string());
-                }
-                if self.detailed {
-                    match table.name {
-                        "trace_events" => self.per_run.entry(run.to_string()).or_default().0 += 1,
-                        "checkpoints" => self.per_run.entry(run.to_string()).or_default().1 += 1,
-                        _ => {
-                            let status = row.text(table, "status").unwrap_or_default().to_string();
-                            *self.queue_by_status.entry(status).or_default() += 1;
-                        }
-                    }
+            if self.detailed {
+                *self.runs_by_status.entry(status).or_default() += 1;
+                if self.sample_runs.len() < SAMPLED_RUNS {
+                    self.sample_runs.push(id.clone());
                 }
             }
-            _ => {}
+            self.run_ids.insert(id);
+            return;
+        }
+        if family.continuation_table == Some(table.name)
+            && let Some(id) = row.text(table, "id")
+        {
+            let run_id = row.text(table, "run_id").map(str::to_string);
+            self.continuations
+                .push((table.family, id.to_string(), run_id));
+        }
+        let Some(column) = table.run_reference else {
+            return;
+        };
+        let run = row.text(table, column).unwrap_or_default();
+        let (_, referenced) = self
+            .referenced
+            .entry(table.name)
+            .or_insert_with(|| (table, HashSet::new()));
+        if !referenced.contains(run) {
+            referenced.insert(run.to_string());
+        }
+        if self.detailed {
+            match table.name {
+                "trace_events" => self.per_run.entry(run.to_string()).or_default().0 += 1,
+                "checkpoints" => self.per_run.entry(run.to_string()).or_default().1 += 1,
+                "run_queue" => {
+                    let status = row.text(table, "status").unwrap_or_default().to_string();
+                    *self.queue_by_status.entry(status).or_default() += 1;
+                }
+                _ => {}
+            }
         }
     }
 }
@@ -799,15 +845,23 @@ pub async fn verify_deep(
             .await?;
             let mut checks = Vec::new();
             if let (Some(_), Some(manifest)) = (&loaded.restored, &loaded.report.manifest) {
-                let store = crate::store::sqlite::SqliteStore::open(&StoreLocation::sqlite_file(
-                    &state_dir,
-                ))
-                .map_err(BackupError::store("opening the scratch store"))?;
-                let continuations = crate::store::continuation_files::FileContinuationStore::new(
-                    &StoreLocation::continuations_dir(&state_dir),
-                );
-                checks =
-                    store_checks(&store, &continuations, manifest, &loaded.checker, progress).await;
+                checks = if manifest.family == Family::KneoServ {
+                    let scratch = super::kneo_serv::deep::Scratch::Sqlite {
+                        state_dir: state_dir.clone(),
+                    };
+                    super::kneo_serv::deep::checks(&scratch, manifest, &loaded.checker, progress)
+                        .await
+                } else {
+                    let store = crate::store::sqlite::SqliteStore::open(
+                        &StoreLocation::sqlite_file(&state_dir),
+                    )
+                    .map_err(BackupError::store("opening the scratch store"))?;
+                    let continuations =
+                        crate::store::continuation_files::FileContinuationStore::new(
+                            &StoreLocation::continuations_dir(&state_dir),
+                        );
+                    store_checks(&store, &continuations, manifest, &loaded.checker, progress).await
+                };
             }
             (loaded, checks, "sqlite (temporary)".to_string())
         }
@@ -842,16 +896,34 @@ pub async fn verify_deep(
                 .await?;
                 let mut checks = Vec::new();
                 if let (Some(_), Some(manifest)) = (&loaded.restored, &loaded.report.manifest) {
-                    let store = crate::store::postgres::PostgresStore::new(&scratch_url, 2)
-                        .map_err(BackupError::store("opening the scratch schema"))?;
-                    store
-                        .ensure_ready()
-                        .await
-                        .map_err(BackupError::store("opening the scratch schema"))?;
-                    let continuations = store.continuation_store();
-                    checks =
-                        store_checks(&store, &continuations, manifest, &loaded.checker, progress)
-                            .await;
+                    if manifest.family == Family::KneoServ {
+                        let scratch = super::kneo_serv::deep::Scratch::Postgres {
+                            url: scratch_url.clone(),
+                        };
+                        checks = super::kneo_serv::deep::checks(
+                            &scratch,
+                            manifest,
+                            &loaded.checker,
+                            progress,
+                        )
+                        .await;
+                    } else {
+                        let store = crate::store::postgres::PostgresStore::new(&scratch_url, 2)
+                            .map_err(BackupError::store("opening the scratch schema"))?;
+                        store
+                            .ensure_ready()
+                            .await
+                            .map_err(BackupError::store("opening the scratch schema"))?;
+                        let continuations = store.continuation_store();
+                        checks = store_checks(
+                            &store,
+                            &continuations,
+                            manifest,
+                            &loaded.checker,
+                            progress,
+                        )
+                        .await;
+                    }
                 }
                 Ok::<_, BackupError>((loaded, checks))
             }
@@ -947,13 +1019,6 @@ async fn store_checks(
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Vec<DeepCheck> {
     let mut checks = Vec::new();
-    let rows_of = |name: &str| {
-        manifest
-            .tables
-            .iter()
-            .find(|table| table.name == name)
-            .map_or(0, |table| table.rows as i64)
-    };
     let mut check = |name: &str, ok: bool, detail: String| {
         progress(Progress {
             stage: Stage::Check,
@@ -989,11 +1054,11 @@ async fn store_checks(
     match store.list_runs(&all_runs).await {
         Ok(listed) => check(
             "list_runs",
-            listed.total == rows_of("runs"),
+            listed.total == manifest.rows_of("runs"),
             format!(
                 "list_runs counts {} run(s); the manifest {}",
                 listed.total,
-                rows_of("runs")
+                manifest.rows_of("runs")
             ),
         ),
         Err(error) => check("list_runs", false, error.message),
@@ -1032,6 +1097,9 @@ async fn store_checks(
     let mut sampled_detail = Vec::new();
     let mut sample: Vec<String> = checker.sample_runs.clone();
     sample.extend(checker.blocked.keys().take(SAMPLED_RUNS).cloned());
+    // A blocked run may be among the sampled ones: read (and count) each run once.
+    let mut seen = std::collections::BTreeSet::new();
+    sample.retain(|run_id| seen.insert(run_id.clone()));
     for run_id in &sample {
         let (trace_expected, checkpoints_expected) =
             checker.per_run.get(run_id).copied().unwrap_or((0, 0));
@@ -1149,11 +1217,11 @@ async fn store_checks(
     match store.list_audit(&audit).await {
         Ok(listed) => check(
             "list_audit",
-            listed.total == rows_of("audit_events"),
+            listed.total == manifest.rows_of("audit_events"),
             format!(
                 "list_audit counts {}; the manifest {}",
                 listed.total,
-                rows_of("audit_events")
+                manifest.rows_of("audit_events")
             ),
         ),
         Err(error) => check("list_audit", false, error.message),
@@ -1161,11 +1229,11 @@ async fn store_checks(
     match store.list_service_events(&page(1)).await {
         Ok(listed) => check(
             "list_service_events",
-            listed.total == rows_of("service_events"),
+            listed.total == manifest.rows_of("service_events"),
             format!(
                 "list_service_events counts {}; the manifest {}",
                 listed.total,
-                rows_of("service_events")
+                manifest.rows_of("service_events")
             ),
         ),
         Err(error) => check("list_service_events", false, error.message),

@@ -120,6 +120,7 @@ impl FunctionRegistry {
             "kneo.builtin.record_invocation",
             Arc::new(|| Arc::new(RecordInvocation) as Arc<dyn StepFunction>),
         );
+        super::golden_helpers::register_functions(&mut registry);
         registry
     }
 }

@@ -1,4 +1,5 @@
-//! MCP tools over stdio: JSON-RPC 2.0, one JSON message per line.
+//! MCP tools over stdio: JSON-RPC 2.0, one JSON message per line. The network transports
+//! (`http`, `sse`) are in [`super::mcp_http`]; [`McpSessions`] holds the sessions of both.
 //!
 //! A server is spawned on the first call that needs it (`initialize`,
 //! `notifications/initialized`, `tools/list`), in its own process group with a cleared
@@ -21,12 +22,13 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::ChildStdin;
 use tokio::sync::oneshot;
 
+use super::mcp_http::{RemotePlan, RemoteSessions};
 use super::settings::McpSettings;
 use super::tools::ToolError;
 use crate::spec::model::{McpServerSpec, McpTransport};
 
 /// The MCP protocol revision kneo asks for.
-const PROTOCOL_VERSION: &str = "2025-03-26";
+pub(super) const PROTOCOL_VERSION: &str = "2025-03-26";
 /// Largest message read from a server when its spec sets no `max_response_bytes`.
 const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Stderr kept from a server, to explain why it died.
@@ -47,6 +49,8 @@ pub struct McpServerPlan {
     pub call_timeout: Option<Duration>,
     pub max_message_bytes: usize,
     pub settings: McpSettings,
+    /// Addresses, headers and TLS of an `http` or `sse` server.
+    pub remote: RemotePlan,
 }
 
 impl McpServerPlan {
@@ -67,10 +71,11 @@ impl McpServerPlan {
                 .map(|bytes| bytes.clamp(1024, 64 * 1024 * 1024) as usize)
                 .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
             settings: settings.clone(),
+            remote: RemotePlan::new(spec),
         }
     }
 
-    fn call_timeout(&self) -> Duration {
+    pub(super) fn call_timeout(&self) -> Duration {
         self.call_timeout.unwrap_or(self.settings.call_timeout)
     }
 
@@ -85,7 +90,7 @@ impl McpServerPlan {
 
 /// Why a request got no result.
 #[derive(Debug)]
-enum RequestError {
+pub(super) enum RequestError {
     /// No answer within the limit; the server may still be working.
     Timeout(Duration),
     /// The server exited or its output could not be read.
@@ -94,7 +99,8 @@ enum RequestError {
     Rpc(String),
 }
 
-type Pending = Mutex<HashMap<u64, oneshot::Sender<Result<Value, RequestError>>>>;
+/// Requests waiting for their answer, by JSON-RPC id.
+pub(super) type Pending = Mutex<HashMap<u64, oneshot::Sender<Result<Value, RequestError>>>>;
 
 /// One running server.
 struct Session {
@@ -109,9 +115,9 @@ struct Session {
 }
 
 /// Removes a request from the pending map when its caller stops waiting.
-struct PendingGuard<'a> {
-    pending: &'a Pending,
-    id: u64,
+pub(super) struct PendingGuard<'a> {
+    pub(super) pending: &'a Pending,
+    pub(super) id: u64,
 }
 
 impl Drop for PendingGuard<'_> {
@@ -232,7 +238,7 @@ async fn read_message(
     }
 }
 
-fn rpc_error_text(error: &Value) -> String {
+pub(super) fn rpc_error_text(error: &Value) -> String {
     let message = error
         .get("message")
         .and_then(Value::as_str)
@@ -438,7 +444,7 @@ async fn connect(plan: &McpServerPlan) -> Result<Arc<Session>, String> {
 }
 
 /// The text of a `tools/call` result: its text contents joined, other contents as JSON.
-fn result_text(result: &Value) -> String {
+pub(super) fn result_text(result: &Value) -> String {
     let Some(contents) = result.get("content").and_then(Value::as_array) else {
         return result.to_string();
     };
@@ -461,6 +467,7 @@ type SessionSlot = Arc<tokio::sync::Mutex<Option<Arc<Session>>>>;
 #[derive(Clone, Default)]
 pub struct McpSessions {
     slots: Arc<Mutex<HashMap<String, SessionSlot>>>,
+    remote: RemoteSessions,
 }
 
 impl McpSessions {
@@ -516,10 +523,7 @@ impl McpSessions {
     ) -> Result<String, ToolError> {
         let server = &plan.name;
         if plan.transport != McpTransport::Stdio {
-            return Err(ToolError::Unavailable(format!(
-                "MCP server '{server}' uses transport '{}', which this kneo build cannot call yet; use transport: stdio",
-                plan.transport.as_str()
-            )));
+            return self.remote.call_tool(plan, remote_name, arguments).await;
         }
         let attempts = 1 + plan.settings.retries;
         let mut last_failure = String::new();
@@ -598,6 +602,7 @@ mod tests {
             call_timeout: None,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             settings,
+            remote: RemotePlan::default(),
         }
     }
 

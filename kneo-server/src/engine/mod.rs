@@ -1,26 +1,37 @@
 //! The run engine: compiles a validated spec into a [`plan::Plan`] and executes it step by step.
 //!
-//! - [`functions`]: the function registry (an extension point) and the built-in functions.
+//! - [`functions`]: the function registry (an extension point) and the built-in functions;
+//!   [`golden_helpers`]: the helpers kneo-serv's extended recordings use, under their names.
 //! - [`tools`]: the tool registry (an extension point), built-in tools, compiled tools.
 //! - [`providers`]: the provider trait and the scriptable `dummy`; [`openai`]: the
 //!   OpenAI-compatible HTTP provider; [`settings`]: their `KNEO_SERV_*` settings.
-//! - [`command`]: `command:` functions and tools (JSON on stdin and stdout).
-//! - [`mcp`]: MCP tools over stdio, with sessions shared by the whole process.
-//! - [`agent`]: one agent turn, with its tool-call loop.
+//! - [`command`]: `command:` functions and tools (JSON on stdin and stdout); [`component`]:
+//!   calling a function component (registered or `command:`) in any role.
+//! - [`mcp`]: MCP tools over stdio, [`mcp_http`] over http and sse, with sessions shared by the
+//!   whole process.
+//! - [`agent`]: one agent turn (memory, strategy, tool calls); [`memory`]: agent histories and
+//!   memory policies; [`guardrails`]: the checks on input, output, tool results and step outputs.
 //! - [`plan`]: spec → plan, with every reference resolved; [`graph`]: graph routing.
+//! - [`skills`]: skill bundles, read and frozen when a run is created.
 //! - [`executor`]: running a plan with a durable boundary after every step or node.
 //! - [`trace`]: trace events in kneo-serv's shape.
 
 pub mod agent;
 pub mod command;
+pub mod component;
 pub mod executor;
 pub mod functions;
+pub mod golden_helpers;
 pub mod graph;
+pub mod guardrails;
 pub mod mcp;
+pub mod mcp_http;
+pub mod memory;
 pub mod openai;
 pub mod plan;
 pub mod providers;
 pub mod settings;
+pub mod skills;
 pub mod tools;
 pub mod trace;
 

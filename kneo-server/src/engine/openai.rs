@@ -40,6 +40,10 @@ pub struct OpenAiProvider {
     key: KeySource,
     client: Result<reqwest::Client, String>,
     settings: ProviderSettings,
+    /// `model.max_tokens`: output tokens per call, sent as `max_tokens`.
+    max_tokens: Option<u64>,
+    /// `model.timeout_seconds`, else `KNEO_SERV_PROVIDER_TIMEOUT_SECONDS`: one request's limit.
+    request_timeout: Option<std::time::Duration>,
 }
 
 fn extra_string(model: &ModelSpec, key: &str) -> Option<String> {
@@ -88,6 +92,11 @@ impl OpenAiProvider {
             key,
             client: runtime.http_client(),
             settings: runtime.provider_settings.clone(),
+            max_tokens: model.max_tokens,
+            request_timeout: model
+                .timeout_seconds
+                .map(std::time::Duration::from_secs)
+                .or(runtime.provider_settings.timeout),
         })
     }
 
@@ -111,7 +120,7 @@ impl OpenAiProvider {
         body: &Value,
     ) -> Result<Value, AttemptFailure> {
         let mut request = client.post(&self.endpoint).bearer_auth(key).json(body);
-        if let Some(timeout) = self.settings.timeout {
+        if let Some(timeout) = self.request_timeout {
             request = request.timeout(timeout);
         }
         let mut response = request.send().await.map_err(|error| AttemptFailure {
@@ -119,7 +128,7 @@ impl OpenAiProvider {
                 "provider {}: POST {} failed: {}",
                 self.provider,
                 self.endpoint,
-                describe(&error, self.settings.timeout)
+                describe(&error, self.request_timeout)
             ),
             retryable: error.is_connect() || (error.is_timeout() && self.settings.retry_on_timeout),
             timed_out: error.is_timeout(),
@@ -148,7 +157,7 @@ impl OpenAiProvider {
                             "provider {}: reading the answer from {} failed: {}",
                             self.provider,
                             self.endpoint,
-                            describe(&error, self.settings.timeout)
+                            describe(&error, self.request_timeout)
                         ),
                         retryable: !error.is_timeout() || self.settings.retry_on_timeout,
                         timed_out: error.is_timeout(),
@@ -309,10 +318,6 @@ fn parse_answer(provider: &str, body: &Value) -> Result<Answer, ProviderError> {
 
 #[async_trait]
 impl Provider for OpenAiProvider {
-    fn runtime_name(&self) -> String {
-        format!("native@{}", self.provider)
-    }
-
     async fn complete(&self, request: Completion) -> Result<Answer, ProviderError> {
         let key = self.api_key()?;
         let client = self.client.as_ref().map_err(|error| {
@@ -321,7 +326,10 @@ impl Provider for OpenAiProvider {
                 self.provider
             ))
         })?;
-        let body = request_body(&request);
+        let mut body = request_body(&request);
+        if let Some(max_tokens) = self.max_tokens {
+            body["max_tokens"] = json!(max_tokens);
+        }
         let attempts = 1 + self.settings.retries;
         let mut backoff = self.settings.retry_backoff;
         for attempt in 1..=attempts {

@@ -106,15 +106,15 @@ pub enum ProviderError {
 
 #[async_trait]
 pub trait Provider: Send + Sync {
-    /// The runtime name kneo-serv reports, e.g. `simple@dummy`.
-    fn runtime_name(&self) -> String;
     async fn complete(&self, request: Completion) -> Result<Answer, ProviderError>;
 }
 
 /// The deterministic in-process provider.
 ///
-/// Without a script it answers `Final answer: <last user message>`. Lines of the system prompt
-/// script it (each on a line of its own):
+/// Without a script it behaves as kneo-serv's dummy: it answers `Final answer: <last user
+/// message>`; offered tools and asked to "search", it calls `web_search` with the message as
+/// `query` once, then answers `Final answer based on tool results: <results>`. Lines of the
+/// system prompt script it (each on a line of its own):
 /// - `REPLY <text>`: answer `<text>` instead;
 /// - `CALL_TOOL <tool_name> <json arguments>`: first call that tool (several lines call several
 ///   tools, one per turn, in order); once every scripted call has a result, answer
@@ -144,10 +144,6 @@ fn scripted_reply(system_prompt: &str) -> Option<String> {
 
 #[async_trait]
 impl Provider for DummyProvider {
-    fn runtime_name(&self) -> String {
-        "simple@dummy".into()
-    }
-
     async fn complete(&self, request: Completion) -> Result<Answer, ProviderError> {
         let prompt = request.system_prompt.as_deref().unwrap_or_default();
         let calls = scripted_calls(prompt);
@@ -166,7 +162,9 @@ impl Provider for DummyProvider {
                 ..Answer::default()
             });
         }
-        if let Some(last) = results.last() {
+        if !calls.is_empty()
+            && let Some(last) = results.last()
+        {
             return Ok(Answer {
                 text: format!("Final answer: {}", last.content),
                 ..Answer::default()
@@ -178,18 +176,52 @@ impl Provider for DummyProvider {
                 ..Answer::default()
             });
         }
-        let last = request
-            .messages
-            .iter()
-            .rev()
-            .find(|message| message.role == "user")
-            .or(request.messages.last())
-            .map(|message| message.content.clone())
-            .unwrap_or_default();
-        Ok(Answer {
-            text: format!("Final answer: {last}"),
+        Ok(unscripted_answer(&request))
+    }
+}
+
+/// kneo-serv's dummy: a search request with tools at hand calls `web_search` once; tool results
+/// fold into the answer; otherwise it answers the last user message.
+fn unscripted_answer(request: &Completion) -> Answer {
+    let last_user = request
+        .messages
+        .iter()
+        .rev()
+        .find(|message| message.role == "user")
+        .map(|message| message.content.clone())
+        .unwrap_or_default();
+    let tool_results: Vec<&str> = request
+        .messages
+        .iter()
+        .filter(|message| message.role == "tool")
+        .map(|message| message.content.as_str())
+        .collect();
+    if !request.tools.is_empty()
+        && tool_results.is_empty()
+        && last_user.to_lowercase().contains("search")
+    {
+        return Answer {
+            text: "I need to search.".into(),
+            tool_calls: vec![ToolCall {
+                id: "web_search_1".into(),
+                name: "web_search".into(),
+                arguments: json!({"query": last_user}),
+            }],
             ..Answer::default()
-        })
+        };
+    }
+    if !tool_results.is_empty() {
+        return Answer {
+            text: format!(
+                "Final answer based on tool results: {}",
+                tool_results.join("\n")
+            ),
+            ..Answer::default()
+        };
+    }
+    Answer {
+        text: format!("Final answer: {last_user}"),
+        ..Answer::default()
     }
 }
 

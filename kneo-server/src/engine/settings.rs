@@ -1,5 +1,5 @@
 //! Provider and MCP settings read from the environment when the engine is built
-//! (`KNEO_SERV_PROVIDER_*`, `KNEO_SERV_MCP_*`, `OPENAI_BASE_URL`).
+//! (`KNEO_SERV_PROVIDER_*`, `KNEO_SERV_MCP_*`, `KNEO_SERV_TOKEN_BUDGET`, `OPENAI_BASE_URL`).
 //!
 //! A malformed value is logged with the variable's name and the default is used instead: the
 //! engine cannot refuse to start (that is `config`'s job), and a typo here must not take every
@@ -23,6 +23,9 @@ pub struct ProviderSettings {
     pub retry_on_timeout: bool,
     /// `OPENAI_BASE_URL`: the default endpoint when a spec sets no `model.extra.base_url`.
     pub openai_base_url: Option<String>,
+    /// `KNEO_SERV_TOKEN_BUDGET`: tokens one agent turn may spend when its spec sets no
+    /// `model.token_budget`; unset (or not a positive whole number) means no limit.
+    pub token_budget: Option<u64>,
 }
 
 impl Default for ProviderSettings {
@@ -33,6 +36,7 @@ impl Default for ProviderSettings {
             retry_backoff: Duration::from_millis(250),
             retry_on_timeout: false,
             openai_base_url: None,
+            token_budget: None,
         }
     }
 }
@@ -120,6 +124,13 @@ impl ProviderSettings {
             retry_on_timeout: flag(lookup, "KNEO_SERV_PROVIDER_RETRY_ON_TIMEOUT")
                 .unwrap_or(defaults.retry_on_timeout),
             openai_base_url: lookup("OPENAI_BASE_URL").filter(|url| !url.trim().is_empty()),
+            token_budget: lookup("KNEO_SERV_TOKEN_BUDGET").and_then(|text| {
+                let budget = text.trim().parse::<u64>().ok().filter(|budget| *budget > 0);
+                if budget.is_none() && !text.trim().is_empty() {
+                    tracing::warn!(target: "kneo_serv.engine", variable = "KNEO_SERV_TOKEN_BUDGET", value = %text, "ignoring a token budget that is not a positive whole number");
+                }
+                budget
+            }),
         }
     }
 }

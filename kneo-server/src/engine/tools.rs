@@ -157,6 +157,7 @@ impl ToolRegistry {
                 Ok(format!("Account {account}: status=active SSN=123-45-6789"))
             },
         );
+        super::golden_helpers::register_tools(&mut registry);
         registry
     }
 }
@@ -185,6 +186,8 @@ pub enum ToolBacking {
 pub struct ToolPlan {
     pub definition: ToolDefinition,
     pub backing: ToolBacking,
+    /// kneo's per-tool `allowed_domains`, enforced like the agent's (see [`check_domains`]).
+    pub allowed_domains: Vec<String>,
 }
 
 impl ToolPlan {
@@ -211,6 +214,96 @@ pub fn text_from_arguments(arguments: &Value) -> String {
             Value::String(text) => text.clone(),
             other => other.to_string(),
         })
+}
+
+/// A canonical host for domain gating: lower case, no trailing dot (a trailing-dot name is
+/// the same host to DNS, so it must not slip past a list written without it).
+fn normalize_host(host: &str) -> String {
+    host.trim().to_lowercase().trim_end_matches('.').to_string()
+}
+
+/// The host of a URL-shaped string, as a URL parser finds its authority: `scheme://host/...`
+/// or a scheme-relative `//host/...`; user info and port are dropped. Plain words and paths
+/// have none.
+fn url_host(text: &str) -> Option<String> {
+    let text = text.trim();
+    let after_scheme = match text.find(':') {
+        Some(colon)
+            if colon > 0
+                && text[..colon].chars().enumerate().all(|(i, c)| {
+                    c.is_ascii_alphabetic()
+                        || (i > 0 && (c.is_ascii_alphanumeric() || "+-.".contains(c)))
+                }) =>
+        {
+            &text[colon + 1..]
+        }
+        _ => text,
+    };
+    let authority = after_scheme.strip_prefix("//")?;
+    let authority = authority.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let host = if let Some(bracketed) = host_port.strip_prefix('[') {
+        bracketed.split(']').next().unwrap_or_default()
+    } else {
+        host_port.split(':').next().unwrap_or_default()
+    };
+    let host = normalize_host(host);
+    (!host.is_empty()).then_some(host)
+}
+
+/// Every URL host in a tool call's arguments, keys and values, at any depth.
+fn argument_hosts(value: &Value, hosts: &mut Vec<String>) {
+    match value {
+        Value::String(text) => hosts.extend(url_host(text)),
+        Value::Array(items) => items.iter().for_each(|item| argument_hosts(item, hosts)),
+        Value::Object(map) => {
+            for (key, item) in map {
+                hosts.extend(url_host(key));
+                argument_hosts(item, hosts);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether `host` is one of `domains` or a subdomain of one.
+fn host_in(host: &str, domains: &[String]) -> bool {
+    domains.iter().any(|domain| {
+        let domain = normalize_host(domain);
+        let domain = domain.trim_start_matches('.');
+        !domain.is_empty() && (host == domain || host.ends_with(&format!(".{domain}")))
+    })
+}
+
+/// Domain gating of a tool call (`allowed_domains` / `denied_domains`, kneo-serv 1.2's rule):
+/// every URL host in the arguments must not be denied and, when an allow list is given, must be
+/// on it. Arguments without a URL always pass. `Err` carries kneo-serv's message.
+pub fn check_domains(
+    tool: &str,
+    arguments: &Value,
+    allowed: &[String],
+    denied: &[String],
+) -> Result<(), String> {
+    if allowed.is_empty() && denied.is_empty() {
+        return Ok(());
+    }
+    let mut hosts = Vec::new();
+    argument_hosts(arguments, &mut hosts);
+    for host in hosts {
+        if host_in(&host, denied) {
+            return Err(format!(
+                "Tool '{tool}' call targets denied domain '{host}'."
+            ));
+        }
+        if !allowed.is_empty() && !host_in(&host, allowed) {
+            return Err(format!(
+                "Tool '{tool}' call targets domain '{host}' that is not in allowed_domains."
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -241,5 +334,43 @@ mod tests {
     fn text_arguments_are_found_by_their_usual_names() {
         assert_eq!(text_from_arguments(&json!({"input": "a"})), "a");
         assert_eq!(text_from_arguments(&json!({"n": 1})), "{\"n\":1}");
+    }
+
+    #[test]
+    fn domain_gating_follows_kneo_serv() {
+        let allowed = vec!["example.com".to_string()];
+        let denied = vec!["evil.example".to_string()];
+        let check = |query: &str, allowed: &[String], denied: &[String]| {
+            check_domains("web_search", &json!({"query": query}), allowed, denied)
+        };
+        // Recordings 373-379.
+        assert_eq!(
+            check("https://docs.example.com/search?q=1", &allowed, &[]),
+            Ok(())
+        );
+        assert_eq!(
+            check("https://a.b.example.com./search", &allowed, &[]),
+            Ok(())
+        );
+        assert_eq!(
+            check("https://evil.org/search", &allowed, &[]),
+            Err(
+                "Tool 'web_search' call targets domain 'evil.org' that is not in allowed_domains."
+                    .into()
+            )
+        );
+        assert!(check("//evil.org/search", &allowed, &[]).is_err());
+        assert_eq!(check("search plain words", &allowed, &[]), Ok(()));
+        assert_eq!(
+            check("https://api.EVIL.example/search", &[], &denied),
+            Err("Tool 'web_search' call targets denied domain 'api.evil.example'.".into())
+        );
+        assert_eq!(check("https://good.example/search", &[], &denied), Ok(()));
+        assert!(check("http://user:pw@Evil.Org:8080/x", &allowed, &[]).is_err());
+        assert_eq!(check("example.com/not-a-url", &allowed, &[]), Ok(()));
+        assert_eq!(check("notexample.com", &allowed, &[]), Ok(()));
+        assert!(check("https://notexample.com", &allowed, &[]).is_err());
+        let nested = json!({"urls": ["https://ok.example.com"], "https://evil.org/x": 1});
+        assert!(check_domains("t", &nested, &allowed, &[]).is_err());
     }
 }

@@ -23,6 +23,38 @@ struct StoreRecorder<'a> {
     /// Trace events written so far (up to [`EMBEDDED_TRACE_LIMIT`]), so a response can embed
     /// the trace without reading it back.
     written: std::sync::Mutex<Vec<serde_json::Value>>,
+    /// Trace and checkpoint bytes this execution appended, for the run's store budget.
+    appended_bytes: std::sync::atomic::AtomicU64,
+}
+
+/// The bytes a JSON value takes when stored.
+fn stored_size(value: &impl serde::Serialize) -> u64 {
+    serde_json::to_vec(value).map_or(0, |bytes| bytes.len() as u64)
+}
+
+/// Turns a boundary that would pass the run's store budget into the run's failure: nothing more
+/// of the run is stored, and the error says what to change.
+fn fail_over_budget(progress: &mut Progress, footprint: u64, budget: u64) {
+    let now = crate::clock::now_text();
+    let message = format!(
+        "The run would take {footprint} bytes in the store (its state, trace and checkpoints), over KNEO_SERV_RUN_MAX_STORED_BYTES={budget}; \
+         lower the workflow's max_steps or the size of its inputs and outputs, or raise the budget (runbook § 5.3)."
+    );
+    let run = &mut progress.run;
+    run.status = RunStatus::Failed;
+    run.error = Some(
+        json!({"type": "run_too_large", "message": message, "stored_bytes": footprint, "max_stored_bytes": budget}),
+    );
+    run.updated_at = now.clone();
+    run.completed_at = Some(now);
+    progress.trace_events.clear();
+    progress.checkpoints.clear();
+    progress.queue = Some(QueueTransition::Finish {
+        status: QueueStatus::Failed,
+        error: Some("run_too_large".into()),
+    });
+    let metadata = json!({"error": run.error});
+    progress.audit = vec![audit("run.failed", run, metadata)];
 }
 
 /// Most trace events a run response embeds (the full trace is at `/trace`).
@@ -45,7 +77,21 @@ impl Recorder for StoreRecorder<'_> {
         progress.trace_events = boundary.trace_events;
         progress.checkpoints = boundary.checkpoints;
         progress.lease_holder = Some(self.holder.clone());
-        if boundary.finished {
+        let budget = self.platform.config.run_max_stored_bytes;
+        let mut over_budget = false;
+        if budget > 0 {
+            let appended: u64 = progress.trace_events.iter().map(stored_size).sum::<u64>()
+                + progress.checkpoints.iter().map(stored_size).sum::<u64>();
+            let before = self
+                .appended_bytes
+                .fetch_add(appended, std::sync::atomic::Ordering::Relaxed);
+            let footprint = before + appended + stored_size(&progress.run);
+            if footprint > budget {
+                fail_over_budget(&mut progress, footprint, budget);
+                over_budget = true;
+            }
+        }
+        if boundary.finished && !over_budget {
             let run = &progress.run;
             // Completion is not audited (kneo-serv does not either); a pause is, as the human
             // task it opens.
@@ -70,9 +116,32 @@ impl Recorder for StoreRecorder<'_> {
                 progress
                     .audit
                     .push(audit("run.failed", run, json!({"error": run.error})));
+                if let Some(guardrail) = run
+                    .error
+                    .as_ref()
+                    .and_then(|error| error.get("guardrail_id"))
+                    .filter(|id| id.is_string())
+                {
+                    // Who stopped the run and where; the message names patterns, never the text.
+                    let error = run.error.as_ref();
+                    let metadata = json!({
+                        "guardrail_id": guardrail,
+                        "violation_type": error.and_then(|e| e.get("type")),
+                        "step_id": error.and_then(|e| e.get("step_id")),
+                    });
+                    progress
+                        .audit
+                        .push(audit("guardrail.blocked", run, metadata));
+                }
             }
         }
         match self.platform.stores.runs.save_progress(&progress).await {
+            Ok(SaveOutcome::Saved) if over_budget => {
+                tracing::warn!(target: "kneo_serv.platform", event = "run_too_large", run_id = %progress.run.id,
+                    "run failed: it passed its store budget (KNEO_SERV_RUN_MAX_STORED_BYTES)");
+                self.platform.metrics.run_failed();
+                Err(Interrupt::Refused(Some(RunStatus::Failed)))
+            }
             Ok(SaveOutcome::Saved) => {
                 let mut written = self
                     .written
@@ -84,6 +153,8 @@ impl Recorder for StoreRecorder<'_> {
             }
             Ok(SaveOutcome::Refused { current }) => Err(Interrupt::Refused(current)),
             Ok(SaveOutcome::LeaseLost) => Err(Interrupt::LeaseLost),
+            // Execution writes bind no idempotency key; a refusal means the run moved on.
+            Ok(SaveOutcome::KeyTaken) => Err(Interrupt::Refused(None)),
             Err(error) => Err(Interrupt::Store(error)),
         }
     }
@@ -128,6 +199,7 @@ impl Platform {
             platform: self,
             holder: holder.clone(),
             written: std::sync::Mutex::new(Vec::new()),
+            appended_bytes: std::sync::atomic::AtomicU64::new(0),
         };
         let deadline = executor::remaining(&run);
         let work = executor::execute(&plan, run, &recorder, &cancel, &settings);

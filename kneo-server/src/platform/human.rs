@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::{Platform, responses};
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, ValidationIssue};
 use crate::engine::executor::build_checkpoint;
 use crate::store::{
     AuditEvent, Continuation, ErrorKind, Expect, Progress, QueueTransition, RunRecord, RunStatus,
@@ -146,6 +146,7 @@ impl Platform {
         continuation_id: &str,
         decision: Decision,
         actor: &str,
+        mark: Option<&super::idempotency::Mark>,
     ) -> Result<(StatusCode, Value), ApiError> {
         let lock_name = format!("continuation:{continuation_id}");
         let owner = crate::clock::new_id();
@@ -175,7 +176,10 @@ impl Platform {
         // accepted: a resume that races it then always meets the lock (409 `resource_locked`),
         // rather than sometimes finding the consumed task gone (404). A resume sent after the
         // winner answered finds no task, as kneo-serv answers a second resume (404).
-        let finished = match self.accept_resume(continuation_id, &decision, actor).await {
+        let finished = match self
+            .accept_resume(continuation_id, &decision, actor, mark)
+            .await
+        {
             Ok((run, plan)) => {
                 let holder = self.request_holder.clone();
                 let platform = self.clone();
@@ -202,8 +206,10 @@ impl Platform {
         continuation_id: &str,
         decision: &Decision,
         actor: &str,
+        mark: Option<&super::idempotency::Mark>,
     ) -> Result<(RunRecord, crate::engine::plan::Plan), ApiError> {
         let continuation = self.get_task(continuation_id).await?;
+        crate::api::request_log::note_run_id(&continuation.run_id);
         let run = self
             .stores
             .runs
@@ -325,8 +331,15 @@ impl Platform {
                 &crate::clock::now_text(),
             ),
         ];
+        progress.idempotency = mark.map(|mark| mark.binding(None));
+        let _reserved = self.reserve(&resumed.id);
         match self.stores.runs.save_progress(&progress).await? {
             SaveOutcome::Saved => {}
+            SaveOutcome::KeyTaken => {
+                return Err(super::idempotency::key_taken(
+                    mark.map_or("", |m| m.scope.as_str()),
+                ));
+            }
             _ => {
                 let current = self
                     .stores
@@ -404,7 +417,10 @@ impl Platform {
                             json!({"expires_at": expires_at}),
                         )])
                         .await?;
-                    if let Err(error) = self.resume(&continuation.id, decision, "system").await {
+                    if let Err(error) = self
+                        .resume(&continuation.id, decision, "system", None)
+                        .await
+                    {
                         self.stores
                             .runs
                             .record_audit(&[audit(
@@ -513,10 +529,25 @@ fn decision_output(continuation: &Continuation, decision: &Decision) -> Result<S
                 .and_then(Value::as_array)
                 .map(|o| o.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
-            if !options.is_empty() && !options.contains(&option.as_str()) {
-                return Err(invalid(format!(
-                    "selected_option {option:?} is not one of the task's options {options:?}."
-                )));
+            if !options.contains(&option.as_str()) {
+                let msg = if options.is_empty() {
+                    "The task offers no options to select; answer it with approved, rejected, edited or provided".to_string()
+                } else {
+                    let offered: Vec<String> = options.iter().map(|o| format!("'{o}'")).collect();
+                    format!(
+                        "Input should be one of the task's options: {}",
+                        offered.join(", ")
+                    )
+                };
+                // A native 422, as for any other field of the wrong value; nothing is written, so
+                // the task stays pending.
+                return Err(ApiError::validation(vec![ValidationIssue {
+                    kind: "literal_error",
+                    loc: vec![json!("body"), json!("selected_option")],
+                    msg,
+                    input: Some(json!(option)),
+                    ctx: None,
+                }]));
             }
             Ok(option)
         }
@@ -611,6 +642,14 @@ fn resumed_run(
     });
     if let Some(state) = graph_state {
         context["graph"] = state;
+    }
+    // What the run's agents remember, and a concurrent workflow's results so far, carry over.
+    if let Some(previous) = run.metadata.get("execution_context") {
+        for key in ["agent_histories", "orchestration"] {
+            if let Some(value) = previous.get(key) {
+                context[key] = value.clone();
+            }
+        }
     }
     run.metadata.insert("execution_context".into(), context);
     run

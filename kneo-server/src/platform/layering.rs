@@ -7,9 +7,6 @@
 
 use serde_json::{Map, Value};
 
-/// The marker that deletes a key: `key: {__delete__: true}`.
-pub const DELETE_MARKER: &str = "__delete__";
-
 /// `skills: {add, disable}` of a run: enables skills the spec declares, disables selected ones.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SkillsOverlay {
@@ -102,28 +99,13 @@ pub enum LayerError {
     UndeclaredSkills(Vec<String>),
 }
 
-/// Merges `overlay` into `base` in place.
+/// Merges `overlay` into `base` in place, with the one merge the spec language has
+/// ([`crate::spec::overrides::apply`]).
 pub fn deep_merge(base: &mut Map<String, Value>, overlay: &Map<String, Value>) {
-    for (key, value) in overlay {
-        if value.is_null() || is_delete_marker(value) {
-            base.remove(key);
-            continue;
-        }
-        match (base.get_mut(key), value) {
-            (Some(Value::Object(existing)), Value::Object(incoming)) => {
-                deep_merge(existing, incoming)
-            }
-            _ => {
-                base.insert(key.clone(), value.clone());
-            }
-        }
+    let merged = crate::spec::overrides::apply(Value::Object(std::mem::take(base)), overlay);
+    if let Value::Object(merged) = merged {
+        *base = merged;
     }
-}
-
-fn is_delete_marker(value: &Value) -> bool {
-    value
-        .get(DELETE_MARKER)
-        .is_some_and(|marker| *marker == Value::Bool(true))
 }
 
 /// The document a run or a spec route works on: `base` with every layer applied.

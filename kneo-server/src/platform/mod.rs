@@ -37,12 +37,48 @@ use crate::engine::Engine;
 use crate::engine::plan::Plan;
 use crate::metrics::Metrics;
 use crate::store::{
-    AuditEvent, Expect, Progress, QueueEntry, QueueStatus, QueueTransition, RunRecord, RunStatus,
-    SaveOutcome, Stores, TraceQuery,
+    AuditEvent, CreateOutcome, Expect, Progress, QueueEntry, QueueStatus, QueueTransition,
+    RunRecord, RunStatus, SaveOutcome, Stores, TraceQuery,
 };
-use error::PlatformError;
+use idempotency::Mark;
 use layering::SkillsOverlay;
 use specs::SpecRequest;
+
+/// The longest run deadline `metadata.timeout_seconds` may ask for (about 31 years): far enough
+/// for any real run, near enough that every clock and timestamp type can hold it.
+pub const MAX_RUN_TIMEOUT_SECONDS: f64 = 1e9;
+
+/// The deadline `seconds` from now; `seconds` was checked against [`MAX_RUN_TIMEOUT_SECONDS`].
+fn run_deadline(seconds: f64) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    let out_of_range = || {
+        ApiError::invalid_request(format!(
+            "metadata.timeout_seconds {seconds} is out of range; give 0 < seconds ≤ {MAX_RUN_TIMEOUT_SECONDS}."
+        ))
+    };
+    let delta = chrono::Duration::from_std(
+        std::time::Duration::try_from_secs_f64(seconds).map_err(|_| out_of_range())?,
+    )
+    .map_err(|_| out_of_range())?;
+    crate::clock::now()
+        .checked_add_signed(delta)
+        .ok_or_else(out_of_range)
+}
+
+/// How long a lease of this process must have gone without a write or renewal before the sweep
+/// hands it back when nothing here executes it (writes come far more often while a run executes).
+const STRANDED_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A run marked as executing here until dropped ([`Platform::reserve`]).
+struct Reservation<'a> {
+    platform: &'a Platform,
+    run_id: String,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.platform.unregister_running(&self.run_id);
+    }
+}
 
 /// The validated body of `POST /v1/runs` (and `POST /v1/specs/run`).
 #[derive(Debug, Clone)]
@@ -57,6 +93,8 @@ pub struct CreateRun {
     pub session_id: Option<String>,
     /// Created through `POST /v1/specs/run`: audited as `spec.run` instead of `run.created`.
     pub via_specs_run: bool,
+    /// `metadata.timeout_seconds`: the run's deadline, range-checked when the body was read.
+    pub timeout_seconds: Option<f64>,
 }
 
 /// Shared run-lifecycle logic.
@@ -73,6 +111,9 @@ pub struct Platform {
     pub queue_signal: Notify,
     /// Spec files already parsed and validated.
     spec_cache: spec_cache::SpecCache,
+    /// Request work the server owns ([`crate::api::lifecycle`]): it outlives its connection,
+    /// and shutdown waits for it.
+    owned: tokio_util::task::TaskTracker,
 }
 
 impl Platform {
@@ -92,7 +133,23 @@ impl Platform {
             running: Mutex::new(HashMap::new()),
             queue_signal: Notify::new(),
             spec_cache: spec_cache::SpecCache::default(),
+            owned: tokio_util::task::TaskTracker::new(),
         }
+    }
+
+    /// Runs request work in a task the server owns (see [`crate::api::lifecycle`]).
+    pub fn spawn_owned<F>(&self, work: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.owned.spawn(work)
+    }
+
+    /// Waits up to `grace` for owned request work to end (at shutdown); false if some is left.
+    pub async fn finish_owned_work(&self, grace: std::time::Duration) -> bool {
+        self.owned.close();
+        tokio::time::timeout(grace, self.owned.wait()).await.is_ok()
     }
 
     fn register_running(&self, run_id: &str, token: CancellationToken) {
@@ -100,6 +157,58 @@ impl Platform {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(run_id.to_string(), token);
+    }
+
+    /// Marks `run_id` as executing in this process from before the write that leases it to
+    /// this process, so the stranded-lease sweep never hands back a run about to execute.
+    fn reserve(&self, run_id: &str) -> Reservation<'_> {
+        self.register_running(run_id, CancellationToken::new());
+        Reservation {
+            platform: self,
+            run_id: run_id.to_string(),
+        }
+    }
+
+    /// Hands back to the queue every run leased to this process's request holder that it is not
+    /// executing: left over from a store exchange that failed (a sync run whose first write or
+    /// lease release met a Postgres outage). A worker then continues it from its last checkpoint.
+    pub async fn release_stranded_leases(&self) {
+        let held = match self
+            .stores
+            .runs
+            .leases_of(&self.request_holder, STRANDED_AFTER)
+            .await
+        {
+            Ok(held) => held,
+            Err(error) => {
+                tracing::debug!(target: "kneo_serv.platform", %error, "could not read this process's leases");
+                return;
+            }
+        };
+        for run_id in held {
+            let executing = self
+                .running
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains_key(&run_id);
+            if executing {
+                continue;
+            }
+            match self
+                .stores
+                .runs
+                .release_lease(&run_id, &self.request_holder)
+                .await
+            {
+                Ok(()) => {
+                    tracing::warn!(target: "kneo_serv.platform", event = "stranded_lease_released", run_id = %run_id,
+                        "handed back a run this process had leased but was not executing (a store write failed); a worker continues it")
+                }
+                Err(error) => {
+                    tracing::debug!(target: "kneo_serv.platform", %error, run_id = %run_id, "could not hand back a stranded run yet")
+                }
+            }
+        }
     }
 
     fn unregister_running(&self, run_id: &str) {
@@ -160,7 +269,7 @@ impl Platform {
             .ok_or_else(|| format!("run {} has no frozen spec", run.id))?;
         let document = layering::layered(frozen, &layering::frozen_layers(&run.metadata))
             .map_err(|error| format!("run {}: {error}", run.id))?;
-        let validation = crate::spec::validate::validate(&document, self.engine.as_ref());
+        let validation = specs::validate_for_this_build(&document, self.engine.as_ref(), None);
         let spec = validation.spec.ok_or_else(|| {
             let errors: Vec<String> = validation
                 .diagnostics
@@ -173,8 +282,38 @@ impl Platform {
                 errors.join("; ")
             )
         })?;
-        crate::engine::plan::compile(&spec, target, self.engine.as_ref())
+        let skills = run
+            .metadata
+            .get("frozen_spec")
+            .and_then(|frozen| frozen.get("skills"))
+            .and_then(Value::as_object);
+        crate::engine::plan::compile_run(&spec, target, self.engine.as_ref(), skills)
             .map_err(|error| error.to_string())
+    }
+
+    /// Reads every skill the spec declares, once, for the run being created (kneo-serv freezes
+    /// them the same way): a later change to a bundle does not change the run.
+    async fn freeze_skills(
+        &self,
+        spec: &crate::spec::model::Spec,
+    ) -> Result<serde_json::Map<String, Value>, ApiError> {
+        if spec.skills.is_empty() {
+            return Ok(serde_json::Map::new());
+        }
+        let root = self.config.spec_root.clone();
+        let skills = spec.skills.clone();
+        let frozen =
+            tokio::task::spawn_blocking(move || crate::engine::skills::freeze(&root, &skills))
+                .await
+                .map_err(|_| ApiError::internal())?;
+        frozen.map_err(|error| match error {
+            crate::engine::skills::SkillError::Confined => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "spec_path_confined",
+                error.to_string(),
+            ),
+            _ => ApiError::invalid_request(error.to_string()),
+        })
     }
 
     /// `POST /v1/runs`: creates a run and executes it in the request (200) or queues it (202).
@@ -182,6 +321,7 @@ impl Platform {
         self: &Arc<Self>,
         request: CreateRun,
         actor: &str,
+        mark: Option<&Mark>,
     ) -> Result<(StatusCode, Value), ApiError> {
         let loaded = self
             .load_run_spec(&request.spec, request.skills.as_ref())
@@ -192,11 +332,14 @@ impl Platform {
             &loaded.diagnostics,
         )
         .await?;
-        let plan =
-            crate::engine::plan::compile(&loaded.spec, &request.target, self.engine.as_ref())
-                .map_err(|error| {
-                    PlatformError::SpecInvalid(vec![specs::compile_diagnostic(&error)])
-                })?;
+        let skills = self.freeze_skills(&loaded.spec).await?;
+        let plan = crate::engine::plan::compile_run(
+            &loaded.spec,
+            &request.target,
+            self.engine.as_ref(),
+            Some(&skills),
+        )
+        .map_err(|error| specs::spec_invalid(vec![specs::compile_diagnostic(&error)]))?;
         let now = crate::clock::now_text();
         let mut run = RunRecord::new(
             crate::clock::new_id(),
@@ -210,15 +353,9 @@ impl Platform {
         } else {
             "agent".into()
         });
-        let timeout_seconds = request
-            .metadata
-            .get("timeout_seconds")
-            .and_then(Value::as_f64)
-            .filter(|s| *s > 0.0 && s.is_finite());
+        let timeout_seconds = request.timeout_seconds;
         if let Some(seconds) = timeout_seconds {
-            let deadline =
-                crate::clock::now() + chrono::Duration::milliseconds((seconds * 1000.0) as i64);
-            run.deadline_at = Some(crate::clock::format(deadline));
+            run.deadline_at = Some(crate::clock::format(run_deadline(seconds)?));
         }
         let metadata = &mut run.metadata;
         metadata.insert("spec_path".into(), json!(loaded.spec_path));
@@ -250,7 +387,7 @@ impl Platform {
         metadata.insert("timeout_seconds".into(), json!(timeout_seconds));
         metadata.insert(
             "frozen_spec".into(),
-            json!({"base": loaded.value, "overlays": loaded.overlays}),
+            json!({"base": loaded.value, "overlays": loaded.overlays, "skills": skills}),
         );
         metadata.insert(
             "caller_metadata".into(),
@@ -258,10 +395,11 @@ impl Platform {
         );
         run.session_id = request.session_id.clone();
         let created = audit::run_created(actor, &request, &loaded, &run);
+        crate::api::request_log::note_run_id(&run.id);
         if request.async_mode {
-            self.enqueue(run, created).await
+            self.enqueue(run, created, mark).await
         } else {
-            self.run_in_request(run, created, plan).await
+            self.run_in_request(run, created, plan, mark).await
         }
     }
 
@@ -269,6 +407,7 @@ impl Platform {
         &self,
         mut run: RunRecord,
         created: AuditEvent,
+        mark: Option<&Mark>,
     ) -> Result<(StatusCode, Value), ApiError> {
         let limit = self.config.worker.max_queue_depth;
         if limit > 0 {
@@ -281,7 +420,10 @@ impl Platform {
                     json!({"type": "queue_full", "message": format!("The queue held {} runs (KNEO_SERV_MAX_QUEUE_DEPTH={limit}).", counts.queued)}),
                 );
                 run.completed_at = Some(run.created_at.clone());
-                self.stores.runs.create_run(&run, None, &[created]).await?;
+                self.stores
+                    .runs
+                    .create_run(&run, None, &[created], None)
+                    .await?;
                 return Err(ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "queue_full",
@@ -296,12 +438,23 @@ impl Platform {
                 .retry_after(5));
             }
         }
-        self.stores
+        // The 202 is decided once the run is queued, so the key is completed with it in the same
+        // transaction: a crash after the commit leaves nothing for a retry to redo.
+        let accepted = responses::run_accepted(&run);
+        let binding = mark.map(|mark| mark.binding(Some((StatusCode::ACCEPTED, &accepted))));
+        let outcome = self
+            .stores
             .runs
-            .create_run(&run, Some(QueueEntry::Queued), &[created])
+            .create_run(&run, Some(QueueEntry::Queued), &[created], binding.as_ref())
             .await?;
+        if outcome == CreateOutcome::KeyTaken {
+            return Err(idempotency::key_taken(
+                mark.map_or("", |m| m.scope.as_str()),
+            ));
+        }
+        crate::faults::point("after_run_created");
         self.queue_signal.notify_waiters();
-        Ok((StatusCode::ACCEPTED, responses::run_accepted(&run)))
+        Ok((StatusCode::ACCEPTED, accepted))
     }
 
     async fn run_in_request(
@@ -309,6 +462,7 @@ impl Platform {
         mut run: RunRecord,
         created: AuditEvent,
         plan: Plan,
+        mark: Option<&Mark>,
     ) -> Result<(StatusCode, Value), ApiError> {
         let holder = self.request_holder.clone();
         run.status = RunStatus::Running;
@@ -317,10 +471,19 @@ impl Platform {
             worker_id: holder.clone(),
             lease: self.config.worker.lease,
         };
-        self.stores
+        let binding = mark.map(|mark| mark.binding(None));
+        let _reserved = self.reserve(&run.id);
+        let outcome = self
+            .stores
             .runs
-            .create_run(&run, Some(entry), &[created])
+            .create_run(&run, Some(entry), &[created], binding.as_ref())
             .await?;
+        if outcome == CreateOutcome::KeyTaken {
+            return Err(idempotency::key_taken(
+                mark.map_or("", |m| m.scope.as_str()),
+            ));
+        }
+        crate::faults::point("after_run_created");
         self.metrics.run_started();
         // The run executes in its own task: a client that hangs up does not abandon it half-way.
         let platform = self.clone();
@@ -332,6 +495,9 @@ impl Platform {
             tracing::error!(target: "kneo_serv.platform", %error, "run execution task failed");
             ApiError::internal()
         })?;
+        if let Some(violation) = responses::guardrail_violation(&finished) {
+            return Err(violation);
+        }
         Ok((StatusCode::OK, responses::run_result(&finished, trace)))
     }
 
@@ -390,6 +556,7 @@ impl Platform {
         self: &Arc<Self>,
         run_id: &str,
         actor: &str,
+        mark: Option<&Mark>,
     ) -> Result<(StatusCode, Value), ApiError> {
         let mut run = self
             .stores
@@ -455,8 +622,15 @@ impl Platform {
             None,
             json!({"from_step_index": run.current_step_index}),
         ));
+        progress.idempotency = mark.map(|mark| mark.binding(None));
+        let _reserved = self.reserve(&run.id);
         match self.stores.runs.save_progress(&progress).await? {
             SaveOutcome::Saved => {}
+            SaveOutcome::KeyTaken => {
+                return Err(idempotency::key_taken(
+                    mark.map_or("", |m| m.scope.as_str()),
+                ));
+            }
             _ => {
                 let current = self
                     .stores
@@ -491,6 +665,7 @@ impl Platform {
         if let Err(error) = self.sweep_human_tasks().await {
             tracing::warn!(target: "kneo_serv.platform", %error, "human task sweep failed");
         }
+        self.release_stranded_leases().await;
     }
 }
 

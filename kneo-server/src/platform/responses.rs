@@ -53,6 +53,43 @@ pub fn run_result(run: &RunRecord, trace: Vec<Value>) -> Value {
     })
 }
 
+/// The error types that end a run on a guardrail's verdict (kneo-serv's exception names).
+const GUARDRAIL_ERRORS: [&str; 3] = [
+    crate::engine::guardrails::GUARDRAIL_VIOLATION,
+    crate::engine::guardrails::TOOL_RESULT_VIOLATION,
+    crate::engine::guardrails::TOOL_MIDDLEWARE_VIOLATION,
+];
+
+/// A sync run that a guardrail stopped answers `422 guardrail_violation` instead of its
+/// state (kneo-serv's mapping): the message names the guardrail, `violation_type` the stage's
+/// error type, `run_id` the run left failed with that error.
+pub fn guardrail_violation(run: &RunRecord) -> Option<crate::api::error::ApiError> {
+    let error = run.error.as_ref()?;
+    let violation_type = error.get("type").and_then(Value::as_str)?;
+    if run.status != crate::store::RunStatus::Failed || !GUARDRAIL_ERRORS.contains(&violation_type)
+    {
+        return None;
+    }
+    let message = error
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    Some(
+        crate::api::error::ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "guardrail_violation",
+            message,
+        )
+        .with("violation_type", violation_type)
+        .with(
+            "guardrail_id",
+            error.get("guardrail_id").cloned().unwrap_or(Value::Null),
+        )
+        .with("run_id", run.id.clone()),
+    )
+}
+
 /// `RunCreateResponse` of an accepted async run (golden 13): the request as recorded.
 pub fn run_accepted(run: &RunRecord) -> Value {
     let metadata: Map<String, Value> = public_metadata(run)

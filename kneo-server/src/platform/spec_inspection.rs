@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use super::error::PlatformError;
 use super::specs::{LayeredDocument, SpecRequest, validate_for_this_build};
 use super::{Platform, audit, layering, policy_report};
+use crate::api::error::ApiError;
 use crate::engine::plan::Plan;
 use crate::spec::diagnostic::Diagnostic;
 use crate::spec::model::WorkflowType;
@@ -175,12 +176,15 @@ impl Topology {
 
 impl Platform {
     /// Validates a layered document off the async runtime, as `/specs/validate` does.
-    async fn validate_document(&self, document: &Value) -> Result<Validation, PlatformError> {
+    async fn validate_document(&self, document: &Value) -> Result<Validation, ApiError> {
         let engine = self.engine.clone();
         let document = document.clone();
-        tokio::task::spawn_blocking(move || validate_for_this_build(&document, &engine))
-            .await
-            .map_err(|_| PlatformError::Internal("the spec validation task stopped".into()))
+        let root = self.config.spec_root.clone();
+        tokio::task::spawn_blocking(move || {
+            validate_for_this_build(&document, &engine, Some(&root))
+        })
+        .await
+        .map_err(|_| PlatformError::Internal("the spec validation task stopped".into()).into())
     }
 
     /// Layers, validates and gates a spec for the compile routes: the layered document and its
@@ -190,7 +194,7 @@ impl Platform {
         &self,
         request: &SpecRequest,
         strict: bool,
-    ) -> Result<(LayeredDocument, Validation), PlatformError> {
+    ) -> Result<(LayeredDocument, Validation), ApiError> {
         let layered = self.layered_document(request, None).await?;
         let validation = self.validate_document(&layered.document).await?;
         self.enforce_environment_policy(
@@ -205,7 +209,7 @@ impl Platform {
             policy_report::schema_invalid(&validation.diagnostics)
         };
         if refuse {
-            return Err(PlatformError::SpecInvalid(validation.diagnostics));
+            return Err(PlatformError::SpecInvalid(validation.diagnostics).into());
         }
         Ok((layered, validation))
     }
@@ -215,7 +219,7 @@ impl Platform {
         &self,
         request: &SpecRequest,
         actor: &str,
-    ) -> Result<Validation, PlatformError> {
+    ) -> Result<Validation, ApiError> {
         let validation = self.validate_spec(request).await?;
         self.audit_spec(
             "spec.validated",
@@ -233,7 +237,7 @@ impl Platform {
         request: &SpecRequest,
         strict: bool,
         actor: &str,
-    ) -> Result<CompileOutcome, PlatformError> {
+    ) -> Result<CompileOutcome, ApiError> {
         let (layered, validation) = self.checked_spec(request, strict).await?;
         let document = &layered.document;
         let outcome = CompileOutcome {
@@ -258,7 +262,7 @@ impl Platform {
         &self,
         request: &SpecRequest,
         actor: &str,
-    ) -> Result<Explanation, PlatformError> {
+    ) -> Result<Explanation, ApiError> {
         let (layered, _) = self.checked_spec(request, true).await?;
         let document = &layered.document;
         let name = |key: &str| {
@@ -288,7 +292,7 @@ impl Platform {
         &self,
         request: &SpecRequest,
         actor: &str,
-    ) -> Result<Topology, PlatformError> {
+    ) -> Result<Topology, ApiError> {
         let (_, validation) = self.checked_spec(request, true).await?;
         let spec = validation.spec.ok_or_else(|| {
             PlatformError::Internal("a spec without errors has no typed form".into())
@@ -316,7 +320,7 @@ impl Platform {
         &self,
         request: &SpecRequest,
         actor: &str,
-    ) -> Result<Value, PlatformError> {
+    ) -> Result<Value, ApiError> {
         // The report judges the spec itself: the environment is accepted but not stamped.
         let unstamped = SpecRequest {
             environment: None,
@@ -342,7 +346,7 @@ impl Platform {
         &self,
         run_id: &str,
         actor: &str,
-    ) -> Result<Value, PlatformError> {
+    ) -> Result<Value, ApiError> {
         let run = self
             .stores
             .runs
@@ -364,7 +368,7 @@ impl Platform {
     }
 
     /// `GET /v1/runs/{id}/graph`: the workflow of the run's frozen spec and where the run is.
-    pub async fn run_graph(&self, run_id: &str) -> Result<RunGraph, PlatformError> {
+    pub async fn run_graph(&self, run_id: &str) -> Result<RunGraph, ApiError> {
         let run = self
             .stores
             .runs
@@ -417,7 +421,7 @@ fn last_completed_step(run: &RunRecord) -> Option<String> {
 }
 
 /// The document a run was started with: its frozen base with its recorded layers.
-pub fn frozen_document(run: &RunRecord) -> Result<Value, PlatformError> {
+pub fn frozen_document(run: &RunRecord) -> Result<Value, ApiError> {
     let base = run
         .metadata
         .get("frozen_spec")
@@ -429,7 +433,7 @@ pub fn frozen_document(run: &RunRecord) -> Result<Value, PlatformError> {
             ))
         })?;
     layering::layered(base, &layering::frozen_layers(&run.metadata))
-        .map_err(|error| PlatformError::InvalidRequest(error.to_string()))
+        .map_err(|error| PlatformError::InvalidRequest(error.to_string()).into())
 }
 
 #[cfg(test)]

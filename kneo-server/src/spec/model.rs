@@ -1,4 +1,5 @@
-//! The typed `version: v1` spec the engine executes (spec_format.md § 1–2).
+//! The typed `version: v1` spec the engine executes: kneo-serv 1.2's spec language plus kneo's
+//! extensions (tool and function `command`s, `policies.tool`, `allow`/`deny`).
 //!
 //! Values of these types come out of [`super::validate::validate`], which reads the untyped
 //! document with a diagnostic for every problem; the serde derives exist so a validated spec can
@@ -66,13 +67,14 @@ macro_rules! spec_enum {
 }
 
 spec_enum! {
-    /// `agent.strategy.type`.
+    /// `agent.strategy.type`: how an agent turn uses the model and its tools.
     StrategyType { #[default] Simple = "simple", React = "react", PlanAct = "plan-act" }
 }
 
 spec_enum! {
-    /// `agent.runtime_preferences.preferred_mode` / `allowed_modes[]`.
-    RuntimeMode { #[default] Bridge = "bridge", Native = "native" }
+    /// `agent.runtime_preferences` modes: `bridge` runs in process, `native` speaks to a
+    /// provider's own API, `adapter` asks a registered adapter factory.
+    RuntimeMode { #[default] Bridge = "bridge", Native = "native", Adapter = "adapter" }
 }
 
 spec_enum! {
@@ -86,9 +88,30 @@ spec_enum! {
     }
 }
 
+impl WorkflowType {
+    /// Concurrent, handoff and group-chat: workflows over `participants`.
+    pub fn is_orchestration(self) -> bool {
+        matches!(self, Self::Concurrent | Self::Handoff | Self::GroupChat)
+    }
+}
+
 spec_enum! {
     /// What a step's `ref` names, and therefore which component map it resolves against.
-    StepKind { #[default] Agent = "agent", Function = "function", Human = "human", Workflow = "workflow" }
+    /// `guardrail` runs a component agent, like `agent` (kneo-serv's spelling for a reviewing step).
+    StepKind {
+        #[default] Agent = "agent",
+        Function = "function",
+        Human = "human",
+        Workflow = "workflow",
+        Guardrail = "guardrail",
+    }
+}
+
+impl StepKind {
+    /// Whether the step's `ref` names a component agent.
+    pub fn runs_an_agent(self) -> bool {
+        matches!(self, Self::Agent | Self::Guardrail)
+    }
 }
 
 spec_enum! {
@@ -113,30 +136,102 @@ spec_enum! {
 }
 
 spec_enum! {
-    /// `edges[].condition.type` in a graph workflow.
-    EdgeConditionType { #[default] OutputContains = "output_contains", StatusIs = "status_is" }
+    /// The role a reviewer's provided or edited answer takes in the resumed thread.
+    ResponseRole { #[default] User = "user", Assistant = "assistant", System = "system" }
 }
 
 spec_enum! {
-    /// `selector.type` in a handoff workflow.
-    SelectorType { #[default] RoundRobin = "round_robin", Sequence = "sequence" }
+    /// `edges[].condition.type` in a graph workflow (kneo-serv's ten predicates).
+    EdgeConditionType {
+        #[default] Always = "always",
+        Never = "never",
+        OutputContains = "output_contains",
+        OutputEquals = "output_equals",
+        MetadataEquals = "metadata_equals",
+        VariableEquals = "variable_equals",
+        StatusIs = "status_is",
+        AllOf = "all_of",
+        AnyOf = "any_of",
+        Not = "not",
+    }
 }
 
 spec_enum! {
-    /// `guardrails.<stage>[].type`.
-    GuardrailType { #[default] Regex = "regex", Keyword = "keyword" }
+    /// `selector.type` in a handoff workflow; `sequence` is the default.
+    SelectorType { #[default] Sequence = "sequence", RoundRobin = "round_robin" }
 }
 
 spec_enum! {
-    /// `guardrails.<stage>[].action`.
+    /// `guardrails.<stage>[].type`: `function` and `agent` name a component with `ref`.
+    GuardrailType {
+        #[default] Regex = "regex",
+        Keyword = "keyword",
+        Function = "function",
+        Agent = "agent",
+    }
+}
+
+impl GuardrailType {
+    /// Whether this type checks with a component named by `ref`.
+    pub fn needs_ref(self) -> bool {
+        matches!(self, Self::Function | Self::Agent)
+    }
+}
+
+spec_enum! {
+    /// `guardrails.<stage>[].action`: what a failed check does. `retry`, `escalate` and
+    /// `human_review` act as `block` (as in kneo-serv 1.2).
     GuardrailAction {
         #[default] Block = "block",
         Warn = "warn",
         Redact = "redact",
         Revise = "revise",
+        Retry = "retry",
         Escalate = "escalate",
         HumanReview = "human_review",
-        Retry = "retry",
+    }
+}
+
+spec_enum! {
+    /// The four places a guardrail checks text.
+    GuardrailStage {
+        #[default] Input = "input",
+        Output = "output",
+        Tool = "tool",
+        Workflow = "workflow",
+    }
+}
+
+impl GuardrailStage {
+    /// The actions this stage honours (kneo-serv 1.2's per-stage rules): `redact` and `revise`
+    /// cannot rewrite a user's input, and the final output cannot be redacted.
+    pub fn honours(self, action: GuardrailAction) -> bool {
+        use GuardrailAction::{Redact, Revise};
+        match self {
+            Self::Input => !matches!(action, Redact | Revise),
+            Self::Output => action != Redact,
+            Self::Tool | Self::Workflow => true,
+        }
+    }
+}
+
+spec_enum! {
+    /// `memory.policy`: what of an agent's history reaches the model.
+    MemoryPolicy {
+        #[default] Full = "full",
+        SlidingWindow = "sliding_window",
+        Summary = "summary",
+        Retrieval = "retrieval",
+    }
+}
+
+spec_enum! {
+    /// `defaults.append_mode`: what an agent keeps in its history after a turn.
+    AppendMode {
+        #[default] Auto = "auto",
+        Never = "never",
+        UserOnly = "user_only",
+        AssistantOnly = "assistant_only",
     }
 }
 
@@ -145,22 +240,34 @@ spec_enum! {
     McpTransport { #[default] Stdio = "stdio", Http = "http", Sse = "sse" }
 }
 
-spec_enum! {
-    /// `policy_defaults.checkpointing.mode`.
-    CheckpointMode { #[default] Step = "step" }
-}
-
 fn is_false(value: &bool) -> bool {
     !*value
 }
 
-/// A whole spec document.
+fn is_true(value: &bool) -> bool {
+    *value
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The version a `version: v1` document has after migration.
+pub const CURRENT_VERSION: &str = "v1";
+
+/// Node visits a graph may take when it sets no `max_steps` (kneo-serv's default).
+pub const DEFAULT_GRAPH_MAX_STEPS: u32 = 50;
+
+/// A whole spec document, after v0 migration and shorthand expansion.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
-    /// `v1`; absent only in old or overlay-style documents (the validator warns).
+    /// The version as written before migration: `v1`, `v0`, or `None` (read as v0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// Free information about the spec; kept, never acted on.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub metadata: Map<String, Value>,
     /// The root agent, run by `target: agent` and addressable from steps by its name.
     pub agent: AgentSpec,
     /// The root workflow, run by `target: workflow` (the default target).
@@ -175,8 +282,9 @@ pub struct Spec {
     pub mcp_servers: BTreeMap<String, McpServerSpec>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub skills: BTreeMap<String, SkillSpec>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy_defaults: Option<PolicyDefaults>,
+    /// Free policy information (kneo-serv's CLI writes `project_defaults` here); never acted on.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub policies: Map<String, Value>,
 }
 
 impl Spec {
@@ -192,7 +300,7 @@ impl Spec {
     /// Whether a step of `kind` with this `ref` names something defined in this spec.
     pub fn resolves(&self, kind: StepKind, reference: &str) -> bool {
         match kind {
-            StepKind::Agent => self.resolve_agent(reference).is_some(),
+            StepKind::Agent | StepKind::Guardrail => self.resolve_agent(reference).is_some(),
             StepKind::Function => self.components.functions.contains_key(reference),
             StepKind::Human => self.components.humans.contains_key(reference),
             StepKind::Workflow => self.components.workflows.contains_key(reference),
@@ -232,12 +340,15 @@ pub struct AgentSpec {
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_prompt: Option<String>,
+    /// `model: gpt-4o` (a string) reads as `{name: gpt-4o, provider: default}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<ModelSpec>,
+    /// `strategy: react` (a string) reads as `{type: react}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<StrategySpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_preferences: Option<RuntimePreferences>,
+    /// `tools: [a, b]` (a list) reads as `{include: [a, b]}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<ToolSelection>,
     /// Keys of the top-level `skills` map, composed into the system prompt.
@@ -245,22 +356,51 @@ pub struct AgentSpec {
     pub skills: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guardrails: Option<Guardrails>,
+    /// kneo extension: `policies.tool`, the tool allow/deny lists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policies: Option<Policies>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemorySpec>,
-    /// Upstream leaves the shape undocumented, so it is carried through unread.
+    /// Open history settings; kneo-serv reads none of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub middleware: Option<Value>,
+    pub history: Option<Map<String, Value>>,
+    /// Middleware names; kneo-serv never imports them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub middleware: Vec<String>,
+    #[serde(default, skip_serializing_if = "AgentDefaults::is_empty")]
+    pub defaults: AgentDefaults,
     /// Workflow-as-agent: this agent's behaviour is `components.workflows.<as_agent>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub as_agent: Option<String>,
 }
 
 impl AgentSpec {
-    /// Tool names this agent selects, in either selection form.
+    /// Tool names this agent selects (`tools.include`).
     pub fn tool_names(&self) -> &[String] {
-        self.tools.as_ref().map_or(&[], ToolSelection::names)
+        self.tools.as_ref().map_or(&[], |tools| &tools.include)
+    }
+
+    /// The strategy type, `simple` when none is set.
+    pub fn strategy_type(&self) -> StrategyType {
+        self.strategy
+            .as_ref()
+            .map_or(StrategyType::Simple, |strategy| strategy.strategy_type)
+    }
+}
+
+/// `agent.defaults`: an open map of which only `append_mode` is read.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct AgentDefaults {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub append_mode: Option<AppendMode>,
+    /// Every other key, kept as written (the validator warns that they do nothing).
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+impl AgentDefaults {
+    pub fn is_empty(&self) -> bool {
+        self.append_mode.is_none() && self.other.is_empty()
     }
 }
 
@@ -270,13 +410,19 @@ impl AgentSpec {
 pub struct ModelSpec {
     pub provider: String,
     pub name: String,
-    /// Kept as written: kneo-serv accepts any value at validation and rejects a non-numeric
-    /// temperature when the run starts (`400 invalid_request`); see [`ModelSpec::temperature`].
+    /// A finite number once validated (kneo-serv also reads numeric strings and booleans, and
+    /// the reader turns them into numbers); see [`ModelSpec::temperature`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<Value>,
+    /// Output tokens per provider call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
     /// Per-run ceiling on input+output tokens; always > 0 once validated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_budget: Option<u64>,
+    /// Seconds one provider call may take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
     /// Provider-specific settings (`base_url`, `api_key_ref`, `api_key`, ...); open because
     /// providers differ. The documented keys are type-checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -302,11 +448,15 @@ impl ModelSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StrategySpec {
-    /// Absent in overlays that only tune `max_iterations`; the engine treats absence as `simple`.
-    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
-    pub strategy_type: Option<StrategyType>,
+    #[serde(rename = "type")]
+    pub strategy_type: StrategyType,
+    /// Model calls per agent turn; kneo-serv's default is 10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_iterations: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_on_tool_error: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
 }
 
 /// `agent.runtime_preferences`.
@@ -315,65 +465,98 @@ pub struct StrategySpec {
 pub struct RuntimePreferences {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_mode: Option<RuntimeMode>,
+    /// Empty means every mode is allowed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_modes: Vec<RuntimeMode>,
+    /// Tried when the preferred mode cannot run the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_mode: Option<RuntimeMode>,
+    /// The provider a `native` runtime speaks to (`openai`, `openai-agents`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_provider: Option<String>,
+    /// The adapter factory an `adapter` runtime asks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter_ref: Option<String>,
+    /// Read by nothing in kneo-serv 1.2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge_provider: Option<String>,
 }
 
-/// `agent.tools`: the short form is a bare list of names; the long form can carry permissions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum ToolSelection {
-    Short(Vec<String>),
-    Long(ToolInclude),
-}
-
-impl ToolSelection {
-    pub fn names(&self) -> &[String] {
-        match self {
-            Self::Short(names) => names,
-            Self::Long(include) => &include.include,
-        }
+impl RuntimePreferences {
+    /// `preferred_mode`, `bridge` when none is set.
+    pub fn preferred(&self) -> RuntimeMode {
+        self.preferred_mode.unwrap_or_default()
     }
 
-    pub fn permissions(&self) -> Option<&ToolPermissions> {
-        match self {
-            Self::Short(_) => None,
-            Self::Long(include) => include.permissions.as_ref(),
-        }
+    /// Whether `allowed_modes` admits `mode` (an empty list admits all).
+    pub fn allows(&self, mode: RuntimeMode) -> bool {
+        self.allowed_modes.is_empty() || self.allowed_modes.contains(&mode)
     }
 }
 
-/// The long form `agent.tools: {include: [...], permissions: {...}}`.
+/// `agent.tools`: the tools an agent sees (`include`), the ones it may never call
+/// (`exclude`), and the permissions it declares.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ToolInclude {
-    #[serde(default)]
+pub struct ToolSelection {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub include: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions: Option<ToolPermissions>,
 }
 
-/// Tool permissions, used both for `agent.tools.permissions` and `agent.policies.tool`.
-/// Upstream documents these fields for `policies.tool`; `permissions` is undocumented, so kneo
-/// reads it with the same shape. Declaring the block at all, even with every capability off,
-/// is what governance asks for.
+impl ToolSelection {
+    pub fn names(&self) -> &[String] {
+        &self.include
+    }
+
+    pub fn permissions(&self) -> Option<&ToolPermissions> {
+        self.permissions.as_ref()
+    }
+}
+
+/// Tool permissions, used for `agent.tools.permissions` and kneo's `agent.policies.tool`.
+///
+/// The capability flags declare a governance posture: they drive the `W_TOOL_*_ALLOWED`
+/// warnings; kneo does not sandbox tool code. `allowed_domains` / `denied_domains` are enforced
+/// on every URL in a tool call's arguments. `allow` / `deny` (kneo) are enforced by name.
+/// kneo's older spellings `network`, `filesystem`, `shell` are read into the `allow_*` flags.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ToolPermissions {
-    /// When non-empty, the guarded registry blocks every tool not listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_network: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_filesystem_read: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_filesystem_write: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_shell: Option<bool>,
+    /// Hosts (and their subdomains) URL arguments may name; empty allows any host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_domains: Vec<String>,
+    /// Hosts (and their subdomains) URL arguments may never name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denied_domains: Vec<String>,
+    /// kneo: when non-empty, every tool not listed is refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow: Vec<String>,
+    /// kneo: tools that are always refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deny: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub filesystem: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shell: Option<bool>,
 }
 
-/// `agent.policies`.
+impl ToolPermissions {
+    /// Whether the name lists let `tool` be called.
+    pub fn permits(&self, tool: &str) -> bool {
+        let listed = |names: &[String]| names.iter().any(|name| name == tool);
+        !listed(&self.deny) && (self.allow.is_empty() || listed(&self.allow))
+    }
+}
+
+/// `agent.policies` (kneo extension).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policies {
@@ -381,22 +564,44 @@ pub struct Policies {
     pub tool: Option<ToolPermissions>,
 }
 
-/// `agent.guardrails`: one list per stage.
+/// `agent.guardrails`: one list per stage, checked in order.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Guardrails {
+    /// The joined user input, before the model is called.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub input: Vec<GuardrailSpec>,
+    /// The agent's final text.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub output: Vec<GuardrailSpec>,
+    /// Every tool result, before the model sees it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tool: Vec<GuardrailSpec>,
-    /// Checked on every step output of the root workflow and of nested workflows.
+    /// Every step output of the root workflow and of nested workflows (root agent only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workflow: Vec<GuardrailSpec>,
 }
 
-/// One guardrail.
+impl Guardrails {
+    /// The checks of `stage`, in order.
+    pub fn stage(&self, stage: GuardrailStage) -> &[GuardrailSpec] {
+        match stage {
+            GuardrailStage::Input => &self.input,
+            GuardrailStage::Output => &self.output,
+            GuardrailStage::Tool => &self.tool,
+            GuardrailStage::Workflow => &self.workflow,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.input.is_empty()
+            && self.output.is_empty()
+            && self.tool.is_empty()
+            && self.workflow.is_empty()
+    }
+}
+
+/// One guardrail check.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GuardrailSpec {
@@ -405,11 +610,18 @@ pub struct GuardrailSpec {
     pub guardrail_type: GuardrailType,
     #[serde(default)]
     pub action: GuardrailAction,
+    /// For `function` (a `components.functions` key) and `agent` (a `components.agents` key).
+    #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// Read by nothing in kneo-serv 1.2 (the validator says so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     #[serde(default)]
     pub config: GuardrailConfig,
 }
 
-/// `config` of a guardrail: `patterns` for `regex`, `keywords` for `keyword`.
+/// `config` of a guardrail: `patterns` for `regex`, `keywords` for `keyword` (matched without
+/// regard to case).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GuardrailConfig {
@@ -419,13 +631,34 @@ pub struct GuardrailConfig {
     pub keywords: Vec<String>,
 }
 
-/// `agent.memory`. Only `policy` is documented (and required); the other settings are carried
-/// through for the memory backend.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// `agent.memory`: what of the agent's history the model sees.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MemorySpec {
-    pub policy: Value,
-    #[serde(flatten)]
-    pub settings: Map<String, Value>,
+    pub policy: MemoryPolicy,
+    /// `sliding_window`: messages kept (default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_messages: Option<u64>,
+    /// `sliding_window`: keep system messages outside the window (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preserve_system_messages: Option<bool>,
+    /// `summary`: the component (function or agent) that summarizes earlier turns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summarizer: Option<ComponentRef>,
+    /// `retrieval`: the component (function or agent) that retrieves notes for the input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retriever: Option<ComponentRef>,
+    /// `retrieval`: how many notes to ask for (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<u64>,
+}
+
+/// `{ref: <component key>}`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentRef {
+    #[serde(rename = "ref")]
+    pub reference: String,
 }
 
 /// `tools.<name>`. Exactly one backing: `implementation`, `mcp`, `agent`, or kneo's `command`.
@@ -449,14 +682,13 @@ pub struct ToolSpec {
     /// writes the result as JSON on stdout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<CommandSpec>,
-    /// Environment for `command`, added to a cleared environment.
+    /// kneo: environment for `command`, added to a cleared environment.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
-    /// Hosts a network tool may reach.
+    /// kneo: hosts this tool's URL arguments may name (enforced like the agent's list).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_domains: Vec<String>,
-    /// Capability flags (upstream leaves the names undocumented; these are kneo's). They only
-    /// drive governance warnings.
+    /// kneo capability flags: they drive governance warnings only.
     #[serde(default, skip_serializing_if = "is_false")]
     pub network: bool,
     #[serde(default, skip_serializing_if = "is_false")]
@@ -506,14 +738,25 @@ pub struct FunctionSpec {
     pub command: Option<CommandSpec>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Read by nothing in kneo-serv 1.2 (the validator says so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_schema: Option<Map<String, Value>>,
+    /// Read by nothing in kneo-serv 1.2 (the validator says so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<Map<String, Value>>,
 }
+
+/// Title and prompt of a human task whose spec has no `description` (kneo-serv's texts).
+pub const DEFAULT_HUMAN_TITLE: &str = "Human review required";
+pub const DEFAULT_HUMAN_PROMPT: &str = "Please review this item.";
 
 /// `components.humans.<key>`: a task that pauses the run until a reviewer answers.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HumanSpec {
-    /// Shown to the reviewer as the request prompt.
-    pub description: String,
+    /// Shown to the reviewer as the request title and prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     /// Metadata only; nobody is notified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignee: Option<String>,
@@ -532,7 +775,19 @@ pub struct HumanSpec {
     pub context: Map<String, Value>,
     /// When set, the reviewer's content is appended to the thread with this role on resume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub response_role: Option<String>,
+    pub response_role: Option<ResponseRole>,
+}
+
+impl HumanSpec {
+    /// The request title: the description, or kneo-serv's default.
+    pub fn title(&self) -> &str {
+        self.description.as_deref().unwrap_or(DEFAULT_HUMAN_TITLE)
+    }
+
+    /// The request prompt: the description, or kneo-serv's default.
+    pub fn prompt(&self) -> &str {
+        self.description.as_deref().unwrap_or(DEFAULT_HUMAN_PROMPT)
+    }
 }
 
 /// `mcp_servers.<name>`.
@@ -540,6 +795,7 @@ pub struct HumanSpec {
 #[serde(deny_unknown_fields)]
 pub struct McpServerSpec {
     pub transport: McpTransport,
+    /// stdio: the program to start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -548,29 +804,39 @@ pub struct McpServerSpec {
     pub env: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
+    /// http: the endpoint JSON-RPC requests are posted to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// Sent with every http/sse request.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// Seconds per call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<f64>,
+    /// sse: the event stream to open (also accepted on http, where it is not used).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sse_url: Option<String>,
+    /// sse: where messages are posted when the server's `endpoint` event names none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_url: Option<String>,
+    /// sse: seconds the stream may stay silent while a call waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sse_read_timeout: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_response_bytes: Option<u64>,
+    /// http/sse: `false` turns TLS certificate checks off (the validator warns).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<bool>,
+    /// http/sse: PEM file of extra trusted CAs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_bundle: Option<String>,
+    /// http/sse: PEM client certificate (mTLS), with `client_key` or `client_key_ref`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_cert: Option<String>,
-    /// Inline key: persisted unredacted in run metadata, so the validator warns.
+    /// A PEM key file path; inline keys end up in stored run metadata, so prefer the `_ref`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_key: Option<String>,
+    /// Name of the environment variable holding the PEM client key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_key_ref: Option<String>,
 }
@@ -579,41 +845,17 @@ pub struct McpServerSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SkillSpec {
-    /// Skill directory or file; must resolve inside the spec root (`resolve_spec_path`).
+    /// Skill directory or file; never contains `..` or starts with `~` (checked at
+    /// validation), and must resolve inside the spec root when it is loaded.
     pub source: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
 
-/// `policy_defaults`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyDefaults {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checkpointing: Option<CheckpointingDefaults>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tracing: Option<TracingDefaults>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CheckpointingDefaults {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enabled: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<CheckpointMode>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TracingDefaults {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enabled: Option<bool>,
-}
-
 /// The root `workflow` or a `components.workflows.<key>` entry. Which fields apply depends on
 /// `type`: `steps` (sequential); `start`, `max_steps`, `nodes`, `edges` (graph); `participants`
-/// (concurrent, handoff, group-chat); `selector` (handoff); `rounds` (group-chat).
+/// and `max_iterations` (concurrent, handoff, group-chat); `selector` (handoff); `rounds`
+/// (group-chat). The reader refuses fields of another type.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkflowSpec {
@@ -628,10 +870,10 @@ pub struct WorkflowSpec {
     /// Id of the first graph node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start: Option<String>,
-    /// Cap on graph node executions.
+    /// Cap on graph node visits; [`DEFAULT_GRAPH_MAX_STEPS`] when not written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_steps: Option<u32>,
-    /// Graph nodes by id (each node's `id` equals its key).
+    /// Graph nodes by key (a node whose `id` differs from its key is known by its key).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub nodes: BTreeMap<String, StepSpec>,
     /// Graph edges; after a node runs, the first matching edge in this order is followed.
@@ -639,11 +881,15 @@ pub struct WorkflowSpec {
     pub edges: Vec<EdgeSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub participants: Vec<StepSpec>,
+    /// Handoff: who takes the next turn; `sequence` over declaration order when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<SelectorSpec>,
     /// Group-chat rounds; each round gives every participant one turn. Defaults to 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rounds: Option<u32>,
+    /// Orchestrations: a turn budget (read by handoff only, as in kneo-serv 1.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_iterations: Option<u32>,
 }
 
 impl WorkflowSpec {
@@ -667,11 +913,21 @@ impl WorkflowSpec {
         steps.chain(nodes).chain(participants).collect()
     }
 
-    /// Whether any step of this workflow (not of nested ones) is a human task.
+    /// Whether any enabled step of this workflow (not of nested ones) is a human task.
     pub fn has_human_step(&self) -> bool {
         self.all_steps()
             .iter()
-            .any(|(_, step)| step.kind == StepKind::Human)
+            .any(|(_, step)| step.enabled && step.kind == StepKind::Human)
+    }
+
+    /// `max_steps`, or the default of 50.
+    pub fn graph_max_steps(&self) -> u32 {
+        self.max_steps.unwrap_or(DEFAULT_GRAPH_MAX_STEPS)
+    }
+
+    /// Group-chat `rounds`, or 1.
+    pub fn group_chat_rounds(&self) -> u32 {
+        self.rounds.unwrap_or(1)
     }
 }
 
@@ -684,6 +940,10 @@ pub struct StepSpec {
     /// Resolved against the component map for `kind` (see [`Spec::resolves`]).
     #[serde(rename = "ref")]
     pub reference: String,
+    /// `enabled: false` (or kneo's `disabled: true`) drops the step, or the node with its
+    /// edges, when the spec is compiled.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub enabled: bool,
     #[serde(default)]
     pub on_error: OnError,
     /// Id of another step of the same workflow, run in place of this one when it fails.
@@ -695,13 +955,10 @@ pub struct StepSpec {
     /// Per-attempt timeout; always > 0 once validated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<f64>,
-    /// A disabled step or node is skipped and may not be a fallback target.
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub disabled: bool,
 }
 
 /// A graph edge.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EdgeSpec {
     pub from: String,
@@ -709,24 +966,41 @@ pub struct EdgeSpec {
     /// No condition: the edge always matches (a default route when listed last).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<EdgeCondition>,
+    /// Shown in traces and graph views.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// A graph edge's predicate: a leaf (`output_contains`, `metadata_equals`, ...) or a
+/// combinator (`all_of`, `any_of` over `conditions`, `not` over `condition`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EdgeCondition {
     #[serde(rename = "type")]
     pub condition_type: EdgeConditionType,
-    /// Substring for `output_contains`; step status (e.g. `failed`) for `status_is`.
-    pub value: String,
+    /// Text for `output_*`, status for `status_is`, any JSON value for `*_equals`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+    /// The metadata or variable name for `metadata_equals` / `variable_equals`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// `output_contains` / `output_equals` compare without regard to case unless this is true.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub case_sensitive: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<EdgeCondition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Box<EdgeCondition>>,
 }
 
 /// A handoff selector.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SelectorSpec {
-    #[serde(rename = "type")]
+    #[serde(rename = "type", default)]
     pub selector_type: SelectorType,
-    /// Participant ids in run order, for `type: sequence`.
+    /// Participant ids in run order (a participant may repeat), for `type: sequence`; empty
+    /// means declaration order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sequence: Vec<String>,
 }

@@ -7,6 +7,7 @@
 use super::parse::{SpecLimits, SpecParseError, parse_yaml};
 use serde_json::Value;
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use thiserror::Error;
 
@@ -71,6 +72,12 @@ pub fn resolve_spec_path(
     if !canonical.starts_with(&canonical_root) {
         return Err(SpecPathError::Confined);
     }
+    // Only a regular file is a spec: opening a FIFO or a device would block or read forever.
+    // The metadata call follows the (already canonical) path without opening it.
+    let metadata = std::fs::metadata(&canonical).map_err(|_| SpecPathError::NotReadable)?;
+    if !metadata.is_file() {
+        return Err(SpecPathError::NotReadable);
+    }
     Ok(canonical)
 }
 
@@ -90,7 +97,13 @@ pub fn read_spec_file(
 /// Reads and parses a spec at a path already returned by [`resolve_spec_path`]; for callers
 /// that apply their own `KNEO_SERV_MAX_PATH_CHARS`.
 pub fn read_resolved_spec(path: &Path, limits: &SpecLimits) -> Result<Value, SpecLoadError> {
-    let file = std::fs::File::open(path).map_err(|_| SpecPathError::NotReadable)?;
+    // Non-blocking, so a file swapped for a FIFO after the check cannot hang the open; the
+    // flag does not change how a regular file reads.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|_| SpecPathError::NotReadable)?;
     let metadata = file.metadata().map_err(|_| SpecPathError::NotReadable)?;
     if !metadata.is_file() {
         return Err(SpecPathError::NotReadable.into());

@@ -20,6 +20,12 @@ pub enum ErrorKind {
     Locked,
     Io,
     Unavailable,
+    /// No TLS session with Postgres: not offered while required, a broken handshake, or a
+    /// server that requires TLS reached without it.
+    TlsFailed,
+    /// A certificate was refused: the server's by kneo (wrong CA, expired, wrong name), or
+    /// kneo's client certificate by the server.
+    CertificateInvalid,
     Internal,
 }
 
@@ -38,6 +44,8 @@ impl ErrorKind {
             ErrorKind::Locked => "locked",
             ErrorKind::Io => "io_error",
             ErrorKind::Unavailable => "unavailable",
+            ErrorKind::TlsFailed => "tls_failed",
+            ErrorKind::CertificateInvalid => "certificate_invalid",
             ErrorKind::Internal => "internal",
         }
     }

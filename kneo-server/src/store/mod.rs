@@ -41,14 +41,16 @@ pub trait Store: Send + Sync + 'static {
     /// The applied schema version.
     async fn schema_version(&self) -> Result<i64, StoreError>;
 
-    /// Inserts a run with its first audit events; with `enqueue`, also its queue record, all in one
-    /// transaction so a 202 is only sent once the run is durably queued.
+    /// Inserts a run with its first audit events; with `enqueue`, also its queue record; with
+    /// `idempotency`, binds the key to the run. All in one transaction, so a 202 is only sent once
+    /// the run is durably queued, and a key can never end up with two runs.
     async fn create_run(
         &self,
         run: &RunRecord,
         queue: Option<QueueEntry>,
         audit: &[AuditEvent],
-    ) -> Result<(), StoreError>;
+        idempotency: Option<&IdempotencyBinding>,
+    ) -> Result<CreateOutcome, StoreError>;
 
     async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError>;
 
@@ -74,6 +76,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Gives a claimed run back to the queue (e.g. on shutdown) so another worker takes it at once.
     async fn release_lease(&self, run_id: &str, worker_id: &str) -> Result<(), StoreError>;
+
+    /// Runs leased to `owner` whose lease was neither taken nor renewed for `quiet_for`. An owner
+    /// that is not executing one of them lost track of it in a store exchange that failed (a
+    /// commit whose answer never came, a release during an outage); it hands it back.
+    async fn leases_of(&self, owner: &str, quiet_for: Duration) -> Result<Vec<String>, StoreError>;
 
     /// Queue records by status (the `queue` readiness check and the queue gauges).
     async fn queue_counts(&self) -> Result<QueueCounts, StoreError>;
@@ -112,8 +119,14 @@ pub trait Store: Send + Sync + 'static {
         body: &Value,
     ) -> Result<(), StoreError>;
 
-    /// Forgets an in-progress record whose request failed before producing a replayable answer.
-    async fn idempotency_abandon(&self, scope: &str, key: &str) -> Result<(), StoreError>;
+    /// Forgets an in-progress record (nothing bound to it) whose request failed before producing
+    /// a replayable answer; a record another request took over (another hash) is left alone.
+    async fn idempotency_abandon(
+        &self,
+        scope: &str,
+        key: &str,
+        request_hash: &str,
+    ) -> Result<(), StoreError>;
 
     /// Takes the named lock unless another owner holds an unexpired one.
     async fn try_lock(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError>;
@@ -127,9 +140,10 @@ pub trait Store: Send + Sync + 'static {
         query: &PageQuery,
     ) -> Result<Page<ServiceEvent>, StoreError>;
 
-    /// Returns every leased run to the queue at once. Only for a store that one process owns (the
-    /// embedded store under its state lock): any lease found at start-up belongs to a dead process.
-    /// Shared stores rely on lease expiry instead and do nothing here.
+    /// Returns every leased run to the queue at once, and drops every `in_progress` idempotency
+    /// mark (nothing is bound to one, and its holder is gone). Only for a store that one process
+    /// owns (the embedded store under its state lock): any lease or mark found at start-up belongs
+    /// to a dead process. Shared stores rely on lease and mark expiry instead and do nothing here.
     async fn requeue_orphaned_runs(&self) -> Result<u64, StoreError>;
 
     /// Runs whose deadline passed while still `created`, `running` or `blocked`.

@@ -272,6 +272,9 @@ pub struct Progress {
     /// When set, the write applies only while this owner still holds the run's lease, so a worker
     /// whose lease expired (and was re-claimed) can never write over the new holder.
     pub lease_holder: Option<String>,
+    /// When set, the write also binds this idempotency key to the run, in the same transaction;
+    /// if another request bound the key first, nothing is written ([`SaveOutcome::KeyTaken`]).
+    pub idempotency: Option<IdempotencyBinding>,
 }
 
 impl Progress {
@@ -284,6 +287,7 @@ impl Progress {
             audit: Vec::new(),
             queue: None,
             lease_holder: None,
+            idempotency: None,
         }
     }
 }
@@ -298,12 +302,27 @@ pub enum SaveOutcome {
     },
     /// Nothing was written: the writer no longer holds the run's lease.
     LeaseLost,
+    /// Nothing was written: another request bound the write's idempotency key first.
+    KeyTaken,
+}
+
+/// Whether [`super::Store::create_run`] created the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created,
+    /// Nothing was written: another request bound the idempotency key first.
+    KeyTaken,
 }
 
 /// A worker asking for work.
+///
 #[derive(Debug, Clone)]
 pub struct ClaimRequest {
     pub worker_id: String,
+    /// The claimer executes nothing right now, so runs still leased to `worker_id` are left over
+    /// from a store exchange that failed (a claim whose commit answer was lost, a release during
+    /// an outage): claim them again too, rather than strand them until their lease expires.
+    pub reclaim_own_leases: bool,
     pub lease: Duration,
     /// Claims after which a run is dead-lettered (0 = never).
     pub max_attempts: u32,
@@ -506,16 +525,53 @@ pub struct IdempotencyRequest {
 }
 
 /// What an idempotency record says about a request.
+///
+/// A record is `in_progress` (a request holds the key and has written nothing yet; the mark
+/// lapses at its lock TTL, so it dies with a process that dies), `bound` (the first write made
+/// under the key bound it to its run in the same transaction: the key's answer is that run's,
+/// and no second run can be made for it), or `completed` (the answer is stored for replay).
 #[derive(Debug, Clone, PartialEq)]
 pub enum IdempotencyBegin {
-    /// First time: go ahead, then call `idempotency_complete` or `idempotency_abandon`.
+    /// First time (or the previous holder's mark lapsed): go ahead, bind the key with the first
+    /// write, then call `idempotency_complete` (or `idempotency_abandon` if nothing was bound).
     Started,
     /// Same key, same payload, finished: answer with the stored response.
     Replay { status: u16, body: Value },
+    /// Same key, same payload, its run exists but its answer was not stored yet (still
+    /// executing, or its request's process died): the answer comes from this run.
+    Bound { run_id: String },
     /// Same key, different payload.
     Conflict,
-    /// Same key while the first request is still executing.
+    /// Same key while the first request holds it and has not written anything yet.
     InProgress,
+}
+
+/// Ties an idempotency key to the run a write creates or changes, in that write's transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdempotencyBinding {
+    pub scope: String,
+    pub key: String,
+    pub request_hash: String,
+    /// The request's final answer when the write decides it (an async create's 202): the record
+    /// is then `completed`. `None` leaves it `bound` to the run until the answer is stored.
+    pub answer: Option<(u16, Value)>,
+}
+
+impl IdempotencyBinding {
+    /// The record's `state`, `response_status` and `response_body` after binding to `run_id`.
+    pub fn record(&self, run_id: &str) -> (&'static str, Option<i64>, Value) {
+        match &self.answer {
+            Some((status, body)) => ("completed", Some(i64::from(*status)), body.clone()),
+            None => ("bound", None, serde_json::json!({ "run_id": run_id })),
+        }
+    }
+}
+
+/// The run id a `bound` record's `response_body` holds.
+pub fn bound_run_id(body: &Value) -> Option<String> {
+    body.get("run_id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 /// The service's own history: starts, readiness transitions, 5xx bursts.

@@ -33,8 +33,16 @@ use crate::view::{Body, FooterKind, ViewModel};
 /// From this width on, screens put their panes side by side and show full run ids.
 pub const WIDE: u16 = 120;
 
+/// What a frame found out that the state needs back (only rendering knows wrapped rows).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RenderFacts {
+    /// The verdict pane of the Triage screen, when it was drawn.
+    pub pane: Option<crate::app::PaneFacts>,
+}
+
 /// Draws the whole frame.
-pub fn render(frame: &mut Frame<'_>, view: &ViewModel) {
+pub fn render(frame: &mut Frame<'_>, view: &ViewModel) -> RenderFacts {
+    let mut facts = RenderFacts::default();
     let theme = Theme { color: view.color };
     let area = frame.area();
     let [header, body, status, footer] = Layout::vertical([
@@ -45,6 +53,21 @@ pub fn render(frame: &mut Frame<'_>, view: &ViewModel) {
     ])
     .areas(area);
     render_header(frame, header, view, theme);
+    let body = match &view.stale {
+        Some(stale) => {
+            let [banner, rest] =
+                Layout::vertical([Constraint::Length(1), Constraint::Min(2)]).areas(body);
+            frame.render_widget(
+                Paragraph::new(Span::styled(
+                    format::truncate(&format!(" {stale}"), banner.width as usize),
+                    theme.warn(),
+                )),
+                banner,
+            );
+            rest
+        }
+        None => body,
+    };
     match &view.body {
         Body::Waiting(text) => {
             let block = Block::bordered()
@@ -57,7 +80,7 @@ pub fn render(frame: &mut Frame<'_>, view: &ViewModel) {
                 body,
             );
         }
-        Body::Triage(triage) => triage::render(frame, body, triage, theme),
+        Body::Triage(triage) => facts.pane = Some(triage::render(frame, body, triage, theme)),
         Body::Readiness(readiness) => readiness::render(frame, body, readiness, theme),
         Body::Queue(queue) => queue::render(frame, body, queue, theme),
         Body::Runs(runs) => runs::render(frame, body, runs, theme),
@@ -69,14 +92,17 @@ pub fn render(frame: &mut Frame<'_>, view: &ViewModel) {
     if let Some(overlay) = &view.overlay {
         overlay::render(frame, area, overlay, theme);
     }
+    facts
 }
 
 fn render_header(frame: &mut Frame<'_>, area: Rect, view: &ViewModel, theme: Theme) {
     let health = view.header.health;
     let badge = match health {
-        Some(kneo_ops::triage::Health::Healthy) => strings::BADGE_HEALTHY,
-        Some(kneo_ops::triage::Health::Degraded) => strings::BADGE_DEGRADED,
-        Some(kneo_ops::triage::Health::Down) => strings::BADGE_DOWN,
+        Some(kneo_triage::triage::Health::Healthy) => strings::BADGE_HEALTHY,
+        Some(kneo_triage::triage::Health::Degraded) => strings::BADGE_DEGRADED,
+        Some(kneo_triage::triage::Health::Down) => strings::BADGE_DOWN,
+        Some(kneo_triage::triage::Health::Hung) => strings::BADGE_HUNG,
+        Some(kneo_triage::triage::Health::Unknown) => strings::BADGE_UNKNOWN,
         None => strings::BADGE_WAITING,
     };
     let mut right = vec![
@@ -147,10 +173,10 @@ fn render_status(frame: &mut Frame<'_>, area: Rect, view: &ViewModel, theme: The
         if text.is_empty() {
             continue;
         }
-        let style = if index == 2 {
-            poll_style
-        } else {
-            theme.status_bar()
+        let style = match index {
+            0 if status.access_problem => theme.status_bar().patch(theme.fail()),
+            2 => poll_style,
+            _ => theme.status_bar(),
         };
         parts.push((text.clone(), style));
     }

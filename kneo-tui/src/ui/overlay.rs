@@ -6,6 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph, Wrap};
 
 use super::panel;
+use crate::format;
 use crate::strings;
 use crate::theme::Theme;
 use crate::view::Overlay;
@@ -50,28 +51,30 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, overlay: &Overlay, theme: Theme
             );
         }
         Overlay::Log(entries) => {
+            // Rows are wrapped here, so the box is as tall as what it holds.
+            let inner = usize::from(area.width.min(110).saturating_sub(2));
             let lines: Vec<Line<'_>> = if entries.is_empty() {
                 vec![Line::styled(strings::LOG_EMPTY, theme.dim())]
             } else {
                 entries
                     .iter()
-                    .map(|(ok, text)| {
-                        Line::from(vec![
-                            Span::styled(
-                                if *ok { "✓ " } else { "✗ " },
-                                if *ok { theme.ok() } else { theme.fail() },
-                            ),
-                            Span::raw(text.clone()),
-                        ])
+                    .flat_map(|(ok, text)| {
+                        let mark = if *ok { "✓ " } else { "✗ " };
+                        let style = if *ok { theme.ok() } else { theme.fail() };
+                        format::wrap_line(text, inner.saturating_sub(2))
+                            .into_iter()
+                            .enumerate()
+                            .map(move |(index, row)| {
+                                let mark = if index == 0 { mark } else { "  " };
+                                Line::from(vec![Span::styled(mark, style), Span::raw(row)])
+                            })
                     })
                     .collect()
             };
             let popup = centered(area, 110, lines.len() as u16 + 2);
             frame.render_widget(Clear, popup);
             frame.render_widget(
-                Paragraph::new(lines)
-                    .block(panel(strings::LOG_TITLE, theme))
-                    .wrap(Wrap { trim: false }),
+                Paragraph::new(lines).block(panel(strings::LOG_TITLE, theme)),
                 popup,
             );
         }

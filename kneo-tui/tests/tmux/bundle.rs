@@ -54,7 +54,9 @@ fn bundles_of_a_live_and_a_dead_service_walk_the_same_tree_offline() {
         &tui_command(&["--bundle", &dead.display().to_string()]),
     );
     tui.wait_for("the dead bundle's verdicts", SCREEN_BOUND, |s| {
-        s.contains("BUNDLE") && s.contains("DOWN") && s.contains("process down or unreachable")
+        s.contains("BUNDLE")
+            && s.contains("DOWN")
+            && s.contains("process down (connection refused)")
     });
     // Actions need the service; the bundle refuses them.
     tui.send_keys(&["3", "x"]);

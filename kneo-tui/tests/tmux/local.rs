@@ -20,9 +20,23 @@ fn local_mode_serves_a_healthy_dashboard_and_stops_its_server_on_quit() {
         24,
         &tui_command(&["--local", "--refresh", "1s"]),
     );
-    tui.wait_for("a healthy local service", SCREEN_BOUND, |screen| {
-        screen.contains("HEALTHY") && screen.contains("LOCAL") && screen.contains("admin (rw)")
+    tui.wait_for(
+        "a healthy local service, with the admin key it made",
+        SCREEN_BOUND,
+        |screen| {
+            screen.contains("HEALTHY")
+                && screen.contains("LOCAL")
+                && screen.contains("admin (rw)")
+                && screen.contains("its admin key: kneo-tui-")
+        },
+    );
+    tui.send_keys(&["L"]);
+    tui.wait_for("the admin key in the action log", SCREEN_BOUND, |screen| {
+        screen.contains("Action log")
+            && screen.contains("its admin key:")
+            && screen.contains("  kneo-tui-")
     });
+    tui.send_keys(&["Escape"]);
     let log = dir.path().join(".kneo").join("kneo-tui-local.log");
     assert!(log.is_file(), "the embedded server logs to {log:?}");
     let server_pid = find_server_pid(dir.path()).expect("the embedded server runs");

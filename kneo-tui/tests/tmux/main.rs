@@ -9,5 +9,7 @@ mod support;
 
 mod bundle;
 mod local;
+mod matrix;
 mod outage;
+mod profile;
 mod restore;

@@ -13,12 +13,12 @@ fn healthy(screen: &str) -> bool {
     screen.contains("HEALTHY") && screen.contains("last ok")
 }
 
-/// Alive and ready again. The overall badge may stay DEGRADED for a while after an outage:
-/// kneo-ops rightly reports the recent restart or the 5xx burst the outage caused.
+/// Alive, ready and HEALTHY again: a restart is a note, and the 5xx answers of an outage that
+/// readiness explained are not a second finding.
 fn recovered(screen: &str) -> bool {
     screen.contains("✓ /healthz: alive")
         && screen.contains("✓ /readyz: dependencies healthy")
-        && !screen.contains(" DOWN ")
+        && screen.contains("HEALTHY")
 }
 
 #[test]
@@ -97,8 +97,8 @@ fn a_killed_server_is_a_down_verdict_and_the_dashboard_recovers_when_it_returns(
         SCREEN_BOUND,
         |screen| {
             screen.contains("DOWN")
-                && screen.contains("process down or unreachable")
-                && screen.contains("§ 1 Service won't start")
+                && screen.contains("process down (connection refused)")
+                && screen.contains("§ 1.3 The service does not listen")
         },
     );
     assert!(tui.command_alive(), "the dashboard keeps running");

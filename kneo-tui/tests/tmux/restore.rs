@@ -16,7 +16,7 @@ fn start_in_shell(extra_env: &str) -> Session {
     );
     shell.send_keys(&[&line, "Enter"]);
     shell.wait_for("the dashboard", SCREEN_BOUND, |s| {
-        s.contains("DOWN") && s.contains("process down or unreachable")
+        s.contains("DOWN") && s.contains("process down (connection refused)")
     });
     shell
 }

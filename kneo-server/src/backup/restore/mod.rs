@@ -9,8 +9,12 @@
 //! are the manifest's; otherwise the target is left as it was. See [`sqlite`] and [`postgres`]
 //! for how each load is made atomic.
 //!
-//! The format is the same whichever store wrote it: an archive of a SQLite store restores into
-//! Postgres (continuation files become rows) and back (rows become files).
+//! The format is the same whichever store wrote it: an archive of a kneo-server SQLite store
+//! restores into Postgres (continuation files become rows) and back (rows become files). An
+//! archive of a kneo-serv 1.2 store restores into a kneo-serv store (SQLite or Postgres, either
+//! way: continuation files become rows of its `continuations` table and back), created with
+//! kneo-serv's own schema when the target is empty, so kneo-serv 1.2 serves it again; moving it
+//! into kneo-server is `super::import`.
 
 mod postgres;
 mod sqlite;
@@ -19,13 +23,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::archive::peek_family;
 use super::files::parent_of;
-use super::format::{Manifest, TableSpec};
+use super::format::{Family, Manifest, SchemaFamily, TableSpec};
 use super::rows::{Cell, Row};
 use super::snapshot::{BackupOptions, backup, copy_sqlite_state};
 use super::verify::{Checker, VerifyReport};
 use super::{BackupError, Progress, StoreLocation, run_blocking};
-use crate::store::SCHEMA_VERSION;
 
 /// How to restore.
 #[derive(Debug, Clone, Default)]
@@ -63,25 +67,32 @@ pub async fn restore(
 ) -> Result<RestoreReport, BackupError> {
     let started = Instant::now();
     let description = target.describe();
+    let family = archive_family(archive);
     // Held for the whole restore, so no service can start on the state directory meanwhile.
     let _lock = match target {
-        StoreLocation::Sqlite { state_dir } => Some(sqlite::lock(state_dir)?),
+        StoreLocation::Sqlite { state_dir } => Some(sqlite::lock(state_dir, family)?),
         StoreLocation::Postgres { .. } => None,
     };
-    let replaced = match target {
-        StoreLocation::Sqlite { state_dir } => {
-            let state_dir = state_dir.clone();
-            run_blocking(progress, move |_| sqlite::contents(&state_dir)).await?
-        }
-        StoreLocation::Postgres { url } => postgres::contents(url).await?,
-    };
-    let holds_data = replaced
-        .iter()
-        .any(|(table, rows)| *rows > 0 && !matches!(table.as_str(), "service_events" | "locks"));
+    let replaced = target_contents(archive, target, progress).await?;
+    let holds_data = replaced.iter().any(|(table, rows)| {
+        *rows > 0
+            && !matches!(
+                table.as_str(),
+                "service_events" | "locks" | "schema_migrations"
+            )
+    });
     if holds_data && !options.force {
         return Err(BackupError::TargetNotEmpty {
             target: description,
             holds: describe_counts(&replaced),
+        });
+    }
+    if let (StoreLocation::Sqlite { state_dir }, false) = (target, options.force)
+        && let (count @ 1.., Some(example)) = sqlite::foreign_entries(state_dir)
+    {
+        return Err(BackupError::TargetNotEmpty {
+            target: description,
+            holds: format!("{count} entries that are not a kneo store, e.g. {example:?}"),
         });
     }
     let safety_backup = if holds_data {
@@ -129,30 +140,54 @@ pub async fn restore(
     })
 }
 
+/// What `target` holds now, per table (non-zero ones), refusing a target `archive` cannot go
+/// into (an interrupted restore's leftovers, the other family's schema, a newer schema).
+pub(crate) async fn target_contents(
+    archive: &Path,
+    target: &StoreLocation,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<BTreeMap<String, u64>, BackupError> {
+    match target {
+        StoreLocation::Sqlite { state_dir } => {
+            let state_dir = state_dir.clone();
+            run_blocking(progress, move |_| sqlite::contents(&state_dir)).await
+        }
+        StoreLocation::Postgres { url } => {
+            postgres::contents(url, archive, archive_family(archive)).await
+        }
+    }
+}
+
+/// The schema family of an archive, from its first entry; an archive that names none is read as
+/// kneo-server's, and its verification says what is wrong with it.
+fn archive_family(archive: &Path) -> Family {
+    peek_family(archive).unwrap_or(Family::Kneo)
+}
+
 /// Whether a verified archive may be committed into a store of this kneo.
 fn acceptable(report: &VerifyReport) -> bool {
     report.ok
-        && report
-            .manifest
-            .as_ref()
-            .is_some_and(|manifest| manifest.schema_version == SCHEMA_VERSION)
+        && report.manifest.as_ref().is_some_and(|manifest| {
+            manifest.schema_version == manifest.family.schema().newest_schema
+        })
 }
 
 /// Why an archive was not restored.
 fn refusal(archive: &Path, report: VerifyReport) -> BackupError {
     if let Some(manifest) = &report.manifest {
-        if manifest.schema_version > SCHEMA_VERSION {
+        let family = manifest.family.schema();
+        if manifest.schema_version > family.newest_schema {
             return BackupError::SchemaTooNew {
                 what: format!("the archive {}", archive.display()),
                 found: manifest.schema_version,
-                known: SCHEMA_VERSION,
+                known: family.newest_schema,
             };
         }
-        if report.ok && manifest.schema_version < SCHEMA_VERSION {
+        if report.ok && manifest.schema_version < family.newest_schema {
             return BackupError::SchemaMismatch {
                 what: format!("the archive {}", archive.display()),
                 found: manifest.schema_version,
-                known: SCHEMA_VERSION,
+                known: family.newest_schema,
             };
         }
     }
@@ -180,49 +215,73 @@ pub(crate) async fn load(
     detailed: bool,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<Loaded, BackupError> {
+    let family = archive_family(archive).schema();
     match target {
         StoreLocation::Sqlite { state_dir } => {
             let (archive, state_dir) = (archive.to_path_buf(), state_dir.clone());
             run_blocking(progress, move |report| {
-                sqlite::load(&archive, &state_dir, Checker::new(detailed), report)
+                sqlite::load(&archive, &state_dir, family, Checker::new(detailed), report)
             })
             .await
         }
         StoreLocation::Postgres { url } => {
-            postgres::load(archive, url, Checker::new(detailed), progress).await
+            postgres::load(archive, url, family, Checker::new(detailed), progress).await
         }
     }
 }
 
 /// The rows a restore must load, per table (the manifest's counts).
 fn expected_rows(manifest: &Manifest) -> BTreeMap<String, u64> {
+    let family = manifest.family.schema();
     manifest
         .tables
         .iter()
-        .filter(|entry| super::format::table(&entry.name).is_some_and(|table| table.restored))
+        .filter(|entry| {
+            family
+                .table(&entry.name)
+                .is_some_and(|table| table.restored)
+        })
         .map(|entry| (entry.name.clone(), entry.rows))
         .collect()
 }
 
-/// Fails unless the restored counts are the manifest's.
+/// The tables of `family` a restore writes.
+fn restored_tables(family: &SchemaFamily) -> impl Iterator<Item = &'static TableSpec> {
+    family.tables.iter().filter(|table| table.restored)
+}
+
+/// Continuations a load moved between the two ways kneo-serv keeps them: files of a SQLite
+/// archive that became rows of a Postgres `continuations` table, or rows of a Postgres archive
+/// that became files. Counted, so the restored counts can still be checked exactly.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Converted {
+    pub rows_from_files: u64,
+    pub files_from_rows: u64,
+}
+
+/// Fails unless the restored counts are the manifest's (plus what the load converted).
 fn check_counts(
     manifest: &Manifest,
     restored: &BTreeMap<String, u64>,
     continuations: u64,
+    converted: Converted,
 ) -> Result<(), BackupError> {
     let mut differences = Vec::new();
-    for (table, expected) in expected_rows(manifest) {
+    for (table, mut expected) in expected_rows(manifest) {
         let found = restored.get(&table).copied().unwrap_or(0);
+        if manifest.family == Family::KneoServ && table == "continuations" {
+            expected += converted.rows_from_files;
+        }
         if found != expected {
             differences.push(format!(
-                "{table}: {found} restored, {expected} in the manifest"
+                "{table}: {found} restored, {expected} expected from the manifest"
             ));
         }
     }
-    if continuations != manifest.continuations.count {
+    let expected_files = manifest.continuations.count + converted.files_from_rows;
+    if continuations != expected_files {
         differences.push(format!(
-            "continuations: {continuations} restored, {} in the manifest",
-            manifest.continuations.count
+            "continuations: {continuations} restored, {expected_files} expected from the manifest",
         ));
     }
     if differences.is_empty() {
@@ -251,9 +310,9 @@ fn describe_counts(counts: &BTreeMap<String, u64>) -> String {
 /// The text a SQLite `NOT NULL` column derived from a document gets when the archive has `null`
 /// (trace events and checkpoints without a timestamp): what the SQLite store itself writes.
 fn sqlite_derived_text(table: &TableSpec, column: &str, row: &Row) -> Option<String> {
-    let field = match (table.name, column) {
-        ("trace_events", "timestamp") => "timestamp",
-        ("checkpoints", "created_at") => "created_at",
+    let field = match (table.family, table.name, column) {
+        (Family::Kneo, "trace_events", "timestamp") => "timestamp",
+        (Family::Kneo, "checkpoints", "created_at") => "created_at",
         _ => return None,
     };
     let text = match row.get(table, "document") {

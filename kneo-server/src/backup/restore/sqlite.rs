@@ -1,7 +1,8 @@
 //! Restoring into a state directory.
 //!
 //! The new store is built beside the live one: `kneo_runs.sqlite.restore-<id>` (migrated by
-//! `SqliteStore::open` itself, every row inserted in one transaction while the archive is
+//! `SqliteStore::open` itself, or given kneo-serv's schema for a kneo-serv archive, every row
+//! inserted in one transaction while the archive is
 //! verified in the same pass, committed only if it verified, switched out of WAL so it is one
 //! self-contained file, its counts checked against the manifest) and
 //! `continuations.restore-<id>/`. Then it is swapped in:
@@ -29,23 +30,44 @@ use std::time::{Duration, Instant};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
-use super::{Loaded, acceptable, check_counts, sqlite_derived_text};
+use super::{Converted, Loaded, acceptable, check_counts, restored_tables, sqlite_derived_text};
 use crate::backup::archive::Visitor;
 use crate::backup::files::sync_directory;
-use crate::backup::format::{TABLES, TableSpec, is_safe_continuation_id};
+use crate::backup::format::{
+    ContinuationEntry, Family, SchemaFamily, TableSpec, is_safe_continuation_id,
+};
+use crate::backup::kneo_serv::schema::{Backend, ddl};
 use crate::backup::postgres::quote;
 use crate::backup::rows::{Cell, JsonMode, Row};
 use crate::backup::verify::{Checker, verify_blocking};
-use crate::backup::{BackupError, CONTINUATIONS_DIR, Progress, SQLITE_FILE, Stage, StoreLocation};
-use crate::store::Continuation;
+use crate::backup::{
+    BackupError, CONTINUATIONS_DIR, Progress, SQLITE_FILE, Stage, StoreLocation, detect,
+};
 use crate::store::state_lock::{StateLock, StateLockError};
 
 const PRE_RESTORE: &str = "pre-restore";
 
-/// Takes the state lock, refusing while a service holds it.
-pub(super) fn lock(state_dir: &Path) -> Result<StateLock, BackupError> {
+/// The state lock, held while a restore runs. kneo-serv knows no such lock, so the lock file is
+/// removed afterwards from a kneo-serv state directory that did not have one.
+pub(super) struct HeldLock {
+    lock: StateLock,
+    remove_file: bool,
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        if self.remove_file {
+            // Best effort: a leftover empty lock file is harmless to kneo-serv.
+            let _ = fs::remove_file(&self.lock.path);
+        }
+    }
+}
+
+/// Takes the state lock, refusing while a kneo service holds it.
+pub(super) fn lock(state_dir: &Path, family: Family) -> Result<HeldLock, BackupError> {
+    let remove_file = family == Family::KneoServ && !StateLock::path_in(state_dir).exists();
     match StateLock::acquire(state_dir) {
-        Ok(lock) => Ok(lock),
+        Ok(lock) => Ok(HeldLock { lock, remove_file }),
         Err(StateLockError::Held { .. }) => Err(BackupError::ServiceRunning {
             state_dir: state_dir.to_path_buf(),
             lock: StateLock::path_in(state_dir),
@@ -56,6 +78,22 @@ pub(super) fn lock(state_dir: &Path) -> Result<StateLock, BackupError> {
             source: error,
         }),
     }
+}
+
+/// Entries of the state directory that are no part of a kneo store (not `kneo…`, not
+/// `continuations…`): how many, and one of their names. A restore into a directory that holds
+/// them (the home directory by mistake, another program's data) is refused like a non-empty
+/// store.
+pub(super) fn foreign_entries(state_dir: &Path) -> (usize, Option<String>) {
+    let Ok(entries) = fs::read_dir(state_dir) else {
+        return (0, None);
+    };
+    let foreign: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with("kneo") && !name.starts_with(CONTINUATIONS_DIR))
+        .collect();
+    (foreign.len(), foreign.into_iter().min())
 }
 
 /// What the state directory holds now: rows per table and continuation files. Also refuses
@@ -72,15 +110,28 @@ pub(super) fn contents(state_dir: &Path) -> Result<BTreeMap<String, u64>, Backup
             });
         }
     }
-    counts_in(
+    let (mut counts, files) = counts_in(
         &StoreLocation::sqlite_file(state_dir),
         &StoreLocation::continuations_dir(state_dir),
-    )
+    )?;
+    if files > 0 {
+        // kneo-serv also has a `continuations` table; its files are named apart from it.
+        let name = if counts.contains_key("continuations") {
+            "continuation files"
+        } else {
+            "continuations"
+        };
+        counts.insert(name.into(), files);
+    }
+    Ok(counts)
 }
 
-/// Rows per table of the database at `database` (when it exists) and the continuation files in
-/// `continuations`, non-zero ones only.
-fn counts_in(database: &Path, continuations: &Path) -> Result<BTreeMap<String, u64>, BackupError> {
+/// Rows per table of the database at `database` (when it exists and is a store of either family),
+/// non-zero ones only, and the number of continuation files in `continuations`.
+fn counts_in(
+    database: &Path,
+    continuations: &Path,
+) -> Result<(BTreeMap<String, u64>, u64), BackupError> {
     let mut counts = BTreeMap::new();
     if database.is_file() {
         let connection = Connection::open_with_flags(
@@ -94,7 +145,9 @@ fn counts_in(database: &Path, continuations: &Path) -> Result<BTreeMap<String, u
         connection
             .busy_timeout(Duration::from_secs(5))
             .map_err(BackupError::sqlite("setting the busy timeout"))?;
-        for table in TABLES.iter().filter(|table| table.restored) {
+        // A database without the tables of either family holds no data of ours.
+        let family = detect::sqlite_family(&connection)?.unwrap_or(Family::Kneo);
+        for table in restored_tables(family.schema()) {
             let sql = format!("SELECT COUNT(*) FROM {}", quote(table.name));
             match connection.query_row(&sql, [], |row| row.get::<_, i64>(0)) {
                 Ok(rows) if rows > 0 => {
@@ -117,10 +170,7 @@ fn counts_in(database: &Path, continuations: &Path) -> Result<BTreeMap<String, u
         }
     }
     let files = continuation_files(continuations)?;
-    if files > 0 {
-        counts.insert("continuations".into(), files);
-    }
-    Ok(counts)
+    Ok((counts, files))
 }
 
 fn continuation_files(directory: &Path) -> Result<u64, BackupError> {
@@ -164,6 +214,7 @@ impl Drop for Leftovers {
 pub(super) fn load(
     archive: &Path,
     state_dir: &Path,
+    family: &'static SchemaFamily,
     mut checker: Checker,
     report: &dyn Fn(Progress),
 ) -> Result<Loaded, BackupError> {
@@ -181,11 +232,7 @@ pub(super) fn load(
         ],
         armed: true,
     };
-    // The store applies its own migrations to the new file.
-    drop(
-        crate::store::sqlite::SqliteStore::open(&new_database)
-            .map_err(BackupError::store("creating the new store"))?,
-    );
+    create_schema(&new_database, family)?;
     fs::create_dir_all(&new_continuations).map_err(BackupError::io(
         "creating the continuation directory",
         &new_continuations,
@@ -195,6 +242,7 @@ pub(super) fn load(
     connection
         .busy_timeout(Duration::from_secs(10))
         .map_err(BackupError::sqlite("setting the busy timeout"))?;
+    let mut converted = Converted::default();
     let verified = {
         let transaction = connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -202,13 +250,15 @@ pub(super) fn load(
         let mut loader = Loader {
             connection: &transaction,
             continuations: &new_continuations,
-            statements: TABLES
+            statements: family
+                .tables
                 .iter()
                 .map(|table| (table.name, insert_sql(table)))
                 .collect(),
             rows: 0,
             failed: None,
             report,
+            continuation_rows: Vec::new(),
         };
         let (verified, _) = verify_blocking(archive, &mut checker, Some(&mut loader), report)?;
         if !acceptable(&verified) {
@@ -221,6 +271,16 @@ pub(super) fn load(
         }
         if let Some(error) = loader.failed.take() {
             return Err(error);
+        }
+        // kneo-serv on SQLite resumes from files only: a Postgres store's continuation rows
+        // become files too (the rows stay, as they were in the archive).
+        if verified.manifest.as_ref().is_some_and(|manifest| {
+            manifest.family == Family::KneoServ && manifest.source.kind == "postgres"
+        }) {
+            for (id, payload) in std::mem::take(&mut loader.continuation_rows) {
+                loader.write_kneo_serv_continuation(&id, &payload)?;
+                converted.files_from_rows += 1;
+            }
         }
         transaction
             .commit()
@@ -245,9 +305,8 @@ pub(super) fn load(
         done: 0,
         total: 0,
     });
-    let mut tables = counts_in(&new_database, &new_continuations)?;
-    let continuations = tables.remove("continuations").unwrap_or(0);
-    check_counts(&manifest, &tables, continuations)?;
+    let (tables, continuations) = counts_in(&new_database, &new_continuations)?;
+    check_counts(&manifest, &tables, continuations, converted)?;
     swap_into_place(state_dir, &new_database, &new_continuations)?;
     leftovers.armed = false;
     Ok(Loaded {
@@ -255,6 +314,27 @@ pub(super) fn load(
         checker,
         restored: Some(tables),
     })
+}
+
+/// Gives the new file the family's schema: kneo-server's through its own migrations, kneo-serv's
+/// from its DDL at version 4 (the ledger comes from the archive).
+fn create_schema(database: &Path, family: &SchemaFamily) -> Result<(), BackupError> {
+    match family.family {
+        Family::Kneo => {
+            drop(
+                crate::store::sqlite::SqliteStore::open(database)
+                    .map_err(BackupError::store("creating the new store"))?,
+            );
+        }
+        Family::KneoServ => {
+            let connection = Connection::open(database)
+                .map_err(BackupError::sqlite("creating the new store"))?;
+            connection
+                .execute_batch(&format!("BEGIN; {} COMMIT;", ddl(Backend::Sqlite)))
+                .map_err(BackupError::sqlite("creating the kneo-serv schema"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Switches the new file to a rollback journal, so it is complete without a `-wal` file and can
@@ -333,6 +413,8 @@ struct Loader<'a> {
     rows: u64,
     failed: Option<BackupError>,
     report: &'a dyn Fn(Progress),
+    /// kneo-serv's continuation table rows (id, payload), which may have to become files.
+    continuation_rows: Vec<(String, String)>,
 }
 
 impl Visitor for Loader<'_> {
@@ -344,13 +426,24 @@ impl Visitor for Loader<'_> {
         if !table.restored || self.failed.is_some() {
             return Ok(());
         }
+        if table.family == Family::KneoServ
+            && table.family.schema().continuation_table == Some(table.name)
+            && let (Some(id), Some(payload)) = (row.text(table, "id"), row.text(table, "payload"))
+        {
+            self.continuation_rows
+                .push((id.to_string(), payload.to_string()));
+        }
         if let Err(error) = self.insert(table, row) {
             self.failed = Some(error);
         }
         Ok(())
     }
 
-    fn continuation(&mut self, continuation: Continuation, raw: &[u8]) -> Result<(), BackupError> {
+    fn continuation(
+        &mut self,
+        continuation: ContinuationEntry,
+        raw: &[u8],
+    ) -> Result<(), BackupError> {
         if self.failed.is_some() {
             return Ok(());
         }
@@ -374,6 +467,7 @@ impl Loader<'_> {
             values.push(match cell {
                 Cell::Text(text) => SqlValue::Text(text.clone()),
                 Cell::Int(number) => SqlValue::Integer(*number),
+                Cell::Real(number) => SqlValue::Real(*number),
                 Cell::Time(at) => SqlValue::Text(crate::clock::format(*at)),
                 Cell::Json(document) => SqlValue::Text(document.get().to_string()),
                 Cell::Null | Cell::Checked { .. } => {
@@ -401,7 +495,7 @@ impl Loader<'_> {
 
     fn write_continuation(
         &self,
-        continuation: &Continuation,
+        continuation: &ContinuationEntry,
         raw: &[u8],
     ) -> Result<(), BackupError> {
         if !is_safe_continuation_id(&continuation.id) {
@@ -417,6 +511,25 @@ impl Loader<'_> {
             file.sync_all()
         };
         write().map_err(BackupError::io("writing the continuation", &path))
+    }
+}
+
+impl Loader<'_> {
+    /// A kneo-serv continuation row as the file kneo-serv's file store writes for it.
+    fn write_kneo_serv_continuation(&self, id: &str, payload: &str) -> Result<(), BackupError> {
+        let document: serde_json::Value = serde_json::from_str(payload).map_err(|error| {
+            BackupError::Internal(format!("continuation {id} is not JSON: {error}"))
+        })?;
+        let bytes = serde_json::to_vec_pretty(&document).map_err(|error| {
+            BackupError::Internal(format!("continuation {id} cannot be written: {error}"))
+        })?;
+        let entry = ContinuationEntry {
+            family: Family::KneoServ,
+            id: id.to_string(),
+            run_id: None,
+            created_at: None,
+        };
+        self.write_continuation(&entry, &bytes)
     }
 }
 

@@ -6,9 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::backup::BackupError;
 use crate::backup::format::{
-    ConsistencyWarning, ContinuationSummary, ExcludedContinuation, is_safe_continuation_id,
+    ConsistencyWarning, ContinuationSummary, ExcludedContinuation, Family, is_safe_continuation_id,
+    parse_continuation,
 };
-use crate::store::{Continuation, RunStatus};
+use crate::store::RunStatus;
 
 /// A run as the snapshot has it: its status and the continuation its document names.
 pub struct RunState {
@@ -17,12 +18,15 @@ pub struct RunState {
 }
 
 /// Collects the decision for every continuation found.
-#[derive(Default)]
 pub struct Reconciler {
+    /// Whose continuation documents these are.
+    family: Family,
     /// Blocked runs of the snapshot: run id → the continuation it is blocked on.
     blocked: BTreeMap<String, Option<String>>,
-    /// Continuation ids included so far.
+    /// Continuation ids included (as files) so far.
     included: BTreeSet<String>,
+    /// Continuation ids archived as rows of a table.
+    in_table: BTreeSet<String>,
     summary: ContinuationSummary,
 }
 
@@ -33,6 +37,22 @@ pub enum Decision {
 }
 
 impl Reconciler {
+    pub fn new(family: Family) -> Reconciler {
+        Reconciler {
+            family,
+            blocked: BTreeMap::new(),
+            included: BTreeSet::new(),
+            in_table: BTreeSet::new(),
+            summary: ContinuationSummary::default(),
+        }
+    }
+
+    /// A continuation kept as a row of one of the family's tables (kneo-serv on Postgres): it is
+    /// in the archive with its table, whatever its run.
+    pub fn held_in_table(&mut self, id: &str) {
+        self.in_table.insert(id.to_string());
+    }
+
     /// Notes a run of the snapshot while the runs table is exported.
     pub fn observe_run(&mut self, run_id: &str, status: &str, continuation_id: Option<String>) {
         if status == RunStatus::Blocked.as_str() {
@@ -72,7 +92,7 @@ impl Reconciler {
             self.exclude(id, None, "bad_name", "not a valid continuation id".into());
             return Ok(Decision::Exclude);
         }
-        let continuation = match serde_json::from_slice::<Continuation>(bytes) {
+        let continuation = match parse_continuation(self.family, bytes) {
             Ok(continuation) => continuation,
             Err(error) => {
                 self.exclude(
@@ -90,7 +110,7 @@ impl Reconciler {
         if continuation.id != id {
             self.exclude(
                 id,
-                Some(continuation.run_id.clone()),
+                continuation.run_id.clone(),
                 "bad_name",
                 format!(
                     "the record is named {id} but holds continuation {:?}",
@@ -99,7 +119,15 @@ impl Reconciler {
             );
             return Ok(Decision::Exclude);
         }
-        let run_id = continuation.run_id.clone();
+        let Some(run_id) = continuation.run_id.clone() else {
+            self.exclude(
+                id,
+                None,
+                "run_missing",
+                "the continuation names no run, so no run can be resumed from it".into(),
+            );
+            return Ok(Decision::Exclude);
+        };
         match run_state(&run_id)? {
             None => {
                 self.exclude(
@@ -148,7 +176,7 @@ impl Reconciler {
             .filter(|(_, continuation)| {
                 continuation
                     .as_ref()
-                    .is_none_or(|id| !self.included.contains(id))
+                    .is_none_or(|id| !self.included.contains(id) && !self.in_table.contains(id))
             })
             .map(|(run, continuation)| (run.clone(), continuation.clone()))
             .collect()

@@ -1,5 +1,8 @@
 //! `backup`: one consistent snapshot of a running store, written as an archive atomically.
 //!
+//! The store's schema family (kneo-server's, or kneo-serv 1.2's) is read from the store itself
+//! ([`super::detect`]); everything after that is the family's data driving the same export.
+//!
 //! - [`sqlite`]: the online backup API copies the live database at one point in time; the
 //!   continuation files are copied right after it and reconciled with the runs of the copy.
 //! - [`postgres`]: every table and the continuations in one `REPEATABLE READ READ ONLY`
@@ -28,8 +31,8 @@ use super::files::{
     write_atomically,
 };
 use super::format::{
-    ContinuationSummary, FORMAT_NAME, FORMAT_VERSION, FileEntry, Manifest, SourceInfo, TableEntry,
-    TableSpec,
+    Column, ColumnType, ContinuationSummary, FORMAT_NAME, FORMAT_VERSION, Family, FileEntry,
+    Manifest, SchemaFamily, SourceInfo, TableEntry, TableSpec,
 };
 use super::rows::LineEncoder;
 use super::{BackupError, Progress, Stage, StoreLocation, run_blocking};
@@ -46,6 +49,9 @@ pub struct BackupOptions {
     /// Postgres sessions exporting tables in parallel, all in the one exported snapshot; 1 reads
     /// everything in the snapshot transaction itself.
     pub postgres_sessions: usize,
+    /// The schema family the store must follow (`kneo-ops backup --from`); `None` takes whichever
+    /// it follows.
+    pub family: Option<Family>,
 }
 
 impl Default for BackupOptions {
@@ -54,6 +60,7 @@ impl Default for BackupOptions {
             compression_level: 1,
             overwrite: false,
             postgres_sessions: 3,
+            family: None,
         }
     }
 }
@@ -92,11 +99,12 @@ pub async fn backup(
     ))?;
     let scratch = ScratchDir::create_in(&directory, &file_name_of(archive))?;
     let packer = Packer::start(archive, Compression::new(options.compression_level.min(9)))?;
+    let expected = options.family;
     let (captured, packer) = match source {
         StoreLocation::Sqlite { state_dir } => {
             let (state_dir, scratch) = (state_dir.clone(), scratch.path().to_path_buf());
             run_blocking(progress, move |report| {
-                let captured = sqlite::capture(&state_dir, &scratch, &packer, report)?;
+                let captured = sqlite::capture(&state_dir, &scratch, &packer, expected, report)?;
                 Ok((captured, packer))
             })
             .await?
@@ -107,12 +115,26 @@ pub async fn backup(
                 scratch.path(),
                 &packer,
                 options.postgres_sessions,
+                expected,
                 progress,
             )
             .await?;
             (captured, packer)
         }
     };
+    finish_archive(captured, packer, archive, started, progress).await
+}
+
+/// Writes the manifest of what was captured as the last entry, moves the finished archive into
+/// place and writes its checksum file beside it.
+pub(crate) async fn finish_archive(
+    captured: Captured,
+    packer: Packer,
+    archive: &Path,
+    started: Instant,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<BackupSummary, BackupError> {
+    let directory = parent_of(archive);
     let manifest = captured.into_manifest();
     let bytes = manifest.to_bytes();
     progress(Progress {
@@ -153,19 +175,21 @@ pub async fn backup(
 }
 
 /// Everything a snapshot found, before it becomes the manifest.
-struct Captured {
-    created_at: String,
-    schema_version: i64,
-    server_version: Option<String>,
+pub(crate) struct Captured {
+    pub(crate) family: Family,
+    pub(crate) created_at: String,
+    pub(crate) schema_version: i64,
+    pub(crate) server_version: Option<String>,
     source: SourceInfo,
     tables: Vec<TableEntry>,
     files: Vec<FileEntry>,
-    continuations: ContinuationSummary,
+    pub(crate) continuations: ContinuationSummary,
 }
 
 impl Captured {
-    fn new(source: SourceInfo) -> Captured {
+    pub(crate) fn new(family: Family, source: SourceInfo) -> Captured {
         Captured {
+            family,
             created_at: String::new(),
             schema_version: 0,
             server_version: None,
@@ -177,7 +201,7 @@ impl Captured {
     }
 
     /// Records a finished table file and hands it to the packer.
-    fn add_table(&mut self, packer: &Packer, table: &TableSpec, file: FinishedFile) {
+    pub(crate) fn add_table(&mut self, packer: &Packer, table: &TableSpec, file: FinishedFile) {
         let path = table.path();
         self.tables.push(TableEntry {
             name: table.name.to_string(),
@@ -189,7 +213,7 @@ impl Captured {
         self.add_file(packer, path, file);
     }
 
-    fn add_file(&mut self, packer: &Packer, path: String, file: FinishedFile) {
+    pub(crate) fn add_file(&mut self, packer: &Packer, path: String, file: FinishedFile) {
         self.files.push(FileEntry {
             path: path.clone(),
             sha256: file.sha256,
@@ -202,6 +226,7 @@ impl Captured {
         Manifest {
             format: FORMAT_NAME.into(),
             format_version: FORMAT_VERSION,
+            family: self.family,
             created_at: self.created_at,
             tool_version: crate::VERSION.into(),
             server_version: self.server_version,
@@ -216,27 +241,30 @@ impl Captured {
 }
 
 /// A scratch file ready for the archive.
-struct FinishedFile {
-    path: PathBuf,
-    sha256: String,
-    bytes: u64,
-    rows: u64,
+pub(crate) struct FinishedFile {
+    pub(crate) path: PathBuf,
+    pub(crate) sha256: String,
+    pub(crate) bytes: u64,
+    pub(crate) rows: u64,
 }
 
 /// Rows reported between two progress callbacks.
 pub(super) const PROGRESS_EVERY: u64 = 4096;
 
 /// One table's JSONL scratch file, hashed as it is written.
-struct TableWriter {
+pub(crate) struct TableWriter {
     table: &'static TableSpec,
     path: PathBuf,
     out: HashingWriter<BufWriter<fs::File>>,
-    rows: u64,
-    encoder: LineEncoder,
+    pub(crate) rows: u64,
+    pub(crate) encoder: LineEncoder,
 }
 
 impl TableWriter {
-    fn create(scratch: &Path, table: &'static TableSpec) -> Result<TableWriter, BackupError> {
+    pub(crate) fn create(
+        scratch: &Path,
+        table: &'static TableSpec,
+    ) -> Result<TableWriter, BackupError> {
         let path = scratch.join(format!("{}.jsonl", table.name));
         let file =
             fs::File::create(&path).map_err(BackupError::io("creating the scratch file", &path))?;
@@ -249,8 +277,17 @@ impl TableWriter {
         })
     }
 
+    /// Writes a whole line (newline included) that another encoder built for this table.
+    pub(crate) fn write_line(&mut self, line: &[u8]) -> Result<(), BackupError> {
+        self.out
+            .write_all(line)
+            .map_err(BackupError::io("writing the scratch file", &self.path))?;
+        self.rows += 1;
+        Ok(())
+    }
+
     /// Writes the row the encoder holds.
-    fn write_row(&mut self) -> Result<(), BackupError> {
+    pub(crate) fn write_row(&mut self) -> Result<(), BackupError> {
         let line = self.encoder.finish();
         self.out
             .write_all(line)
@@ -259,7 +296,7 @@ impl TableWriter {
         Ok(())
     }
 
-    fn finish(self) -> Result<FinishedFile, BackupError> {
+    pub(crate) fn finish(self) -> Result<FinishedFile, BackupError> {
         let (buffered, sha256, bytes) = self.out.finish();
         buffered
             .into_inner()
@@ -302,31 +339,74 @@ pub(crate) fn continuation_of_run(document: &str) -> Option<String> {
         .and_then(|run| run.continuation_id)
 }
 
-/// The `SELECT` of a table's columns in key order; `json` wraps JSON columns (Postgres casts
-/// them to text), `key_suffix` follows each text key (a collation).
-fn select_sql(table: &TableSpec, json: &dyn Fn(String) -> String, key_suffix: &str) -> String {
-    use super::format::ColumnType;
+/// The columns an export watches in the rows it writes: a run's id, status and document (the
+/// family's runs table), and a continuation's id (its continuation table).
+pub(crate) struct Watched {
+    pub runs: Option<(usize, usize, usize)>,
+    pub continuation_id: Option<usize>,
+}
+
+impl Watched {
+    pub(crate) fn of(family: &SchemaFamily, table: &TableSpec) -> Watched {
+        let runs = (table.name == family.runs.table)
+            .then(|| {
+                Some((
+                    table.column_index(family.runs.id)?,
+                    table.column_index(family.runs.status)?,
+                    table.column_index(family.runs.document)?,
+                ))
+            })
+            .flatten();
+        let continuation_id = (family.continuation_table == Some(table.name))
+            .then(|| table.column_index("id"))
+            .flatten();
+        Watched {
+            runs,
+            continuation_id,
+        }
+    }
+}
+
+/// How a `SELECT` of a table is written for one database.
+pub(crate) enum Dialect<'a> {
+    Sqlite,
+    /// Columns are cast to the types the exporter reads (documents to text, integers to `int8`,
+    /// numbers to `float8`), `key_suffix` follows each text key (a collation), and NULL keys sort
+    /// first, as SQLite sorts them.
+    Postgres {
+        key_suffix: &'a str,
+    },
+}
+
+/// The `SELECT` of a table's columns in key order.
+pub(crate) fn select_sql(table: &TableSpec, dialect: &Dialect<'_>) -> String {
     use super::postgres::quote;
-    let columns: Vec<String> = table
-        .columns
-        .iter()
-        .map(|column| match column.kind {
-            ColumnType::Json => json(quote(column.name)),
-            _ => quote(column.name),
-        })
-        .collect();
+    let cast = |column: &Column| {
+        let name = quote(column.name);
+        match (dialect, column.kind) {
+            (Dialect::Sqlite, _) => name,
+            (Dialect::Postgres { .. }, ColumnType::Json) => format!("{name}::text"),
+            (Dialect::Postgres { .. }, ColumnType::Int) => format!("{name}::int8"),
+            (Dialect::Postgres { .. }, ColumnType::Real) => format!("{name}::float8"),
+            (Dialect::Postgres { .. }, _) => name,
+        }
+    };
+    let columns: Vec<String> = table.columns.iter().map(cast).collect();
     let order: Vec<String> = table
         .key
         .iter()
         .map(|key| {
-            let text = table
-                .column_index(key)
-                .is_some_and(|i| table.columns[i].kind == ColumnType::Text);
-            if text {
-                format!("{}{key_suffix}", quote(key))
-            } else {
-                quote(key)
+            let column = table.column_index(key).map(|i| &table.columns[i]);
+            let mut term = quote(key);
+            if let Dialect::Postgres { key_suffix } = dialect {
+                if column.is_some_and(|column| column.kind == ColumnType::Text) {
+                    term.push_str(key_suffix);
+                }
+                if column.is_some_and(|column| column.nullable) {
+                    term.push_str(" NULLS FIRST");
+                }
             }
+            term
         })
         .collect();
     format!(
@@ -335,4 +415,47 @@ fn select_sql(table: &TableSpec, json: &dyn Fn(String) -> String, key_suffix: &s
         quote(table.name),
         order.join(", ")
     )
+}
+
+/// The family a store follows, checked against the one asked for; `location` names the store.
+pub(crate) fn expect_family(
+    found: Option<Family>,
+    expected: Option<Family>,
+    location: &str,
+) -> Result<&'static SchemaFamily, BackupError> {
+    let found = found.ok_or_else(|| BackupError::NotAStore {
+        location: location.to_string(),
+    })?;
+    match expected {
+        Some(expected) if expected != found => Err(BackupError::WrongFamily {
+            location: location.to_string(),
+            found,
+            expected,
+        }),
+        _ => Ok(found.schema()),
+    }
+}
+
+/// Refuses a schema version the family's tables of this binary do not describe.
+pub(crate) fn check_schema_version(
+    family: &SchemaFamily,
+    version: i64,
+    what: String,
+) -> Result<(), BackupError> {
+    if version > family.newest_schema {
+        return Err(BackupError::SchemaTooNew {
+            what,
+            found: version,
+            known: family.newest_schema,
+        });
+    }
+    if version < family.oldest_schema {
+        return Err(BackupError::SchemaTooOld {
+            what,
+            product: family.product,
+            found: version,
+            oldest: family.oldest_schema,
+        });
+    }
+    Ok(())
 }

@@ -19,14 +19,16 @@ use tokio_postgres::IsolationLevel;
 use tokio_postgres::types::ToSql;
 
 use super::continuations::{Decision, Reconciler, RunState};
-use super::{Captured, FinishedFile, PROGRESS_EVERY, TableWriter, continuation_of_run, select_sql};
+use super::{
+    Captured, Dialect, FinishedFile, PROGRESS_EVERY, TableWriter, Watched, check_schema_version,
+    continuation_of_run, expect_family, select_sql,
+};
 use crate::backup::archive::Packer;
 use crate::backup::files::HashingWriter;
-use crate::backup::format::{ColumnType, SourceInfo, TABLES, TableSpec, continuation_path};
+use crate::backup::format::{ColumnType, Family, SchemaFamily, SourceInfo, TableSpec};
 use crate::backup::postgres::{Session, connect, has_schema};
-use crate::backup::rows::{LineEncoder, one_line_json};
-use crate::backup::{BackupError, Progress, Stage};
-use crate::store::SCHEMA_VERSION;
+use crate::backup::rows::{LineEncoder, json_text, one_line_json};
+use crate::backup::{BackupError, Progress, Stage, detect};
 
 type Transaction<'a> = tokio_postgres::Transaction<'a>;
 
@@ -39,6 +41,7 @@ pub(super) async fn capture(
     scratch: &Path,
     packer: &Packer,
     sessions: usize,
+    expected: Option<Family>,
     report: &(dyn Fn(Progress) + Sync),
 ) -> Result<Captured, BackupError> {
     let mut session = connect(url, "kneo-backup").await?;
@@ -48,6 +51,11 @@ pub(super) async fn capture(
         });
     }
     let target = session.target.clone();
+    let family = expect_family(
+        detect::postgres_family(&session).await?,
+        expected,
+        &format!("the database {target}"),
+    )?;
     let failed = |action: &str| BackupError::postgres(action.to_string(), &target);
     report(Progress {
         stage: Stage::Snapshot,
@@ -69,34 +77,38 @@ pub(super) async fn capture(
         .await
         .and_then(|row| row.try_get(0))
         .map_err(failed("exporting the snapshot"))?;
-    let mut captured = Captured::new(SourceInfo {
-        kind: "postgres".into(),
-        location: target.clone(),
-    });
+    let mut captured = Captured::new(
+        family.family,
+        SourceInfo {
+            kind: "postgres".into(),
+            location: target.clone(),
+        },
+    );
     captured.created_at = crate::clock::now_text();
+    // kneo-serv's ledger column is an integer, kneo-server's a bigint.
     captured.schema_version = transaction
         .query_one(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            "SELECT COALESCE(MAX(version), 0)::int8 FROM schema_migrations",
             &[],
         )
         .await
         .and_then(|row| row.try_get(0))
         .map_err(failed("reading the schema version"))?;
-    if captured.schema_version > SCHEMA_VERSION {
-        return Err(BackupError::SchemaTooNew {
-            what: format!("the database {target}"),
-            found: captured.schema_version,
-            known: SCHEMA_VERSION,
-        });
+    check_schema_version(
+        family,
+        captured.schema_version,
+        format!("the database {target}"),
+    )?;
+    if family.family == Family::Kneo {
+        captured.server_version = transaction
+            .query_opt(
+                "SELECT version FROM service_events WHERE event_type = 'service.started' ORDER BY position DESC LIMIT 1",
+                &[],
+            )
+            .await
+            .and_then(|row| row.map(|row| row.try_get(0)).transpose())
+            .map_err(failed("reading the last service start"))?;
     }
-    captured.server_version = transaction
-        .query_opt(
-            "SELECT version FROM service_events WHERE event_type = 'service.started' ORDER BY position DESC LIMIT 1",
-            &[],
-        )
-        .await
-        .and_then(|row| row.map(|row| row.try_get(0)).transpose())
-        .map_err(failed("reading the last service start"))?;
     // Text keys are ordered as bytes, as SQLite orders them; a database whose default collation
     // is already C needs no COLLATE (and keeps its primary-key indexes usable for the order).
     let collation: String = transaction
@@ -112,25 +124,32 @@ pub(super) async fn capture(
     } else {
         " COLLATE \"C\""
     };
-    let counts = count_rows(&transaction, &target).await?;
+    let counts = count_rows(&transaction, &target, family).await?;
     let total: u64 = counts.iter().sum();
 
-    let mut reconciler = Reconciler::default();
+    let mut reconciler = Reconciler::new(family.family);
     if sessions <= 1 {
         let mut done = 0;
-        for (index, table) in TABLES.iter().enumerate() {
-            let exported =
-                export_table(&transaction, &target, table, scratch, key_suffix, &|rows| {
+        for (index, table) in family.tables.iter().enumerate() {
+            let exported = export_table(
+                &transaction,
+                &target,
+                family,
+                table,
+                scratch,
+                key_suffix,
+                &|rows| {
                     report(Progress {
                         stage: Stage::Export,
                         item: table.name.into(),
                         done: done + rows,
                         total,
                     })
-                })
-                .await?;
+                },
+            )
+            .await?;
             done += counts[index];
-            observe(&mut reconciler, &exported.blocked_runs);
+            observe(&mut reconciler, &exported);
             captured.add_table(packer, table, exported.file);
         }
     } else {
@@ -142,6 +161,7 @@ pub(super) async fn capture(
             key_suffix,
             sessions,
             counts: &counts,
+            family,
         };
         parallel
             .run(packer, &mut captured, &mut reconciler, total, report)
@@ -150,6 +170,7 @@ pub(super) async fn capture(
     export_continuations(
         &transaction,
         &target,
+        family,
         scratch,
         packer,
         &mut reconciler,
@@ -163,15 +184,23 @@ pub(super) async fn capture(
     Ok(captured)
 }
 
-fn observe(reconciler: &mut Reconciler, blocked_runs: &[(String, Option<String>)]) {
-    for (run_id, continuation) in blocked_runs {
+fn observe(reconciler: &mut Reconciler, exported: &Exported) {
+    for (run_id, continuation) in &exported.blocked_runs {
         reconciler.observe_run(run_id, "blocked", continuation.clone());
+    }
+    for id in &exported.continuations_in_table {
+        reconciler.held_in_table(id);
     }
 }
 
-/// Rows per table (in [`TABLES`] order), counted in the snapshot.
-async fn count_rows(transaction: &Transaction<'_>, target: &str) -> Result<Vec<u64>, BackupError> {
-    let counts: Vec<String> = TABLES
+/// Rows per table (in the family's order), counted in the snapshot.
+async fn count_rows(
+    transaction: &Transaction<'_>,
+    target: &str,
+    family: &SchemaFamily,
+) -> Result<Vec<u64>, BackupError> {
+    let counts: Vec<String> = family
+        .tables
         .iter()
         .map(|table| format!("(SELECT COUNT(*) FROM \"{}\")", table.name))
         .collect();
@@ -179,7 +208,7 @@ async fn count_rows(transaction: &Transaction<'_>, target: &str) -> Result<Vec<u
         .query_one(&format!("SELECT {}", counts.join(", ")), &[])
         .await
         .map_err(BackupError::postgres("counting rows", target))?;
-    (0..TABLES.len())
+    (0..family.tables.len())
         .map(|index| {
             row.try_get::<_, i64>(index)
                 .map(|count| count.max(0) as u64)
@@ -197,6 +226,7 @@ struct ParallelExport<'a> {
     key_suffix: &'a str,
     sessions: usize,
     counts: &'a [u64],
+    family: &'static SchemaFamily,
 }
 
 enum ExportEvent {
@@ -213,19 +243,21 @@ impl ParallelExport<'_> {
         total: u64,
         report: &(dyn Fn(Progress) + Sync),
     ) -> Result<(), BackupError> {
+        let tables = self.family.tables;
         // Largest tables first, so the long ones start at once.
-        let mut order: Vec<usize> = (0..TABLES.len()).collect();
+        let mut order: Vec<usize> = (0..tables.len()).collect();
         order.sort_by_key(|index| std::cmp::Reverse(self.counts[*index]));
         let queue = Arc::new(Mutex::new(VecDeque::from(order)));
         let (events, mut received) = mpsc::unbounded_channel();
         let mut workers = AbortAll(Vec::new());
-        for _ in 0..self.sessions.min(TABLES.len()) {
+        for _ in 0..self.sessions.min(tables.len()) {
             let session = connect(self.url, "kneo-backup").await?;
             let job = ExportJob {
                 target: self.target.to_string(),
                 snapshot: self.snapshot.to_string(),
                 scratch: self.scratch.to_path_buf(),
                 key_suffix: self.key_suffix.to_string(),
+                family: self.family,
                 queue: queue.clone(),
                 events: events.clone(),
             };
@@ -238,7 +270,7 @@ impl ParallelExport<'_> {
             }));
         }
         drop(events);
-        let mut finished: Vec<Option<Exported>> = TABLES.iter().map(|_| None).collect();
+        let mut finished: Vec<Option<Exported>> = tables.iter().map(|_| None).collect();
         let (mut next, mut done) = (0, 0);
         while let Some(event) = received.recv().await {
             match event {
@@ -258,14 +290,14 @@ impl ParallelExport<'_> {
                     }
                     // Files go to the packer in archive order, each as soon as it can.
                     while let Some(exported) = finished.get_mut(next).and_then(Option::take) {
-                        observe(reconciler, &exported.blocked_runs);
-                        captured.add_table(packer, &TABLES[next], exported.file);
+                        observe(reconciler, &exported);
+                        captured.add_table(packer, &tables[next], exported.file);
                         next += 1;
                     }
                 }
             }
         }
-        match TABLES.get(next) {
+        match tables.get(next) {
             Some(table) => Err(BackupError::Internal(format!(
                 "the export of {} stopped without an answer",
                 table.name
@@ -292,6 +324,7 @@ struct ExportJob {
     snapshot: String,
     scratch: std::path::PathBuf,
     key_suffix: String,
+    family: &'static SchemaFamily,
     queue: Arc<Mutex<VecDeque<usize>>>,
     events: mpsc::UnboundedSender<ExportEvent>,
 }
@@ -324,7 +357,8 @@ impl ExportJob {
             let exported = export_table(
                 &transaction,
                 &self.target,
-                &TABLES[index],
+                self.family,
+                &self.family.tables[index],
                 &self.scratch,
                 &self.key_suffix,
                 &|rows| {
@@ -346,23 +380,26 @@ impl ExportJob {
     }
 }
 
-/// A table written to its scratch file, with the blocked runs seen in it (runs only).
+/// A table written to its scratch file, with the blocked runs seen in it (runs only) and the
+/// continuations it holds (the family's continuation table only).
 struct Exported {
     file: FinishedFile,
     blocked_runs: Vec<(String, Option<String>)>,
+    continuations_in_table: Vec<String>,
 }
 
 /// Streams one table into its scratch file; `rows_done` hears the running row count.
 async fn export_table(
     transaction: &Transaction<'_>,
     target: &str,
+    family: &SchemaFamily,
     table: &'static TableSpec,
     scratch: &Path,
     key_suffix: &str,
     rows_done: &(dyn Fn(u64) + Sync),
 ) -> Result<Exported, BackupError> {
     let reading = || BackupError::postgres(format!("reading {}", table.name), target);
-    let sql = select_sql(table, &|column| format!("{column}::text"), key_suffix);
+    let sql = select_sql(table, &Dialect::Postgres { key_suffix });
     let statement = transaction.prepare(&sql).await.map_err(reading())?;
     let rows = transaction
         .query_raw(&statement, no_parameters())
@@ -371,16 +408,21 @@ async fn export_table(
     futures_util::pin_mut!(rows);
     let mut out = TableWriter::create(scratch, table)?;
     let mut blocked_runs = Vec::new();
-    let is_runs = table.name == "runs";
+    let mut continuations_in_table = Vec::new();
+    let watched = Watched::of(family, table);
     while let Some(row) = rows.try_next().await.map_err(reading())? {
         encode_row(table, &row, &mut out.encoder, target)?;
-        if is_runs {
-            let status: &str = row.try_get(1).map_err(reading())?;
+        if let Some((id, status, document)) = watched.runs {
+            let status: &str = row.try_get(status).map_err(reading())?;
             if status == "blocked" {
-                let id: &str = row.try_get(0).map_err(reading())?;
-                let document: &str = row.try_get(6).map_err(reading())?;
+                let id: &str = row.try_get(id).map_err(reading())?;
+                let document: &str = row.try_get(document).map_err(reading())?;
                 blocked_runs.push((id.to_string(), continuation_of_run(document)));
             }
+        }
+        if let Some(index) = watched.continuation_id {
+            let id: &str = row.try_get(index).map_err(reading())?;
+            continuations_in_table.push(id.to_string());
         }
         out.write_row()?;
         if out.rows.is_multiple_of(PROGRESS_EVERY) {
@@ -391,6 +433,7 @@ async fn export_table(
     Ok(Exported {
         file: out.finish()?,
         blocked_runs,
+        continuations_in_table,
     })
 }
 
@@ -426,6 +469,24 @@ fn encode_row(
                 Some(number) => encoder.int(column.name, number),
                 None => null(encoder)?,
             },
+            ColumnType::Real => match row.try_get::<_, Option<f64>>(index).map_err(reading())? {
+                Some(number) if number.is_finite() => encoder.real(column.name, number),
+                Some(number) => {
+                    return Err(corrupt(format!(
+                        "{number} is not a finite number, which JSON cannot hold"
+                    )));
+                }
+                None => null(encoder)?,
+            },
+            ColumnType::JsonText => {
+                match row.try_get::<_, Option<&str>>(index).map_err(reading())? {
+                    Some(text) => {
+                        json_text(text).map_err(corrupt)?;
+                        encoder.text(column.name, text);
+                    }
+                    None => null(encoder)?,
+                }
+            }
             ColumnType::Timestamp => {
                 match row
                     .try_get::<_, Option<DateTime<Utc>>>(index)
@@ -450,15 +511,30 @@ fn encode_row(
     Ok(())
 }
 
-/// The `continuations` table, joined to the runs of the same snapshot for the reconciliation.
+/// kneo-server's `continuations` table as continuation files, joined to the runs of the same
+/// snapshot for the reconciliation. (kneo-serv's continuation table is one of its archived tables.)
 async fn export_continuations(
     transaction: &Transaction<'_>,
     target: &str,
+    family: &SchemaFamily,
     scratch: &Path,
     packer: &Packer,
     reconciler: &mut Reconciler,
     captured: &mut Captured,
 ) -> Result<(), BackupError> {
+    if family.family != Family::Kneo {
+        for (run_id, continuation_id) in reconciler.unmatched() {
+            reconciler.warn(
+                "continuation_missing",
+                &run_id,
+                continuation_id.as_deref(),
+                "the run is blocked but its continuation is not in the continuations table; restored, it cannot be resumed".into(),
+            );
+        }
+        let reconciled = std::mem::replace(reconciler, Reconciler::new(family.family));
+        captured.continuations = reconciled.finish();
+        return Ok(());
+    }
     let reading = || BackupError::postgres("reading continuations", target);
     let rows = transaction
         .query_raw(
@@ -523,9 +599,9 @@ async fn export_continuations(
     }
     // Postgres ordered them by id as bytes already.
     for (id, file) in included {
-        captured.add_file(packer, continuation_path(&id), file);
+        captured.add_file(packer, family.continuation_path(&id), file);
     }
-    let reconciled = std::mem::take(reconciler);
+    let reconciled = std::mem::replace(reconciler, Reconciler::new(family.family));
     captured.continuations = reconciled.finish();
     Ok(())
 }

@@ -16,13 +16,15 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use super::continuations::{Decision, Reconciler, RunState};
-use super::{Captured, FinishedFile, TableWriter, continuation_of_run, select_sql};
+use super::{
+    Captured, Dialect, FinishedFile, TableWriter, Watched, check_schema_version,
+    continuation_of_run, expect_family, select_sql,
+};
 use crate::backup::archive::Packer;
 use crate::backup::files::sha256_of_file;
-use crate::backup::format::{ColumnType, SourceInfo, TABLES, TableSpec, continuation_path};
-use crate::backup::rows::one_line_json;
-use crate::backup::{BackupError, Progress, Stage, StoreLocation};
-use crate::store::SCHEMA_VERSION;
+use crate::backup::format::{ColumnType, Family, SchemaFamily, SourceInfo, TableSpec};
+use crate::backup::rows::{json_text, one_line_json};
+use crate::backup::{BackupError, Progress, Stage, StoreLocation, detect};
 
 /// How long the online backup waits out a busy or locked source.
 const BUSY_WAIT: Duration = Duration::from_secs(30);
@@ -31,6 +33,7 @@ pub(super) fn capture(
     state_dir: &Path,
     scratch: &Path,
     packer: &Packer,
+    expected: Option<Family>,
     report: &dyn Fn(Progress),
 ) -> Result<Captured, BackupError> {
     let database = StoreLocation::sqlite_file(state_dir);
@@ -61,42 +64,52 @@ pub(super) fn capture(
     let names = copy_directory(&continuations, &after)?;
 
     let snapshot = open_copy(&snapshot_path)?;
-    let mut captured = Captured::new(SourceInfo {
-        kind: "sqlite".into(),
-        location: state_dir.display().to_string(),
-    });
-    captured.created_at = created_at;
-    captured.schema_version = crate::store::sqlite::schema_version_of(&snapshot).map_err(
+    let schema_version = crate::store::sqlite::schema_version_of(&snapshot).map_err(
         BackupError::store("reading the schema version of the snapshot"),
     )?;
-    if captured.schema_version == 0 {
+    if schema_version == 0 {
         return Err(BackupError::Internal(format!(
-            "{} has no kneo schema (no applied migrations); it is not a kneo store",
+            "{} has no kneo schema (no applied migrations); it is not a kneo or kneo-serv store",
             database.display()
         )));
     }
-    if captured.schema_version > SCHEMA_VERSION {
-        return Err(BackupError::SchemaTooNew {
-            what: format!("the store {}", database.display()),
-            found: captured.schema_version,
-            known: SCHEMA_VERSION,
-        });
+    let family = expect_family(
+        detect::sqlite_family(&snapshot)?,
+        expected,
+        &database.display().to_string(),
+    )?;
+    check_schema_version(
+        family,
+        schema_version,
+        format!("the store {}", database.display()),
+    )?;
+    let mut captured = Captured::new(
+        family.family,
+        SourceInfo {
+            kind: "sqlite".into(),
+            location: state_dir.display().to_string(),
+        },
+    );
+    captured.created_at = created_at;
+    captured.schema_version = schema_version;
+    if family.family == Family::Kneo {
+        captured.server_version = snapshot
+            .query_row(
+                "SELECT version FROM service_events WHERE event_type = 'service.started' ORDER BY position DESC LIMIT 1",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(BackupError::sqlite("reading the last service start"))?;
     }
-    captured.server_version = snapshot
-        .query_row(
-            "SELECT version FROM service_events WHERE event_type = 'service.started' ORDER BY position DESC LIMIT 1",
-            [],
-            |row| row.get(0),
-        )
-        .optional()
-        .map_err(BackupError::sqlite("reading the last service start"))?;
 
-    let total = count_rows(&snapshot)?;
-    let mut reconciler = Reconciler::default();
+    let total = count_rows(&snapshot, family)?;
+    let mut reconciler = Reconciler::new(family.family);
     let mut done = 0;
-    for table in TABLES {
+    for table in family.tables {
         let file = export_table(
             &snapshot,
+            family,
             table,
             scratch,
             &mut reconciler,
@@ -108,7 +121,7 @@ pub(super) fn capture(
         captured.add_table(packer, table, file);
     }
 
-    let mut run_state = |run_id: &str| run_state_in(&snapshot, run_id);
+    let mut run_state = |run_id: &str| run_state_in(&snapshot, family, run_id);
     let mut included: Vec<(String, PathBuf)> = Vec::new();
     for name in names {
         let Some(id) = name
@@ -165,7 +178,7 @@ pub(super) fn capture(
         let (sha256, bytes) = sha256_of_file(&path)?;
         captured.add_file(
             packer,
-            continuation_path(&id),
+            family.continuation_path(&id),
             FinishedFile {
                 path,
                 sha256,
@@ -297,9 +310,9 @@ fn open_copy(path: &Path) -> Result<Connection, BackupError> {
     Ok(connection)
 }
 
-fn count_rows(connection: &Connection) -> Result<u64, BackupError> {
+fn count_rows(connection: &Connection, family: &SchemaFamily) -> Result<u64, BackupError> {
     let mut total = 0u64;
-    for table in TABLES {
+    for table in family.tables {
         let sql = format!("SELECT COUNT(*) FROM \"{}\"", table.name);
         let count: i64 =
             connection
@@ -313,9 +326,18 @@ fn count_rows(connection: &Connection) -> Result<u64, BackupError> {
     Ok(total)
 }
 
-fn run_state_in(connection: &Connection, run_id: &str) -> Result<Option<RunState>, BackupError> {
+fn run_state_in(
+    connection: &Connection,
+    family: &SchemaFamily,
+    run_id: &str,
+) -> Result<Option<RunState>, BackupError> {
+    let runs = &family.runs;
+    let sql = format!(
+        "SELECT \"{}\", \"{}\" FROM \"{}\" WHERE \"{}\" = ?1",
+        runs.status, runs.document, runs.table, runs.id
+    );
     let row: Option<(String, String)> = connection
-        .prepare_cached("SELECT status, document FROM runs WHERE id = ?1")
+        .prepare_cached(&sql)
         .and_then(|mut statement| {
             statement
                 .query_row([run_id], |row| Ok((row.get(0)?, row.get(1)?)))
@@ -328,8 +350,10 @@ fn run_state_in(connection: &Connection, run_id: &str) -> Result<Option<RunState
     }))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn export_table(
     connection: &Connection,
+    family: &SchemaFamily,
     table: &'static TableSpec,
     scratch: &Path,
     reconciler: &mut Reconciler,
@@ -339,10 +363,10 @@ fn export_table(
 ) -> Result<FinishedFile, BackupError> {
     let reading = || BackupError::sqlite(format!("reading {}", table.name));
     let mut out = TableWriter::create(scratch, table)?;
-    let sql = select_sql(table, &|column| column, "");
+    let sql = select_sql(table, &Dialect::Sqlite);
     let mut statement = connection.prepare(&sql).map_err(reading())?;
     let mut rows = statement.query([]).map_err(reading())?;
-    let is_runs = table.name == "runs";
+    let watched = Watched::of(family, table);
     while let Some(row) = rows.next().map_err(reading())? {
         out.encoder.begin();
         for (index, column) in table.columns.iter().enumerate() {
@@ -364,6 +388,23 @@ fn export_table(
                 }
                 (ColumnType::Int, ValueRef::Integer(number)) => {
                     out.encoder.int(column.name, number)
+                }
+                (ColumnType::Real, ValueRef::Real(number)) if number.is_finite() => {
+                    out.encoder.real(column.name, number)
+                }
+                // A REAL column hands back an integer when one was stored in it.
+                (ColumnType::Real, ValueRef::Integer(number)) => {
+                    out.encoder.real(column.name, number as f64)
+                }
+                (ColumnType::Real, ValueRef::Real(number)) => {
+                    return Err(corrupt(format!(
+                        "{number} is not a finite number, which JSON cannot hold"
+                    )));
+                }
+                (ColumnType::JsonText, ValueRef::Text(bytes)) => {
+                    let value = text(bytes)?;
+                    json_text(&value).map_err(&corrupt)?;
+                    out.encoder.text(column.name, &value);
                 }
                 (ColumnType::Timestamp, ValueRef::Text(bytes)) => {
                     let value = text(bytes)?;
@@ -390,16 +431,20 @@ fn export_table(
                 }
             }
         }
-        if is_runs {
-            let id: String = row.get(0).map_err(reading())?;
-            let status: String = row.get(1).map_err(reading())?;
+        if let Some((id, status, document)) = watched.runs {
+            let id: String = row.get(id).map_err(reading())?;
+            let status: String = row.get(status).map_err(reading())?;
             let continuation = if status == "blocked" {
-                let document: String = row.get(6).map_err(reading())?;
+                let document: String = row.get(document).map_err(reading())?;
                 continuation_of_run(&document)
             } else {
                 None
             };
             reconciler.observe_run(&id, &status, continuation);
+        }
+        if let Some(index) = watched.continuation_id {
+            let id: String = row.get(index).map_err(reading())?;
+            reconciler.held_in_table(&id);
         }
         out.write_row()?;
         if let Some(step) = out.progress(done_before, total) {

@@ -8,13 +8,12 @@
 
 use serde_json::{Value, json};
 
-use super::{
-    Execution, Interrupt, Outcome, PausePosition, StepFailure, StepResult, fail_run, message,
-    pause_for_human, run_step_with_policy,
-};
+use super::human::{PausePosition, pause_for_human};
+use super::policy::{StepResult, run_step_with_policy};
+use super::state::{Execution, StepFailure, message};
+use super::{Interrupt, Outcome};
 use crate::engine::graph::{GraphPlan, NodeStatus};
 use crate::engine::plan::{Plan, Unit, WorkflowPlan};
-use crate::engine::trace::TraceEvent;
 
 /// A node whose output has not been routed yet (a human node answered since the pause).
 #[derive(Debug, Clone, PartialEq)]
@@ -120,11 +119,11 @@ pub(super) async fn run_graph(
     workflow: &WorkflowPlan,
 ) -> Result<Outcome, Interrupt> {
     let Some(graph) = workflow.graph.as_ref() else {
-        let failure = StepFailure {
-            kind: "graph_invalid",
-            message: format!("workflow {} is not a graph", workflow.name),
-        };
-        fail_run(execution, &plan.agent, None, &failure).await?;
+        let failure = StepFailure::new(
+            "graph_invalid",
+            format!("workflow {} is not a graph", workflow.name),
+        );
+        execution.fail_run(&plan.agent, None, &failure).await?;
         return Ok(Outcome::Finished(execution.run.clone()));
     };
     let input = execution.run.input_text.clone().unwrap_or_default();
@@ -136,7 +135,8 @@ pub(super) async fn run_graph(
     let mut cursor = match saved {
         Some(cursor) => {
             execution.emit(
-                TraceEvent::new("workflow_resumed", &execution.run.id, None)
+                execution
+                    .event("workflow_resumed")
                     .with("workflow_name", workflow.name.clone())
                     .with("current_node_id", json!(cursor.next_node))
                     .input(&cursor.next_input)
@@ -152,27 +152,14 @@ pub(super) async fn run_graph(
                 visits: 0,
                 route_from: None,
             };
-            execution.run.messages.push(message("user", &input, None));
-            execution.emit(
-                TraceEvent::new("workflow_started", &execution.run.id, None)
-                    .with("workflow_name", workflow.name.clone())
-                    .with("current_node_id", json!(cursor.next_node))
-                    .input(&input)
-                    .metadata(json!({"start": cursor.next_node, "max_steps": graph.max_steps, "node_count": workflow.steps.len()})),
-            );
-            execution
-                .run
-                .metadata
-                .insert("step_iteration_counts".into(), json!({}));
             execution.save_cursor(&cursor);
-            execution.set_context("workflow_started", None, &input, None, &input);
-            let context = json!({
-                "target": execution.run.metadata.get("target"),
-                "environment": execution.run.metadata.get("environment"),
-                "timeout_seconds": execution.run.metadata.get("timeout_seconds"),
-                "deadline_at": execution.run.deadline_at,
-            });
-            execution.defer_checkpoint("run_started", None, context);
+            let started = execution
+                .event("workflow_started")
+                .with("workflow_name", workflow.name.clone())
+                .with("current_node_id", json!(cursor.next_node))
+                .input(&input)
+                .metadata(json!({"start": cursor.next_node, "max_steps": graph.max_steps, "node_count": workflow.steps.len()}));
+            execution.begin_workflow(started, &input);
             cursor
         }
     };
@@ -188,7 +175,7 @@ pub(super) async fn run_graph(
             &mut cursor,
         );
         execution.emit(
-            TraceEvent::new("node_completed", &execution.run.id, None)
+            execution.event("node_completed")
                 .with("workflow_name", workflow.name.clone())
                 .with("step_id", pending.node_id.clone())
                 .with("current_node_id", pending.node_id.clone())
@@ -206,36 +193,45 @@ pub(super) async fn run_graph(
             .position(&node_id)
             .and_then(|index| workflow.steps.get(index))
         else {
-            let failure = StepFailure {
-                kind: "graph_node_unknown",
-                message: format!(
+            let failure = StepFailure::new(
+                "graph_node_unknown",
+                format!(
                     "graph workflow {} has no node {node_id:?} to continue with",
                     workflow.name
                 ),
-            };
-            fail_run(execution, &plan.agent, Some(&node_id), &failure).await?;
+            );
+            execution
+                .fail_run(&plan.agent, Some(&node_id), &failure)
+                .await?;
             return Ok(Outcome::Finished(execution.run.clone()));
         };
         if let Some(cap) = graph.max_steps
             && cursor.visits >= cap
         {
             let path = execution.run.visited_nodes.join(" → ");
-            let failure = StepFailure {
-                kind: "max_steps_exceeded",
-                message: format!(
-                    "graph workflow {} used all max_steps={cap} node visits before it finished \
-                     (visited {path}; next was {node_id}); raise workflow.max_steps or give the loop an exit edge that matches",
+            // kneo-serv's error type and message, then what happened and the fix.
+            let failure = StepFailure::new(
+                "max_iterations",
+                format!(
+                    "Run stopped after reaching max iterations: graph workflow {} used all \
+                     max_steps={cap} node visits before it finished (visited {path}; next was \
+                     {node_id}); raise workflow.max_steps or give the loop an exit edge that matches",
                     workflow.name
                 ),
-            };
+            );
+            execution.termination = Some("max_steps");
+            execution.run.output_text = Some(crate::redact::redacted_text(&cursor.next_input));
             execution.emit(
-                TraceEvent::new("node_failed", &execution.run.id, None)
+                execution
+                    .event("node_failed")
                     .with("workflow_name", workflow.name.clone())
                     .with("step_id", node_id.clone())
                     .with("current_node_id", node_id.clone())
                     .error(failure.kind, &failure.message),
             );
-            fail_run(execution, &plan.agent, Some(&node_id), &failure).await?;
+            execution
+                .fail_run(&plan.agent, Some(&node_id), &failure)
+                .await?;
             return Ok(Outcome::Finished(execution.run.clone()));
         }
         cursor.visits += 1;
@@ -252,7 +248,7 @@ pub(super) async fn run_graph(
                 &mut cursor,
             );
             execution.emit(
-                TraceEvent::new("node_skipped", &execution.run.id, None)
+                execution.event("node_skipped")
                     .with("workflow_name", workflow.name.clone())
                     .with("step_id", node_id.clone())
                     .with("current_node_id", node_id.clone())
@@ -280,7 +276,8 @@ pub(super) async fn run_graph(
 
         execution.run.current_node_id = Some(node_id.clone());
         execution.emit(
-            TraceEvent::new("node_started", &execution.run.id, None)
+            execution
+                .event("node_started")
                 .with("workflow_name", workflow.name.clone())
                 .with("step_id", node_id.clone())
                 .with("current_node_id", node_id.clone())
@@ -290,8 +287,7 @@ pub(super) async fn run_graph(
         let result = run_step_with_policy(execution, workflow, step, &node_input).await?;
         match result {
             StepResult::Done(output) => {
-                execution.input_tokens += output.input_tokens;
-                execution.output_tokens += output.output_tokens;
+                execution.add_usage(&output);
                 execution.run.visited_nodes.push(node_id.clone());
                 execution.count_iteration(&node_id);
                 execution
@@ -307,7 +303,7 @@ pub(super) async fn run_graph(
                     &mut cursor,
                 );
                 execution.emit(
-                    TraceEvent::new("node_completed", &execution.run.id, None)
+                    execution.event("node_completed")
                         .with("workflow_name", workflow.name.clone())
                         .with("step_id", node_id.clone())
                         .with("current_node_id", node_id.clone())
@@ -348,7 +344,7 @@ pub(super) async fn run_graph(
                     &mut cursor,
                 );
                 execution.emit(
-                    TraceEvent::new("node_failed", &execution.run.id, None)
+                    execution.event("node_failed")
                         .with("workflow_name", workflow.name.clone())
                         .with("step_id", node_id.clone())
                         .with("current_node_id", node_id.clone())
@@ -378,7 +374,8 @@ pub(super) async fn run_graph(
             }
             StepResult::Failed(failure) => {
                 execution.emit(
-                    TraceEvent::new("node_failed", &execution.run.id, None)
+                    execution
+                        .event("node_failed")
                         .with("workflow_name", workflow.name.clone())
                         .with("step_id", node_id.clone())
                         .with("current_node_id", node_id.clone())
@@ -392,31 +389,32 @@ pub(super) async fn run_graph(
                     None,
                     &node_input,
                 );
-                fail_run(execution, &plan.agent, Some(&node_id), &failure).await?;
+                execution
+                    .fail_run(&plan.agent, Some(&node_id), &failure)
+                    .await?;
                 return Ok(Outcome::Finished(execution.run.clone()));
             }
         }
     }
 
     execution.current_node = None;
-    let output = cursor.next_input.clone();
-    execution.emit(
-        TraceEvent::new("workflow_completed", &execution.run.id, None)
-            .with("workflow_name", workflow.name.clone())
-            .output(&output)
-            .metadata(
-                json!({"visited_nodes": execution.run.visited_nodes, "visits": cursor.visits}),
-            ),
-    );
-    execution.run.output_text = Some(crate::redact::redacted_text(&output));
     execution.run.current_node_id = None;
-    execution.run.pending_human_request = None;
-    execution.finish_metadata(&plan.agent);
-    execution.leg_metadata(workflow, 0, None);
-    execution.mark_finished(crate::store::RunStatus::Completed);
-    let metadata = json!({"output_text": execution.run.output_text});
+    // kneo-serv reports `no_matching_edge` even at a node without edges; kneo tells them apart.
+    let last = execution
+        .run
+        .visited_nodes
+        .last()
+        .and_then(|node| workflow.position(node));
+    let has_edges = last.is_some_and(|index| graph.edges.iter().any(|edge| edge.from == index));
+    let termination = if has_edges {
+        "no_matching_edge"
+    } else {
+        "terminal_node"
+    };
+    execution.termination = Some(termination);
+    let metadata = json!({"visited_nodes": execution.run.visited_nodes, "visits": cursor.visits, "termination": termination});
     execution
-        .checkpoint("run_completed", None, metadata, true)
+        .complete_workflow(&plan.agent, workflow, &cursor.next_input, metadata)
         .await?;
     Ok(Outcome::Finished(execution.run.clone()))
 }

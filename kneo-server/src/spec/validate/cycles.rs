@@ -1,10 +1,11 @@
 //! Build-order cycles: the compiler builds a referenced agent or workflow before whatever uses
 //! it, so agent → tool (agent-as-tool) → agent, agent → workflow (`as_agent`) → step → agent,
-//! and workflow → `kind: workflow` step → workflow chains must not loop (`E_BUILD_CYCLE`).
+//! agent → guardrail or memory agent → agent, and workflow → `kind: workflow` step → workflow
+//! chains must not loop (`E_BUILD_CYCLE`).
 
 use super::codes;
 use crate::spec::diagnostic::Diagnostic;
-use crate::spec::model::{Spec, StepKind};
+use crate::spec::model::{GuardrailType, Spec, StepKind};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Something the compiler builds. The root agent is separate from component agents because it
@@ -82,6 +83,35 @@ fn build_edges(spec: &Spec) -> Edges<'_> {
                     .push((Node::Tool(tool), format!("{path}.tools")));
             }
         }
+        // Agents a guardrail or a memory policy of this agent runs are built with it.
+        let judges = agent
+            .guardrails
+            .iter()
+            .flat_map(|guardrails| {
+                [
+                    &guardrails.input,
+                    &guardrails.output,
+                    &guardrails.tool,
+                    &guardrails.workflow,
+                ]
+            })
+            .flatten()
+            .filter(|guardrail| guardrail.guardrail_type == GuardrailType::Agent)
+            .filter_map(|guardrail| guardrail.reference.as_deref());
+        let helpers = agent
+            .memory
+            .iter()
+            .flat_map(|memory| [&memory.summarizer, &memory.retriever])
+            .flatten()
+            .map(|component| component.reference.as_str());
+        for reference in judges.chain(helpers) {
+            if let Some((key, _)) = spec.components.agents.get_key_value(reference) {
+                edges
+                    .entry(from)
+                    .or_default()
+                    .push((Node::Agent(key), format!("{path}.guardrails")));
+            }
+        }
         if let Some(workflow) = &agent.as_agent
             && let Some((key, _)) = spec.components.workflows.get_key_value(workflow)
         {
@@ -105,7 +135,7 @@ fn build_edges(spec: &Spec) -> Edges<'_> {
         for (suffix, step) in workflow.all_steps() {
             let reference_path = format!("components.workflows.{key}.{suffix}.ref");
             let target = match step.kind {
-                StepKind::Agent => resolve_agent(spec, &step.reference),
+                StepKind::Agent | StepKind::Guardrail => resolve_agent(spec, &step.reference),
                 StepKind::Workflow => spec
                     .components
                     .workflows

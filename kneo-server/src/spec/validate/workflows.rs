@@ -1,11 +1,13 @@
-//! Workflow shape checks (per `type`), step reference resolution, and the fallback and
-//! human-placement rules, for the root workflow and every component workflow.
+//! Workflow checks, for the root workflow and every component workflow: step references, ids,
+//! fallbacks and human placement per type; graph start, edges and reachability over enabled
+//! nodes; orchestration participants, selectors and rounds.
 
 use super::codes;
 use super::components::unknown_name_fix;
 use crate::spec::diagnostic::{Diagnostic, closest_match, join};
 use crate::spec::model::{
-    OnError, SelectorType, Spec, StepKind, StepSpec, WorkflowSpec, WorkflowType,
+    EdgeCondition, EdgeConditionType, OnError, SelectorType, Spec, StepKind, StepSpec,
+    WorkflowSpec, WorkflowType,
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -32,7 +34,6 @@ fn check_workflow(
     component: Option<&str>,
     out: &mut Vec<Diagnostic>,
 ) {
-    check_ignored_fields(workflow, path, out);
     match workflow.workflow_type {
         WorkflowType::Sequential => {
             if workflow.steps.is_empty() {
@@ -48,47 +49,11 @@ fn check_workflow(
                     .suggest("Add steps: [{id, kind, ref}, ...]."),
                 );
             }
+            check_sequential(spec, workflow, path, component, out);
         }
-        WorkflowType::Graph => check_graph(workflow, path, out),
+        WorkflowType::Graph => check_graph(spec, workflow, path, component, out),
         WorkflowType::Concurrent | WorkflowType::Handoff | WorkflowType::GroupChat => {
-            check_orchestration(workflow, path, out);
-        }
-    }
-
-    let steps = workflow.all_steps();
-    let mut seen_ids = BTreeSet::new();
-    for (suffix, step) in &steps {
-        let step_path = join(path, suffix);
-        if !seen_ids.insert(step.id.as_str()) {
-            out.push(
-                Diagnostic::error(
-                    codes::E_WORKFLOW_DUPLICATE_ID,
-                    join(&step_path, "id"),
-                    format!(
-                        "Id '{}' is used by more than one step of {}.",
-                        step.id,
-                        label(workflow, path)
-                    ),
-                )
-                .suggest("Give every step a unique id."),
-            );
-        }
-        check_step_ref(spec, step, &step_path, out);
-        check_fallback(workflow, &steps, step, &step_path, out);
-        if let Some(component) = component
-            && step.kind == StepKind::Human
-        {
-            out.push(
-                Diagnostic::error(
-                    codes::E_STEP_WORKFLOW_NESTED_HUMAN,
-                    step_path.clone(),
-                    format!(
-                        "Component workflow '{component}' contains human step '{}', but a nested workflow cannot pause the run that calls it.",
-                        step.id
-                    ),
-                )
-                .suggest("Move the human step into the root workflow, before or after the nested workflow step."),
-            );
+            check_orchestration(spec, workflow, path, component, out);
         }
     }
 }
@@ -101,388 +66,435 @@ fn label(workflow: &WorkflowSpec, path: &str) -> String {
     }
 }
 
-fn check_ignored_fields(workflow: &WorkflowSpec, path: &str, out: &mut Vec<Diagnostic>) {
-    let kind = workflow.workflow_type;
-    let uses = |field: &str| -> bool {
-        match field {
-            "steps" => kind == WorkflowType::Sequential,
-            "start" | "max_steps" | "nodes" | "edges" => kind == WorkflowType::Graph,
-            "participants" => matches!(
-                kind,
-                WorkflowType::Concurrent | WorkflowType::Handoff | WorkflowType::GroupChat
-            ),
-            "selector" => kind == WorkflowType::Handoff,
-            "rounds" => kind == WorkflowType::GroupChat,
-            _ => true,
-        }
-    };
-    let present = [
-        ("steps", !workflow.steps.is_empty()),
-        ("start", workflow.start.is_some()),
-        ("max_steps", workflow.max_steps.is_some()),
-        ("nodes", !workflow.nodes.is_empty()),
-        ("edges", !workflow.edges.is_empty()),
-        ("participants", !workflow.participants.is_empty()),
-        ("selector", workflow.selector.is_some()),
-        ("rounds", workflow.rounds.is_some()),
-    ];
-    for (field, is_set) in present {
-        if is_set && !uses(field) {
-            out.push(
-                Diagnostic::warning(
-                    codes::W_WORKFLOW_FIELD_IGNORED,
-                    join(path, field),
-                    format!("'{field}' is ignored by a '{}' workflow.", kind.as_str()),
-                )
-                .suggest("Remove it, or change 'type' to a workflow kind that uses it."),
-            );
-        }
-    }
-}
-
-fn check_step_ref(spec: &Spec, step: &StepSpec, step_path: &str, out: &mut Vec<Diagnostic>) {
-    if spec.resolves(step.kind, &step.reference) {
-        return;
-    }
-    let (map_name, keys): (&str, Vec<&String>) = match step.kind {
-        StepKind::Agent => ("components.agents", spec.components.agents.keys().collect()),
-        StepKind::Function => (
-            "components.functions",
-            spec.components.functions.keys().collect(),
-        ),
-        StepKind::Human => ("components.humans", spec.components.humans.keys().collect()),
-        StepKind::Workflow => (
-            "components.workflows",
-            spec.components.workflows.keys().collect(),
-        ),
-    };
-    let also_root = if step.kind == StepKind::Agent {
-        format!(" and is not the root agent's name '{}'", spec.agent.name)
-    } else {
-        String::new()
-    };
-    out.push(
-        Diagnostic::error(
-            codes::E_WORKFLOW_REF_UNKNOWN,
-            join(step_path, "ref"),
-            format!(
-                "Step '{}' refers to {} '{}', which is not defined in {map_name}{also_root}.",
-                step.id,
-                step.kind.as_str(),
-                step.reference
-            ),
-        )
-        .suggest(unknown_name_fix(
-            &step.reference,
-            keys.into_iter(),
-            map_name,
-        )),
-    );
-}
-
-fn check_fallback(
-    workflow: &WorkflowSpec,
-    steps: &[(String, &StepSpec)],
+/// The reference checks every step, node and participant gets (kneo-serv's `check_step`).
+fn check_step_ref(
+    spec: &Spec,
     step: &StepSpec,
-    step_path: &str,
+    ref_path: &str,
+    component: Option<&str>,
     out: &mut Vec<Diagnostic>,
 ) {
-    let field = join(step_path, "fallback_ref");
-    match (&step.fallback_ref, step.on_error) {
-        (None, OnError::Fallback) => {
-            out.push(
-                Diagnostic::error(
-                    codes::E_STEP_FALLBACK_REQUIRED,
-                    field,
-                    format!("Step '{}' has on_error: fallback but no fallback_ref.", step.id),
-                )
-                .suggest("Set fallback_ref to the id of another step of this workflow, or choose another on_error policy."),
-            );
-            return;
-        }
-        (None, OnError::Retry) if step.max_retries.unwrap_or(0) == 0 => {
-            out.push(
-                Diagnostic::warning(
-                    codes::W_STEP_RETRY_WITHOUT_BUDGET,
-                    join(step_path, "max_retries"),
-                    format!(
-                        "Step '{}' has on_error: retry but no max_retries, so it is never retried.",
-                        step.id
-                    ),
-                )
-                .suggest("Set max_retries to the number of retries to allow."),
-            );
-            return;
-        }
-        (None, _) => return,
-        (Some(_), OnError::Fallback) => {}
-        (Some(_), _) => {
-            out.push(
-                Diagnostic::warning(
-                    codes::W_STEP_FALLBACK_UNUSED,
-                    field.clone(),
-                    format!("Step '{}' has a fallback_ref but its on_error is not 'fallback', so it never runs.", step.id),
-                )
-                .suggest("Set on_error: fallback, or remove fallback_ref."),
-            );
-        }
-    }
-    let Some(target) = &step.fallback_ref else {
-        return;
-    };
-    if *target == step.id {
-        out.push(
-            Diagnostic::error(
-                codes::E_STEP_FALLBACK_UNKNOWN,
-                field,
-                format!("Step '{}' names itself as its fallback.", step.id),
-            )
-            .suggest("Point fallback_ref at a different step of this workflow."),
-        );
-        return;
-    }
-    // Graph nodes are addressed by key; elsewhere by id.
-    let found = match workflow.workflow_type {
-        WorkflowType::Graph => workflow.nodes.get(target),
-        _ => steps
-            .iter()
-            .map(|(_, candidate)| *candidate)
-            .find(|candidate| candidate.id == *target),
-    };
-    let Some(fallback) = found else {
-        let ids: Vec<&str> = steps
-            .iter()
-            .map(|(_, candidate)| candidate.id.as_str())
-            .filter(|id| *id != step.id)
-            .collect();
-        let suggestion = match closest_match(target, &ids) {
-            Some(candidate) => format!("Did you mean '{candidate}'?"),
-            None => "Set fallback_ref to the id of another step of this same workflow.".to_owned(),
+    if !spec.resolves(step.kind, &step.reference) {
+        let (code, noun, map_name, keys): (&str, &str, &str, Vec<&String>) = match step.kind {
+            StepKind::Agent | StepKind::Guardrail => (
+                codes::E_STEP_AGENT_REF,
+                "Agent",
+                "components.agents",
+                spec.components.agents.keys().collect(),
+            ),
+            StepKind::Function => (
+                codes::E_STEP_FUNCTION_REF,
+                "Function",
+                "components.functions",
+                spec.components.functions.keys().collect(),
+            ),
+            StepKind::Human => (
+                codes::E_STEP_HUMAN_REF,
+                "Human",
+                "components.humans",
+                spec.components.humans.keys().collect(),
+            ),
+            StepKind::Workflow => (
+                codes::E_STEP_WORKFLOW_REF,
+                "Workflow",
+                "components.workflows",
+                spec.components.workflows.keys().collect(),
+            ),
         };
         out.push(
             Diagnostic::error(
-                codes::E_STEP_FALLBACK_UNKNOWN,
-                field,
+                code,
+                ref_path,
                 format!(
-                    "fallback_ref '{target}' of step '{}' is not a step of this workflow.",
-                    step.id
+                    "{noun} component '{}' is referenced but not defined.",
+                    step.reference
                 ),
             )
-            .suggest(suggestion),
-        );
-        return;
-    };
-    if fallback.kind == StepKind::Human {
-        out.push(
-            Diagnostic::error(
-                codes::E_STEP_FALLBACK_HUMAN,
-                field.clone(),
-                format!("fallback_ref '{target}' of step '{}' is a human step.", step.id),
-            )
-            .suggest("A failure cannot be answered by pausing for a human; fall back to an agent or function step."),
+            .suggest(unknown_name_fix(
+                &step.reference,
+                keys.into_iter(),
+                map_name,
+            )),
         );
     }
-    if fallback.disabled {
+    if step.kind == StepKind::Workflow && component == Some(step.reference.as_str()) {
         out.push(
             Diagnostic::error(
-                codes::E_GRAPH_NODE_FALLBACK_DISABLED,
-                field,
-                format!("fallback_ref '{target}' of step '{}' is disabled.", step.id),
+                codes::E_STEP_WORKFLOW_SELF_REF,
+                ref_path,
+                format!("Workflow component '{}' references itself.", step.reference),
             )
-            .suggest("Enable that step or fall back to another one."),
+            .suggest("A workflow cannot run itself as a step; reference another workflow."),
+        );
+    }
+    if step.kind == StepKind::Workflow
+        && step.enabled
+        && let Some(nested) = spec.components.workflows.get(&step.reference)
+        && reaches_human(spec, nested, &mut BTreeSet::from([step.reference.as_str()]))
+    {
+        out.push(
+            Diagnostic::error(
+                codes::E_STEP_WORKFLOW_NESTED_HUMAN,
+                ref_path,
+                format!(
+                    "Workflow step references component workflow '{}', which contains a human-approval step. A human step inside a nested kind=workflow step cannot pause the run, so its unapproved output would flow downstream as if completed.",
+                    step.reference
+                ),
+            )
+            .suggest("Declare the human step in the top-level workflow rather than inside a kind=workflow component."),
         );
     }
 }
 
-fn check_graph(workflow: &WorkflowSpec, path: &str, out: &mut Vec<Diagnostic>) {
-    if workflow.nodes.is_empty() {
-        out.push(
-            Diagnostic::error(
-                codes::E_GRAPH_NODES_REQUIRED,
-                join(path, "nodes"),
-                format!("Graph workflow {} has no nodes.", label(workflow, path)),
-            )
-            .suggest("Add nodes: {<id>: {id: <id>, kind, ref}, ...}."),
-        );
-    }
-    for (key, node) in &workflow.nodes {
-        if node.id != *key {
-            out.push(
-                Diagnostic::error(
-                    codes::E_GRAPH_NODE_ID_MISMATCH,
-                    format!("{path}.nodes.{key}.id"),
-                    format!(
-                        "Node '{key}' has id '{}'; a node's id must equal its key.",
-                        node.id
-                    ),
-                )
-                .suggest(format!("Set id: {key}.")),
-            );
+/// Whether `workflow` has an enabled human step, directly or through nested workflow steps.
+fn reaches_human<'s>(
+    spec: &'s Spec,
+    workflow: &'s WorkflowSpec,
+    seen: &mut BTreeSet<&'s str>,
+) -> bool {
+    for (_, step) in workflow.all_steps() {
+        if !step.enabled {
+            continue;
+        }
+        if step.kind == StepKind::Human {
+            return true;
+        }
+        if step.kind == StepKind::Workflow
+            && let Some((key, nested)) = spec.components.workflows.get_key_value(&step.reference)
+            && seen.insert(key.as_str())
+            && reaches_human(spec, nested, seen)
+        {
+            return true;
         }
     }
+    false
+}
+
+fn retry_budget(step: &StepSpec, step_path: &str, out: &mut Vec<Diagnostic>) {
+    if step.on_error == OnError::Retry && step.max_retries.unwrap_or(0) == 0 {
+        out.push(
+            Diagnostic::warning(
+                codes::W_STEP_RETRY_WITHOUT_BUDGET,
+                join(step_path, "max_retries"),
+                format!(
+                    "Step '{}' has on_error: retry but no max_retries, so it is never retried.",
+                    step.id
+                ),
+            )
+            .suggest("Set max_retries to the number of retries to allow."),
+        );
+    }
+}
+
+fn fallback_unused(step: &StepSpec, field: &str, out: &mut Vec<Diagnostic>) {
+    if step.fallback_ref.is_some() && step.on_error != OnError::Fallback {
+        out.push(
+            Diagnostic::warning(
+                codes::W_STEP_FALLBACK_UNUSED,
+                field,
+                format!("Step '{}' has a fallback_ref but its on_error is not 'fallback', so it never runs.", step.id),
+            )
+            .suggest("Set on_error: fallback, or remove fallback_ref."),
+        );
+    }
+}
+
+fn check_sequential(
+    spec: &Spec,
+    workflow: &WorkflowSpec,
+    path: &str,
+    component: Option<&str>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let mut seen = BTreeSet::new();
+    for (position, step) in workflow.steps.iter().enumerate() {
+        let step_path = format!("{path}.steps[{position}]");
+        if !seen.insert(step.id.as_str()) {
+            out.push(
+                Diagnostic::error(
+                    codes::E_STEP_DUPLICATE_ID,
+                    join(&step_path, "id"),
+                    format!("Step id '{}' is duplicated.", step.id),
+                )
+                .suggest("Give every step a unique id."),
+            );
+        }
+        let field = join(&step_path, "fallback_ref");
+        if step.on_error == OnError::Fallback && step.fallback_ref.is_none() {
+            out.push(
+                Diagnostic::error(
+                    codes::E_STEP_FALLBACK_REF,
+                    field.clone(),
+                    format!("Step '{}' uses on_error=fallback but has no fallback_ref.", step.id),
+                )
+                .suggest("Set fallback_ref to the id of another step of this workflow, or choose another on_error policy."),
+            );
+        }
+        fallback_unused(step, &field, out);
+        retry_budget(step, &step_path, out);
+        if let Some(target) = &step.fallback_ref {
+            let ids: Vec<&str> = workflow
+                .steps
+                .iter()
+                .map(|candidate| candidate.id.as_str())
+                .filter(|id| *id != step.id)
+                .collect();
+            match workflow
+                .steps
+                .iter()
+                .find(|candidate| candidate.id == *target && candidate.id != step.id)
+            {
+                None => out.push(
+                    Diagnostic::error(
+                        codes::E_STEP_FALLBACK_UNKNOWN,
+                        field.clone(),
+                        format!(
+                            "Step '{}' fallback_ref '{target}' is not a step in this workflow.",
+                            step.id
+                        ),
+                    )
+                    .suggest(match closest_match(target, &ids) {
+                        Some(candidate) => format!("Did you mean '{candidate}'?"),
+                        None => "Set fallback_ref to the id of another step of this same workflow."
+                            .to_owned(),
+                    }),
+                ),
+                Some(fallback) => {
+                    if fallback.kind == StepKind::Human {
+                        out.push(
+                            Diagnostic::error(
+                                codes::E_STEP_FALLBACK_HUMAN,
+                                field.clone(),
+                                format!("Step '{}' fallback_ref '{target}' is a human step — fallbacks cannot pause for human input; keep human steps in the main chain.", step.id),
+                            )
+                            .suggest("Fall back to an agent or function step."),
+                        );
+                    }
+                    if !fallback.enabled {
+                        out.push(
+                            Diagnostic::warning(
+                                codes::W_STEP_FALLBACK_DISABLED,
+                                field.clone(),
+                                format!("Step '{}' fallback_ref '{target}' is disabled: the fallback stays unresolved and the step degrades to on_error=fail.", step.id),
+                            )
+                            .suggest("Enable that step, or fall back to another one."),
+                        );
+                    }
+                }
+            }
+        }
+        check_step_ref(spec, step, &join(&step_path, "ref"), component, out);
+    }
+}
+
+fn check_graph(
+    spec: &Spec,
+    workflow: &WorkflowSpec,
+    path: &str,
+    component: Option<&str>,
+    out: &mut Vec<Diagnostic>,
+) {
     let node_keys: Vec<&str> = workflow.nodes.keys().map(String::as_str).collect();
     let node_fix = |name: &str| match closest_match(name, &node_keys) {
         Some(candidate) => format!("Did you mean '{candidate}'?"),
         None => "Use the key of a node in 'nodes'.".to_owned(),
     };
-    let start_is_valid = match &workflow.start {
-        None => {
-            out.push(
-                Diagnostic::error(
-                    codes::E_GRAPH_START_REQUIRED,
-                    join(path, "start"),
-                    format!(
-                        "Graph workflow {} has no 'start' node.",
-                        label(workflow, path)
-                    ),
-                )
-                .suggest("Set start to the id of the first node to run."),
-            );
-            false
-        }
-        Some(start) if !workflow.nodes.contains_key(start) => {
-            out.push(
-                Diagnostic::error(
-                    codes::E_GRAPH_START_UNKNOWN,
-                    join(path, "start"),
-                    format!(
-                        "start '{start}' is not a node of graph workflow {}.",
-                        label(workflow, path)
-                    ),
-                )
-                .suggest(node_fix(start)),
-            );
-            false
-        }
-        Some(_) => true,
-    };
-    for (position, edge) in workflow.edges.iter().enumerate() {
-        for (end, name) in [("from", &edge.from), ("to", &edge.to)] {
-            if !workflow.nodes.contains_key(name) {
-                out.push(
-                    Diagnostic::error(
-                        codes::E_GRAPH_EDGE_UNKNOWN_NODE,
-                        format!("{path}.edges[{position}].{end}"),
-                        format!("Edge {position} goes {end} '{name}', which is not a node of this graph."),
-                    )
-                    .suggest(node_fix(name)),
-                );
-            }
-        }
-    }
-
-    let successors = graph_successors(workflow);
-    if workflow.max_steps.is_none()
-        && let Some(cycle) = workflow
-            .nodes
-            .keys()
-            .find_map(|node| cycle_through(node, &successors))
-    {
+    let start = workflow.start.clone().unwrap_or_default();
+    if !workflow.nodes.contains_key(&start) {
         out.push(
             Diagnostic::error(
-                codes::E_GRAPH_CYCLE_UNBOUNDED,
-                join(path, "max_steps"),
-                format!(
-                    "Graph workflow {} can loop ({}) and has no max_steps, so a run might never end.",
-                    label(workflow, path),
-                    cycle.join(" → ")
-                ),
+                codes::E_GRAPH_START,
+                join(path, "start"),
+                format!("Graph start node '{start}' is not defined."),
             )
-            .suggest("Set max_steps to cap the number of node executions."),
+            .suggest(node_fix(&start)),
         );
     }
-
-    if start_is_valid && let Some(start) = &workflow.start {
-        let reachable = reachable_from(start, &successors);
-        for key in workflow.nodes.keys() {
-            if !reachable.contains(key.as_str()) {
-                out.push(
-                    Diagnostic::warning(
-                        codes::W_GRAPH_NODE_UNREACHABLE,
-                        format!("{path}.nodes.{key}"),
-                        format!(
-                            "Node '{key}' cannot be reached from start '{start}'; it never runs."
-                        ),
+    for (position, edge) in workflow.edges.iter().enumerate() {
+        let edge_path = format!("{path}.edges[{position}]");
+        if !workflow.nodes.contains_key(&edge.from) {
+            out.push(
+                Diagnostic::error(
+                    codes::E_GRAPH_EDGE_FROM,
+                    edge_path.clone(),
+                    format!("Graph edge source '{}' is not defined.", edge.from),
+                )
+                .suggest(node_fix(&edge.from)),
+            );
+        }
+        if !workflow.nodes.contains_key(&edge.to) {
+            out.push(
+                Diagnostic::error(
+                    codes::E_GRAPH_EDGE_TO,
+                    edge_path.clone(),
+                    format!("Graph edge target '{}' is not defined.", edge.to),
+                )
+                .suggest(node_fix(&edge.to)),
+            );
+        }
+        if let Some(condition) = &edge.condition {
+            warn_unset_variables(condition, &join(&edge_path, "condition"), out);
+        }
+    }
+    for (key, node) in &workflow.nodes {
+        let node_path = format!("{path}.nodes.{key}");
+        if node.id != *key {
+            out.push(
+                Diagnostic::warning(
+                    codes::W_GRAPH_NODE_ID_MISMATCH,
+                    join(&node_path, "id"),
+                    format!("Graph node key '{key}' differs from step id '{}'.", node.id),
+                )
+                .suggest(format!(
+                    "Runs know the node as '{key}' (its key); set id: {key} to say so."
+                )),
+            );
+        }
+        let field = join(&node_path, "fallback_ref");
+        if node.on_error == OnError::Fallback && node.fallback_ref.is_none() {
+            out.push(
+                Diagnostic::error(
+                    codes::E_GRAPH_NODE_FALLBACK_REF,
+                    field.clone(),
+                    format!("Node '{key}' uses on_error=fallback but has no fallback_ref."),
+                )
+                .suggest("Set fallback_ref to the key of another node."),
+            );
+        }
+        fallback_unused(node, &field, out);
+        retry_budget(node, &node_path, out);
+        if let Some(target) = &node.fallback_ref {
+            match workflow.nodes.get(target) {
+                None => out.push(
+                    Diagnostic::error(
+                        codes::E_GRAPH_NODE_FALLBACK_UNKNOWN,
+                        field.clone(),
+                        format!("Node '{key}' fallback_ref '{target}' is not a graph node."),
                     )
-                    .suggest("Add an edge to it, or remove the node."),
-                );
+                    .suggest(node_fix(target)),
+                ),
+                Some(fallback) => {
+                    if !fallback.enabled {
+                        out.push(
+                            Diagnostic::error(
+                                codes::E_GRAPH_NODE_FALLBACK_DISABLED,
+                                field.clone(),
+                                format!("Node '{key}' fallback_ref '{target}' is a disabled node — it is dropped at build, so the fallback cannot execute."),
+                            )
+                            .suggest("Enable that node, or fall back to another one."),
+                        );
+                    }
+                    if fallback.kind == StepKind::Human {
+                        out.push(
+                            Diagnostic::error(
+                                codes::E_GRAPH_FALLBACK_HUMAN,
+                                field.clone(),
+                                format!("Node '{key}' fallback_ref '{target}' is a human node — fallbacks cannot pause for human input; keep human nodes on the main graph path."),
+                            )
+                            .suggest("Fall back to an agent or function node."),
+                        );
+                    }
+                }
             }
         }
+        check_step_ref(spec, node, &join(&node_path, "ref"), component, out);
+    }
+    match workflow.nodes.get(&start) {
+        None => out.push(
+            Diagnostic::error(
+                codes::E_GRAPH_START_UNKNOWN,
+                join(path, "start"),
+                format!("Graph start node '{start}' is not defined among the graph nodes."),
+            )
+            .suggest(node_fix(&start)),
+        ),
+        Some(node) if !node.enabled => out.push(
+            Diagnostic::error(
+                codes::E_GRAPH_START_DISABLED,
+                join(path, "start"),
+                format!("Graph start node '{start}' is disabled — it is dropped at build, so the workflow has no entry point."),
+            )
+            .suggest("Enable the start node, or start at another node."),
+        ),
+        Some(_) => warn_unreachable(workflow, &start, path, out),
     }
 }
 
-/// Node → nodes it can lead to, by edge or by fallback.
-fn graph_successors(workflow: &WorkflowSpec) -> BTreeMap<&str, Vec<&str>> {
+/// Enabled nodes no path over enabled nodes (edges and fallbacks) reaches from `start`.
+fn warn_unreachable(workflow: &WorkflowSpec, start: &str, path: &str, out: &mut Vec<Diagnostic>) {
+    let enabled: BTreeSet<&str> = workflow
+        .nodes
+        .iter()
+        .filter(|(_, node)| node.enabled)
+        .map(|(key, _)| key.as_str())
+        .collect();
     let mut successors: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for edge in &workflow.edges {
-        if workflow.nodes.contains_key(&edge.to) {
+        if enabled.contains(edge.from.as_str()) && enabled.contains(edge.to.as_str()) {
             successors
                 .entry(edge.from.as_str())
                 .or_default()
                 .push(edge.to.as_str());
         }
     }
-    for (key, node) in &workflow.nodes {
-        if let Some(fallback) = &node.fallback_ref
-            && workflow.nodes.contains_key(fallback)
+    for key in &enabled {
+        if let Some(fallback) = workflow
+            .nodes
+            .get(*key)
+            .and_then(|node| node.fallback_ref.as_deref())
+            && enabled.contains(fallback)
         {
-            successors
-                .entry(key.as_str())
-                .or_default()
-                .push(fallback.as_str());
+            successors.entry(key).or_default().push(fallback);
         }
     }
-    successors
-}
-
-/// The shortest path from `start` back to itself, if any (breadth-first, so the reported
-/// cycle is the tightest one).
-fn cycle_through<'n>(
-    start: &'n str,
-    successors: &BTreeMap<&'n str, Vec<&'n str>>,
-) -> Option<Vec<&'n str>> {
-    let mut previous: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut reachable = BTreeSet::from([start]);
     let mut queue = VecDeque::from([start]);
     while let Some(node) = queue.pop_front() {
         for &next in successors.get(node).map(Vec::as_slice).unwrap_or_default() {
-            if next == start {
-                let mut path = vec![start];
-                let mut cursor = node;
-                while cursor != start {
-                    path.push(cursor);
-                    cursor = previous.get(cursor).copied().unwrap_or(start);
-                }
-                path.push(start);
-                let last = path.len() - 1;
-                path[1..last].reverse();
-                return Some(path);
-            }
-            if !previous.contains_key(next) {
-                previous.insert(next, node);
+            if reachable.insert(next) {
                 queue.push_back(next);
             }
         }
     }
-    None
-}
-
-fn reachable_from<'n>(
-    start: &'n str,
-    successors: &BTreeMap<&'n str, Vec<&'n str>>,
-) -> BTreeSet<&'n str> {
-    let mut seen = BTreeSet::from([start]);
-    let mut queue = VecDeque::from([start]);
-    while let Some(node) = queue.pop_front() {
-        for &next in successors.get(node).map(Vec::as_slice).unwrap_or_default() {
-            if seen.insert(next) {
-                queue.push_back(next);
-            }
-        }
+    for key in enabled.difference(&reachable) {
+        out.push(
+            Diagnostic::warning(
+                codes::W_GRAPH_NODE_UNREACHABLE,
+                format!("{path}.nodes.{key}"),
+                format!("Node '{key}' is unreachable from start '{start}' over enabled nodes — a disabled upstream node orphans its subgraph."),
+            )
+            .suggest("Add an edge to it, enable the node before it, or remove it."),
+        );
     }
-    seen
 }
 
-fn check_orchestration(workflow: &WorkflowSpec, path: &str, out: &mut Vec<Diagnostic>) {
+/// `variable_equals` never matches: runs have no variables (no request field sets them).
+fn warn_unset_variables(condition: &EdgeCondition, path: &str, out: &mut Vec<Diagnostic>) {
+    if condition.condition_type == EdgeConditionType::VariableEquals {
+        out.push(
+            Diagnostic::warning(
+                codes::W_CONDITION_VARIABLES_UNSET,
+                path,
+                "variable_equals never matches: runs have no variables (no request field sets them, in kneo-serv 1.2 as here).",
+            )
+            .suggest("Route on output_contains, output_equals, metadata_equals or status_is instead."),
+        );
+    }
+    for (position, child) in condition.conditions.iter().enumerate() {
+        warn_unset_variables(child, &format!("{path}.conditions[{position}]"), out);
+    }
+    if let Some(child) = &condition.condition {
+        warn_unset_variables(child, &join(path, "condition"), out);
+    }
+}
+
+fn check_orchestration(
+    spec: &Spec,
+    workflow: &WorkflowSpec,
+    path: &str,
+    component: Option<&str>,
+    out: &mut Vec<Diagnostic>,
+) {
     let kind = workflow.workflow_type.as_str();
     if workflow.participants.is_empty() {
         out.push(
@@ -497,23 +509,59 @@ fn check_orchestration(workflow: &WorkflowSpec, path: &str, out: &mut Vec<Diagno
             .suggest("Add participants: [{id, kind, ref}, ...]."),
         );
     }
-    if workflow.workflow_type == WorkflowType::Concurrent {
-        let humans = workflow
-            .participants
-            .iter()
-            .enumerate()
-            .filter(|(_, participant)| participant.kind == StepKind::Human);
-        for (position, participant) in humans.skip(1) {
+    let mut ids = BTreeSet::new();
+    for (position, participant) in workflow.participants.iter().enumerate() {
+        let participant_path = format!("{path}.participants[{position}]");
+        if !ids.insert(participant.id.as_str()) {
             out.push(
                 Diagnostic::error(
-                    codes::E_ORCHESTRATION_MULTI_HUMAN_UNSUPPORTED,
-                    format!("{path}.participants[{position}]"),
+                    codes::E_PARTICIPANT_DUPLICATE_ID,
+                    join(&participant_path, "id"),
+                    format!("Participant id '{}' is duplicated.", participant.id),
+                )
+                .suggest("Give every participant a unique id."),
+            );
+        }
+        check_step_ref(
+            spec,
+            participant,
+            &join(&participant_path, "ref"),
+            component,
+            out,
+        );
+        if participant.on_error == OnError::Fallback || participant.fallback_ref.is_some() {
+            out.push(
+                Diagnostic::error(
+                    codes::E_PARTICIPANT_FALLBACK_UNSUPPORTED,
+                    join(&participant_path, "fallback_ref"),
                     format!(
-                        "Participant '{}' is a second human participant; a concurrent fan-out can wait for only one human.",
+                        "Participant '{}' declares a fallback (on_error=fallback / fallback_ref), but participant fallback is not honored in concurrent / handoff / group-chat workflows — it would be silently ignored.",
                         participant.id
                     ),
                 )
-                .suggest("Keep one human participant, or gather the other answer in a later sequential step."),
+                .suggest("Remove the participant fallback, or use a sequential / graph workflow where fallback is enforced."),
+            );
+        }
+        retry_budget(participant, &participant_path, out);
+    }
+    if workflow.workflow_type == WorkflowType::Concurrent {
+        let humans: Vec<&str> = workflow
+            .participants
+            .iter()
+            .filter(|participant| participant.kind == StepKind::Human && participant.enabled)
+            .map(|participant| participant.id.as_str())
+            .collect();
+        if humans.len() > 1 {
+            out.push(
+                Diagnostic::error(
+                    codes::E_ORCHESTRATION_MULTI_HUMAN_UNSUPPORTED,
+                    join(path, "participants"),
+                    format!(
+                        "A concurrent workflow has more than one human participant ({}), but a concurrent fan-out can pause on only one human gate per round.",
+                        humans.join(", ")
+                    ),
+                )
+                .suggest("Keep at most one human participant, or use a handoff, group-chat or sequential workflow."),
             );
         }
     }
@@ -521,44 +569,31 @@ fn check_orchestration(workflow: &WorkflowSpec, path: &str, out: &mut Vec<Diagno
         && let Some(selector) = &workflow.selector
     {
         let selector_path = join(path, "selector");
-        match selector.selector_type {
-            SelectorType::Sequence if selector.sequence.is_empty() => out.push(
-                Diagnostic::error(
-                    codes::E_WORKFLOW_SELECTOR_SEQUENCE_REQUIRED,
-                    join(&selector_path, "sequence"),
-                    "A 'sequence' selector needs a sequence of participant ids.",
-                )
-                .suggest("Add sequence: [<participant id>, ...], or use type: round_robin."),
-            ),
-            SelectorType::RoundRobin if !selector.sequence.is_empty() => out.push(
-                Diagnostic::warning(
-                    codes::W_WORKFLOW_FIELD_IGNORED,
-                    join(&selector_path, "sequence"),
-                    "A 'round_robin' selector ignores 'sequence'.",
-                )
-                .suggest("Remove 'sequence', or set type: sequence."),
-            ),
-            _ => {}
-        }
-        let ids: Vec<&str> = workflow
-            .participants
-            .iter()
-            .map(|participant| participant.id.as_str())
-            .collect();
+        let participant_ids: Vec<&str> = ids.iter().copied().collect();
         for (position, entry) in selector.sequence.iter().enumerate() {
-            if !ids.contains(&entry.as_str()) {
+            if !ids.contains(entry.as_str()) {
                 out.push(
                     Diagnostic::error(
-                        codes::E_WORKFLOW_SELECTOR_UNKNOWN_PARTICIPANT,
+                        codes::E_HANDOFF_SELECTOR_REF,
                         format!("{selector_path}.sequence[{position}]"),
-                        format!("Selector entry '{entry}' is not the id of a participant."),
+                        format!("Handoff selector references unknown participant '{entry}'."),
                     )
-                    .suggest(match closest_match(entry, &ids) {
+                    .suggest(match closest_match(entry, &participant_ids) {
                         Some(candidate) => format!("Did you mean '{candidate}'?"),
                         None => "Use participant ids only.".to_owned(),
                     }),
                 );
             }
+        }
+        if selector.selector_type == SelectorType::RoundRobin && !selector.sequence.is_empty() {
+            out.push(
+                Diagnostic::warning(
+                    codes::W_WORKFLOW_FIELD_IGNORED,
+                    join(&selector_path, "sequence"),
+                    "A 'round_robin' selector ignores 'sequence': every participant takes one turn in declaration order.",
+                )
+                .suggest("Remove 'sequence', or set type: sequence."),
+            );
         }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use deadpool_postgres::PoolError;
 
+use crate::postgres_client::failure::{TlsFailure, describe, tls_failure};
 use crate::redact::redacted_text;
 use crate::store::{ErrorKind, StoreError};
 
@@ -38,7 +39,10 @@ pub(super) fn database(operation: &str) -> impl FnOnce(tokio_postgres::Error) ->
 pub(super) fn classify(error: &tokio_postgres::Error, operation: &str) -> Failure {
     let message = redacted_text(&format!("{operation}: {}", describe(error)));
     let mut retryable = false;
+    let tls = tls_failure(error);
     let kind = match error.code().map(|code| code.code()) {
+        _ if tls == Some(TlsFailure::Handshake) => ErrorKind::TlsFailed,
+        _ if tls == Some(TlsFailure::Certificate) => ErrorKind::CertificateInvalid,
         Some("28P01" | "28000") => ErrorKind::AuthFailed,
         Some("3D000") => ErrorKind::DatabaseMissing,
         // 3F000: the schema in search_path is gone (e.g. `DROP SCHEMA public`), same runbook step.
@@ -104,18 +108,6 @@ fn io_source(error: &tokio_postgres::Error) -> Option<&std::io::Error> {
         source = current.source();
     }
     None
-}
-
-/// The error and its causes on one line: the driver's own Display leaves the cause out.
-fn describe(error: &tokio_postgres::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(current) = source {
-        text.push_str(": ");
-        text.push_str(&current.to_string().replace('\n', " "));
-        source = current.source();
-    }
-    text
 }
 
 /// Classifies a failure to get a pooled connection.

@@ -1,4 +1,5 @@
-//! The production store: Postgres through tokio-postgres and a deadpool pool (`NoTls`).
+//! The production store: Postgres through tokio-postgres and a deadpool pool, connecting with
+//! [`crate::postgres_client`] (libpq's `sslmode` and certificate settings, rustls).
 //!
 //! Starting never needs the server. [`PostgresStore::new`] only parses the URL; connecting and
 //! migrating happen in [`PostgresStore::ensure_ready`], whose success is cached, and every
@@ -32,19 +33,18 @@ use async_trait::async_trait;
 use deadpool_postgres::{Client, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use serde_json::Value;
 use tokio::time::Instant;
-use tokio_postgres::NoTls;
-use tokio_postgres::config::Host;
 
 pub use continuations::PostgresContinuationStore;
 
 use self::errors::Failure;
 use self::sql::column;
 use super::{
-    AuditEvent, AuditQuery, CheckpointQuery, ClaimRequest, ClaimResult, EnvironmentPolicyRecord,
-    ErrorKind, IdempotencyBegin, IdempotencyRequest, Page, PageQuery, Progress, QueueCounts,
-    QueueEntry, QueueRecord, RunQuery, RunRecord, SaveOutcome, ServiceEvent, Store, StoreError,
-    StoreKind, TraceQuery,
+    AuditEvent, AuditQuery, CheckpointQuery, ClaimRequest, ClaimResult, CreateOutcome,
+    EnvironmentPolicyRecord, ErrorKind, IdempotencyBegin, IdempotencyBinding, IdempotencyRequest,
+    Page, PageQuery, Progress, QueueCounts, QueueEntry, QueueRecord, RunQuery, RunRecord,
+    SaveOutcome, ServiceEvent, Store, StoreError, StoreKind, TraceQuery,
 };
+use crate::postgres_client::PostgresTarget;
 use crate::redact::redacted_text;
 
 /// TCP connect limit per attempt; the server is usually close, so a slow connect means trouble.
@@ -95,12 +95,21 @@ impl PostgresStore {
     /// unreachable server is not an error here (the service starts degraded). Only a URL that does
     /// not parse is refused.
     pub fn new(url: &str, pool_size: usize) -> Result<PostgresStore, StoreError> {
-        let mut config = url.parse::<tokio_postgres::Config>().map_err(|error| {
+        let target = PostgresTarget::from_url(url).map_err(|error| {
             StoreError::internal(redacted_text(&format!(
-                "the Postgres URL {} is not valid: {error}; check KNEO_SERV_DATABASE_URL (runbook § 2.2)",
+                "the Postgres URL {} cannot be used: {error}; check KNEO_SERV_DATABASE_URL",
                 crate::redact::redact_dsn(url)
             )))
         })?;
+        PostgresStore::with_target(target, pool_size)
+    }
+
+    /// Prepares a store for an already parsed target (the service parses its URL once, at start).
+    pub fn with_target(
+        mut target: PostgresTarget,
+        pool_size: usize,
+    ) -> Result<PostgresStore, StoreError> {
+        let config = target.config_mut();
         config
             .connect_timeout(CONNECT_TIMEOUT)
             .keepalives(true)
@@ -109,14 +118,15 @@ impl PostgresStore {
             // Lets a DBA tell kneo's sessions apart in pg_stat_activity.
             config.application_name("kneo");
         }
-        let target = describe_target(&config);
+        let target_name = target.describe().to_string();
         let manager = Manager::from_config(
-            config,
-            NoTls,
+            target.config().clone(),
+            target.connector(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        let target = target_name;
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(1))
             .wait_timeout(Some(POOL_WAIT_TIMEOUT))
@@ -156,37 +166,6 @@ impl PostgresStore {
             inner: self.inner.clone(),
         }
     }
-}
-
-/// `host:port/database` for messages: what an operator needs to find the server, and nothing secret.
-fn describe_target(config: &tokio_postgres::Config) -> String {
-    let hosts: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .enumerate()
-        .map(|(index, host)| {
-            let port = config
-                .get_ports()
-                .get(index)
-                .or_else(|| config.get_ports().first())
-                .copied()
-                .unwrap_or(5432);
-            match host {
-                Host::Tcp(name) => format!("{name}:{port}"),
-                Host::Unix(path) => format!("{}:{port}", path.display()),
-            }
-        })
-        .collect();
-    let hosts = if hosts.is_empty() {
-        "localhost:5432".to_string()
-    } else {
-        hosts.join(",")
-    };
-    let database = config
-        .get_dbname()
-        .or(config.get_user())
-        .unwrap_or("postgres");
-    format!("{hosts}/{database}")
 }
 
 impl Inner {
@@ -332,11 +311,12 @@ impl Store for PostgresStore {
         run: &RunRecord,
         queue: Option<QueueEntry>,
         audit: &[AuditEvent],
-    ) -> Result<(), StoreError> {
-        let (run, audit) = (run.clone(), audit.to_vec());
+        idempotency: Option<&IdempotencyBinding>,
+    ) -> Result<CreateOutcome, StoreError> {
+        let (run, audit, idempotency) = (run.clone(), audit.to_vec(), idempotency.cloned());
         self.inner
             .run("creating a run", async move |client| {
-                runs::create_run(client, &run, queue.as_ref(), &audit).await
+                runs::create_run(client, &run, queue.as_ref(), &audit, idempotency.as_ref()).await
             })
             .await
     }
@@ -505,11 +485,16 @@ impl Store for PostgresStore {
             .await
     }
 
-    async fn idempotency_abandon(&self, scope: &str, key: &str) -> Result<(), StoreError> {
-        let (scope, key) = (scope.to_string(), key.to_string());
+    async fn idempotency_abandon(
+        &self,
+        scope: &str,
+        key: &str,
+        request_hash: &str,
+    ) -> Result<(), StoreError> {
+        let (scope, key, hash) = (scope.to_string(), key.to_string(), request_hash.to_string());
         self.inner
             .run("abandoning an idempotent request", async move |client| {
-                records::idempotency_abandon(&*client, &scope, &key).await
+                records::idempotency_abandon(&*client, &scope, &key, &hash).await
             })
             .await
     }
@@ -556,6 +541,15 @@ impl Store for PostgresStore {
     /// Nothing to do on Postgres: the database is shared by every kneo process, so a lease found
     /// here may well belong to a live worker elsewhere. Lease expiry (and the claim that re-takes
     /// expired leases) is what returns a dead worker's runs to the queue.
+    async fn leases_of(&self, owner: &str, quiet_for: Duration) -> Result<Vec<String>, StoreError> {
+        let owner = owner.to_string();
+        self.inner
+            .run("reading a holder's leases", async move |client| {
+                runs::leases_of(&*client, &owner, quiet_for).await
+            })
+            .await
+    }
+
     async fn requeue_orphaned_runs(&self) -> Result<u64, StoreError> {
         Ok(0)
     }
@@ -608,10 +602,9 @@ mod tests {
 
     #[test]
     fn the_target_names_host_port_and_database_but_no_password() {
-        let config: tokio_postgres::Config = "postgres://kneo:s3cret@db.internal:6543/runs"
-            .parse()
+        let store = PostgresStore::new("postgres://kneo:s3cret@db.internal:6543/runs", 1)
             .expect("valid URL");
-        assert_eq!(describe_target(&config), "db.internal:6543/runs");
+        assert_eq!(store.inner.target, "db.internal:6543/runs");
     }
 
     #[test]

@@ -15,8 +15,9 @@ use super::errors::{Failure, database};
 use super::runs::page_numbers;
 use super::sql::{self, column};
 use crate::store::{
-    AuditEvent, AuditQuery, CheckpointQuery, IdempotencyBegin, IdempotencyRequest, Page, PageQuery,
-    ServiceEvent, SortOrder, StoreError, TraceQuery,
+    AuditEvent, AuditQuery, CheckpointQuery, IdempotencyBegin, IdempotencyBinding,
+    IdempotencyRequest, Page, PageQuery, ServiceEvent, SortOrder, StoreError, TraceQuery,
+    bound_run_id,
 };
 
 /// Appends trace events after the run's existing ones; an event id seen before is skipped.
@@ -382,6 +383,14 @@ pub(super) async fn idempotency_begin(
         let still_locked: bool = column(&row, 4, operation)?;
         let outcome = if hash != request.request_hash {
             IdempotencyBegin::Conflict
+        } else if state == "bound" {
+            let run_id = body.as_ref().and_then(bound_run_id).ok_or_else(|| {
+                StoreError::corrupt(format!(
+                    "idempotency record {}/{} is bound but names no run",
+                    request.scope, request.key
+                ))
+            })?;
+            IdempotencyBegin::Bound { run_id }
         } else if let (true, Some(status), Some(body)) = (state == "completed", status, body) {
             let status = u16::try_from(status).map_err(|_| {
                 StoreError::corrupt(format!(
@@ -430,7 +439,7 @@ pub(super) async fn idempotency_complete(
         "completing an idempotency record",
         "UPDATE idempotency_records SET state = 'completed', response_status = $3, response_body = $4,
              locked_until = NULL, updated_at = now()
-         WHERE scope = $1 AND key = $2",
+         WHERE scope = $1 AND key = $2 AND state IN ('in_progress', 'bound')",
         &[&scope, &key, &i64::from(status), body],
     )
     .await?;
@@ -441,15 +450,50 @@ pub(super) async fn idempotency_abandon(
     client: &impl GenericClient,
     scope: &str,
     key: &str,
+    request_hash: &str,
 ) -> Result<(), Failure> {
     sql::execute(
         client,
         "abandoning an idempotency record",
-        "DELETE FROM idempotency_records WHERE scope = $1 AND key = $2 AND state = 'in_progress'",
-        &[&scope, &key],
+        "DELETE FROM idempotency_records
+         WHERE scope = $1 AND key = $2 AND request_hash = $3 AND state = 'in_progress'",
+        &[&scope, &key, &request_hash],
     )
     .await?;
     Ok(())
+}
+
+/// Binds an idempotency key to `run_id` inside the caller's transaction, unless another request
+/// bound it first (or a request with another payload holds it). Run before the transaction's
+/// other writes. Returns whether the key is now bound to `run_id`.
+pub(super) async fn bind_idempotency(
+    client: &impl GenericClient,
+    binding: &IdempotencyBinding,
+    run_id: &str,
+) -> Result<bool, Failure> {
+    let (state, status, body) = binding.record(run_id);
+    let changed = sql::execute(
+        client,
+        "binding an idempotency key to its run",
+        "INSERT INTO idempotency_records (scope, key, request_hash, state, response_status, response_body,
+             locked_until, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, NULL, now(), now())
+         ON CONFLICT (scope, key) DO UPDATE SET state = EXCLUDED.state,
+             response_status = EXCLUDED.response_status, response_body = EXCLUDED.response_body,
+             locked_until = NULL, updated_at = now()
+         WHERE idempotency_records.state = 'in_progress'
+             AND idempotency_records.request_hash = EXCLUDED.request_hash",
+        &[
+            &binding.scope,
+            &binding.key,
+            &binding.request_hash,
+            &state,
+            &status,
+            &body,
+        ],
+    )
+    .await?;
+    Ok(changed == 1)
 }
 
 pub(super) async fn try_lock(

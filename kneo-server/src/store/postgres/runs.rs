@@ -20,9 +20,9 @@ use super::records;
 use super::sql::{self, column};
 use crate::store::run_filter::{Bound, Dialect, where_clause};
 use crate::store::{
-    AuditEvent, Claim, ClaimRequest, ClaimResult, Expect, Page, Progress, QueueCounts, QueueEntry,
-    QueueRecord, QueueStatus, QueueTransition, RunQuery, RunRecord, RunStatus, SaveOutcome,
-    StoreError,
+    AuditEvent, Claim, ClaimRequest, ClaimResult, CreateOutcome, Expect, IdempotencyBinding, Page,
+    Progress, QueueCounts, QueueEntry, QueueRecord, QueueStatus, QueueTransition, RunQuery,
+    RunRecord, RunStatus, SaveOutcome, StoreError,
 };
 use tokio_postgres::types::ToSql;
 
@@ -31,11 +31,18 @@ pub(super) async fn create_run(
     run: &RunRecord,
     queue: Option<&QueueEntry>,
     audit: &[AuditEvent],
-) -> Result<(), Failure> {
+    idempotency: Option<&IdempotencyBinding>,
+) -> Result<CreateOutcome, Failure> {
     let transaction = client
         .transaction()
         .await
         .map_err(database("starting a transaction"))?;
+    if let Some(binding) = idempotency
+        && !records::bind_idempotency(&transaction, binding, &run.id).await?
+    {
+        // Dropping the transaction rolls it back: nothing is written.
+        return Ok(CreateOutcome::KeyTaken);
+    }
     insert_run(&transaction, run).await?;
     if let Some(entry) = queue {
         // The run joins the queue at the moment it was accepted, as on SQLite.
@@ -63,7 +70,8 @@ pub(super) async fn create_run(
     transaction
         .commit()
         .await
-        .map_err(database("committing a new run"))
+        .map_err(database("committing a new run"))?;
+    Ok(CreateOutcome::Created)
 }
 
 /// The column values of a run beside its document.
@@ -290,6 +298,11 @@ pub(super) async fn save_progress(
             return Ok(SaveOutcome::LeaseLost);
         }
     }
+    if let Some(binding) = &progress.idempotency
+        && !records::bind_idempotency(&transaction, binding, &run.id).await?
+    {
+        return Ok(SaveOutcome::KeyTaken);
+    }
     update_run(&transaction, run).await?;
     records::insert_trace(&transaction, &run.id, &progress.trace_events).await?;
     records::insert_checkpoints(&transaction, &run.id, &progress.checkpoints).await?;
@@ -356,6 +369,13 @@ struct Candidate {
     attempts: i64,
 }
 
+/// The lease owner whose leftover leases a claim takes again (`None` matches nothing).
+fn own_leases(request: &ClaimRequest) -> Option<&str> {
+    request
+        .reclaim_own_leases
+        .then_some(request.worker_id.as_str())
+}
+
 pub(super) async fn claim_runs(
     client: &mut Client,
     request: &ClaimRequest,
@@ -374,11 +394,11 @@ pub(super) async fn claim_runs(
         &transaction,
         "finding runs to claim",
         "SELECT run_id, status, attempts, now() FROM run_queue
-         WHERE status = 'running' AND lease_expires_at < now()
+         WHERE status = 'running' AND (lease_expires_at < now() OR lease_owner = $2)
          ORDER BY enqueued_at, run_id
          LIMIT $1
          FOR UPDATE SKIP LOCKED",
-        &[&limit],
+        &[&limit, &own_leases(request)],
     )
     .await?;
     let room = limit - i64::try_from(rows.len()).unwrap_or(limit);
@@ -592,6 +612,23 @@ pub(super) async fn renew_lease(
     )
     .await?;
     Ok(changed == 1)
+}
+
+pub(super) async fn leases_of(
+    client: &impl GenericClient,
+    owner: &str,
+    quiet_for: std::time::Duration,
+) -> Result<Vec<String>, Failure> {
+    let operation = "reading a holder's leases";
+    let rows = sql::query(
+        client,
+        operation,
+        "SELECT run_id FROM run_queue
+         WHERE status = 'running' AND lease_owner = $1 AND updated_at < now() - $2::float8 * interval '1 second'",
+        &[&owner, &columns::seconds(quiet_for)],
+    )
+    .await?;
+    rows.iter().map(|row| column(row, 0, operation)).collect()
 }
 
 pub(super) async fn release_lease(

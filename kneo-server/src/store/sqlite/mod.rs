@@ -29,10 +29,10 @@ use serde_json::Value;
 pub use connection::{open_connection, schema_version_of};
 
 use super::{
-    AuditEvent, AuditQuery, CheckpointQuery, ClaimRequest, ClaimResult, EnvironmentPolicyRecord,
-    ErrorKind, IdempotencyBegin, IdempotencyRequest, Page, PageQuery, Progress, QueueCounts,
-    QueueEntry, QueueRecord, RunQuery, RunRecord, SaveOutcome, ServiceEvent, Store, StoreError,
-    StoreKind, TraceQuery,
+    AuditEvent, AuditQuery, CheckpointQuery, ClaimRequest, ClaimResult, CreateOutcome,
+    EnvironmentPolicyRecord, ErrorKind, IdempotencyBegin, IdempotencyBinding, IdempotencyRequest,
+    Page, PageQuery, Progress, QueueCounts, QueueEntry, QueueRecord, RunQuery, RunRecord,
+    SaveOutcome, ServiceEvent, Store, StoreError, StoreKind, TraceQuery,
 };
 
 const READER_CONNECTIONS: usize = 4;
@@ -157,10 +157,20 @@ impl Store for SqliteStore {
         run: &RunRecord,
         queue: Option<QueueEntry>,
         audit: &[AuditEvent],
-    ) -> Result<(), StoreError> {
+        idempotency: Option<&IdempotencyBinding>,
+    ) -> Result<CreateOutcome, StoreError> {
         let (run, audit) = (rows::RunRow::new(run)?, rows::AuditInsert::all(audit)?);
-        self.write(move |connection| runs::create_run(connection, &run, queue.as_ref(), &audit))
-            .await
+        let idempotency = idempotency.cloned();
+        self.write(move |connection| {
+            runs::create_run(
+                connection,
+                &run,
+                queue.as_ref(),
+                &audit,
+                idempotency.as_ref(),
+            )
+        })
+        .await
     }
 
     async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
@@ -275,9 +285,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn idempotency_abandon(&self, scope: &str, key: &str) -> Result<(), StoreError> {
-        let (scope, key) = (scope.to_string(), key.to_string());
-        self.write(move |connection| records::idempotency_abandon(connection, &scope, &key))
+    async fn idempotency_abandon(
+        &self,
+        scope: &str,
+        key: &str,
+        request_hash: &str,
+    ) -> Result<(), StoreError> {
+        let (scope, key, hash) = (scope.to_string(), key.to_string(), request_hash.to_string());
+        self.write(move |connection| records::idempotency_abandon(connection, &scope, &key, &hash))
             .await
     }
 
@@ -305,6 +320,12 @@ impl Store for SqliteStore {
     ) -> Result<Page<ServiceEvent>, StoreError> {
         let query = query.clone();
         self.read(move |connection| records::list_service_events(connection, &query))
+            .await
+    }
+
+    async fn leases_of(&self, owner: &str, quiet_for: Duration) -> Result<Vec<String>, StoreError> {
+        let owner = owner.to_string();
+        self.read(move |connection| runs::leases_of(connection, &owner, quiet_for))
             .await
     }
 

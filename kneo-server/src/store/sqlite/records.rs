@@ -10,8 +10,8 @@ use super::connection::{CachedStatements, classify, from_json, to_json};
 use super::rows::{AuditInsert, CheckpointRow, TraceRow};
 use crate::clock;
 use crate::store::{
-    AuditEvent, AuditQuery, CheckpointQuery, IdempotencyBegin, IdempotencyRequest, Page, PageQuery,
-    ServiceEvent, StoreError, TraceQuery,
+    AuditEvent, AuditQuery, CheckpointQuery, IdempotencyBegin, IdempotencyBinding,
+    IdempotencyRequest, Page, PageQuery, ServiceEvent, StoreError, TraceQuery, bound_run_id,
 };
 
 /// An `audit_events` row: id, event_type, run_id, continuation_id, actor, metadata, created_at.
@@ -359,6 +359,19 @@ pub fn idempotency_begin(
                 body: from_json(&body, "a stored idempotent response")?,
             }
         }
+        Some((_, state, _, body, _)) if state == "bound" => {
+            let body: Value = from_json(
+                body.as_deref().unwrap_or("null"),
+                "a bound idempotency record",
+            )?;
+            let run_id = bound_run_id(&body).ok_or_else(|| {
+                StoreError::corrupt(format!(
+                    "idempotency record {}/{} is bound but names no run",
+                    request.scope, request.key
+                ))
+            })?;
+            IdempotencyBegin::Bound { run_id }
+        }
         Some((_, _, _, _, until)) if until.as_deref().is_some_and(|until| until > now.as_str()) => {
             IdempotencyBegin::InProgress
         }
@@ -388,7 +401,7 @@ pub fn idempotency_complete(
         .execute_cached(
             "UPDATE idempotency_records SET state = 'completed', response_status = ?3, response_body = ?4,
                  locked_until = NULL, updated_at = ?5
-             WHERE scope = ?1 AND key = ?2",
+             WHERE scope = ?1 AND key = ?2 AND state IN ('in_progress', 'bound')",
             params![scope, key, status, to_json(body)?, clock::now_text()],
         )
         .map_err(|e| classify(e, "completing an idempotency record"))?;
@@ -399,14 +412,59 @@ pub fn idempotency_abandon(
     connection: &Connection,
     scope: &str,
     key: &str,
+    request_hash: &str,
 ) -> Result<(), StoreError> {
     connection
         .execute_cached(
-            "DELETE FROM idempotency_records WHERE scope = ?1 AND key = ?2 AND state = 'in_progress'",
-            params![scope, key],
+            "DELETE FROM idempotency_records
+             WHERE scope = ?1 AND key = ?2 AND request_hash = ?3 AND state = 'in_progress'",
+            params![scope, key, request_hash],
         )
         .map_err(|e| classify(e, "abandoning an idempotency record"))?;
     Ok(())
+}
+
+/// Binds an idempotency key to `run_id` inside the caller's write, unless another request bound
+/// it first (or a request with another payload holds it). Run before the write's other changes,
+/// so a refused binding leaves nothing to undo. Returns whether the key is now bound to `run_id`.
+pub fn bind_idempotency(
+    transaction: &Connection,
+    binding: &IdempotencyBinding,
+    run_id: &str,
+) -> Result<bool, StoreError> {
+    let (state, status, body) = binding.record(run_id);
+    let changed = transaction
+        .execute_cached(
+            "INSERT INTO idempotency_records (scope, key, request_hash, state, response_status, response_body,
+                 locked_until, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, ?7)
+             ON CONFLICT (scope, key) DO UPDATE SET state = excluded.state,
+                 response_status = excluded.response_status, response_body = excluded.response_body,
+                 locked_until = NULL, updated_at = excluded.updated_at
+             WHERE idempotency_records.state = 'in_progress'
+                 AND idempotency_records.request_hash = excluded.request_hash",
+            params![
+                binding.scope,
+                binding.key,
+                binding.request_hash,
+                state,
+                status,
+                to_json(&body)?,
+                clock::now_text()
+            ],
+        )
+        .map_err(|e| classify(e, "binding an idempotency key to its run"))?;
+    Ok(changed == 1)
+}
+
+/// Drops every `in_progress` mark: at start-up of the embedded store, their holders are dead.
+pub fn drop_unbound_idempotency_marks(connection: &Connection) -> Result<usize, StoreError> {
+    connection
+        .execute_cached(
+            "DELETE FROM idempotency_records WHERE state = 'in_progress'",
+            [],
+        )
+        .map_err(|e| classify(e, "dropping orphaned idempotency marks"))
 }
 
 pub fn try_lock(

@@ -4,7 +4,9 @@
 use serde_json::Value;
 
 use super::connection::to_json;
-use crate::store::{AuditEvent, Expect, Progress, QueueTransition, RunRecord, StoreError};
+use crate::store::{
+    AuditEvent, Expect, IdempotencyBinding, Progress, QueueTransition, RunRecord, StoreError,
+};
 
 fn text_field(value: &Value, key: &str) -> String {
     value
@@ -124,6 +126,7 @@ pub struct PreparedProgress {
     pub checkpoints: Vec<CheckpointRow>,
     pub audit: Vec<AuditInsert>,
     pub queue: Option<QueueTransition>,
+    pub idempotency: Option<IdempotencyBinding>,
 }
 
 impl PreparedProgress {
@@ -144,6 +147,7 @@ impl PreparedProgress {
                 .collect::<Result<_, _>>()?,
             audit: AuditInsert::all(&progress.audit)?,
             queue: progress.queue.clone(),
+            idempotency: progress.idempotency.clone(),
         })
     }
 }

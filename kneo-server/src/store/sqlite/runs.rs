@@ -13,9 +13,9 @@ use super::rows::{AuditInsert, PreparedProgress, RunRow};
 use crate::clock;
 use crate::store::run_filter::{Bound, Dialect, where_clause};
 use crate::store::{
-    AuditEvent, Claim, ClaimRequest, ClaimResult, Expect, Page, QueueCounts, QueueEntry,
-    QueueRecord, QueueStatus, QueueTransition, RunQuery, RunRecord, RunStatus, SaveOutcome,
-    StoreError,
+    AuditEvent, Claim, ClaimRequest, ClaimResult, CreateOutcome, Expect, IdempotencyBinding, Page,
+    QueueCounts, QueueEntry, QueueRecord, QueueStatus, QueueTransition, RunQuery, RunRecord,
+    RunStatus, SaveOutcome, StoreError,
 };
 
 /// The lease expiry for a lease taken now.
@@ -29,8 +29,14 @@ pub fn create_run(
     run: &RunRow,
     queue: Option<&QueueEntry>,
     audit: &[AuditInsert],
-) -> Result<(), StoreError> {
+    idempotency: Option<&IdempotencyBinding>,
+) -> Result<CreateOutcome, StoreError> {
     let transaction = connection;
+    if let Some(binding) = idempotency
+        && !records::bind_idempotency(transaction, binding, &run.id)?
+    {
+        return Ok(CreateOutcome::KeyTaken);
+    }
     insert_run(transaction, run)?;
     if let Some(entry) = queue {
         let (status, owner, expires, attempts) = match entry {
@@ -60,7 +66,7 @@ pub fn create_run(
             .map_err(|e| classify(e, "queueing a run"))?;
     }
     records::insert_audit(transaction, audit)?;
-    Ok(())
+    Ok(CreateOutcome::Created)
 }
 
 fn insert_run(transaction: &Connection, run: &RunRow) -> Result<(), StoreError> {
@@ -206,6 +212,11 @@ pub fn save_progress(
             return Ok(SaveOutcome::LeaseLost);
         }
     }
+    if let Some(binding) = &progress.idempotency
+        && !records::bind_idempotency(transaction, binding, &run.id)?
+    {
+        return Ok(SaveOutcome::KeyTaken);
+    }
     update_run(transaction, run)?;
     records::insert_trace(transaction, &run.id, &progress.trace)?;
     records::insert_checkpoints(transaction, &run.id, &progress.checkpoints)?;
@@ -247,6 +258,13 @@ fn apply_queue_transition(
     Ok(())
 }
 
+/// The lease owner whose leftover leases a claim takes again (`None` matches nothing).
+fn own_leases(request: &ClaimRequest) -> Option<&str> {
+    request
+        .reclaim_own_leases
+        .then_some(request.worker_id.as_str())
+}
+
 pub fn claim_runs(
     connection: &Connection,
     request: &ClaimRequest,
@@ -262,9 +280,9 @@ pub fn claim_runs(
     let mut candidates = claim_candidates(
         transaction,
         "SELECT run_id, status, attempts FROM run_queue
-         WHERE status = 'running' AND lease_expires_at < ?1
+         WHERE status = 'running' AND (lease_expires_at < ?1 OR lease_owner = ?3)
          ORDER BY enqueued_at, rowid LIMIT ?2",
-        params![now, wanted],
+        params![now, wanted, own_leases(request)],
     )?;
     let room = wanted - candidates.len() as i64;
     if room > 0 {
@@ -395,6 +413,26 @@ pub fn renew_lease(
     Ok(changed == 1)
 }
 
+pub fn leases_of(
+    connection: &Connection,
+    owner: &str,
+    quiet_for: Duration,
+) -> Result<Vec<String>, StoreError> {
+    let before = clock::format(
+        clock::now() - chrono::Duration::from_std(quiet_for).unwrap_or(chrono::Duration::zero()),
+    );
+    let mut statement = connection
+        .prepare_cached(
+            "SELECT run_id FROM run_queue WHERE status = 'running' AND lease_owner = ?1 AND updated_at < ?2",
+        )
+        .map_err(|e| classify(e, "reading a holder's leases"))?;
+    let rows = statement
+        .query_map(params![owner, before], |row| row.get(0))
+        .map_err(|e| classify(e, "reading a holder's leases"))?;
+    rows.collect::<Result<Vec<String>, _>>()
+        .map_err(|e| classify(e, "reading a holder's leases"))
+}
+
 pub fn release_lease(
     connection: &Connection,
     run_id: &str,
@@ -515,5 +553,6 @@ pub fn requeue_orphaned_runs(connection: &Connection) -> Result<u64, StoreError>
             params![long_ago, clock::now_text()],
         )
         .map_err(|e| classify(e, "requeueing orphaned runs"))?;
+    records::drop_unbound_idempotency_marks(connection)?;
     Ok(changed as u64)
 }
