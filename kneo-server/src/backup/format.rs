@@ -239,7 +239,8 @@ impl TableSpec {
     }
 }
 
-const fn column(name: &'static str, kind: ColumnType, nullable: bool) -> Column {
+/// A column of a [`TableSpec`]; shared by every schema family's table list.
+pub(crate) const fn column(name: &'static str, kind: ColumnType, nullable: bool) -> Column {
     Column {
         name,
         kind,

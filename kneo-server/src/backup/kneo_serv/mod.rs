@@ -18,7 +18,7 @@ use base64::Engine;
 use serde_json::Value;
 
 use super::format::{
-    Column, ColumnType, ContinuationEntry, Family, RunColumns, SchemaFamily, TableSpec,
+    ColumnType, ContinuationEntry, Family, RunColumns, SchemaFamily, TableSpec, column,
 };
 
 /// The newest (and only) kneo-serv schema this binary reads: migration 4,
@@ -44,14 +44,6 @@ pub static FAMILY: SchemaFamily = SchemaFamily {
     // Its continuations table is archived as a table; its continuation files as entries.
     continuations_as_entries: None,
 };
-
-const fn column(name: &'static str, kind: ColumnType, nullable: bool) -> Column {
-    Column {
-        name,
-        kind,
-        nullable,
-    }
-}
 
 use ColumnType::{Int, JsonText, Real, Text};
 
