@@ -105,7 +105,7 @@ pub async fn replay(api: &Api, ids: &IdMap, golden: &Golden) -> Answer {
                 .split(' ')
                 .next()
                 .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("no byte count in {placeholder:?}"));
+                .unwrap_or_else(|| panic!("{}: no byte count in {placeholder:?}", golden.name));
             let mut body = br#"{"input":""#.to_vec();
             body.resize(size - 2, b'x');
             body.extend_from_slice(br#""}"#);
@@ -117,8 +117,10 @@ pub async fn replay(api: &Api, ids: &IdMap, golden: &Golden) -> Answer {
                 .await
         }
         body => {
-            let body: Value = serde_json::from_str(&ids.apply(&body.to_string()))
-                .unwrap_or_else(|error| panic!("the rewritten body is not JSON: {error}"));
+            let body: Value =
+                serde_json::from_str(&ids.apply(&body.to_string())).unwrap_or_else(|error| {
+                    panic!("{}: rewritten body is not JSON: {error}", golden.name)
+                });
             api.send(&golden.request.method, &path, &headers, Some(&body))
                 .await
         }

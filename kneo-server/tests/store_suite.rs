@@ -21,10 +21,10 @@ use kneo_server::store::postgres::PostgresStore;
 use kneo_server::store::sqlite::SqliteStore;
 use kneo_server::store::{
     AuditEvent, AuditQuery, CheckpointQuery, ClaimRequest, ClaimResult, Continuation,
-    ContinuationStore, CreateOutcome, ErrorKind, Expect, IdempotencyBegin, IdempotencyBinding,
-    IdempotencyRequest, PageQuery, Progress, QueueEntry, QueueStatus, QueueTransition, RunQuery,
-    RunRecord, RunSort, RunStatus, SaveOutcome, ServiceEvent, SortOrder, Store, StoreError,
-    StoreKind, TraceQuery,
+    ContinuationStore, CreateOutcome, EnvironmentPolicyRecord, ErrorKind, Expect, IdempotencyBegin,
+    IdempotencyBinding, IdempotencyRequest, PageQuery, Progress, QueueEntry, QueueStatus,
+    QueueTransition, RunFilter, RunQuery, RunRecord, RunSort, RunStatus, SaveOutcome, ServiceEvent,
+    SortOrder, Store, StoreError, StoreKind, TraceQuery,
 };
 use kneo_testkit::postgres::{PgCluster, shared_cluster};
 use serde_json::{Value, json};
@@ -241,6 +241,7 @@ fn runs_query(sort: RunSort, order: SortOrder, status: Option<RunStatus>) -> Run
         page: page(100, 0, order, 10_000),
         status,
         sort,
+        filter: Default::default(),
     }
 }
 
@@ -401,6 +402,7 @@ async fn runs_are_created_read_and_listed(fixture: &Fixture) {
         page: page(100, 0, SortOrder::Asc, 3),
         status: None,
         sort: RunSort::CreatedAt,
+        filter: Default::default(),
     };
     let windowed = store.list_runs(&windowed).await.expect("list");
     assert_eq!(ids(&windowed.items), ["run-2", "run-3", "run-4"]);
@@ -410,6 +412,7 @@ async fn runs_are_created_read_and_listed(fixture: &Fixture) {
         page: page(2, 1, SortOrder::Desc, 10_000),
         status: None,
         sort: RunSort::CreatedAt,
+        filter: Default::default(),
     };
     assert_eq!(
         ids(&store.list_runs(&paged).await.expect("list").items),
@@ -2132,6 +2135,149 @@ async fn a_corrupt_continuation_is_reported_and_the_others_still_list(fixture: &
 
 // ---------------------------------------------------------------------------------------------
 // Both backends
+/// Every filter of `GET /v1/runs`, alone and combined, with `total` counting the same predicate.
+async fn runs_are_filtered_by_kind_name_session_error_time_and_text(fixture: &Fixture) {
+    let store = fixture.store.as_ref();
+    let mut agent = run("f-agent", RunStatus::Completed, &ago(30.0));
+    agent.workflow_kind = Some("agent".into());
+    agent.workflow_name = None;
+    agent.session_id = Some("sess-1".into());
+    agent.output_text = Some("Final answer: a Zebra crossed".into());
+    let mut workflow = run("f-workflow", RunStatus::Completed, &ago(20.0));
+    workflow.workflow_kind = Some("workflow".into());
+    workflow.session_id = Some("sess-1".into());
+    let mut failed = run("f-failed", RunStatus::Failed, &ago(10.0));
+    failed.workflow_kind = Some("workflow".into());
+    failed.workflow_name = Some("other-workflow".into());
+    failed.error = Some(json!({"message": "Boom: upstream ZEBRA timeout", "type": "RuntimeError"}));
+    for record in [&agent, &workflow, &failed] {
+        store
+            .create_run(record, None, &[], None)
+            .await
+            .expect("create");
+    }
+    let listed = |filter: RunFilter, status: Option<RunStatus>| {
+        let query = RunQuery {
+            filter,
+            ..runs_query(RunSort::CreatedAt, SortOrder::Asc, status)
+        };
+        async move {
+            let page = store.list_runs(&query).await.expect("list");
+            assert_eq!(
+                page.total as usize,
+                page.items.len(),
+                "total counts the same predicate"
+            );
+            page.items.iter().map(|r| r.id.clone()).collect::<Vec<_>>()
+        }
+    };
+    let by = |f: fn(&mut RunFilter)| {
+        let mut filter = RunFilter::default();
+        f(&mut filter);
+        filter
+    };
+    assert_eq!(
+        listed(by(|f| f.workflow_kind = Some("agent".into())), None).await,
+        ["f-agent"]
+    );
+    assert_eq!(
+        listed(by(|f| f.workflow_kind = Some("sequential".into())), None).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        listed(
+            by(|f| f.workflow_name = Some("other-workflow".into())),
+            None
+        )
+        .await,
+        ["f-failed"]
+    );
+    assert_eq!(
+        listed(by(|f| f.session_id = Some("sess-1".into())), None).await,
+        ["f-agent", "f-workflow"]
+    );
+    assert_eq!(
+        listed(by(|f| f.has_error = Some(true)), None).await,
+        ["f-failed"]
+    );
+    assert_eq!(
+        listed(
+            by(|f| f.has_error = Some(false)),
+            Some(RunStatus::Completed)
+        )
+        .await,
+        ["f-agent", "f-workflow"]
+    );
+    assert_eq!(
+        listed(by(|f| f.q = Some("zebra".into())), None).await,
+        ["f-agent", "f-failed"],
+        "q matches output_text or error.message, case-insensitively"
+    );
+    let mut between = RunFilter {
+        created_after: Some(workflow.created_at.clone()),
+        created_before: Some(workflow.created_at.clone()),
+        ..RunFilter::default()
+    };
+    assert_eq!(
+        listed(between.clone(), None).await,
+        ["f-workflow"],
+        "both bounds are inclusive"
+    );
+    between.session_id = Some("sess-1".into());
+    between.created_before = None;
+    assert_eq!(listed(between, None).await, ["f-workflow"]);
+}
+
+/// Environment policies are stored per name, replaced by a second put, and listed by name.
+async fn environment_policies_are_stored_replaced_and_listed(fixture: &Fixture) {
+    let store = fixture.store.as_ref();
+    assert!(
+        store
+            .list_environment_policies()
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert!(
+        store
+            .get_environment_policy("staging")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    let record = |environment: &str, policy: Value| EnvironmentPolicyRecord {
+        environment: environment.into(),
+        policy,
+        updated_at: ago(1.0),
+    };
+    store
+        .put_environment_policy(&record("staging", json!({"require_human_review": true})))
+        .await
+        .expect("put");
+    store
+        .put_environment_policy(&record("prod", json!({"fail_on_warnings": true})))
+        .await
+        .expect("put");
+    store
+        .put_environment_policy(&record("staging", json!({"require_human_review": false})))
+        .await
+        .expect("replace");
+    let stored = store
+        .get_environment_policy("staging")
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(stored.policy, json!({"require_human_review": false}));
+    let names: Vec<String> = store
+        .list_environment_policies()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|record| record.environment)
+        .collect();
+    assert_eq!(names, ["prod", "staging"]);
+}
+
 // ---------------------------------------------------------------------------------------------
 
 /// Runs each scenario as `sqlite::<name>` and `postgres::<name>`.
@@ -2182,6 +2328,8 @@ scenarios!(
     a_schema_from_a_newer_kneo_is_refused,
     continuations_are_written_read_listed_and_deleted,
     a_corrupt_continuation_is_reported_and_the_others_still_list,
+    runs_are_filtered_by_kind_name_session_error_time_and_text,
+    environment_policies_are_stored_replaced_and_listed,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -2366,10 +2514,15 @@ async fn postgres_servers_starting_together_migrate_once() {
     }
     assert_eq!(
         psql(&url, "SELECT count(*) FROM schema_migrations").await,
-        "1"
+        kneo_server::store::SCHEMA_VERSION.to_string(),
+        "each migration is recorded once"
     );
     assert_eq!(
-        psql(&url, "SELECT string_agg(name, ',') FROM schema_migrations").await,
-        "initial"
+        psql(
+            &url,
+            "SELECT string_agg(name, ',' ORDER BY version) FROM schema_migrations"
+        )
+        .await,
+        "initial,run_filters_and_environment_policies"
     );
 }

@@ -60,13 +60,7 @@ pub fn golden_dir() -> PathBuf {
 /// `shared/golden/<name>` in the nearest directory above the workspace root that has one (the
 /// checkout's parent for the main checkout, further up for a worktree), else beside the root.
 pub(crate) fn shared_golden(name: &str) -> PathBuf {
-    let root = workspace::root();
-    let relative = Path::new("shared/golden").join(name);
-    root.ancestors()
-        .skip(1)
-        .map(|dir| dir.join(&relative))
-        .find(|candidate| candidate.is_dir())
-        .unwrap_or_else(|| root.parent().unwrap_or(root).join(&relative))
+    shared_path(&Path::new("golden").join(name))
 }
 
 /// Overrides the directory of the extended recordings (`kneo-serv-1.2.0-ext`).
@@ -75,6 +69,28 @@ pub use ext::GOLDEN_EXT_DIR_ENV;
 /// The directory of the extended recordings (see [`ext::dir`]).
 pub fn ext_dir() -> PathBuf {
     ext::dir()
+}
+
+/// kneo-serv 1.2.0's own OpenAPI document (`shared/reference/kneo-serv-1.2.0-openapi.json`).
+pub fn reference_openapi() -> Value {
+    let path = shared_path(Path::new("reference/kneo-serv-1.2.0-openapi.json"));
+    let text = fs::read_to_string(&path).unwrap_or_else(|error| {
+        panic!("cannot read the reference OpenAPI document {path:?}: {error}")
+    });
+    serde_json::from_str(&text).unwrap_or_else(|error| {
+        panic!("the reference OpenAPI document {path:?} is not JSON: {error}")
+    })
+}
+
+/// `shared/<relative>` in the nearest directory above the workspace root that has it.
+fn shared_path(relative: &Path) -> PathBuf {
+    let root = workspace::root();
+    let relative = Path::new("shared").join(relative);
+    root.ancestors()
+        .skip(1)
+        .map(|dir| dir.join(&relative))
+        .find(|candidate| candidate.exists())
+        .unwrap_or_else(|| root.parent().unwrap_or(root).join(&relative))
 }
 
 /// Loads the golden file whose name starts with `<prefix>_`, e.g. `load("08")`.

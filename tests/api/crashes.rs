@@ -368,7 +368,7 @@ async fn a_newer_schema_is_refused_at_start_naming_both_versions() {
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("version 42") && stderr.contains("up to 1"),
+        stderr.contains("version 42") && stderr.contains("up to 2"),
         "{stderr}"
     );
     assert!(stderr.contains("schema_too_new"), "{stderr}");

@@ -7,10 +7,12 @@
 mod abandoned;
 mod attack;
 mod cli;
+mod conformance;
 mod connections;
 mod crashes;
 mod degraded;
 mod golden;
+mod golden_routes;
 mod golden_spec_behaviour;
 mod human;
 mod inputs;

@@ -402,7 +402,7 @@ async fn starts_and_readiness_transitions_are_recorded_as_service_events() {
         .find(|e| e["event_type"] == "service.started")
         .expect("a start");
     assert_eq!(start["details"]["store_kind"], "sqlite");
-    assert_eq!(start["details"]["schema_version"], 1);
+    assert_eq!(start["details"]["schema_version"], 2);
     assert!(start["host"].as_str().is_some_and(|host| !host.is_empty()));
 }
 

@@ -6,9 +6,12 @@
 //! - [`human_tasks`], [`audit`], [`service_events`]: the other lists.
 //! - [`errors`]: the error envelope `{"detail": {"error", "message", …}}` and the validation list.
 //! - [`page`]: the pagination fields every list carries.
+//! - [`contract`]: every route's request and response body under kneo-serv's schema names, as the
+//!   server's OpenAPI document describes them (`ToSchema` with the `openapi` feature).
 //! - [`metrics`]: the Prometheus text of `/metrics`, reduced to unlabelled samples.
 
 pub mod audit;
+pub mod contract;
 pub mod errors;
 pub mod health;
 pub mod human_tasks;

@@ -11,6 +11,7 @@ mod capture_budget;
 mod capture_canary;
 mod capture_dead;
 mod capture_real;
+mod environment_policies;
 mod help;
 mod kneo_serv_cli;
 mod rollback_drill;

@@ -9,6 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use crate::platform::error::PlatformError;
 use crate::store::StoreError;
 
 /// One entry of a native 422 validation list.
@@ -18,6 +19,8 @@ pub struct ValidationIssue {
     pub loc: Vec<Value>,
     pub msg: String,
     pub input: Option<Value>,
+    /// The constraint that failed (`{"ge": 1}`, `{"max_length": 128}`), as kneo-serv reports it.
+    pub ctx: Option<Value>,
 }
 
 impl ValidationIssue {
@@ -28,6 +31,9 @@ impl ValidationIssue {
         entry.insert("msg".into(), json!(self.msg));
         if let Some(input) = &self.input {
             entry.insert("input".into(), input.clone());
+        }
+        if let Some(ctx) = &self.ctx {
+            entry.insert("ctx".into(), ctx.clone());
         }
         Value::Object(entry)
     }
@@ -233,6 +239,39 @@ impl From<StoreError> for ApiError {
         }
     }
 }
+
+/// The one mapping of platform failures to the envelope.
+impl From<PlatformError> for ApiError {
+    fn from(error: PlatformError) -> ApiError {
+        match error {
+            PlatformError::NotFound => ApiError::not_found(),
+            PlatformError::InvalidRequest(message) => ApiError::invalid_request(message),
+            PlatformError::SpecInvalid(diagnostics) => crate::platform::specs::refusal(diagnostics),
+            PlatformError::PathConfined { what } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "spec_path_confined",
+                format!("{what} resolves outside the configured spec root."),
+            ),
+            PlatformError::FileNotReadable => {
+                ApiError::invalid_request("A referenced file could not be read.")
+            }
+            PlatformError::EnvironmentPolicyBlocked {
+                message,
+                diagnostics,
+            } => ApiError::new(StatusCode::FORBIDDEN, "environment_policy_blocked", message)
+                .with("diagnostics", json!(diagnostics)),
+            PlatformError::Locked(resource) => ApiError::resource_locked(&resource),
+            PlatformError::Store(error) => error.into(),
+            PlatformError::Internal(cause) => {
+                tracing::error!(target: "kneo_serv.service", error = %crate::redact::redacted_text(&cause), "internal error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+/// `400 spec_invalid` carrying the diagnostics (runbook § 6.1).
+pub use crate::platform::specs::spec_invalid;
 
 /// The envelope's `error` code of an answer, kept in the response's extensions for the access
 /// log and the answer counters ([`crate::answers`]).

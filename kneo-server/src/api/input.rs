@@ -104,6 +104,7 @@ pub async fn read_json_object(
             loc: vec![json!("body")],
             msg: "Input should be a valid dictionary or object to extract fields from (send the body as Content-Type: application/json)".into(),
             input: Some(json!(shown)),
+            ctx: None,
         }]));
     }
     parse_json_object(&bytes)
@@ -139,6 +140,7 @@ pub fn parse_json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
             loc: vec![json!("body")],
             msg: "Field required".into(),
             input: None,
+            ctx: None,
         }]));
     }
     match serde_json::from_slice::<Value>(bytes) {
@@ -149,6 +151,7 @@ pub fn parse_json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
                 loc,
                 msg: NUL_MESSAGE.into(),
                 input: None,
+                ctx: None,
             }])),
             None => Ok(map),
         },
@@ -157,12 +160,14 @@ pub fn parse_json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
             loc: vec![json!("body")],
             msg: "Input should be a valid dictionary or object to extract fields from".into(),
             input: Some(other),
+            ctx: None,
         }])),
         Err(error) => Err(ApiError::validation(vec![ValidationIssue {
             kind: "json_invalid",
             loc: vec![json!("body"), json!(error.column())],
             msg: format!("JSON decode error: {error}"),
             input: Some(json!({})),
+            ctx: None,
         }])),
     }
 }
@@ -223,7 +228,18 @@ impl ObjectReader {
             loc: vec![json!("body"), json!(field)],
             msg: msg.into(),
             input,
+            ctx: None,
         });
+    }
+
+    /// Records a problem found by the caller's own checks of a field.
+    pub fn push_issue(&mut self, issue: ValidationIssue) {
+        self.issues.push(issue);
+    }
+
+    /// The whole object read so far, as pydantic quotes it for a missing field.
+    pub fn whole_input(&self) -> Value {
+        Value::Object(self.fields.clone())
     }
 
     /// The raw value of a field, or `None` when absent or null.
@@ -238,7 +254,8 @@ impl ObjectReader {
     pub fn required_string(&mut self, field: &str, max_chars: Option<usize>) -> String {
         match self.take(field) {
             None => {
-                self.issue("missing", field, "Field required", None);
+                let whole = self.whole_input();
+                self.issue("missing", field, "Field required", Some(whole));
                 String::new()
             }
             Some(value) => self
@@ -275,6 +292,7 @@ impl ObjectReader {
                 loc: vec![json!("body"), json!(field)],
                 msg: format!("String should have at most {max} characters"),
                 input: Some(json!(format!("<{} characters>", text.chars().count()))),
+                ctx: Some(json!({"max_length": max})),
             });
             return None;
         }
@@ -344,6 +362,7 @@ impl ObjectReader {
                             loc: vec![json!("body"), json!(field), json!(index)],
                             msg: "Input should be a valid string".into(),
                             input: Some(other),
+                            ctx: None,
                         }),
                     }
                 }
@@ -459,12 +478,58 @@ impl QueryParams {
     }
 
     fn issue(name: &str, kind: &'static str, msg: String, input: &str) -> ApiError {
+        Self::issue_with_ctx(name, kind, msg, input, None)
+    }
+
+    fn issue_with_ctx(
+        name: &str,
+        kind: &'static str,
+        msg: String,
+        input: &str,
+        ctx: Option<Value>,
+    ) -> ApiError {
         ApiError::validation(vec![ValidationIssue {
             kind,
             loc: vec![json!("query"), json!(name)],
             msg,
             input: Some(json!(input)),
+            ctx,
         }])
+    }
+
+    /// Every value given for a repeatable parameter (`?providers=a&providers=b`), in order.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.pairs
+            .iter()
+            .filter(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+            .collect()
+    }
+
+    /// A boolean as pydantic reads one (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`, `t`/`f`,
+    /// `y`/`n`, any case), or `None` when absent.
+    pub fn boolean(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        let Some(text) = self.get(name) else {
+            return Ok(None);
+        };
+        match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" | "t" | "y" => Ok(Some(true)),
+            "false" | "0" | "no" | "off" | "f" | "n" => Ok(Some(false)),
+            _ => Err(Self::issue(
+                name,
+                "bool_parsing",
+                "Input should be a valid boolean, unable to interpret input".into(),
+                text,
+            )),
+        }
+    }
+
+    /// An optional integer of at least `min` (`None` when absent).
+    pub fn optional_integer(&self, name: &str, min: i64) -> Result<Option<i64>, ApiError> {
+        if self.get(name).is_none() {
+            return Ok(None);
+        }
+        self.integer(name, min, i64::MAX, min).map(Some)
     }
 
     /// An integer in `min..=max`, or `default` when absent.
@@ -481,19 +546,21 @@ impl QueryParams {
             )
         })?;
         if number < min {
-            return Err(Self::issue(
+            return Err(Self::issue_with_ctx(
                 name,
                 "greater_than_equal",
                 format!("Input should be greater than or equal to {min}"),
                 text,
+                Some(json!({"ge": min})),
             ));
         }
         if number > max {
-            return Err(Self::issue(
+            return Err(Self::issue_with_ctx(
                 name,
                 "less_than_equal",
                 format!("Input should be less than or equal to {max}"),
                 text,
+                Some(json!({"le": max})),
             ));
         }
         Ok(number)
@@ -523,6 +590,22 @@ impl QueryParams {
             })
     }
 
+    /// `sort_order`, a literal `'asc'` or `'desc'`.
+    pub fn sort_order(&self, default: SortOrder) -> Result<SortOrder, ApiError> {
+        match self.get("sort_order") {
+            None => Ok(default),
+            Some("asc") => Ok(SortOrder::Asc),
+            Some("desc") => Ok(SortOrder::Desc),
+            Some(other) => Err(Self::issue_with_ctx(
+                "sort_order",
+                "literal_error",
+                "Input should be 'asc' or 'desc'".into(),
+                other,
+                Some(json!({"expected": "'asc' or 'desc'"})),
+            )),
+        }
+    }
+
     /// The standard pagination block; `sort_by` is checked against the route's sortable columns.
     pub fn page<'a>(
         &self,
@@ -533,10 +616,7 @@ impl QueryParams {
         let limit = self.integer("limit", 1, 1000, 100)? as usize;
         let offset = self.integer("offset", 0, LIST_WINDOW as i64, 0)? as usize;
         let sort_by = self.choice("sort_by", sortable, default_sort)?;
-        let order = match self.choice("sort_order", &["asc", "desc"], default_order.as_str())? {
-            "asc" => SortOrder::Asc,
-            _ => SortOrder::Desc,
-        };
+        let order = self.sort_order(default_order)?;
         Ok((
             PageQuery {
                 limit,

@@ -11,8 +11,10 @@
 //! - [`auth`]: keys, roles, scopes; [`error`]: the envelope; [`input`]: strict bodies and queries;
 //!   [`limits`]: head and body caps; [`request_log`]: request ids, the access log, abandoned
 //!   requests; [`lifecycle`]: server-owned work.
-//! - One module per resource: [`health`], [`metrics`], [`runs`], [`human_tasks`], [`audit`],
-//!   [`specs`], [`service_events`].
+//! - One module per resource: [`health`], [`metrics`], [`runs`] (with [`run_filters`]),
+//!   [`run_inspection`], [`human_tasks`], [`audit`], [`specs`] (with [`spec_request`]),
+//!   [`skills`], [`security`], [`policies`], [`service_events`].
+//! - [`routes`]: the one route list the router and the OpenAPI document ([`openapi`]) come from.
 
 pub mod audit;
 pub mod auth;
@@ -23,9 +25,17 @@ pub mod input;
 pub mod lifecycle;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
+pub mod policies;
 pub mod request_log;
+pub mod routes;
+pub mod run_filters;
+pub mod run_inspection;
 pub mod runs;
+pub mod security;
 pub mod service_events;
+pub mod skills;
+pub mod spec_request;
 pub mod specs;
 
 use std::any::Any;
@@ -33,47 +43,26 @@ use std::any::Any;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::app::AppState;
 use error::ApiError;
 
-/// Routes that exist on both trees.
-fn versioned_routes() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/livez", get(health::livez))
-        .route("/readyz", get(health::readyz))
-        .route("/health", get(health::health_detail))
-        .route("/runs", post(runs::create).get(runs::list))
-        .route("/runs/{run_id}", get(runs::get))
-        .route("/runs/{run_id}/cancel", post(runs::cancel))
-        .route("/runs/{run_id}/continue", post(runs::continue_run))
-        .route("/runs/{run_id}/trace", get(runs::trace))
-        .route("/runs/{run_id}/checkpoints", get(runs::checkpoints))
-        .route("/runs/{run_id}/recovery", get(runs::recovery))
-        .route("/specs/validate", post(specs::validate))
-        .route("/specs/run", post(runs::create_from_specs_run))
-        .route("/human-tasks", get(human_tasks::list))
-        .route("/human-tasks/{continuation_id}", get(human_tasks::get))
-        .route(
-            "/human-tasks/{continuation_id}/resume",
-            post(human_tasks::resume),
-        )
-        .route("/audit-events", get(audit::list))
-        .route("/service/events", get(service_events::list))
-}
-
-/// The whole application: both route trees, `/metrics`, and the middleware stack.
+/// The whole application: every route of [`routes::all`] on its trees, and the middleware stack.
 pub fn router(state: AppState) -> Router {
-    let mut app = Router::new()
-        .merge(versioned_routes())
-        .nest("/v1", versioned_routes());
-    if state.config.metrics_enabled {
-        app = app.route("/metrics", get(metrics::metrics));
+    let mut versioned = Router::new();
+    let mut app = Router::new();
+    for route in routes::all() {
+        if route.doc.path == "/metrics" && !state.config.metrics_enabled {
+            continue;
+        }
+        if route.doc.tree == routes::Tree::Both {
+            versioned = versioned.route(route.doc.path, route.handler.clone());
+        }
+        app = app.route(route.doc.path, route.handler);
     }
-    app.fallback(not_found)
+    app.nest("/v1", versioned)
+        .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -1,4 +1,5 @@
-//! Runs: create (sync 200 / async 202), list, get, cancel, continue, trace, checkpoints, recovery.
+//! Runs: create (sync 200 / async 202), list, get, cancel, continue, trace, checkpoints. The
+//! read-only views of one run are in [`super::run_inspection`].
 
 use axum::Json;
 use axum::body::Body;
@@ -11,9 +12,9 @@ use super::auth::Principal;
 use super::error::ApiError;
 use super::input::{BodyLimits, ObjectReader, PathId, QueryParams, page_fields, read_json_object};
 use super::lifecycle::run_owned;
+use super::spec_request::{SpecFields, read_skills_overlay};
 use crate::app::AppState;
 use crate::engine::executor::expand_checkpoint;
-use crate::platform::specs::SpecSource;
 use crate::platform::{CreateRun, MAX_RUN_TIMEOUT_SECONDS, idempotency, responses};
 use crate::store::{CheckpointQuery, RunQuery, RunSort, RunStatus, SortOrder, TraceQuery};
 
@@ -23,56 +24,35 @@ const NO_PARAMETERS: &[&str] = &[];
 fn read_create_request(
     state: &AppState,
     fields: Map<String, Value>,
+    via_specs_run: bool,
 ) -> Result<CreateRun, ApiError> {
     let limits = &state.config.limits;
     let mut reader = ObjectReader::new(fields);
     let input = reader.required_string("input", Some(limits.max_input_chars));
-    let spec = reader.optional_object("spec", Some(limits.max_inline_spec_bytes));
-    let spec_path = reader.optional_string("spec_path", Some(limits.max_path_chars));
+    let spec = SpecFields::read(&mut reader, limits);
     let target = reader
         .optional_choice("target", &["agent", "workflow"])
         .unwrap_or_else(|| "workflow".into());
-    let environment = reader.optional_string("environment", Some(128));
-    let overlays = reader.optional_string_list("overlays").unwrap_or_default();
-    let overrides = reader
-        .optional_object("overrides", Some(limits.max_overrides_bytes))
-        .unwrap_or_default();
     let metadata = reader
         .optional_object("metadata", Some(limits.max_metadata_bytes))
         .unwrap_or_default();
     let async_mode = reader.optional_bool("async_mode").unwrap_or(false);
-    let skills = reader.optional_value("skills");
+    let skills = read_skills_overlay(&mut reader);
+    let session_id = reader.optional_string("session_id", Some(limits.max_path_chars));
     reader.finish()?;
     let timeout_seconds = run_timeout_seconds(&metadata)?;
-    if !overlays.is_empty() {
-        return Err(ApiError::invalid_request(
-            "overlays are not supported by this kneo build; merge them into the spec.",
-        ));
-    }
-    let source = match (spec, spec_path) {
-        (Some(spec), None) => SpecSource::Inline(Value::Object(spec)),
-        (None, Some(path)) => SpecSource::Path(path),
-        (Some(_), Some(_)) => {
-            return Err(ApiError::invalid_request(
-                "Give either `spec` or `spec_path`, not both.",
-            ));
-        }
-        (None, None) => {
-            return Err(ApiError::invalid_request(
-                "A run needs a spec: give `spec_path` (relative to the spec root) or an inline `spec`.",
-            ));
-        }
-    };
+    let spec = spec.into_request(
+        "A run needs a spec: give `spec_path` (relative to the spec root) or an inline `spec`.",
+    )?;
     Ok(CreateRun {
         input,
-        source,
+        spec,
         target,
-        environment,
-        overlays,
-        overrides,
         metadata,
         async_mode,
         skills,
+        session_id,
+        via_specs_run,
         timeout_seconds,
     })
 }
@@ -85,6 +65,7 @@ fn run_timeout_seconds(metadata: &Map<String, Value>) -> Result<Option<f64>, Api
             loc: vec![json!("body"), json!("metadata"), json!("timeout_seconds")],
             msg,
             input: Some(input.clone()),
+            ctx: None,
         }])
     };
     match metadata.get("timeout_seconds") {
@@ -131,7 +112,7 @@ async fn create_with_scope(
     QueryParams::parse(query.as_deref(), NO_PARAMETERS)?;
     let fields = read_json_object(&headers, body, BodyLimits::of(&state.config)).await?;
     let payload = Value::Object(fields.clone());
-    let request = read_create_request(&state, fields)?;
+    let request = read_create_request(&state, fields, scope == "specs:run")?;
     let key = idempotency::key_from(&headers)?;
     let platform = state.platform.clone();
     let actor = principal.name.clone();
@@ -179,10 +160,10 @@ pub async fn list(
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     principal.require("runs:read")?;
-    let params = QueryParams::parse(
-        query.as_deref(),
-        &["status", "limit", "offset", "sort_by", "sort_order"],
-    )?;
+    let mut allowed = vec!["status", "limit", "offset", "sort_by", "sort_order"];
+    allowed.extend(super::run_filters::PARAMETERS);
+    let params = QueryParams::parse(query.as_deref(), &allowed)?;
+    let filter = super::run_filters::read(&params)?;
     let status = match params.get("status") {
         None | Some("") => None,
         // `queued` names the queue record's status; the run row of a queued run is `created`.
@@ -196,6 +177,7 @@ pub async fn list(
                     RunStatus::ALL.map(RunStatus::as_str).join(", ")
                 ),
                 input: Some(json!(text)),
+                ctx: None,
             }])
         })?),
     };
@@ -208,6 +190,7 @@ pub async fn list(
             page: page.clone(),
             status,
             sort,
+            filter,
         })
         .await?;
     let mut body = Map::new();
@@ -381,71 +364,4 @@ pub async fn checkpoints(
         listed.total,
     ));
     Ok(Json(Value::Object(body)))
-}
-
-/// `GET /v1/runs/{id}/recovery`: where the run stands and whether `/continue` can take it.
-pub async fn recovery(
-    State(state): State<AppState>,
-    principal: Principal,
-    PathId(run_id): PathId,
-    RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
-    principal.require("runs:read")?;
-    QueryParams::parse(query.as_deref(), NO_PARAMETERS)?;
-    let run = state
-        .stores
-        .runs
-        .get_run(&run_id)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
-    let queue = state.stores.runs.queue_entry(&run_id).await?;
-    let checkpoints = state
-        .stores
-        .runs
-        .list_checkpoints(
-            &run_id,
-            &CheckpointQuery {
-                page: crate::store::PageQuery {
-                    limit: 1,
-                    ..Default::default()
-                },
-                checkpoint_type: None,
-            },
-        )
-        .await?;
-    let lease_live = queue
-        .as_ref()
-        .and_then(|q| q.lease_expires_at.as_deref())
-        .is_some_and(|expiry| expiry > crate::clock::now_text().as_str());
-    let sequential = crate::platform::is_sequential_workflow(&run);
-    let can_continue = sequential
-        && (run.status == RunStatus::Failed || (run.status == RunStatus::Running && !lease_live));
-    let context = run
-        .metadata
-        .get("execution_context")
-        .cloned()
-        .unwrap_or(Value::Null);
-    Ok(Json(json!({
-        "run_id": run.id,
-        "status": run.status.as_str(),
-        "workflow_name": run.workflow_name,
-        "workflow_kind": run.workflow_kind,
-        "current_step_index": run.current_step_index,
-        "current_node_id": run.current_node_id,
-        "visited_steps": run.visited_steps,
-        "visited_nodes": run.visited_nodes,
-        "checkpoint_count": checkpoints.total,
-        "continuation_id": run.continuation_id,
-        "pending_human_request": run.pending_human_request,
-        "error": run.error,
-        "queue": queue,
-        "replay_context": {
-            "can_continue": can_continue,
-            "completed_steps": run.visited_steps,
-            "next_step_index": run.current_step_index,
-            "resume_input": context.get("next_input"),
-            "failed_step": run.error.as_ref().and_then(|e| e.get("step_id")),
-            "lease_live": lease_live,
-        },
-    })))
 }

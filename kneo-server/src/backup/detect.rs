@@ -72,6 +72,8 @@ mod tests {
             "updated_at",
             "deadline_at",
             "workflow_name",
+            "session_id",
+            "workflow_kind",
             "document",
         ];
         assert_eq!(family_of_run_columns(kneo), Some(Family::Kneo));

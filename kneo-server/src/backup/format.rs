@@ -118,9 +118,13 @@ pub struct SchemaFamily {
     pub product: &'static str,
     /// Every table, in archive order.
     pub tables: &'static [TableSpec],
-    /// The schema versions (`MAX(version)` of `schema_migrations`) this binary reads and writes.
+    /// The schema versions (`MAX(version)` of `schema_migrations`) of the stores this binary
+    /// backs up and restores into.
     pub oldest_schema: i64,
     pub newest_schema: i64,
+    /// The oldest schema version of an archive this binary verifies and restores: columns and
+    /// tables a later version added are filled in as the archive is read (see [`Added`]).
+    pub oldest_archive_schema: i64,
     pub tables_prefix: &'static str,
     pub continuations_prefix: &'static str,
     /// The runs table and its id, status and document columns.
@@ -177,6 +181,9 @@ pub static KNEO: SchemaFamily = SchemaFamily {
     tables: TABLES,
     oldest_schema: crate::store::SCHEMA_VERSION,
     newest_schema: crate::store::SCHEMA_VERSION,
+    // Schema 1 archives (before migration 0002) lack runs.session_id, runs.workflow_kind and
+    // environment_policies; reading fills them in.
+    oldest_archive_schema: 1,
     tables_prefix: TABLES_PREFIX,
     continuations_prefix: CONTINUATIONS_PREFIX,
     runs: RunColumns {
@@ -199,6 +206,20 @@ pub struct Column {
     /// Whether `null` is allowed. For a JSON column that is not nullable, `null` is the JSON
     /// literal; for a nullable one it means "no value".
     pub nullable: bool,
+    /// Set for a column a later schema version added: lines of older archives lack it.
+    pub added: Option<Added>,
+}
+
+/// How a column added at a later schema version is filled in for a line that lacks it, so an
+/// archive written before the migration still restores (the migration's own backfill, done
+/// row by row).
+#[derive(Debug)]
+pub struct Added {
+    /// The schema version that added the column.
+    pub schema: i64,
+    /// The top-level field of the row's `document` column the column copies (as the
+    /// migration's backfill does); `None` leaves it null.
+    pub from_document: Option<&'static str>,
 }
 
 /// One table of the archive: its columns in line order and its primary key.
@@ -219,6 +240,9 @@ pub struct TableSpec {
     pub restored: bool,
     /// The column naming the run a row belongs to, for the checks that every such run exists.
     pub run_reference: Option<&'static str>,
+    /// The schema version that added the table: an archive of an older schema has no file for
+    /// it, and restores it empty.
+    pub added_in_schema: i64,
 }
 
 impl TableSpec {
@@ -245,12 +269,27 @@ pub(crate) const fn column(name: &'static str, kind: ColumnType, nullable: bool)
         name,
         kind,
         nullable,
+        added: None,
+    }
+}
+
+/// A nullable text column that schema version `schema` added, copied from the run document's
+/// field of the same name in the lines of older archives.
+const fn added_document_field(name: &'static str, schema: i64) -> Column {
+    Column {
+        name,
+        kind: ColumnType::Text,
+        nullable: true,
+        added: Some(Added {
+            schema,
+            from_document: Some(name),
+        }),
     }
 }
 
 use ColumnType::{Int, Json, Text, Timestamp};
 
-/// kneo-server's tables, in archive order. The columns are those of schema version 1 on both
+/// kneo-server's tables, in archive order. The columns are those of schema version 2 on both
 /// backends; a migration that changes a table must change this list and bump [`FORMAT_VERSION`]
 /// or add a conversion for older archives.
 pub const TABLES: &[TableSpec] = &[
@@ -266,6 +305,7 @@ pub const TABLES: &[TableSpec] = &[
         identity: None,
         restored: false,
         run_reference: None,
+        added_in_schema: 1,
     },
     TableSpec {
         family: Family::Kneo,
@@ -278,11 +318,14 @@ pub const TABLES: &[TableSpec] = &[
             column("deadline_at", Timestamp, true),
             column("workflow_name", Text, true),
             column("document", Json, false),
+            added_document_field("workflow_kind", 2),
+            added_document_field("session_id", 2),
         ],
         key: &["id"],
         identity: None,
         restored: true,
         run_reference: None,
+        added_in_schema: 1,
     },
     TableSpec {
         family: Family::Kneo,
@@ -301,6 +344,7 @@ pub const TABLES: &[TableSpec] = &[
         identity: None,
         restored: true,
         run_reference: Some("run_id"),
+        added_in_schema: 1,
     },
     TableSpec {
         family: Family::Kneo,
@@ -318,6 +362,7 @@ pub const TABLES: &[TableSpec] = &[
         identity: None,
         restored: true,
         run_reference: Some("run_id"),
+        added_in_schema: 1,
     },
     TableSpec {
         family: Family::Kneo,
@@ -335,6 +380,7 @@ pub const TABLES: &[TableSpec] = &[
         identity: None,
         restored: true,
         run_reference: Some("run_id"),
+        added_in_schema: 1,
     },
     TableSpec {
         family: Family::Kneo,
@@ -353,6 +399,7 @@ pub const TABLES: &[TableSpec] = &[
         identity: Some("position"),
         restored: true,
         run_reference: None,
+        added_in_schema: 1,
     },
     TableSpec {
         family: Family::Kneo,
@@ -372,6 +419,7 @@ pub const TABLES: &[TableSpec] = &[
         identity: None,
         restored: true,
         run_reference: None,
+        added_in_schema: 1,
     },
     TableSpec {
         family: Family::Kneo,
@@ -386,6 +434,7 @@ pub const TABLES: &[TableSpec] = &[
         identity: None,
         restored: true,
         run_reference: None,
+        added_in_schema: 1,
     },
     TableSpec {
         family: Family::Kneo,
@@ -403,6 +452,21 @@ pub const TABLES: &[TableSpec] = &[
         identity: Some("position"),
         restored: true,
         run_reference: None,
+        added_in_schema: 1,
+    },
+    TableSpec {
+        family: Family::Kneo,
+        name: "environment_policies",
+        columns: &[
+            column("environment", Text, false),
+            column("policy", Json, false),
+            column("updated_at", Timestamp, false),
+        ],
+        key: &["environment"],
+        identity: None,
+        restored: true,
+        run_reference: None,
+        added_in_schema: 2,
     },
     TableSpec {
         family: Family::Kneo,
@@ -416,6 +480,7 @@ pub const TABLES: &[TableSpec] = &[
         identity: None,
         restored: true,
         run_reference: None,
+        added_in_schema: 1,
     },
 ];
 

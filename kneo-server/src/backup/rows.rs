@@ -293,7 +293,7 @@ impl<'de> Visitor<'de> for RowSeed {
         let missing: Vec<&str> = columns
             .iter()
             .zip(&cells)
-            .filter(|(_, cell)| cell.is_none())
+            .filter(|(column, cell)| cell.is_none() && column.added.is_none())
             .map(|(column, _)| column.name)
             .collect();
         if !missing.is_empty() {
@@ -302,12 +302,43 @@ impl<'de> Visitor<'de> for RowSeed {
                 missing.join(", ")
             )));
         }
+        fill_added_columns(self.table, &mut cells);
         // Every cell is set by now. `map` (unlike `flatten`) lets the cells stay where they are
         // instead of moving to a second allocation.
         Ok(cells
             .into_iter()
             .map(|cell| cell.unwrap_or(Cell::Null))
             .collect())
+    }
+}
+
+/// Fills the columns a later schema version added that an older archive's line lacks, the way
+/// the migration filled them: from the row's document when it was kept ([`JsonMode::Keep`]),
+/// else null (verification reads no values from them).
+fn fill_added_columns(table: &TableSpec, cells: &mut [Option<Cell>]) {
+    let document = table
+        .column_index("document")
+        .and_then(|index| match cells.get(index) {
+            Some(Some(Cell::Json(raw))) => Some(raw.get().to_string()),
+            _ => None,
+        });
+    let mut parsed: Option<Option<Value>> = None;
+    for (column, cell) in table.columns.iter().zip(cells.iter_mut()) {
+        let Some(added) = &column.added else { continue };
+        if cell.is_some() {
+            continue;
+        }
+        let value = added.from_document.and_then(|field| {
+            let document = parsed
+                .get_or_insert_with(|| {
+                    document
+                        .as_deref()
+                        .and_then(|text| serde_json::from_str(text).ok())
+                })
+                .as_ref()?;
+            document.get(field)?.as_str().map(str::to_string)
+        });
+        *cell = Some(value.map_or(Cell::Null, Cell::Text));
     }
 }
 
@@ -601,6 +632,8 @@ mod tests {
         encoder.null("deadline_at");
         encoder.text("workflow_name", "w\n\"x\"");
         encoder.raw_json("document", document);
+        encoder.text("workflow_kind", "workflow");
+        encoder.null("session_id");
         encoder.finish().to_vec()
     }
 
@@ -647,6 +680,40 @@ mod tests {
             assert!(error.contains(expected), "{text}: {error}");
         }
         assert!(decode_line(runs(), format!("{good} x").as_bytes(), JsonMode::Keep).is_err());
+    }
+
+    #[test]
+    fn a_schema_1_line_gets_the_columns_migration_2_added_from_its_document() {
+        let schema_2 = String::from_utf8(line(
+            r#"{"session_id":"s-7","workflow_kind":"graph","messages":[]}"#,
+        ))
+        .expect("utf-8");
+        // A schema 1 archive's runs line ends at the document.
+        let schema_1 = schema_2
+            .trim_end()
+            .replace(",\"workflow_kind\":\"workflow\",\"session_id\":null", "");
+        assert!(
+            !schema_1.contains("\"workflow_kind\":\"workflow\""),
+            "{schema_1}"
+        );
+        let kept = decode_line(runs(), schema_1.as_bytes(), JsonMode::Keep).expect("valid");
+        assert_eq!(kept.text(runs(), "session_id"), Some("s-7"));
+        assert_eq!(kept.text(runs(), "workflow_kind"), Some("graph"));
+        let checked = decode_line(runs(), schema_1.as_bytes(), JsonMode::Validate).expect("valid");
+        assert!(matches!(
+            checked.get(runs(), "session_id"),
+            Some(Cell::Null)
+        ));
+        // A column of schema 1 is still required.
+        let error = decode_line(
+            runs(),
+            schema_1
+                .replace(",\"workflow_name\":\"w\\n\\\"x\\\"\"", "")
+                .as_bytes(),
+            JsonMode::Keep,
+        )
+        .expect_err("workflow_name is a schema 1 column");
+        assert!(error.contains("missing column(s) workflow_name"), "{error}");
     }
 
     #[test]

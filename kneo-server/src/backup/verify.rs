@@ -361,13 +361,16 @@ fn check_manifest(scan: &Scan, failures: &mut Vec<Failure>) -> Option<Manifest> 
             ),
         ));
     }
-    if manifest.schema_version < family.oldest_schema {
+    if manifest.schema_version < family.oldest_archive_schema {
         failures.push(Failure::new(
             FailureKind::ManifestInvalid,
             path.clone(),
             format!(
                 "schema version {} is not a {} schema this kneo reads ({} to {})",
-                manifest.schema_version, family.product, family.oldest_schema, family.newest_schema
+                manifest.schema_version,
+                family.product,
+                family.oldest_archive_schema,
+                family.newest_schema
             ),
         ));
     }
@@ -499,7 +502,8 @@ fn check_files(manifest: &Manifest, scan: &Scan, failures: &mut Vec<Failure>) {
         }
     }
     for table in family.tables {
-        if !tables_seen.contains(table.name) {
+        // A table a later schema added is absent from older archives and restores empty.
+        if !tables_seen.contains(table.name) && table.added_in_schema <= manifest.schema_version {
             failures.push(Failure::new(
                 FailureKind::ManifestInvalid,
                 manifest_path.clone(),
@@ -1049,6 +1053,7 @@ async fn store_checks(
         page: page(1),
         status: None,
         sort: RunSort::CreatedAt,
+        filter: Default::default(),
     };
     match store.list_runs(&all_runs).await {
         Ok(listed) => check(

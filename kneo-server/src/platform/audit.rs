@@ -32,3 +32,54 @@ pub fn event(
         created_at: crate::clock::now_text(),
     }
 }
+
+/// `run.created` (or `spec.run` for `POST /v1/specs/run`) for a new run, with kneo-serv's
+/// metadata: the request's target, spec, environment and layers. `session_id` is masked as
+/// kneo-serv masks it in audit metadata.
+pub fn run_created(
+    actor: &str,
+    request: &super::CreateRun,
+    loaded: &super::specs::LoadedSpec,
+    run: &crate::store::RunRecord,
+) -> AuditEvent {
+    let spec_path = loaded.spec_path.as_deref();
+    let environment = request.spec.environment.as_deref();
+    let metadata = if request.via_specs_run {
+        let status = if request.async_mode {
+            "queued"
+        } else {
+            "running"
+        };
+        let mut metadata = json!({
+            "target": request.target,
+            "spec_path": spec_path,
+            "inline_spec": spec_path.is_none(),
+            "environment": environment,
+            "status": status,
+        });
+        if request.async_mode {
+            metadata["async_mode"] = json!(true);
+        }
+        metadata
+    } else {
+        let mut metadata = json!({
+            "async_mode": request.async_mode,
+            "target": request.target,
+            "spec_path": spec_path,
+            "inline_spec": spec_path.is_none(),
+            "environment": environment,
+            "session_id": crate::redact::MARKER,
+            "metadata": request.metadata,
+        });
+        if let Some(skills) = request.skills.as_ref().filter(|skills| !skills.is_empty()) {
+            metadata["skills_overlay"] = skills.to_json();
+        }
+        metadata
+    };
+    let event_type = if request.via_specs_run {
+        "spec.run"
+    } else {
+        "run.created"
+    };
+    event(event_type, actor, Some(&run.id), None, metadata)
+}

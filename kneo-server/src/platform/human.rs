@@ -546,6 +546,7 @@ fn decision_output(continuation: &Continuation, decision: &Decision) -> Result<S
                     loc: vec![json!("body"), json!("selected_option")],
                     msg,
                     input: Some(json!(option)),
+                    ctx: None,
                 }]));
             }
             Ok(option)

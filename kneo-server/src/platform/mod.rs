@@ -8,11 +8,19 @@
 //! - [`specs`]: loading and validating specs from a path or inline.
 
 pub mod audit;
+pub mod credentials;
+pub mod environment_policy;
+pub mod error;
 pub mod execution;
 pub mod human;
 pub mod idempotency;
+pub mod layering;
+pub mod policy_report;
 pub mod responses;
+pub mod run_inspection;
+pub mod skills_catalog;
 pub mod spec_cache;
+pub mod spec_inspection;
 pub mod specs;
 
 use std::collections::HashMap;
@@ -33,7 +41,8 @@ use crate::store::{
     RunRecord, RunStatus, SaveOutcome, Stores, TraceQuery,
 };
 use idempotency::Mark;
-use specs::SpecSource;
+use layering::SkillsOverlay;
+use specs::SpecRequest;
 
 /// The longest run deadline `metadata.timeout_seconds` may ask for (about 31 years): far enough
 /// for any real run, near enough that every clock and timestamp type can hold it.
@@ -71,18 +80,19 @@ impl Drop for Reservation<'_> {
     }
 }
 
-/// The validated body of `POST /v1/runs`.
+/// The validated body of `POST /v1/runs` (and `POST /v1/specs/run`).
 #[derive(Debug, Clone)]
 pub struct CreateRun {
     pub input: String,
-    pub source: SpecSource,
+    /// The spec and its layers (`environment`, `overlays`, `overrides`).
+    pub spec: SpecRequest,
     pub target: String,
-    pub environment: Option<String>,
-    pub overlays: Vec<String>,
-    pub overrides: Map<String, Value>,
     pub metadata: Map<String, Value>,
     pub async_mode: bool,
-    pub skills: Option<Value>,
+    pub skills: Option<SkillsOverlay>,
+    pub session_id: Option<String>,
+    /// Created through `POST /v1/specs/run`: audited as `spec.run` instead of `run.created`.
+    pub via_specs_run: bool,
     /// `metadata.timeout_seconds`: the run's deadline, range-checked when the body was read.
     pub timeout_seconds: Option<f64>,
 }
@@ -239,14 +249,27 @@ impl Platform {
             .unwrap_or_default()
     }
 
-    /// Compiles the spec frozen in a run's metadata.
+    /// Compiles the spec frozen in a run's metadata for the run's own target.
     pub fn plan_for(&self, run: &RunRecord) -> Result<Plan, String> {
+        let target = run
+            .metadata
+            .get("target")
+            .and_then(Value::as_str)
+            .unwrap_or("workflow")
+            .to_string();
+        self.plan_for_target(run, &target)
+    }
+
+    /// Compiles the spec frozen in a run's metadata (with its layers) for `target`.
+    pub fn plan_for_target(&self, run: &RunRecord, target: &str) -> Result<Plan, String> {
         let frozen = run
             .metadata
             .get("frozen_spec")
             .and_then(|frozen| frozen.get("base"))
             .ok_or_else(|| format!("run {} has no frozen spec", run.id))?;
-        let validation = specs::validate_for_this_build(frozen, self.engine.as_ref(), None);
+        let document = layering::layered(frozen, &layering::frozen_layers(&run.metadata))
+            .map_err(|error| format!("run {}: {error}", run.id))?;
+        let validation = specs::validate_for_this_build(&document, self.engine.as_ref(), None);
         let spec = validation.spec.ok_or_else(|| {
             let errors: Vec<String> = validation
                 .diagnostics
@@ -259,11 +282,6 @@ impl Platform {
                 errors.join("; ")
             )
         })?;
-        let target = run
-            .metadata
-            .get("target")
-            .and_then(Value::as_str)
-            .unwrap_or("workflow");
         let skills = run
             .metadata
             .get("frozen_spec")
@@ -306,8 +324,14 @@ impl Platform {
         mark: Option<&Mark>,
     ) -> Result<(StatusCode, Value), ApiError> {
         let loaded = self
-            .load_run_spec(&request.source, &request.overrides)
+            .load_run_spec(&request.spec, request.skills.as_ref())
             .await?;
+        self.enforce_environment_policy(
+            request.spec.environment.as_deref(),
+            &loaded.document,
+            &loaded.diagnostics,
+        )
+        .await?;
         let skills = self.freeze_skills(&loaded.spec).await?;
         let plan = crate::engine::plan::compile_run(
             &loaded.spec,
@@ -337,47 +361,40 @@ impl Platform {
         metadata.insert("spec_path".into(), json!(loaded.spec_path));
         metadata.insert(
             "spec".into(),
+            // An inline spec is recorded as sent (redacted), as kneo-serv records it.
             if loaded.spec_path.is_none() {
-                json!("<inline>")
+                crate::redact::redacted(&loaded.value)
             } else {
                 Value::Null
             },
         );
+        let layers = &request.spec;
         metadata.insert("target".into(), json!(request.target));
-        metadata.insert("environment".into(), json!(request.environment));
-        metadata.insert("overlays".into(), json!(request.overlays));
+        metadata.insert("environment".into(), json!(layers.environment));
+        metadata.insert("overlays".into(), json!(layers.overlays));
         metadata.insert(
             "overrides".into(),
-            crate::redact::redacted(&Value::Object(request.overrides.clone())),
+            crate::redact::redacted(&Value::Object(layers.overrides.clone())),
         );
         metadata.insert(
             "skills_overlay".into(),
-            request.skills.clone().unwrap_or(Value::Null),
+            request
+                .skills
+                .as_ref()
+                .map(SkillsOverlay::to_json)
+                .unwrap_or(Value::Null),
         );
         metadata.insert("timeout_seconds".into(), json!(timeout_seconds));
         metadata.insert(
             "frozen_spec".into(),
-            json!({"base": loaded.value, "overlays": [], "skills": skills}),
+            json!({"base": loaded.value, "overlays": loaded.overlays, "skills": skills}),
         );
         metadata.insert(
             "caller_metadata".into(),
             crate::redact::redacted(&Value::Object(request.metadata.clone())),
         );
-        let created = audit::event(
-            "run.created",
-            actor,
-            Some(&run.id),
-            None,
-            json!({
-                "async_mode": request.async_mode,
-                "target": request.target,
-                "spec_path": loaded.spec_path,
-                "inline_spec": loaded.spec_path.is_none(),
-                "environment": request.environment,
-                "session_id": null,
-                "metadata": request.metadata,
-            }),
-        );
+        run.session_id = request.session_id.clone();
+        let created = audit::run_created(actor, &request, &loaded, &run);
         crate::api::request_log::note_run_id(&run.id);
         if request.async_mode {
             self.enqueue(run, created, mark).await
@@ -569,7 +586,8 @@ impl Platform {
                         "Only failed runs (or running runs whose lease expired) can be continued; this run is {status}."
                     ),
                     status.as_str(),
-                ));
+                )
+                .with("run_id", run_id));
             }
         };
         if !is_sequential_workflow(&run) {

@@ -116,7 +116,7 @@ pub fn run_status(run: &RunRecord, trace: Vec<Value>) -> Value {
         "agent_name": run.agent_name,
         "workflow_name": run.workflow_name,
         "workflow_kind": run.workflow_kind,
-        "session_id": null,
+        "session_id": run.session_id,
         "input_text": run.input_text,
         "output_text": run.output_text,
         "current_step_index": run.current_step_index,
@@ -142,6 +142,11 @@ pub fn run_status(run: &RunRecord, trace: Vec<Value>) -> Value {
 /// from `/runs/{id}/trace`); `metadata.trace.event_count` says how long it is.
 pub fn run_list_item(run: &RunRecord) -> Value {
     let mut item = serde_json::to_value(run).unwrap_or_else(|_| json!({}));
+    // kneo-serv masks `session_id` in list items (its redactor treats the key as sensitive),
+    // even when it is null; the run itself shows it in clear.
+    if let Some(fields) = item.as_object_mut() {
+        fields.insert("session_id".into(), json!(crate::redact::MARKER));
+    }
     if let Some(metadata) = item.get_mut("metadata").and_then(Value::as_object_mut) {
         for key in INTERNAL_KEYS {
             metadata.remove(key);

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::Platform;
+use super::error::PlatformError;
+use super::layering::{self, Layers, SkillsOverlay};
 use super::spec_cache::{CachedSpec, FileStamp};
 use crate::api::error::ApiError;
 use crate::engine::plan::CompileError;
@@ -26,10 +28,56 @@ pub enum SpecSource {
     Inline(Value),
 }
 
+/// A spec with the layers a request puts over it (`environment`, `overlays`, `overrides`).
+#[derive(Debug, Clone)]
+pub struct SpecRequest {
+    pub source: SpecSource,
+    pub environment: Option<String>,
+    /// Overlay files, relative to the spec root, applied left to right.
+    pub overlays: Vec<String>,
+    pub overrides: Map<String, Value>,
+}
+
+impl SpecRequest {
+    /// A spec with no layers.
+    pub fn plain(source: SpecSource) -> SpecRequest {
+        SpecRequest {
+            source,
+            environment: None,
+            overlays: Vec::new(),
+            overrides: Map::new(),
+        }
+    }
+
+    /// The path as the caller gave it, for metadata and audit events.
+    pub fn spec_path(&self) -> Option<&str> {
+        match &self.source {
+            SpecSource::Path(path) => Some(path),
+            SpecSource::Inline(_) => None,
+        }
+    }
+}
+
+/// A request's spec read and layered, not yet validated.
+#[derive(Debug, Clone)]
+pub struct LayeredDocument {
+    /// The base document as read (what a run freezes).
+    pub base: Value,
+    /// The overlay documents as read, in order.
+    pub overlays: Vec<Value>,
+    /// The base with every layer applied: what is validated and run.
+    pub document: Value,
+}
+
 /// A spec that parsed and validated.
 #[derive(Debug, Clone)]
 pub struct LoadedSpec {
+    /// The base document as read (a run freezes it with `overlays`).
     pub value: Value,
+    /// The overlay documents as read, in order.
+    pub overlays: Vec<Value>,
+    /// The layered document the spec was validated from.
+    pub document: Value,
     pub spec: Spec,
     /// The path as the caller gave it (never the server's absolute path).
     pub spec_path: Option<String>,
@@ -131,13 +179,6 @@ pub fn validate_for_this_build(
     validation
 }
 
-/// A document that is not a parseable spec, as a diagnostic.
-fn parse_diagnostic(message: String) -> Diagnostic {
-    Diagnostic::error("E_SPEC_PARSE", "", message).suggest(
-        "Fix the document so it is a single YAML mapping within the size and nesting limits.",
-    )
-}
-
 /// Why a spec document could not be read.
 enum DocumentError {
     Confined,
@@ -154,14 +195,22 @@ enum DocumentError {
 
 impl DocumentError {
     fn into_api_error(self) -> ApiError {
+        self.into_api_error_for("spec_path")
+    }
+
+    /// The failure for a document named `what` (`spec_path` or `overlay path`).
+    fn into_api_error_for(self, what: &'static str) -> ApiError {
         match self {
-            DocumentError::Confined => ApiError::spec_path_confined(),
+            DocumentError::Confined if what == "spec_path" => ApiError::spec_path_confined(),
+            DocumentError::Confined => PlatformError::PathConfined { what }.into(),
             DocumentError::NotReadable { requested, root } => ApiError::invalid_request(format!(
-                "A referenced file could not be read: spec_path {requested:?} under the spec root {} \
+                "A referenced file could not be read: {what} {requested:?} under the spec root {} \
                  (KNEO_SERV_SPEC_ROOT; unset: the working directory); check that the file exists there and the service may read it (runbook § 6.4).",
                 root.display()
             )),
-            DocumentError::Parse(message) => spec_invalid(vec![parse_diagnostic(message)]),
+            DocumentError::Parse(message) => {
+                spec_invalid(vec![super::error::parse_diagnostic(message)])
+            }
             DocumentError::Internal => ApiError::internal(),
         }
     }
@@ -241,73 +290,121 @@ impl Platform {
         .unwrap_or(Err(DocumentError::Internal))
     }
 
-    /// Validates a spec for `POST /v1/specs/validate`: problems with the document come back as
-    /// diagnostics; only an unreadable or confined path is an HTTP error.
-    /// `overrides` are merged over the document first, as a run with them would be.
-    pub async fn validate_spec(
+    /// Reads the overlay files of a request, in order.
+    async fn read_overlays(&self, paths: &[String]) -> Result<Vec<Value>, ApiError> {
+        let mut overlays = Vec::with_capacity(paths.len());
+        for path in paths {
+            let overlay = self
+                .read_document(&SpecSource::Path(path.clone()))
+                .await
+                .map_err(|error| error.into_api_error_for("overlay path"))?;
+            overlays.push(overlay);
+        }
+        Ok(overlays)
+    }
+
+    /// Reads a request's spec and overlays and layers them (`skills` applies to runs only).
+    /// A document that does not parse is `Err(Ok(message))`, for routes that report it as a
+    /// diagnostic; everything else that stops the read is the API error.
+    async fn read_layered(
         &self,
-        source: &SpecSource,
-        overrides: &Map<String, Value>,
-    ) -> Result<Validation, ApiError> {
-        match self.read_document(source).await {
-            Ok(value) => {
-                let value = crate::spec::overrides::apply(value, overrides);
+        request: &SpecRequest,
+        skills: Option<&SkillsOverlay>,
+    ) -> Result<LayeredDocument, Result<String, ApiError>> {
+        let base = match self.read_document(&request.source).await {
+            Ok(base) => base,
+            Err(DocumentError::Parse(message)) => return Err(Ok(message)),
+            Err(error) => return Err(Err(error.into_api_error())),
+        };
+        let overlays = self.read_overlays(&request.overlays).await.map_err(Err)?;
+        let layers = Layers {
+            overlays: overlays.clone(),
+            overrides: request.overrides.clone(),
+            environment: request.environment.clone(),
+            skills: skills.cloned(),
+        };
+        let document = layering::layered(&base, &layers)
+            .map_err(|error| Err(ApiError::invalid_request(error.to_string())))?;
+        Ok(LayeredDocument {
+            base,
+            overlays,
+            document,
+        })
+    }
+
+    /// A request's spec layered, for routes that need the document itself (the policy report,
+    /// the environment gate); an unparseable document is `400 spec_invalid`.
+    pub async fn layered_document(
+        &self,
+        request: &SpecRequest,
+        skills: Option<&SkillsOverlay>,
+    ) -> Result<LayeredDocument, ApiError> {
+        self.read_layered(request, skills).await.map_err(|error| {
+            error
+                .map(|message| spec_invalid(vec![super::error::parse_diagnostic(message)]))
+                .unwrap_or_else(|error| error)
+        })
+    }
+
+    /// Validates a spec for `POST /v1/specs/validate`: problems with the document come back as
+    /// diagnostics; only an unreadable or confined path is an HTTP error. The request's layers
+    /// (overlays, `overrides`, environment) are applied first, as a run with them would be.
+    pub async fn validate_spec(&self, request: &SpecRequest) -> Result<Validation, ApiError> {
+        match self.read_layered(request, None).await {
+            Ok(layered) => {
                 let engine = self.engine.clone();
                 let root = self.config.spec_root.clone();
+                let document = layered.document;
                 tokio::task::spawn_blocking(move || {
-                    validate_for_this_build(&value, &engine, Some(&root))
+                    validate_for_this_build(&document, &engine, Some(&root))
                 })
                 .await
                 .map_err(|_| ApiError::internal())
             }
-            Err(DocumentError::Parse(message)) => Ok(Validation {
-                diagnostics: vec![parse_diagnostic(message)],
+            Err(Ok(message)) => Ok(Validation {
+                diagnostics: vec![super::error::parse_diagnostic(message)],
                 spec: None,
             }),
-            Err(error) => Err(error.into_api_error()),
+            Err(Err(error)) => Err(error),
         }
     }
 
     /// Loads a spec a run will execute: any error-severity diagnostic is `400 spec_invalid`.
-    /// Spec files are served from the [`super::spec_cache`] while unchanged.
-    /// A request's `overrides` are merged over the document before it is validated (the
-    /// cache holds files as written, so an overridden file is read and checked afresh); the
-    /// merged document is what the run freezes and executes.
+    /// A spec file without layers is served from the [`super::spec_cache`] while unchanged
+    /// (the cache holds files as written, so a layered file is read and checked afresh); the
+    /// layered document is what the run validates and executes.
     pub async fn load_run_spec(
         &self,
-        source: &SpecSource,
-        overrides: &Map<String, Value>,
+        request: &SpecRequest,
+        skills: Option<&SkillsOverlay>,
     ) -> Result<LoadedSpec, ApiError> {
-        let requested = match source {
-            SpecSource::Path(requested) if overrides.is_empty() => requested,
-            _ => {
-                let value = self
-                    .read_document(source)
-                    .await
-                    .map_err(DocumentError::into_api_error)?;
-                let validated = self
-                    .validated(crate::spec::overrides::apply(value, overrides))
-                    .await?;
-                return Ok(LoadedSpec {
-                    value: validated.value.clone(),
-                    spec: validated.spec.clone(),
-                    spec_path: match source {
-                        SpecSource::Path(requested) => Some(requested.clone()),
-                        SpecSource::Inline(_) => None,
-                    },
-                    diagnostics: validated.diagnostics.clone(),
-                });
-            }
-        };
-        let loaded = match self.spec_cache.fresh(requested) {
-            Some(cached) => cached,
-            None => self.load_spec_file(requested).await?,
-        };
+        let plain = request.overlays.is_empty()
+            && request.overrides.is_empty()
+            && request.environment.is_none()
+            && skills.is_none_or(SkillsOverlay::is_empty);
+        if let (true, SpecSource::Path(requested)) = (plain, &request.source) {
+            let loaded = match self.spec_cache.fresh(requested) {
+                Some(cached) => cached,
+                None => self.load_spec_file(requested).await?,
+            };
+            return Ok(LoadedSpec {
+                value: loaded.value.clone(),
+                overlays: Vec::new(),
+                document: loaded.value.clone(),
+                spec: loaded.spec.clone(),
+                spec_path: Some(requested.clone()),
+                diagnostics: loaded.diagnostics.clone(),
+            });
+        }
+        let layered = self.layered_document(request, skills).await?;
+        let validated = self.validated(layered.document.clone()).await?;
         Ok(LoadedSpec {
-            value: loaded.value.clone(),
-            spec: loaded.spec.clone(),
-            spec_path: Some(requested.clone()),
-            diagnostics: loaded.diagnostics.clone(),
+            value: layered.base,
+            overlays: layered.overlays,
+            document: layered.document,
+            spec: validated.spec.clone(),
+            spec_path: request.spec_path().map(str::to_string),
+            diagnostics: validated.diagnostics.clone(),
         })
     }
 
@@ -351,7 +448,7 @@ impl Platform {
     }
 
     /// Validates a parsed document off the async runtime, as `POST /v1/specs/validate` does.
-    async fn validated(&self, value: Value) -> Result<Arc<CachedSpec>, ApiError> {
+    pub(super) async fn validated(&self, value: Value) -> Result<Arc<CachedSpec>, ApiError> {
         let engine = self.engine.clone();
         let checked = value.clone();
         let root = self.config.spec_root.clone();

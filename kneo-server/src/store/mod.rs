@@ -10,6 +10,7 @@
 pub mod continuation_files;
 pub mod error;
 pub mod postgres;
+pub mod run_filter;
 pub mod sqlite;
 pub mod state_lock;
 pub mod types;
@@ -26,7 +27,7 @@ pub use types::*;
 /// The newest schema version this binary knows, per backend.
 ///
 /// A database that reports a higher version was written by a newer kneo and is refused.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Run state, queue and everything recorded alongside runs.
 #[async_trait]
@@ -147,6 +148,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Runs whose deadline passed while still `created`, `running` or `blocked`.
     async fn overdue_runs(&self, now: &str, limit: usize) -> Result<Vec<RunRecord>, StoreError>;
+
+    /// Every stored environment policy, by environment name.
+    async fn list_environment_policies(&self) -> Result<Vec<EnvironmentPolicyRecord>, StoreError>;
+
+    async fn get_environment_policy(
+        &self,
+        environment: &str,
+    ) -> Result<Option<EnvironmentPolicyRecord>, StoreError>;
+
+    /// Stores (or replaces) the policy of `record.environment`.
+    async fn put_environment_policy(
+        &self,
+        record: &EnvironmentPolicyRecord,
+    ) -> Result<(), StoreError>;
 }
 
 /// Paused human tasks, one record per blocked run.

@@ -447,6 +447,27 @@ pub struct RunQuery {
     pub page: PageQuery,
     pub status: Option<RunStatus>,
     pub sort: RunSort,
+    /// The other filters of `GET /v1/runs`, AND-combined with `status`; the page and its `total`
+    /// apply the same predicate.
+    pub filter: RunFilter,
+}
+
+/// The optional filters of `GET /v1/runs` (beside `status`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    /// `agent` or `workflow`, as stored on the run (never the workflow type).
+    pub workflow_kind: Option<String>,
+    /// Exact match on the workflow's name.
+    pub workflow_name: Option<String>,
+    pub session_id: Option<String>,
+    /// Whether the run's `error` is set (a cancelled run has one).
+    pub has_error: Option<bool>,
+    /// Inclusive lower bound on `created_at`, in the stored timestamp form.
+    pub created_after: Option<String>,
+    /// Inclusive upper bound on `created_at`, in the stored timestamp form.
+    pub created_before: Option<String>,
+    /// Case-insensitive substring of `output_text` or of `error.message` (each on its own).
+    pub q: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -468,6 +489,15 @@ pub struct AuditQuery {
     pub run_id: Option<String>,
     /// Only events whose metadata mentions this text (capture bundles look up request ids).
     pub mentions: Option<String>,
+}
+
+/// A stored environment policy (`PUT /v1/policies/environment/{environment}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvironmentPolicyRecord {
+    pub environment: String,
+    /// The policy document, every field present.
+    pub policy: Value,
+    pub updated_at: String,
 }
 
 /// One audit record (redacted before it reaches the store).

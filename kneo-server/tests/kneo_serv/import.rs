@@ -154,6 +154,7 @@ async fn kneo_ids(target: &StoreLocation) -> Ids {
             page: everything(SortOrder::Desc),
             status: None,
             sort: RunSort::CreatedAt,
+            filter: Default::default(),
         })
         .await
         .expect("list runs");
@@ -347,6 +348,7 @@ async fn moves_into_kneo_server(
                     page: everything(SortOrder::Desc),
                     status: None,
                     sort: RunSort::CreatedAt,
+                    filter: Default::default(),
                 })
                 .await
                 .expect("list");

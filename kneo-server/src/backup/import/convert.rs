@@ -322,6 +322,16 @@ impl<'a> Converter<'a> {
             None => out.encoder.null("workflow_name"),
         }
         out.encoder.raw_json("document", &document);
+        // The list filters' columns, copied from the run as kneo-server's store does.
+        for (column, value) in [
+            ("workflow_kind", &record.workflow_kind),
+            ("session_id", &record.session_id),
+        ] {
+            match value {
+                Some(value) => out.encoder.text(column, value),
+                None => out.encoder.null(column),
+            }
+        }
         out.write_row()?;
         for (position, event) in trace.into_iter().enumerate() {
             let out = self.writer("trace_events")?;

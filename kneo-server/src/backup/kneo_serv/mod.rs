@@ -32,6 +32,7 @@ pub static FAMILY: SchemaFamily = SchemaFamily {
     tables: TABLES,
     oldest_schema: SCHEMA_VERSION,
     newest_schema: SCHEMA_VERSION,
+    oldest_archive_schema: SCHEMA_VERSION,
     tables_prefix: "kneo-serv/tables/",
     continuations_prefix: "kneo-serv/continuations/",
     runs: RunColumns {
@@ -65,6 +66,7 @@ pub const TABLES: &[TableSpec] = &[
         // already records version 4), so the archived one is put back as it was.
         restored: true,
         run_reference: None,
+        added_in_schema: SCHEMA_VERSION,
     },
     TableSpec {
         family: Family::KneoServ,
@@ -83,6 +85,7 @@ pub const TABLES: &[TableSpec] = &[
         identity: None,
         restored: true,
         run_reference: Some("run_id"),
+        added_in_schema: SCHEMA_VERSION,
     },
     TableSpec {
         family: Family::KneoServ,
@@ -102,6 +105,7 @@ pub const TABLES: &[TableSpec] = &[
         identity: None,
         restored: true,
         run_reference: None,
+        added_in_schema: SCHEMA_VERSION,
     },
     TableSpec {
         family: Family::KneoServ,
@@ -122,6 +126,7 @@ pub const TABLES: &[TableSpec] = &[
         identity: None,
         restored: true,
         run_reference: Some("run_id"),
+        added_in_schema: SCHEMA_VERSION,
     },
     TableSpec {
         family: Family::KneoServ,
@@ -140,6 +145,7 @@ pub const TABLES: &[TableSpec] = &[
         identity: None,
         restored: true,
         run_reference: None,
+        added_in_schema: SCHEMA_VERSION,
     },
     TableSpec {
         family: Family::KneoServ,
@@ -157,6 +163,7 @@ pub const TABLES: &[TableSpec] = &[
         identity: None,
         restored: true,
         run_reference: None,
+        added_in_schema: SCHEMA_VERSION,
     },
     TableSpec {
         family: Family::KneoServ,
@@ -172,6 +179,7 @@ pub const TABLES: &[TableSpec] = &[
         identity: None,
         restored: true,
         run_reference: None,
+        added_in_schema: SCHEMA_VERSION,
     },
     TableSpec {
         family: Family::KneoServ,
@@ -188,6 +196,7 @@ pub const TABLES: &[TableSpec] = &[
         identity: None,
         restored: true,
         run_reference: None,
+        added_in_schema: SCHEMA_VERSION,
     },
     TableSpec {
         family: Family::KneoServ,
@@ -201,6 +210,7 @@ pub const TABLES: &[TableSpec] = &[
         identity: None,
         restored: true,
         run_reference: None,
+        added_in_schema: SCHEMA_VERSION,
     },
 ];
 

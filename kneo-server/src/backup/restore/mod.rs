@@ -164,11 +164,13 @@ fn archive_family(archive: &Path) -> Family {
     peek_family(archive).unwrap_or(Family::Kneo)
 }
 
-/// Whether a verified archive may be committed into a store of this kneo.
+/// Whether a verified archive may be committed into a store of this kneo: one of its own schema,
+/// or of an older one whose rows reading brings up to date (see `format::Added`).
 fn acceptable(report: &VerifyReport) -> bool {
     report.ok
         && report.manifest.as_ref().is_some_and(|manifest| {
-            manifest.schema_version == manifest.family.schema().newest_schema
+            let family = manifest.family.schema();
+            (family.oldest_archive_schema..=family.newest_schema).contains(&manifest.schema_version)
         })
 }
 
@@ -183,7 +185,7 @@ fn refusal(archive: &Path, report: VerifyReport) -> BackupError {
                 known: family.newest_schema,
             };
         }
-        if report.ok && manifest.schema_version < family.newest_schema {
+        if report.ok && manifest.schema_version < family.oldest_archive_schema {
             return BackupError::SchemaMismatch {
                 what: format!("the archive {}", archive.display()),
                 found: manifest.schema_version,

@@ -11,8 +11,14 @@ use super::errors::{Failure, database};
 use crate::store::{ErrorKind, SCHEMA_VERSION, StoreError};
 
 /// Migrations in order: (version, name, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("migrations/0001_initial.sql")),
+    (
+        2,
+        "run_filters_and_environment_policies",
+        include_str!("migrations/0002_run_filters_and_environment_policies.sql"),
+    ),
+];
 
 /// The advisory lock every kneo process takes while migrating ("kneo" in ASCII). Advisory locks are
 /// per database, so kneo deployments sharing a cluster with separate databases do not contend.

@@ -20,6 +20,7 @@ mod columns;
 mod continuations;
 mod errors;
 mod migrate;
+mod policies;
 mod records;
 mod runs;
 mod sql;
@@ -38,10 +39,10 @@ pub use continuations::PostgresContinuationStore;
 use self::errors::Failure;
 use self::sql::column;
 use super::{
-    AuditEvent, AuditQuery, CheckpointQuery, ClaimRequest, ClaimResult, CreateOutcome, ErrorKind,
-    IdempotencyBegin, IdempotencyBinding, IdempotencyRequest, Page, PageQuery, Progress,
-    QueueCounts, QueueEntry, QueueRecord, RunQuery, RunRecord, SaveOutcome, ServiceEvent, Store,
-    StoreError, StoreKind, TraceQuery,
+    AuditEvent, AuditQuery, CheckpointQuery, ClaimRequest, ClaimResult, CreateOutcome,
+    EnvironmentPolicyRecord, ErrorKind, IdempotencyBegin, IdempotencyBinding, IdempotencyRequest,
+    Page, PageQuery, Progress, QueueCounts, QueueEntry, QueueRecord, RunQuery, RunRecord,
+    SaveOutcome, ServiceEvent, Store, StoreError, StoreKind, TraceQuery,
 };
 use crate::postgres_client::PostgresTarget;
 use crate::redact::redacted_text;
@@ -558,6 +559,38 @@ impl Store for PostgresStore {
         self.inner
             .run("finding overdue runs", async move |client| {
                 runs::overdue_runs(&*client, &now, limit).await
+            })
+            .await
+    }
+
+    async fn list_environment_policies(&self) -> Result<Vec<EnvironmentPolicyRecord>, StoreError> {
+        self.inner
+            .run("listing environment policies", async move |client| {
+                policies::list(&*client).await
+            })
+            .await
+    }
+
+    async fn get_environment_policy(
+        &self,
+        environment: &str,
+    ) -> Result<Option<EnvironmentPolicyRecord>, StoreError> {
+        let environment = environment.to_string();
+        self.inner
+            .run("reading an environment policy", async move |client| {
+                policies::get(&*client, &environment).await
+            })
+            .await
+    }
+
+    async fn put_environment_policy(
+        &self,
+        record: &EnvironmentPolicyRecord,
+    ) -> Result<(), StoreError> {
+        let record = record.clone();
+        self.inner
+            .run("storing an environment policy", async move |client| {
+                policies::put(&*client, &record).await
             })
             .await
     }

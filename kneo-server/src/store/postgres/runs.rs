@@ -18,11 +18,13 @@ use super::columns::{self, Timestamp};
 use super::errors::{Failure, database};
 use super::records;
 use super::sql::{self, column};
+use crate::store::run_filter::{Bound, Dialect, where_clause};
 use crate::store::{
     AuditEvent, Claim, ClaimRequest, ClaimResult, CreateOutcome, Expect, IdempotencyBinding, Page,
     Progress, QueueCounts, QueueEntry, QueueRecord, QueueStatus, QueueTransition, RunQuery,
     RunRecord, RunStatus, SaveOutcome, StoreError,
 };
+use tokio_postgres::types::ToSql;
 
 pub(super) async fn create_run(
     client: &mut Client,
@@ -105,8 +107,8 @@ async fn insert_run(client: &impl GenericClient, run: &RunRecord) -> Result<(), 
     sql::execute(
         client,
         "inserting a run",
-        "INSERT INTO runs (id, status, created_at, updated_at, deadline_at, workflow_name, document)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO runs (id, status, created_at, updated_at, deadline_at, workflow_name, document, workflow_kind, session_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         &[
             &run.id,
             &run.status.as_str(),
@@ -115,6 +117,8 @@ async fn insert_run(client: &impl GenericClient, run: &RunRecord) -> Result<(), 
             &values.deadline_at,
             &run.workflow_name,
             &values.document,
+            &run.workflow_kind,
+            &run.session_id,
         ],
     )
     .await?;
@@ -126,9 +130,10 @@ async fn update_run(client: &impl GenericClient, run: &RunRecord) -> Result<(), 
     sql::execute(
         client,
         "updating a run",
-        "UPDATE runs SET status = $2, updated_at = $3, deadline_at = $4, workflow_name = $5, document = $6
+        "UPDATE runs SET status = $2, updated_at = $3, deadline_at = $4, workflow_name = $5, document = $6,
+             workflow_kind = $7, session_id = $8
          WHERE id = $1",
-        &[&run.id, &run.status.as_str(), &values.updated_at, &values.deadline_at, &run.workflow_name, &values.document],
+        &[&run.id, &run.status.as_str(), &values.updated_at, &values.deadline_at, &run.workflow_name, &values.document, &run.workflow_kind, &run.session_id],
     )
     .await?;
     Ok(())
@@ -160,6 +165,29 @@ fn parse_status(text: &str, run_id: &str) -> Result<RunStatus, Failure> {
     })
 }
 
+/// How the Postgres store spells a run listing's filters (documents are jsonb).
+const POSTGRES_RUN_FILTER: Dialect = Dialect {
+    placeholder: |n| format!("${n}"),
+    has_error: "COALESCE(jsonb_typeof(document->'error'), 'null') <> 'null'",
+    output_text: "(document->>'output_text')",
+    error_message: "(document->'error'->>'message')",
+    contains: |haystack, needle| format!("strpos(lower(coalesce({haystack}, '')), {needle}) > 0"),
+    fold: str::to_lowercase,
+};
+
+/// The bound values of a filter clause, typed for Postgres.
+fn bound_values(bound: Vec<Bound>) -> Result<Vec<Box<dyn ToSql + Sync + Send>>, Failure> {
+    bound
+        .into_iter()
+        .map(|value| -> Result<Box<dyn ToSql + Sync + Send>, Failure> {
+            Ok(match value {
+                Bound::Text(text) => Box::new(text),
+                Bound::Timestamp(text) => Box::new(columns::timestamp(&text, "created_at")?),
+            })
+        })
+        .collect()
+}
+
 pub(super) async fn list_runs(
     client: &impl GenericClient,
     query: &RunQuery,
@@ -167,11 +195,7 @@ pub(super) async fn list_runs(
     let operation = "listing runs";
     let column_name = query.sort.column();
     let order = query.page.order.sql();
-    let filter = if query.status.is_some() {
-        "WHERE status = $4"
-    } else {
-        ""
-    };
+    let (filter, bound) = where_clause(query.status, &query.filter, 4, &POSTGRES_RUN_FILTER);
     // The inner query picks the newest `window` rows; the outer one orders and pages inside them.
     let statement = format!(
         "SELECT document FROM (
@@ -180,35 +204,31 @@ pub(super) async fn list_runs(
          ) AS windowed ORDER BY sort_key {order}, id {order} LIMIT $2 OFFSET $3"
     );
     let (window, limit, offset) = page_numbers(&query.page);
-    let status = query.status.map(RunStatus::as_str);
-    let rows = match &status {
-        Some(status) => {
-            sql::query(
-                client,
-                operation,
-                &statement,
-                &[&window, &limit, &offset, status],
-            )
-            .await?
-        }
-        None => sql::query(client, operation, &statement, &[&window, &limit, &offset]).await?,
-    };
+    let filter_values = bound_values(bound)?;
+    let mut parameters: Vec<&(dyn ToSql + Sync)> = vec![&window, &limit, &offset];
+    parameters.extend(
+        filter_values
+            .iter()
+            .map(|value| value.as_ref() as &(dyn ToSql + Sync)),
+    );
+    let rows = sql::query(client, operation, &statement, &parameters).await?;
     let items = rows
         .iter()
         .map(|row| run_from_document(column(row, 0, operation)?, "a listed run"))
         .collect::<Result<Vec<_>, _>>()?;
-    let count = match &status {
-        Some(status) => {
-            sql::query_one(
-                client,
-                "counting runs",
-                "SELECT count(*) FROM runs WHERE status = $1",
-                &[status],
-            )
-            .await?
-        }
-        None => sql::query_one(client, "counting runs", "SELECT count(*) FROM runs", &[]).await?,
-    };
+    let (filter, bound) = where_clause(query.status, &query.filter, 1, &POSTGRES_RUN_FILTER);
+    let count_values = bound_values(bound)?;
+    let count_parameters: Vec<&(dyn ToSql + Sync)> = count_values
+        .iter()
+        .map(|value| value.as_ref() as &(dyn ToSql + Sync))
+        .collect();
+    let count = sql::query_one(
+        client,
+        "counting runs",
+        &format!("SELECT count(*) FROM runs {filter}"),
+        &count_parameters,
+    )
+    .await?;
     Ok(Page {
         items,
         total: column(&count, 0, "counting runs")?,

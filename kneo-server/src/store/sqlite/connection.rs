@@ -8,8 +8,14 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavio
 use crate::store::{ErrorKind, SCHEMA_VERSION, StoreError};
 
 /// Migrations in order; each is applied in its own transaction and recorded in `schema_migrations`.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("migrations/0001_initial.sql")),
+    (
+        2,
+        "run_filters_and_environment_policies",
+        include_str!("migrations/0002_run_filters_and_environment_policies.sql"),
+    ),
+];
 
 /// Opens one connection with the pragmas every connection of the store needs.
 pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {

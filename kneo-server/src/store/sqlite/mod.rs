@@ -11,6 +11,7 @@
 //! - [`writer`]: the writer thread.
 
 mod connection;
+mod policies;
 mod records;
 mod rows;
 mod runs;
@@ -28,10 +29,10 @@ use serde_json::Value;
 pub use connection::{open_connection, schema_version_of};
 
 use super::{
-    AuditEvent, AuditQuery, CheckpointQuery, ClaimRequest, ClaimResult, CreateOutcome, ErrorKind,
-    IdempotencyBegin, IdempotencyBinding, IdempotencyRequest, Page, PageQuery, Progress,
-    QueueCounts, QueueEntry, QueueRecord, RunQuery, RunRecord, SaveOutcome, ServiceEvent, Store,
-    StoreError, StoreKind, TraceQuery,
+    AuditEvent, AuditQuery, CheckpointQuery, ClaimRequest, ClaimResult, CreateOutcome,
+    EnvironmentPolicyRecord, ErrorKind, IdempotencyBegin, IdempotencyBinding, IdempotencyRequest,
+    Page, PageQuery, Progress, QueueCounts, QueueEntry, QueueRecord, RunQuery, RunRecord,
+    SaveOutcome, ServiceEvent, Store, StoreError, StoreKind, TraceQuery,
 };
 
 const READER_CONNECTIONS: usize = 4;
@@ -335,6 +336,28 @@ impl Store for SqliteStore {
     async fn overdue_runs(&self, now: &str, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
         let now = now.to_string();
         self.read(move |connection| runs::overdue_runs(connection, &now, limit))
+            .await
+    }
+
+    async fn list_environment_policies(&self) -> Result<Vec<EnvironmentPolicyRecord>, StoreError> {
+        self.read(policies::list).await
+    }
+
+    async fn get_environment_policy(
+        &self,
+        environment: &str,
+    ) -> Result<Option<EnvironmentPolicyRecord>, StoreError> {
+        let environment = environment.to_string();
+        self.read(move |connection| policies::get(connection, &environment))
+            .await
+    }
+
+    async fn put_environment_policy(
+        &self,
+        record: &EnvironmentPolicyRecord,
+    ) -> Result<(), StoreError> {
+        let record = record.clone();
+        self.write(move |connection| policies::put(connection, &record))
             .await
     }
 }

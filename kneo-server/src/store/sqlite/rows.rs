@@ -24,6 +24,8 @@ pub struct RunRow {
     pub updated_at: String,
     pub deadline_at: Option<String>,
     pub workflow_name: Option<String>,
+    pub workflow_kind: Option<String>,
+    pub session_id: Option<String>,
     pub document: String,
 }
 
@@ -36,6 +38,8 @@ impl RunRow {
             updated_at: run.updated_at.clone(),
             deadline_at: run.deadline_at.clone(),
             workflow_name: run.workflow_name.clone(),
+            workflow_kind: run.workflow_kind.clone(),
+            session_id: run.session_id.clone(),
             document: to_json(run)?,
         })
     }

@@ -11,6 +11,7 @@ use super::connection::{CachedStatements, classify, from_json};
 use super::records;
 use super::rows::{AuditInsert, PreparedProgress, RunRow};
 use crate::clock;
+use crate::store::run_filter::{Bound, Dialect, where_clause};
 use crate::store::{
     AuditEvent, Claim, ClaimRequest, ClaimResult, CreateOutcome, Expect, IdempotencyBinding, Page,
     QueueCounts, QueueEntry, QueueRecord, QueueStatus, QueueTransition, RunQuery, RunRecord,
@@ -71,9 +72,9 @@ pub fn create_run(
 fn insert_run(transaction: &Connection, run: &RunRow) -> Result<(), StoreError> {
     transaction
         .execute_cached(
-            "INSERT INTO runs (id, status, created_at, updated_at, deadline_at, workflow_name, document)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![run.id, run.status, run.created_at, run.updated_at, run.deadline_at, run.workflow_name, run.document],
+            "INSERT INTO runs (id, status, created_at, updated_at, deadline_at, workflow_name, document, workflow_kind, session_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![run.id, run.status, run.created_at, run.updated_at, run.deadline_at, run.workflow_name, run.document, run.workflow_kind, run.session_id],
         )
         .map_err(|e| classify(e, "inserting a run"))?;
     Ok(())
@@ -82,9 +83,10 @@ fn insert_run(transaction: &Connection, run: &RunRow) -> Result<(), StoreError> 
 fn update_run(transaction: &Connection, run: &RunRow) -> Result<(), StoreError> {
     transaction
         .execute_cached(
-            "UPDATE runs SET status = ?2, updated_at = ?3, deadline_at = ?4, workflow_name = ?5, document = ?6
+            "UPDATE runs SET status = ?2, updated_at = ?3, deadline_at = ?4, workflow_name = ?5, document = ?6,
+                 workflow_kind = ?7, session_id = ?8
              WHERE id = ?1",
-            params![run.id, run.status, run.updated_at, run.deadline_at, run.workflow_name, run.document],
+            params![run.id, run.status, run.updated_at, run.deadline_at, run.workflow_name, run.document, run.workflow_kind, run.session_id],
         )
         .map_err(|e| classify(e, "updating a run"))?;
     Ok(())
@@ -114,14 +116,30 @@ fn stored_status(transaction: &Connection, run_id: &str) -> Result<Option<RunSta
         .transpose()
 }
 
+/// How the SQLite store spells a run listing's filters (documents are JSON text).
+const SQLITE_RUN_FILTER: Dialect = Dialect {
+    placeholder: |n| format!("?{n}"),
+    has_error: "json_extract(document, '$.error') IS NOT NULL",
+    output_text: "json_extract(document, '$.output_text')",
+    error_message: "json_extract(document, '$.error.message')",
+    contains: |haystack, needle| format!("instr(lower(coalesce({haystack}, '')), {needle}) > 0"),
+    // SQLite's lower() folds ASCII only.
+    fold: str::to_ascii_lowercase,
+};
+
+fn bound_values(bound: Vec<Bound>) -> Vec<rusqlite::types::Value> {
+    bound
+        .into_iter()
+        .map(|value| match value {
+            Bound::Text(text) | Bound::Timestamp(text) => rusqlite::types::Value::Text(text),
+        })
+        .collect()
+}
+
 pub fn list_runs(connection: &Connection, query: &RunQuery) -> Result<Page<RunRecord>, StoreError> {
     let column = query.sort.column();
     let order = query.page.order.sql();
-    let filter = if query.status.is_some() {
-        "WHERE status = ?4"
-    } else {
-        ""
-    };
+    let (filter, bound) = where_clause(query.status, &query.filter, 4, &SQLITE_RUN_FILTER);
     // The inner query picks the newest `window` rows; the outer one orders and pages inside them.
     let sql = format!(
         "SELECT document FROM (
@@ -129,34 +147,34 @@ pub fn list_runs(connection: &Connection, query: &RunQuery) -> Result<Page<RunRe
              ORDER BY {column} DESC, id DESC LIMIT ?1
          ) ORDER BY sort_key {order}, id {order} LIMIT ?2 OFFSET ?3"
     );
-    let status = query.status.map(RunStatus::as_str);
     let mut statement = connection
         .prepare_cached(&sql)
         .map_err(|e| classify(e, "listing runs"))?;
     let window = query.page.window as i64;
     let (limit, offset) = (query.page.limit as i64, query.page.offset as i64);
-    let rows: Vec<String> = match status {
-        Some(status) => statement
-            .query_map(params![window, limit, offset, status], |row| row.get(0))
-            .and_then(Iterator::collect),
-        None => statement
-            .query_map(params![window, limit, offset], |row| row.get(0))
-            .and_then(Iterator::collect),
-    }
-    .map_err(|e| classify(e, "listing runs"))?;
+    let mut values = vec![
+        rusqlite::types::Value::Integer(window),
+        rusqlite::types::Value::Integer(limit),
+        rusqlite::types::Value::Integer(offset),
+    ];
+    values.extend(bound_values(bound));
+    let rows: Vec<String> = statement
+        .query_map(rusqlite::params_from_iter(values), |row| row.get(0))
+        .and_then(Iterator::collect)
+        .map_err(|e| classify(e, "listing runs"))?;
     let items = rows
         .iter()
         .map(|text| from_json(text, "a listed run"))
         .collect::<Result<Vec<RunRecord>, _>>()?;
-    let total: i64 = match status {
-        Some(status) => connection.query_row_cached(
-            "SELECT COUNT(*) FROM runs WHERE status = ?1",
-            [status],
-            |row| row.get(0),
-        ),
-        None => connection.query_row_cached("SELECT COUNT(*) FROM runs", [], |row| row.get(0)),
-    }
-    .map_err(|e| classify(e, "counting runs"))?;
+    let (filter, bound) = where_clause(query.status, &query.filter, 1, &SQLITE_RUN_FILTER);
+    let total: i64 = connection
+        .prepare_cached(&format!("SELECT COUNT(*) FROM runs {filter}"))
+        .and_then(|mut statement| {
+            statement.query_row(rusqlite::params_from_iter(bound_values(bound)), |row| {
+                row.get(0)
+            })
+        })
+        .map_err(|e| classify(e, "counting runs"))?;
     Ok(Page { items, total })
 }
 
